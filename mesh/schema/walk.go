@@ -1,0 +1,202 @@
+package schema
+
+import (
+	"fmt"
+	"math"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// walkMessage checks a generic JSON value against a message descriptor and
+// records every unknown field, wrong type and bad enum with its path.
+func walkMessage(md protoreflect.MessageDescriptor, v any, path string, e *errs) {
+	if wellKnown(md, v, path, e) {
+		return
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		e.add(path, "must be an object, got %s", jsonType(v))
+		return
+	}
+	fields := md.Fields()
+	for _, k := range sortedKeys(obj) {
+		fd := fields.ByJSONName(k)
+		if fd == nil {
+			fd = fields.ByTextName(k)
+		}
+		child := path + "." + k
+		if fd == nil {
+			e.add(child, "unknown field %q", k)
+			continue
+		}
+		if obj[k] == nil {
+			continue
+		}
+		walkField(fd, obj[k], child, e)
+	}
+}
+
+func walkField(fd protoreflect.FieldDescriptor, v any, path string, e *errs) {
+	switch {
+	case fd.IsMap():
+		m, ok := v.(map[string]any)
+		if !ok {
+			e.add(path, "must be a map, got %s", jsonType(v))
+			return
+		}
+		for _, k := range sortedKeys(m) {
+			walkSingle(fd.MapValue(), m[k], key(path, k), e)
+		}
+	case fd.IsList():
+		l, ok := v.([]any)
+		if !ok {
+			e.add(path, "must be a list, got %s", jsonType(v))
+			return
+		}
+		for i, item := range l {
+			walkSingle(fd, item, idx(path, i), e)
+		}
+	default:
+		walkSingle(fd, v, path, e)
+	}
+}
+
+func walkSingle(fd protoreflect.FieldDescriptor, v any, path string, e *errs) {
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		walkMessage(fd.Message(), v, path, e)
+	case protoreflect.EnumKind:
+		walkEnum(fd.Enum(), v, path, e)
+	case protoreflect.StringKind:
+		if _, ok := v.(string); !ok {
+			e.add(path, "must be a string, got %s", jsonType(v))
+		}
+	case protoreflect.BytesKind:
+		if _, ok := v.(string); !ok {
+			e.add(path, "must be a base64 string, got %s", jsonType(v))
+		}
+	case protoreflect.BoolKind:
+		if _, ok := v.(bool); !ok {
+			e.add(path, "must be a boolean, got %s", jsonType(v))
+		}
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		if !isNumber(v) {
+			e.add(path, "must be a number, got %s", jsonType(v))
+		}
+	default:
+		walkInt(fd.Kind(), v, path, e)
+	}
+}
+
+func walkInt(k protoreflect.Kind, v any, path string, e *errs) {
+	var f float64
+	switch n := v.(type) {
+	case int64:
+		f = float64(n)
+	case float64:
+		f = n
+	default:
+		e.add(path, "must be an integer, got %s", jsonType(v))
+		return
+	}
+	if f != math.Trunc(f) {
+		e.add(path, "must be an integer, got %v", v)
+		return
+	}
+	unsigned := k == protoreflect.Uint32Kind || k == protoreflect.Uint64Kind || k == protoreflect.Fixed32Kind || k == protoreflect.Fixed64Kind
+	if unsigned && f < 0 {
+		e.add(path, "must not be negative, got %v", v)
+	}
+	is32 := k == protoreflect.Int32Kind || k == protoreflect.Sint32Kind || k == protoreflect.Sfixed32Kind || k == protoreflect.Uint32Kind || k == protoreflect.Fixed32Kind
+	if is32 && (f > math.MaxUint32 || f < math.MinInt32) {
+		e.add(path, "out of range for a 32-bit integer: %v", v)
+	}
+}
+
+func walkEnum(ed protoreflect.EnumDescriptor, v any, path string, e *errs) {
+	if ed.FullName() == "google.protobuf.NullValue" {
+		return
+	}
+	switch n := v.(type) {
+	case string:
+		if ed.Values().ByName(protoreflect.Name(n)) == nil {
+			e.add(path, "invalid value %q (want one of %s)", n, enumNames(ed))
+		}
+	case int64:
+		if ed.Values().ByNumber(protoreflect.EnumNumber(n)) == nil {
+			e.add(path, "invalid value %d (want one of %s)", n, enumNames(ed))
+		}
+	default:
+		e.add(path, "must be one of %s, got %s", enumNames(ed), jsonType(v))
+	}
+}
+
+func enumNames(ed protoreflect.EnumDescriptor) string {
+	s := ""
+	for i := 0; i < ed.Values().Len(); i++ {
+		if i > 0 {
+			s += ", "
+		}
+		s += string(ed.Values().Get(i).Name())
+	}
+	return s
+}
+
+// wellKnown handles the well-known types whose JSON form is not an object;
+// it reports whether it handled md.
+func wellKnown(md protoreflect.MessageDescriptor, v any, path string, e *errs) bool {
+	switch md.FullName() {
+	case "google.protobuf.Duration", "google.protobuf.Timestamp", "google.protobuf.FieldMask":
+		if _, ok := v.(string); !ok {
+			e.add(path, "must be a string, got %s", jsonType(v))
+		}
+		return true
+	case "google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue", "google.protobuf.Any":
+		return true
+	case "google.protobuf.BoolValue":
+		if _, ok := v.(bool); !ok {
+			e.add(path, "must be a boolean, got %s", jsonType(v))
+		}
+		return true
+	case "google.protobuf.StringValue", "google.protobuf.BytesValue":
+		if _, ok := v.(string); !ok {
+			e.add(path, "must be a string, got %s", jsonType(v))
+		}
+		return true
+	case "google.protobuf.DoubleValue", "google.protobuf.FloatValue":
+		if !isNumber(v) {
+			e.add(path, "must be a number, got %s", jsonType(v))
+		}
+		return true
+	case "google.protobuf.Int32Value", "google.protobuf.UInt32Value", "google.protobuf.Int64Value", "google.protobuf.UInt64Value":
+		walkInt(md.Fields().ByName("value").Kind(), v, path, e)
+		return true
+	}
+	return false
+}
+
+func isNumber(v any) bool {
+	switch v.(type) {
+	case int64, float64:
+		return true
+	}
+	return false
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int64, float64:
+		return "a number"
+	}
+	return fmt.Sprintf("%T", v)
+}
