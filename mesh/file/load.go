@@ -1,0 +1,189 @@
+package file
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/schema"
+)
+
+// maxFileSize bounds one config file; larger files are rejected.
+const maxFileSize = 8 << 20
+
+// Rejection is an object or file that failed to load.
+type Rejection struct {
+	Key    mesh.Key    // zero when the whole file failed
+	Source mesh.Source // file and line
+	Err    error
+}
+
+// Result is one load of a config tree.
+type Result struct {
+	Objects    []*mesh.Config
+	Mesh       *mesh.MeshConfig // nil when the tree has none
+	MeshSource mesh.Source
+	Rejected   []Rejection
+	// BrokenFiles lists files that could not be read or parsed at all, so
+	// the objects they held are unknown.
+	BrokenFiles []string
+	// Ignored lists documents that are not Istio or Ward objects.
+	Ignored []string
+	// Snapshot is built from Objects and Mesh alone (no last-good merge).
+	Snapshot *mesh.Snapshot
+}
+
+// Errs returns the rejections as errors.
+func (r *Result) Errs() []error {
+	out := make([]error, 0, len(r.Rejected))
+	for _, rj := range r.Rejected {
+		out = append(out, rj.Err)
+	}
+	return out
+}
+
+// Load reads every *.yaml, *.yml and *.json file under dir (hidden files and
+// directories are skipped) and returns the valid objects and every
+// rejection. It fails only when dir itself cannot be walked.
+func Load(dir string) (*Result, error) {
+	files, err := configFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{res: &Result{}, seen: map[mesh.Key]mesh.Source{}}
+	for _, f := range files {
+		l.file(dir, f)
+	}
+	var mc mesh.MeshConfig
+	if l.res.Mesh != nil {
+		mc = *l.res.Mesh
+	}
+	l.res.Snapshot = mesh.NewSnapshot(mc, l.res.Objects)
+	return l.res, nil
+}
+
+func configFiles(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path != dir && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.IsDir() && isConfigFile(path) {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load config dir %s: %w", dir, err)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+func isConfigFile(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml", ".json":
+		return !strings.HasPrefix(filepath.Base(path), ".")
+	}
+	return false
+}
+
+type loader struct {
+	res  *Result
+	seen map[mesh.Key]mesh.Source
+}
+
+func (l *loader) file(root, path string) {
+	name := path
+	if rel, err := filepath.Rel(root, path); err == nil {
+		name = rel
+	}
+	data, err := readFile(path)
+	if err != nil {
+		l.broken(name, err)
+		return
+	}
+	docs, err := schema.SplitYAML(data)
+	if err != nil {
+		l.broken(name, err)
+		return
+	}
+	for _, d := range docs {
+		l.doc(name, d)
+	}
+}
+
+func readFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxFileSize {
+		return nil, fmt.Errorf("file is larger than %d bytes", maxFileSize)
+	}
+	return os.ReadFile(path)
+}
+
+func (l *loader) broken(name string, err error) {
+	l.res.BrokenFiles = append(l.res.BrokenFiles, name)
+	l.res.Rejected = append(l.res.Rejected, Rejection{Source: mesh.Source{File: name}, Err: fmt.Errorf("%s: %w", name, err)})
+}
+
+func (l *loader) doc(name string, d *schema.Document) {
+	src := mesh.Source{File: name, Line: d.Line}
+	dec, err := schema.Decode(d, src)
+	if err != nil {
+		l.reject(src, err)
+		return
+	}
+	switch {
+	case dec.Ignored != "":
+		l.res.Ignored = append(l.res.Ignored, fmt.Sprintf("%s: %s", src, dec.Ignored))
+	case dec.MeshConfig != nil:
+		l.meshConfig(src, dec.MeshConfig)
+	default:
+		l.object(d, dec.Config)
+	}
+}
+
+func (l *loader) reject(src mesh.Source, err error) {
+	rj := Rejection{Source: src, Err: err}
+	var oe *schema.ObjectError
+	if errors.As(err, &oe) {
+		rj.Key = oe.Key
+	}
+	l.res.Rejected = append(l.res.Rejected, rj)
+}
+
+func (l *loader) meshConfig(src mesh.Source, mc *mesh.MeshConfig) {
+	if l.res.Mesh != nil {
+		l.reject(src, fmt.Errorf("%s: MeshConfig: a second MeshConfig (the first is at %s)", src, l.res.MeshSource))
+		return
+	}
+	l.res.Mesh, l.res.MeshSource = mc, src
+}
+
+func (l *loader) object(d *schema.Document, c *mesh.Config) {
+	if err := schema.ValidateObject(c, d); err != nil {
+		l.reject(c.Source, err)
+		return
+	}
+	if prev, dup := l.seen[c.Key()]; dup {
+		l.reject(c.Source, &schema.ObjectError{Key: c.Key(), Source: c.Source,
+			Errors: []schema.FieldError{{Path: "metadata.name", Message: fmt.Sprintf("duplicate object (first defined at %s)", prev)}}})
+		return
+	}
+	l.seen[c.Key()] = c.Source
+	l.res.Objects = append(l.res.Objects, c)
+}
