@@ -3,9 +3,9 @@ package mesh
 import (
 	"sort"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
-	"google.golang.org/protobuf/proto"
 )
 
 // Kind names an Istio config kind, e.g. "PeerAuthentication".

@@ -1,8 +1,8 @@
 package mesh
 
 import (
-	typev1beta1 "istio.io/api/type/v1beta1"
 	"google.golang.org/protobuf/proto"
+	typev1beta1 "istio.io/api/type/v1beta1"
 )
 
 // Labels is a set of workload labels.

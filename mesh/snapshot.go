@@ -8,8 +8,8 @@ import (
 	"hash"
 	"sort"
 
-	networking "istio.io/api/networking/v1alpha3"
 	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // Snapshot is an immutable view of all mesh config and the service registry

@@ -22,6 +22,7 @@ import (
 	_ "github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	_ "github.com/spiffe/go-spiffe/v2/spiffeid"
 	_ "github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	_ "go.yaml.in/yaml/v3"
 	_ "google.golang.org/grpc/xds"
 	_ "istio.io/api/networking/v1alpha3"
 	_ "istio.io/api/security/v1alpha1"
@@ -30,5 +31,4 @@ import (
 	_ "k8s.io/client-go/kubernetes"
 	_ "k8s.io/client-go/tools/leaderelection"
 	_ "sigs.k8s.io/yaml"
-	_ "go.yaml.in/yaml/v3"
 )
