@@ -23,6 +23,9 @@ type Config struct {
 	// OnSnapshot is called, from the Run goroutine, with every snapshot
 	// whose version differs from the previous one.
 	OnSnapshot func(*mesh.Snapshot)
+	// OnReload, if set, is called after every reload with the new status,
+	// whether or not the snapshot changed (tests and status writers use it).
+	OnReload func(Status)
 	// Registry receives the source's metrics; nil means none.
 	Registry prometheus.Registerer
 }
@@ -97,6 +100,9 @@ func (s *Source) Reload() (*mesh.Snapshot, error) {
 	s.record(res, kept)
 	if changed && s.cfg.OnSnapshot != nil {
 		s.cfg.OnSnapshot(snap)
+	}
+	if s.cfg.OnReload != nil {
+		s.cfg.OnReload(s.Status())
 	}
 	return snap, nil
 }

@@ -1,0 +1,99 @@
+package hygiene
+
+import (
+	"encoding/json"
+	"go/parser"
+	"go/token"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/wardmesh/ward"
+
+type pkg struct {
+	ImportPath string
+	Dir        string
+	GoFiles    []string
+	Deps       []string
+}
+
+// listPackages runs `go list -json -deps=false` over the module.
+func listPackages(t *testing.T, withDeps bool) []pkg {
+	t.Helper()
+	args := []string{"list", "-json=ImportPath,Dir,GoFiles,Deps", module + "/..."}
+	out, err := exec.Command("go", args...).Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	var pkgs []pkg
+	for dec.More() {
+		var p pkg
+		if err := dec.Decode(&p); err != nil {
+			t.Fatalf("decode go list: %v", err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	return pkgs
+}
+
+// TestPackageDocs fails when a package has no "// Package x" doc comment or
+// more than one.
+func TestPackageDocs(t *testing.T) {
+	for _, p := range listPackages(t, false) {
+		n := 0
+		for _, f := range p.GoFiles {
+			af, err := parser.ParseFile(token.NewFileSet(), filepath.Join(p.Dir, f), nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if af.Doc != nil && strings.HasPrefix(af.Doc.Text(), "Package "+af.Name.Name) ||
+				af.Doc != nil && af.Name.Name == "main" && strings.HasPrefix(af.Doc.Text(), "Command ") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s: has %d package doc comments, want exactly 1 (a doc.go with \"// Package ...\")", p.ImportPath, n)
+		}
+	}
+}
+
+// rule forbids a package (and anything under it) from depending on imports
+// with the given prefixes.
+type rule struct {
+	pkg    string
+	forbid []string
+	why    string
+}
+
+var (
+	wardServers = []string{module + "/xds", module + "/ca", module + "/sds", module + "/agent", module + "/kube",
+		module + "/webhook", module + "/audit", module + "/cmd", module + "/mesh/file"}
+	ioAndServers = []string{"google.golang.org/grpc", "k8s.io/client-go", "github.com/fsnotify/fsnotify", "net/http"}
+)
+
+var rules = []rule{
+	{module + "/mesh", append(append([]string{module + "/authn", module + "/authz", module + "/policies"}, wardServers...), ioAndServers...),
+		"mesh is the model: it imports no translator, server, gRPC, client-go, HTTP or file watching"},
+	{module + "/mesh/schema", append(append([]string{module + "/authn", module + "/authz"}, wardServers...), ioAndServers...),
+		"schema is pure decoding and validation"},
+}
+
+func TestDependencyDirection(t *testing.T) {
+	for _, p := range listPackages(t, true) {
+		for _, r := range rules {
+			if p.ImportPath != r.pkg {
+				continue
+			}
+			for _, d := range p.Deps {
+				for _, f := range r.forbid {
+					if d == f || strings.HasPrefix(d, f+"/") {
+						t.Errorf("%s imports %s: %s", p.ImportPath, d, r.why)
+					}
+				}
+			}
+		}
+	}
+}
