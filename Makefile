@@ -1,0 +1,40 @@
+# Ward — build, run and test. See README.md.
+GO       ?= go
+BIN      := bin/ward
+STATE    ?= .state
+CONFIG   ?= examples
+PKGS     := ./...
+FUZZTIME ?= 10s
+
+.PHONY: all build run test test-short bench lint fuzz tools clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ward
+
+## run: the control plane on the example mesh, state in ./.state (git-ignored)
+run: build
+	$(BIN) serve --config $(CONFIG) --state $(STATE)
+
+## test: everything CI runs; installs what the tests need first
+test:
+	./hack/test.sh
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	./hack/govulncheck.sh
+
+## fuzz: a short run of every fuzz target
+fuzz:
+	./hack/fuzz.sh $(FUZZTIME)
+
+clean:
+	rm -rf bin
