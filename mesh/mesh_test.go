@@ -8,6 +8,8 @@ import (
 	security "istio.io/api/security/v1beta1"
 )
 
+var testTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 func se(ns, name string, created time.Time, spec *networking.ServiceEntry) *Config {
 	return &Config{Meta: Meta{Kind: KindServiceEntry, Namespace: ns, Name: name, CreationTimestamp: created}, Spec: spec}
 }
