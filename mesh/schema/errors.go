@@ -49,11 +49,16 @@ func (e *ObjectError) Error() string {
 	return b.String()
 }
 
-// errs accumulates field errors under a path prefix.
-type errs struct{ list []FieldError }
+// errs accumulates field errors (and, separately, Istio's warnings, which
+// never reject an object) under a path prefix.
+type errs struct{ list, warns []FieldError }
 
 func (e *errs) add(path, format string, args ...any) {
 	e.list = append(e.list, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (e *errs) warn(path, format string, args ...any) {
+	e.warns = append(e.warns, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
 }
 
 func idx(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }

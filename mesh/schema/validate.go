@@ -18,17 +18,24 @@ var validators = map[mesh.Kind]validator{}
 
 // Validate applies Istio's semantic validation to c and returns every
 // violation (not just the first), or nil when c is valid.
-func Validate(c *mesh.Config) []FieldError {
+func Validate(c *mesh.Config) []FieldError { return check(c).list }
+
+// Warnings returns what Istio's webhook reports as warnings for c: things
+// that are accepted but probably not meant (an egress host listed twice, a
+// deprecated field, a selector without labels). They never reject an object.
+func Warnings(c *mesh.Config) []FieldError { return check(c).warns }
+
+func check(c *mesh.Config) *errs {
 	var e errs
 	validateMeta(c, &e)
-	if c.Spec == nil {
+	if isNil(c.Spec) {
 		e.add("spec", "required")
-		return e.list
+		return &e
 	}
 	if v, ok := validators[c.Kind]; ok {
 		v(c, &e)
 	}
-	return e.list
+	return &e
 }
 
 // ValidateObject is Validate wrapped as an *ObjectError (nil when valid),

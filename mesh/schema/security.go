@@ -1,0 +1,348 @@
+package schema
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	security "istio.io/api/security/v1beta1"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+func init() {
+	validators[mesh.KindAuthorizationPolicy] = validateAuthorizationPolicy
+	validators[mesh.KindPeerAuthentication] = validatePeerAuthentication
+	validators[mesh.KindRequestAuthentication] = validateRequestAuthentication
+}
+
+func wrongType(e *errs, c *mesh.Config, want string) {
+	e.add("spec", "%s spec must be %s, got %T", c.Kind, want, c.Spec)
+}
+
+func validateAuthorizationPolicy(c *mesh.Config, e *errs) {
+	in, ok := c.Spec.(*security.AuthorizationPolicy)
+	if !ok {
+		wrongType(e, c, "*v1beta1.AuthorizationPolicy")
+		return
+	}
+	checkTargeting(e, in.GetSelector(), in.GetTargetRef(), in.GetTargetRefs())
+	checkAuthzAction(c, in, e)
+	for i, r := range in.GetRules() {
+		p := idx("spec.rules", i)
+		if r == nil {
+			e.add(p, "rule must not be null")
+			continue
+		}
+		checkAuthzRule(e, p, r, in.GetAction())
+	}
+}
+
+func checkAuthzAction(c *mesh.Config, in *security.AuthorizationPolicy, e *errs) {
+	a := in.GetAction()
+	if _, ok := security.AuthorizationPolicy_Action_name[int32(a)]; !ok {
+		e.add("spec.action", "invalid action %d (want ALLOW, DENY, AUDIT or CUSTOM)", a)
+	}
+	if _, ok := c.Annotations[mesh.AnnotationDryRun]; ok && a != security.AuthorizationPolicy_ALLOW && a != security.AuthorizationPolicy_DENY {
+		e.add(key("metadata.annotations", mesh.AnnotationDryRun), "dry-run is only supported with action ALLOW or DENY, not %s", a)
+	}
+	switch {
+	case a == security.AuthorizationPolicy_CUSTOM && in.Rules == nil:
+		e.add("spec.rules", "CUSTOM action without rules is meaningless as it will never be triggered; add an empty rule {} to trigger it for every request")
+	case a == security.AuthorizationPolicy_CUSTOM && in.GetProvider().GetName() == "":
+		e.add("spec.provider.name", "CUSTOM action requires provider.name")
+	case a != security.AuthorizationPolicy_CUSTOM && in.GetProvider() != nil:
+		e.add("spec.provider", "provider is only allowed with action CUSTOM, found %s", a)
+	case a == security.AuthorizationPolicy_DENY && in.Rules == nil:
+		e.add("spec.rules", "DENY action without rules is meaningless as it will never be triggered; add an empty rule {} to deny every request")
+	}
+}
+
+func checkAuthzRule(e *errs, p string, r *security.Rule, action security.AuthorizationPolicy_Action) {
+	custom := action == security.AuthorizationPolicy_CUSTOM
+	tcpFrom, tcpTo, hasFrom, hasTo := false, false, false, false
+	for j, f := range r.GetFrom() {
+		fp := idx(p+".from", j)
+		if f.GetSource() == nil {
+			e.add(fp+".source", "from.source must not be null")
+			continue
+		}
+		hasFrom = true
+		tcpFrom = checkSource(e, fp+".source", f.GetSource(), custom) || tcpFrom
+	}
+	for j, t := range r.GetTo() {
+		tp := idx(p+".to", j)
+		if t.GetOperation() == nil {
+			e.add(tp+".operation", "to.operation must not be null")
+			continue
+		}
+		hasTo = true
+		tcpTo = checkOperation(e, tp+".operation", t.GetOperation()) || tcpTo
+	}
+	for j, w := range r.GetWhen() {
+		checkCondition(e, idx(p+".when", j), w, custom)
+	}
+	if action == security.AuthorizationPolicy_DENY && ((hasFrom && !hasTo && !tcpFrom) || (hasTo && !tcpTo)) {
+		e.warn(p, "DENY rule uses only HTTP attributes, so it denies all traffic to TCP ports in its scope; specify the ports explicitly")
+	}
+}
+
+type namedList struct {
+	name string
+	vals []string
+}
+
+func sourceLists(s *security.Source) []namedList {
+	return []namedList{
+		{"principals", s.GetPrincipals()}, {"notPrincipals", s.GetNotPrincipals()},
+		{"requestPrincipals", s.GetRequestPrincipals()}, {"notRequestPrincipals", s.GetNotRequestPrincipals()},
+		{"namespaces", s.GetNamespaces()}, {"notNamespaces", s.GetNotNamespaces()},
+		{"serviceAccounts", s.GetServiceAccounts()}, {"notServiceAccounts", s.GetNotServiceAccounts()},
+		{"ipBlocks", s.GetIpBlocks()}, {"notIpBlocks", s.GetNotIpBlocks()},
+		{"remoteIpBlocks", s.GetRemoteIpBlocks()}, {"notRemoteIpBlocks", s.GetNotRemoteIpBlocks()},
+		{"trustDomains", s.GetTrustDomains()}, {"notTrustDomains", s.GetNotTrustDomains()},
+	}
+}
+
+// checkSource validates one from.source and reports whether it uses
+// attributes that also apply to TCP traffic.
+func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) {
+	empty := true
+	for _, l := range sourceLists(s) {
+		if len(l.vals) == 0 {
+			continue
+		}
+		empty = false
+		lp := p + "." + l.name
+		checkEmptyValues(e, lp, l.vals)
+		switch l.name {
+		case "ipBlocks", "notIpBlocks", "remoteIpBlocks", "notRemoteIpBlocks":
+			checkIPs(e, lp, l.vals)
+		case "serviceAccounts", "notServiceAccounts":
+			for i, v := range l.vals {
+				checkErr(e, idx(lp, i), ServiceAccount(v))
+			}
+		}
+		if l.name != "requestPrincipals" && l.name != "notRequestPrincipals" {
+			tcp = true
+		}
+		if custom && (strings.Contains(strings.ToLower(l.name), "principals") || strings.Contains(strings.ToLower(l.name), "namespaces")) {
+			e.add(lp, "%s is not supported with action CUSTOM", l.name)
+		}
+	}
+	if empty {
+		e.add(p, "from.source must not be empty")
+	}
+	hasSA := len(s.GetServiceAccounts())+len(s.GetNotServiceAccounts()) > 0
+	if hasSA && len(s.GetPrincipals())+len(s.GetNotPrincipals())+len(s.GetNamespaces())+len(s.GetNotNamespaces()) > 0 {
+		e.add(p, "serviceAccounts/notServiceAccounts cannot be set together with principals or namespaces")
+	}
+	return tcp
+}
+
+// ServiceAccount checks an AuthorizationPolicy serviceAccounts entry:
+// "<namespace>/<serviceaccount>" or a bare "<serviceaccount>" of the
+// policy's namespace.
+func ServiceAccount(v string) error {
+	if v == "" {
+		return nil // reported as an empty value
+	}
+	ns, sa, ok := strings.Cut(v, "/")
+	if !ok {
+		ns, sa = "", ns
+	}
+	if ok && (ns == "" || !dns1123Label.MatchString(ns)) {
+		return fmt.Errorf("invalid service account %q: namespace %q is not a DNS-1123 label", v, ns)
+	}
+	if sa == "" || len(sa) > 253 || !dns1123Subdomain.MatchString(sa) {
+		return fmt.Errorf("invalid service account %q: want <namespace>/<name> with a DNS-1123 name", v)
+	}
+	return nil
+}
+
+func checkEmptyValues(e *errs, p string, vals []string) {
+	for i, v := range vals {
+		if v == "" {
+			e.add(idx(p, i), "empty value not allowed")
+		}
+	}
+}
+
+// httpMethods are the methods an AuthorizationPolicy may name; "*" matches
+// any. Istio matches methods as strings, so a typo ("GIT") would silently
+// never match: Ward rejects it.
+var httpMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true,
+	"CONNECT": true, "OPTIONS": true, "TRACE": true, "*": true,
+}
+
+// checkOperation validates one to.operation and reports whether it uses
+// ports (the only attribute that also applies to TCP traffic).
+func checkOperation(e *errs, p string, op *security.Operation) (tcp bool) {
+	lists := []namedList{
+		{"hosts", op.GetHosts()}, {"notHosts", op.GetNotHosts()},
+		{"ports", op.GetPorts()}, {"notPorts", op.GetNotPorts()},
+		{"methods", op.GetMethods()}, {"notMethods", op.GetNotMethods()},
+		{"paths", op.GetPaths()}, {"notPaths", op.GetNotPaths()},
+	}
+	empty := true
+	for _, l := range lists {
+		if len(l.vals) == 0 {
+			continue
+		}
+		empty = false
+		lp := p + "." + l.name
+		checkEmptyValues(e, lp, l.vals)
+		for i, v := range l.vals {
+			checkOperationValue(e, idx(lp, i), l.name, v)
+		}
+	}
+	if empty {
+		e.add(p, "to.operation must not be empty")
+	}
+	return len(op.GetPorts())+len(op.GetNotPorts()) > 0
+}
+
+func checkOperationValue(e *errs, p, field, v string) {
+	if v == "" {
+		return
+	}
+	switch field {
+	case "ports", "notPorts":
+		checkErr(e, p, portString(v))
+	case "methods", "notMethods":
+		if !httpMethods[v] {
+			e.add(p, "invalid method %q (want one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE)", v)
+		}
+	case "paths", "notPaths":
+		checkErr(e, p, PathTemplate(v))
+	}
+}
+
+func portString(v string) error {
+	var n int
+	if _, err := fmt.Sscanf(v, "%d", &n); err != nil || fmt.Sprint(n) != v || n < 1 || n > 65535 {
+		return fmt.Errorf("invalid port %q (want a number in 1..65535)", v)
+	}
+	return nil
+}
+
+// condition keys Istio supports in `when`; keys ending in "[" take a
+// bracketed name, e.g. request.headers[User-Agent].
+var conditionKeys = map[string]string{
+	"source.ip": "ip", "remote.ip": "ip", "destination.ip": "ip", "destination.port": "port",
+	"source.namespace": "", "source.principal": "", "source.serviceAccount": "sa",
+	"request.auth.principal": "", "request.auth.audiences": "", "request.auth.presenter": "",
+	"connection.sni": "",
+}
+
+var mapConditionKeys = []string{"request.headers", "request.auth.claims", "experimental.envoy.filters."}
+
+// ConditionKey checks an AuthorizationPolicy `when` key.
+func ConditionKey(k string) error {
+	if _, ok := conditionKeys[k]; ok {
+		return nil
+	}
+	for _, prefix := range mapConditionKeys {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		open := strings.Index(k, "[")
+		if strings.HasSuffix(k, "]") && open > 0 && open < len(k)-2 {
+			return nil
+		}
+		return fmt.Errorf("bad key %q: should have the form %s[name]", k, strings.TrimSuffix(prefix, "."))
+	}
+	switch {
+	case k == "destination.namespace":
+		return fmt.Errorf("attribute %s is replaced by metadata.namespace", k)
+	case strings.HasPrefix(k, "destination.labels"):
+		return fmt.Errorf("attribute %s is replaced by the workload selector", k)
+	case k == "destination.name" || k == "destination.user":
+		return fmt.Errorf("deprecated attribute %s: only supported in v1alpha1", k)
+	}
+	return fmt.Errorf("unknown attribute %q", k)
+}
+
+func checkCondition(e *errs, p string, w *security.Condition, custom bool) {
+	if w == nil {
+		e.add(p, "condition must not be null")
+		return
+	}
+	k := w.GetKey()
+	if k == "" {
+		e.add(p+".key", "key must not be empty")
+		return
+	}
+	if err := ConditionKey(k); err != nil {
+		e.add(p+".key", "%v", err)
+		return
+	}
+	if custom && (k == "source.namespace" || k == "source.principal" || strings.HasPrefix(k, "request.auth.")) {
+		e.add(p+".key", "%s is not supported with action CUSTOM", k)
+	}
+	if len(w.GetValues()) == 0 && len(w.GetNotValues()) == 0 {
+		e.add(p, "at least one of values or notValues must be set for key %s", k)
+	}
+	checkConditionValues(e, p+".values", k, w.GetValues())
+	checkConditionValues(e, p+".notValues", k, w.GetNotValues())
+}
+
+func checkConditionValues(e *errs, p, k string, vals []string) {
+	checkEmptyValues(e, p, vals)
+	for i, v := range vals {
+		if v == "" {
+			continue
+		}
+		switch conditionKeys[k] {
+		case "ip":
+			checkErr(e, idx(p, i), IPOrCIDR(v))
+		case "port":
+			checkErr(e, idx(p, i), portString(v))
+		case "sa":
+			checkErr(e, idx(p, i), ServiceAccount(v))
+		}
+	}
+}
+
+func validatePeerAuthentication(c *mesh.Config, e *errs) {
+	in, ok := c.Spec.(*security.PeerAuthentication)
+	if !ok {
+		wrongType(e, c, "*v1beta1.PeerAuthentication")
+		return
+	}
+	checkWorkloadSelector(e, "spec.selector", in.GetSelector())
+	checkMTLSMode(e, "spec.mtls.mode", in.GetMtls())
+	if len(in.GetPortLevelMtls()) > 0 && len(in.GetSelector().GetMatchLabels()) == 0 {
+		e.add("spec.portLevelMtls", "portLevelMtls requires a workload selector with labels (mesh- and namespace-wide policies cannot have port-level mTLS)")
+	}
+	for _, port := range sortedPorts(in.GetPortLevelMtls()) {
+		p := key("spec.portLevelMtls", fmt.Sprint(port))
+		if port < 1 || port > 65535 {
+			e.add(p, "port %d must be in the range 1..65535", port)
+		}
+		if in.GetPortLevelMtls()[port] == nil {
+			e.add(p, "port-level mTLS settings must not be null")
+			continue
+		}
+		checkMTLSMode(e, p+".mode", in.GetPortLevelMtls()[port])
+	}
+}
+
+func checkMTLSMode(e *errs, p string, m *security.PeerAuthentication_MutualTLS) {
+	if m == nil {
+		return
+	}
+	if _, ok := security.PeerAuthentication_MutualTLS_Mode_name[int32(m.GetMode())]; !ok {
+		e.add(p, "invalid mode %d (want UNSET, DISABLE, PERMISSIVE or STRICT)", m.GetMode())
+	}
+}
+
+func sortedPorts[V any](m map[uint32]V) []uint32 {
+	out := make([]uint32, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
