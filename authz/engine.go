@@ -1,0 +1,259 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/policies"
+)
+
+// EngineConfig configures an Engine.
+type EngineConfig struct {
+	Log *slog.Logger
+	// Timeout bounds one evaluation; on expiry the request is denied.
+	// Default 50ms.
+	Timeout time.Duration
+}
+
+// Engine holds every AuthorizationPolicy of one snapshot compiled to Rego
+// in a single OPA compiler (parsed and compiled once per snapshot), and a
+// prepared query per distinct set of applicable policies (prepared once per
+// workload shape and reused for every request).
+type Engine struct {
+	cfg       EngineConfig
+	snap      *mesh.Snapshot
+	policies  map[mesh.Key]*Policy
+	invalid   map[mesh.Key]error
+	compiler  *ast.Compiler
+	providers map[string]*provider
+
+	mu       sync.Mutex
+	prepared map[string]*Prepared
+}
+
+// NewEngine compiles every AuthorizationPolicy and CUSTOM rego provider of
+// snap. Invalid policies do not fail the engine: workloads they apply to
+// are denied everything (a policy that cannot be enforced must not open a
+// hole), and Invalid reports them.
+func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 50 * time.Millisecond
+	}
+	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{}, prepared: map[string]*Prepared{}}
+	modules, err := e.compilePolicies()
+	if err != nil {
+		return nil, err
+	}
+	e.compiler = ast.NewCompiler()
+	e.compiler.Compile(modules)
+	if e.compiler.Failed() {
+		return nil, fmt.Errorf("compile authorization policies of snapshot %s: %w", snap.Version(), e.compiler.Errors)
+	}
+	e.providers, err = compileProviders(snap.Mesh().ExtensionProviders)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) compilePolicies() (map[string]*ast.Module, error) {
+	modules := map[string]*ast.Module{}
+	for name, src := range policies.Library() {
+		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, fmt.Errorf("parse embedded library %s: %w", name, err)
+		}
+		modules[name] = m
+	}
+	for _, c := range e.snap.All(mesh.KindAuthorizationPolicy) {
+		p, err := FromConfig(c)
+		if err != nil {
+			e.invalid[c.Key()] = err
+			e.cfg.Log.Warn("authorization policy rejected", "kind", c.Kind, "namespace", c.Namespace, "name", c.Name, "error", err)
+			continue
+		}
+		mod := CompileRego(p)
+		m, err := ast.ParseModuleWithOpts(mod.Name, mod.Source, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		if err != nil {
+			return nil, fmt.Errorf("parse compiled module of %s: %w", c.Key(), err)
+		}
+		e.policies[c.Key()] = p
+		modules[mod.Name] = m
+	}
+	return modules, nil
+}
+
+// Snapshot returns the snapshot the engine was built from.
+func (e *Engine) Snapshot() *mesh.Snapshot { return e.snap }
+
+// Invalid returns the policies that failed validation, by key.
+func (e *Engine) Invalid() map[mesh.Key]error { return e.invalid }
+
+// Policy returns the compiled model of a valid policy.
+func (e *Engine) Policy(k mesh.Key) (*Policy, bool) {
+	p, ok := e.policies[k]
+	return p, ok
+}
+
+// For returns the prepared evaluation for a workload in namespace ns with
+// labels l. Workloads with the same applicable policies share one.
+func (e *Engine) For(ctx context.Context, ns string, l mesh.Labels) (*Prepared, error) {
+	cfgs := PoliciesFor(e.snap, ns, l)
+	key := setKey(cfgs)
+	e.mu.Lock()
+	p, ok := e.prepared[key]
+	e.mu.Unlock()
+	if ok {
+		return p, nil
+	}
+	p, err := e.prepare(ctx, cfgs)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.prepared[key] = p
+	e.mu.Unlock()
+	return p, nil
+}
+
+func setKey(cfgs []*mesh.Config) string {
+	var b strings.Builder
+	for _, c := range cfgs {
+		b.WriteString(c.Namespace)
+		b.WriteByte('/')
+		b.WriteString(c.Name)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, error) {
+	p := &Prepared{engine: e}
+	refs := make([]string, 0, len(cfgs))
+	for _, c := range cfgs {
+		if err, bad := e.invalid[c.Key()]; bad {
+			p.invalid = append(p.invalid, fmt.Errorf("%s is invalid: %w", PolicyID(c.Namespace, c.Name), err))
+			continue
+		}
+		pol := e.policies[c.Key()]
+		p.policies = append(p.policies, pol)
+		refs = append(refs, "data."+RegoPackage(pol.Namespace, pol.Name))
+	}
+	q := policies.LibPackage + ".decide([" + strings.Join(refs, ", ") + "])"
+	pq, err := rego.New(rego.Query(q), rego.Compiler(e.compiler), rego.Store(inmem.New())).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prepare authorization query for %d policies: %w", len(cfgs), err)
+	}
+	p.query = pq
+	return p, nil
+}
+
+// Prepared evaluates requests against one set of applicable policies.
+type Prepared struct {
+	engine   *Engine
+	policies []*Policy
+	invalid  []error
+	query    rego.PreparedEvalQuery
+}
+
+// Policies returns the applicable policies in evaluation order.
+func (p *Prepared) Policies() []*Policy { return p.policies }
+
+// ErrEval marks a failed evaluation; the request is denied.
+var ErrEval = errors.New("authorization evaluation failed")
+
+// Decide evaluates req. On any error the returned decision denies (fail
+// closed) and the error says why.
+func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) {
+	if len(p.invalid) > 0 {
+		return failClosed(ReasonInvalidPolicy, p.invalid[0]), p.invalid[0]
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.engine.cfg.Timeout)
+	defer cancel()
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(req.Input()))
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrEval, err)
+		return failClosed(ReasonError, err), err
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		err = fmt.Errorf("%w: query returned %d results", ErrEval, len(rs))
+		return failClosed(ReasonError, err), err
+	}
+	d, err := parseDecision(rs[0].Expressions[0].Value)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrEval, err)
+		return failClosed(ReasonError, err), err
+	}
+	d.Candidates = max(d.Candidates, 0)
+	if err := p.custom(ctx, req, d); err != nil {
+		return failClosed(ReasonError, err), err
+	}
+	return d, nil
+}
+
+// custom applies enforced CUSTOM hits: an in-process rego provider is
+// evaluated now and its denial wins; an envoyExtAuthzGrpc provider was
+// already consulted by its own Envoy filter ahead of Ward's, so it is
+// recorded as delegated. An unknown provider denies.
+func (p *Prepared) custom(ctx context.Context, req *Request, d *Decision) error {
+	seen := map[string]bool{}
+	for _, h := range d.Custom {
+		if seen[h.Provider] {
+			continue
+		}
+		seen[h.Provider] = true
+		prov, ok := p.engine.providers[h.Provider]
+		if !ok {
+			d.deny(ReasonCustomDeny, h)
+			d.Detail = fmt.Sprintf("extension provider %q is not defined in the mesh config", h.Provider)
+			return nil
+		}
+		if prov.external {
+			d.Delegated = append(d.Delegated, h.Provider)
+			continue
+		}
+		res, err := prov.eval(ctx, req)
+		if err != nil {
+			return fmt.Errorf("%w: provider %q: %w", ErrEval, h.Provider, err)
+		}
+		d.Provider = res
+		if !res.Allowed {
+			d.deny(ReasonCustomDeny, h)
+			return nil
+		}
+	}
+	return nil
+}
+
+// Hit is one matched policy rule.
+type Hit struct {
+	Policy   string `json:"policy"`
+	Rule     string `json:"rule"`
+	Action   Action `json:"action"`
+	DryRun   bool   `json:"dry_run,omitempty"`
+	Provider string `json:"provider,omitempty"`
+}
+
+// Sorted returns names sorted, for stable output.
+func sorted(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
