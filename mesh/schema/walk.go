@@ -3,6 +3,7 @@ package schema
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -95,6 +96,14 @@ func walkInt(k protoreflect.Kind, v any, path string, e *errs) {
 		f = float64(n)
 	case float64:
 		f = n
+	case string:
+		// protojson's canonical form of a 64-bit integer is a JSON string.
+		if is64(k) {
+			walkInt64String(k, n, path, e)
+			return
+		}
+		e.add(path, "must be an integer, got %s", jsonType(v))
+		return
 	default:
 		e.add(path, "must be an integer, got %s", jsonType(v))
 		return
@@ -103,14 +112,50 @@ func walkInt(k protoreflect.Kind, v any, path string, e *errs) {
 		e.add(path, "must be an integer, got %v", v)
 		return
 	}
-	unsigned := k == protoreflect.Uint32Kind || k == protoreflect.Uint64Kind || k == protoreflect.Fixed32Kind || k == protoreflect.Fixed64Kind
-	if unsigned && f < 0 {
+	if isUnsigned(k) && f < 0 {
 		e.add(path, "must not be negative, got %v", v)
+		return
 	}
-	is32 := k == protoreflect.Int32Kind || k == protoreflect.Sint32Kind || k == protoreflect.Sfixed32Kind || k == protoreflect.Uint32Kind || k == protoreflect.Fixed32Kind
-	if is32 && (f > math.MaxUint32 || f < math.MinInt32) {
+	switch {
+	case is64(k):
+		if f >= 1<<64 || f < -(1<<63) {
+			e.add(path, "out of range for a 64-bit integer: %v", v)
+		}
+	case isUnsigned(k):
+		if f > math.MaxUint32 {
+			e.add(path, "out of range for an unsigned 32-bit integer: %v", v)
+		}
+	case f > math.MaxInt32 || f < math.MinInt32:
 		e.add(path, "out of range for a 32-bit integer: %v", v)
 	}
+}
+
+func walkInt64String(k protoreflect.Kind, s, path string, e *errs) {
+	var err error
+	if isUnsigned(k) {
+		_, err = strconv.ParseUint(s, 10, 64)
+	} else {
+		_, err = strconv.ParseInt(s, 10, 64)
+	}
+	if err != nil {
+		e.add(path, "must be an integer, got string %q", s)
+	}
+}
+
+func is64(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return true
+	}
+	return false
+}
+
+func isUnsigned(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return true
+	}
+	return false
 }
 
 func walkEnum(ed protoreflect.EnumDescriptor, v any, path string, e *errs) {
