@@ -110,34 +110,37 @@ func conj(ms []Match) []string {
 	return out
 }
 
-// attrRef is the input document path of each attribute.
+// attrRef reads each attribute with object.get(..., null): an absent
+// attribute must reach the matcher as null (which matches nothing), not
+// as undefined, which OPA may hoist out of a negation and so make the
+// whole body fail.
 var attrRef = map[Attr]string{
-	AttrPrincipal:        "input.source.principal",
-	AttrNamespace:        "input.source.namespace",
-	AttrServiceAccount:   "input.source.service_account",
-	AttrSourceIP:         "input.source.ip",
-	AttrRemoteIP:         "input.remote.ip",
-	AttrRequestPrincipal: "input.auth.principal",
-	AttrAudience:         "input.auth.audiences",
-	AttrPresenter:        "input.auth.presenter",
-	AttrHost:             "input.request.host",
-	AttrMethod:           "input.request.method",
-	AttrPath:             "input.request.path",
-	AttrDestIP:           "input.destination.ip",
-	AttrDestPort:         "input.destination.port",
-	AttrSNI:              "input.sni",
+	AttrPrincipal:        "object.get(input, [\"source\", \"principal\"], null)",
+	AttrNamespace:        "object.get(input, [\"source\", \"namespace\"], null)",
+	AttrServiceAccount:   "object.get(input, [\"source\", \"service_account\"], null)",
+	AttrSourceIP:         "object.get(input, [\"source\", \"ip\"], null)",
+	AttrRemoteIP:         "object.get(input, [\"remote\", \"ip\"], null)",
+	AttrRequestPrincipal: "object.get(input, [\"auth\", \"principal\"], null)",
+	AttrAudience:         "object.get(input, [\"auth\", \"audiences\"], null)",
+	AttrPresenter:        "object.get(input, [\"auth\", \"presenter\"], null)",
+	AttrHost:             "object.get(input, [\"request\", \"host\"], null)",
+	AttrMethod:           "object.get(input, [\"request\", \"method\"], null)",
+	AttrPath:             "object.get(input, [\"request\", \"path\"], null)",
+	AttrDestIP:           "object.get(input, [\"destination\", \"ip\"], null)",
+	AttrDestPort:         "object.get(input, [\"destination\", \"port\"], null)",
+	AttrSNI:              "object.get(input, [\"sni\"], null)",
 }
 
 func ref(m Match) string {
 	switch m.Attr {
 	case AttrHeader:
-		return "input.request.headers[" + q(m.Key[0]) + "]"
+		return "object.get(input, [\"request\", \"headers\", " + q(m.Key[0]) + "], null)"
 	case AttrClaim:
 		keys := make([]string, len(m.Key))
 		for i, k := range m.Key {
 			keys[i] = q(k)
 		}
-		return "object.get(input.auth, [\"claims\", " + strings.Join(keys, ", ") + "], null)"
+		return "object.get(input, [\"auth\", \"claims\", " + strings.Join(keys, ", ") + "], null)"
 	}
 	return attrRef[m.Attr]
 }

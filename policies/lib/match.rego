@@ -6,18 +6,23 @@ package ward.lib
 
 import rego.v1
 
-# str_match: exact, "prefix*", "*suffix" and "*" (presence: the value is
-# defined; an undefined value never reaches the function).
-str_match(_, m) if m.any
+# str_match: exact, "prefix*", "*suffix" and "*" (presence). Absent
+# attributes arrive as null and match nothing.
+str_match(v, m) if {
+	v != null
+	m.any
+}
 
 str_match(v, m) if v in m.exact
 
 str_match(v, m) if {
+	is_string(v)
 	some p in m.prefix
 	startswith(v, p)
 }
 
 str_match(v, m) if {
+	is_string(v)
 	some s in m.suffix
 	endswith(v, s)
 }
@@ -26,6 +31,7 @@ str_match(v, m) if {
 path_match(v, m) if str_match(v, m)
 
 path_match(v, m) if {
+	is_string(v)
 	some r in m.regex
 	regex.match(r, v)
 }
@@ -47,6 +53,7 @@ claim_match(v, m) if {
 # ip_match: the address lies in one of the CIDRs (single IPs are compiled
 # to /32 or /128).
 ip_match(ip, cidrs) if {
+	is_string(ip)
 	some c in cidrs
 	net.cidr_contains(c, ip)
 }
