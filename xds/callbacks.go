@@ -1,0 +1,135 @@
+package xds
+
+import (
+	"context"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// callbacks connect go-control-plane's stream events to the server's
+// bookkeeping: attach/detach, sends, ACKs and NACKs.
+type callbacks struct{ s *Server }
+
+var _ serverv3.Callbacks = (*callbacks)(nil)
+
+func (c *callbacks) OnStreamOpen(context.Context, int64, string) error      { return nil }
+func (c *callbacks) OnStreamClosed(id int64, _ *core.Node)                  { c.s.detach(id) }
+func (c *callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
+func (c *callbacks) OnDeltaStreamClosed(id int64, _ *core.Node)             { c.s.detach(id) }
+func (c *callbacks) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
+	return nil
+}
+func (c *callbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+func (c *callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
+	c.s.attach(id, req.GetNode())
+	if req.GetResponseNonce() != "" {
+		c.s.acknowledge(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	}
+	return nil
+}
+
+func (c *callbacks) OnStreamResponse(_ context.Context, _ int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	c.s.sent(req.GetNode().GetId(), resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	c.s.attach(id, req.GetNode())
+	if req.GetResponseNonce() != "" {
+		c.s.acknowledge(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+	}
+	return nil
+}
+
+func (c *callbacks) OnStreamDeltaResponse(_ int64, req *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	c.s.sent(req.GetNode().GetId(), resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+// sent records a response about to go out.
+func (s *Server) sent(node, url, nonce, version string) {
+	s.m.pushes.WithLabelValues(shortType(url)).Inc()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.status(node, url); st != nil {
+		st.Sent, st.SentNonce = version, nonce
+	}
+}
+
+// acknowledge records an ACK or NACK of the response with nonce. For SotW
+// the ACKed version is the request's version_info; for delta (version "")
+// it is the version sent with that nonce.
+func (s *Server) acknowledge(node, url, nonce, version, detail string, nack bool) {
+	s.mu.Lock()
+	st := s.status(node, url)
+	if st == nil || nonce != st.SentNonce {
+		s.mu.Unlock()
+		return // an answer to a superseded response
+	}
+	if nack {
+		st.Nacks++
+		st.NackedVer, st.LastNack = st.Sent, detail
+		s.mu.Unlock()
+		s.m.rejects.WithLabelValues(shortType(url)).Inc()
+		s.log.Warn("proxy rejected config", "proxy", node, "type", shortType(url), "version", st.NackedVer, "err", detail)
+		return
+	}
+	if version == "" {
+		version = st.Sent
+	}
+	st.Acked = version
+	var wait float64 = -1
+	if st.Pending == version {
+		wait = s.cfg.Clock.Now().Sub(st.PendingSince).Seconds()
+		st.Pending = ""
+	}
+	s.mu.Unlock()
+	if wait >= 0 {
+		s.m.convergence.Observe(wait)
+	}
+}
+
+// status returns the sync state of node/type; s.mu must be held.
+func (s *Server) status(node, url string) *typeStatus {
+	c := s.conns[node]
+	if c == nil {
+		return nil
+	}
+	return c.status[url]
+}
+
+// holdOnNack stops go-control-plane's snapshot cache from re-sending a
+// config the proxy just rejected (it would otherwise answer the NACK, which
+// carries the old version, with the same bad config in a tight loop). The
+// NACKing proxy waits for the next, different version instead.
+type holdOnNack struct {
+	cachev3.SnapshotCache
+	s *Server
+}
+
+func (h *holdOnNack) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
+	if req.GetErrorDetail() != nil {
+		if v := h.s.rejectedCurrent(req.GetNode().GetId(), req.GetTypeUrl()); v != "" {
+			held := proto.Clone(req).(*cachev3.Request)
+			held.VersionInfo = v
+			return h.SnapshotCache.CreateWatch(held, sub, ch)
+		}
+	}
+	return h.SnapshotCache.CreateWatch(req, sub, ch)
+}
+
+// rejectedCurrent returns the version the node rejected for type url when
+// it is still the version the cache would send, else "".
+func (s *Server) rejectedCurrent(node, url string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.status(node, url)
+	c := s.conns[node]
+	if st == nil || c == nil || c.gen == nil || st.NackedVer == "" || st.NackedVer != c.gen.version(url) {
+		return ""
+	}
+	return st.NackedVer
+}

@@ -1,0 +1,120 @@
+package xds
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// Handler serves the debug pages under /debug/: config_dump?proxy=ID,
+// syncz and connections. Mount it on the debug port (15014).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/config_dump", s.ConfigDump)
+	mux.HandleFunc("GET /debug/syncz", s.Syncz)
+	mux.HandleFunc("GET /debug/connections", s.Connections)
+	return mux
+}
+
+// ConfigDump writes what was last handed to the cache for ?proxy=ID, as
+// JSON: versions and every listener, route, cluster and endpoint set.
+func (s *Server) ConfigDump(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("proxy")
+	s.mu.Lock()
+	c := s.conns[id]
+	var g *generated
+	if c != nil {
+		g = c.gen
+	}
+	s.mu.Unlock()
+	if c == nil {
+		http.Error(w, "unknown proxy "+id+" (see /debug/connections)", http.StatusNotFound)
+		return
+	}
+	out := map[string]any{"proxy": id}
+	if g != nil {
+		out["versions"] = g.versions
+		out["listeners"] = rawList(g.res.Listeners)
+		out["routes"] = rawList(g.res.Routes)
+		out["clusters"] = rawList(g.res.Clusters)
+		out["endpoints"] = rawList(g.res.Endpoints)
+	}
+	writeJSON(w, out)
+}
+
+func rawList[T proto.Message](in []T) []json.RawMessage {
+	out := make([]json.RawMessage, 0, len(in))
+	for _, m := range in {
+		b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+		if err != nil {
+			b, _ = json.Marshal(map[string]string{"error": err.Error()})
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// SyncStatus is one proxy's row in /debug/syncz.
+type SyncStatus struct {
+	Proxy     string                 `json:"proxy"`
+	Type      mesh.ProxyType         `json:"type"`
+	Namespace string                 `json:"namespace"`
+	Types     map[string]*typeStatus `json:"types"`
+}
+
+// Syncz writes per proxy and type: version sent, acked, pending, NACKs and
+// the last NACK's error.
+func (s *Server) Syncz(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.SyncStatus()) }
+
+// SyncStatus returns a copy of every proxy's sync state, sorted by id.
+func (s *Server) SyncStatus() []SyncStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SyncStatus, 0, len(s.conns))
+	for _, c := range s.conns {
+		row := SyncStatus{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Types: map[string]*typeStatus{}}
+		for url, st := range c.status {
+			cp := *st
+			row.Types[shortType(url)] = &cp
+		}
+		out = append(out, row)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
+	return out
+}
+
+// Connection is one row of /debug/connections.
+type Connection struct {
+	Proxy       string         `json:"proxy"`
+	Type        mesh.ProxyType `json:"type"`
+	Namespace   string         `json:"namespace"`
+	Labels      mesh.Labels    `json:"labels,omitempty"`
+	IPs         []string       `json:"ips,omitempty"`
+	Streams     int            `json:"streams"`
+	ConnectedAt time.Time      `json:"connectedAt"`
+}
+
+// Connections writes every connected proxy.
+func (s *Server) Connections(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	out := make([]Connection, 0, len(s.conns))
+	for _, c := range s.conns {
+		out = append(out, Connection{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Labels: c.proxy.Labels, IPs: c.proxy.IPs, Streams: c.streams, ConnectedAt: c.connectedAt})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
+	writeJSON(w, out)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,166 @@
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/translate"
+)
+
+// Defaults of Config.
+const (
+	DefaultDebounce    = 100 * time.Millisecond
+	DefaultMaxDebounce = time.Second
+)
+
+// Config holds the server's collaborators and tunables.
+type Config struct {
+	Log   *slog.Logger
+	Clock Clock
+	// Registry receives the Prometheus collectors; nil registers nothing.
+	Registry prometheus.Registerer
+	// Debounce is the quiet period before a push; MaxDebounce caps how long
+	// a stream of updates can delay one.
+	Debounce, MaxDebounce time.Duration
+	// PushConcurrency bounds concurrent per-proxy generation and pushes
+	// (default GOMAXPROCS).
+	PushConcurrency int
+	// Hooks plug authn/authz into the translators (default: plaintext, no
+	// filters).
+	Hooks translate.Hooks
+}
+
+// Server serves per-proxy xDS resources computed from the latest snapshot.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	m     *metrics
+	cache cachev3.SnapshotCache
+	xds   serverv3.Server
+
+	mu       sync.Mutex
+	ix       *translate.Index
+	updateAt time.Time // when the current snapshot reached Update
+	conns    map[string]*conn
+	streams  map[int64]string // stream id → node id
+	gens     map[string]*genEntry
+
+	deb debouncer
+	// pushMu serialises pushes so snapshots are applied in order.
+	pushMu sync.Mutex
+}
+
+// NewServer builds a server; it serves nothing until Register and Update.
+func NewServer(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.MaxDebounce <= 0 {
+		cfg.MaxDebounce = DefaultMaxDebounce
+	}
+	if cfg.PushConcurrency <= 0 {
+		cfg.PushConcurrency = runtime.GOMAXPROCS(0)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Log, m: newMetrics(cfg.Registry),
+		cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil),
+		conns: map[string]*conn{}, streams: map[int64]string{}, gens: map[string]*genEntry{},
+	}
+	s.deb = debouncer{clock: cfg.Clock, quiet: cfg.Debounce, max: cfg.MaxDebounce, fire: s.push}
+	s.xds = serverv3.NewServer(context.Background(), &holdOnNack{SnapshotCache: s.cache, s: s}, &callbacks{s: s})
+	return s
+}
+
+// Register adds the ADS service (SotW and delta) and the per-type
+// discovery services to g.
+func (s *Server) Register(g *grpc.Server) {
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+}
+
+// Update hands the server a new snapshot. Pushes are debounced: the
+// snapshot is applied after Debounce without further updates, or after
+// MaxDebounce since the first pending one, whichever comes first.
+func (s *Server) Update(snap *mesh.Snapshot) { s.deb.add(snap) }
+
+// UpdateNow applies a snapshot immediately, bypassing the debouncer
+// (startup and tests).
+func (s *Server) UpdateNow(snap *mesh.Snapshot) { s.push(snap, s.cfg.Clock.Now()) }
+
+// Close stops a pending debounced push.
+func (s *Server) Close() { s.deb.stop() }
+
+// debouncer coalesces updates: quiet period, capped by a max wait.
+type debouncer struct {
+	clock      Clock
+	quiet, max time.Duration
+	fire       func(*mesh.Snapshot, time.Time)
+
+	mu      sync.Mutex
+	pending *mesh.Snapshot
+	first   time.Time // arrival of the first pending update
+	timer   Timer
+	gen     uint64
+}
+
+func (d *debouncer) add(snap *mesh.Snapshot) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.clock.Now()
+	if d.pending == nil {
+		d.first = now
+	}
+	d.pending = snap
+	wait := min(d.quiet, d.first.Add(d.max).Sub(now))
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.gen++
+	gen := d.gen
+	d.timer = d.clock.AfterFunc(max(wait, 0), func() { d.flush(gen) })
+}
+
+func (d *debouncer) flush(gen uint64) {
+	d.mu.Lock()
+	if gen != d.gen || d.pending == nil {
+		d.mu.Unlock()
+		return
+	}
+	snap, first := d.pending, d.first
+	d.pending, d.timer = nil, nil
+	d.mu.Unlock()
+	d.fire(snap, first)
+}
+
+func (d *debouncer) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.timer != nil {
+		d.timer.Stop()
+	}
+	d.pending, d.timer = nil, nil
+	d.gen++
+}

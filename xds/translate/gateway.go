@@ -1,0 +1,243 @@
+package translate
+
+import (
+	"fmt"
+	"strings"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// gwServer is one Gateway server with the gateway it belongs to.
+type gwServer struct {
+	gw     *mesh.Config
+	server *networking.Server
+	index  int
+}
+
+func (s gwServer) gwName() string { return s.gw.Namespace + "/" + s.gw.Name }
+
+// router builds gateway output: one listener per server port, with HTTP
+// routes from the VirtualServices bound to the gateway, and every visible
+// service's clusters.
+func (g *gen) router() {
+	byPort := map[uint32][]gwServer{}
+	for _, gw := range g.sc.Gateways {
+		for i, s := range gw.Spec.(*networking.Gateway).GetServers() {
+			byPort[s.GetPort().GetNumber()] = append(byPort[s.GetPort().GetNumber()], gwServer{gw: gw, server: s, index: i})
+		}
+	}
+	for _, port := range sortedKeys32(byPort) {
+		g.gatewayListener(port, byPort[port])
+	}
+	g.clusters()
+	g.res.Clusters = append(g.res.Clusters, passthroughClusters()...)
+}
+
+func (g *gen) gatewayListener(port uint32, servers []gwServer) {
+	l := &listener.Listener{
+		Name: fmt.Sprintf("0.0.0.0_%d", port), Address: socketAddress("0.0.0.0", port),
+		TrafficDirection: core.TrafficDirection_OUTBOUND,
+	}
+	var plainHTTP []gwServer
+	for _, s := range servers {
+		proto := mesh.ParseProtocol(s.server.GetPort().GetProtocol())
+		mode := s.server.GetTls().GetMode()
+		switch {
+		case s.server.GetTls() != nil && (mode == networking.ServerTLSSettings_PASSTHROUGH || mode == networking.ServerTLSSettings_AUTO_PASSTHROUGH):
+			l.FilterChains = append(l.FilterChains, g.passthroughChains(s)...)
+		case s.server.GetTls() != nil && (proto == mesh.ProtocolHTTPS || proto.IsHTTP()):
+			l.FilterChains = append(l.FilterChains, g.httpsChain(s, port))
+		case proto.IsHTTP():
+			plainHTTP = append(plainHTTP, s)
+		default:
+			l.FilterChains = append(l.FilterChains, g.gatewayTCPChain(s, port))
+		}
+	}
+	if len(plainHTTP) > 0 {
+		name := fmt.Sprintf("http.%d", port)
+		g.res.Routes = append(g.res.Routes, g.gatewayRoutes(name, port, plainHTTP))
+		l.FilterChains = append(l.FilterChains, &listener.FilterChain{Filters: []*listener.Filter{hcmFilter(g.rdsHCM(name, name, Gateway, port))}})
+	}
+	for _, fc := range l.FilterChains {
+		if fc.GetFilterChainMatch().GetTransportProtocol() == "tls" || len(fc.GetFilterChainMatch().GetServerNames()) > 0 {
+			l.ListenerFilters = []*listener.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}}}
+			break
+		}
+	}
+	g.res.Listeners = append(g.res.Listeners, l)
+}
+
+// serverHosts strips the "namespace/" part of Gateway server hosts.
+func serverHosts(s *networking.Server) []string {
+	var out []string
+	for _, h := range s.GetHosts() {
+		if _, host, ok := strings.Cut(h, "/"); ok {
+			h = host
+		}
+		out = append(out, strings.ToLower(h))
+	}
+	return out
+}
+
+func sniNames(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if h != "*" {
+			out = append(out, h)
+		}
+	}
+	return sortedUnique(out)
+}
+
+// httpsChain terminates TLS for one server (SIMPLE, MUTUAL, ISTIO_MUTUAL)
+// and routes over RDS; the certificate comes over SDS.
+func (g *gen) httpsChain(s gwServer, port uint32) *listener.FilterChain {
+	name := fmt.Sprintf("https.%d.%s.%s.%s", port, serverName(s), s.gw.Name, s.gw.Namespace)
+	g.res.Routes = append(g.res.Routes, g.gatewayRoutes(name, port, []gwServer{s}))
+	return &listener.FilterChain{
+		Name:             name,
+		FilterChainMatch: &listener.FilterChainMatch{ServerNames: sniNames(serverHosts(s.server))},
+		Filters:          []*listener.Filter{hcmFilter(g.rdsHCM(name, name, Gateway, port))},
+		TransportSocket:  TransportSocket(downstreamTLS(s.server.GetTls())),
+	}
+}
+
+func serverName(s gwServer) string {
+	if n := s.server.GetName(); n != "" {
+		return n
+	}
+	return fmt.Sprintf("%d", s.index)
+}
+
+// downstreamTLS is a gateway server's TLS context. credentialName refers to
+// a secret served over SDS as kubernetes://<name> (and <name>-cacert for
+// MUTUAL); ISTIO_MUTUAL uses the workload's own certificate and roots.
+func downstreamTLS(t *networking.ServerTLSSettings) *tlsv3.DownstreamTlsContext {
+	common := &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}
+	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: common}
+	switch t.GetMode() {
+	case networking.ServerTLSSettings_ISTIO_MUTUAL:
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: SecretDefault, SdsConfig: adsSource()}}
+		common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SecretRootCA, SdsConfig: adsSource()}}
+		ctx.RequireClientCertificate = wrapperspb.Bool(true)
+		return ctx
+	}
+	cred := t.GetCredentialName()
+	if cred != "" {
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: CredentialPrefix + cred, SdsConfig: adsSource()}}
+	} else {
+		common.TlsCertificates = []*tlsv3.TlsCertificate{{
+			CertificateChain: &core.DataSource{Specifier: &core.DataSource_Filename{Filename: t.GetServerCertificate()}},
+			PrivateKey:       &core.DataSource{Specifier: &core.DataSource_Filename{Filename: t.GetPrivateKey()}},
+		}}
+	}
+	if t.GetMode() == networking.ServerTLSSettings_MUTUAL || t.GetMode() == networking.ServerTLSSettings_OPTIONAL_MUTUAL {
+		ctx.RequireClientCertificate = wrapperspb.Bool(t.GetMode() == networking.ServerTLSSettings_MUTUAL)
+		if cred != "" {
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: CredentialPrefix + cred + "-cacert", SdsConfig: adsSource()}}
+		} else {
+			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: &core.DataSource{Specifier: &core.DataSource_Filename{Filename: t.GetCaCertificates()}},
+			}}
+		}
+	}
+	return ctx
+}
+
+// gatewayRoutes builds a route config with one virtual host per host of
+// each VirtualService bound to the servers' gateway and allowed by the
+// server's hosts.
+func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route.RouteConfiguration {
+	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	seen := map[string]bool{}
+	for _, s := range servers {
+		gwName := s.gwName()
+		for _, vsCfg := range g.ix.GatewayVirtualServices(gwName) {
+			vs := vsCfg.Spec.(*networking.VirtualService)
+			for _, h := range vs.GetHosts() {
+				host := Qualify(h, vsCfg.Namespace)
+				if seen[host] || !hostAllowed(serverHosts(s.server), host) {
+					continue
+				}
+				seen[host] = true
+				vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", host, port), Domains: []string{host, fmt.Sprintf("%s:%d", host, port)}}
+				vh.Routes = g.httpRoutes(vsCfg, port, gwName)
+				if s.server.GetTls().GetHttpsRedirect() {
+					vh.RequireTls = route.VirtualHost_ALL
+				}
+				rc.VirtualHosts = append(rc.VirtualHosts, vh)
+			}
+		}
+	}
+	if len(rc.VirtualHosts) == 0 {
+		rc.VirtualHosts = []*route.VirtualHost{{Name: "blackhole", Domains: []string{"*"}, Routes: []*route.Route{{
+			Name: "no-virtual-service", Match: routeMatch(nil),
+			Action: &route.Route_DirectResponse{DirectResponse: &route.DirectResponseAction{Status: 404}},
+		}}}}
+	}
+	return rc
+}
+
+func hostAllowed(serverHosts []string, host string) bool {
+	for _, h := range serverHosts {
+		if hostMatches(h, host) || hostMatches(host, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// passthroughChains routes TLS by SNI from the bound VirtualServices' tls
+// routes without terminating it.
+func (g *gen) passthroughChains(s gwServer) []*listener.FilterChain {
+	var out []*listener.FilterChain
+	seen := map[string]bool{}
+	for _, vsCfg := range g.ix.GatewayVirtualServices(s.gwName()) {
+		for _, tr := range vsCfg.Spec.(*networking.VirtualService).GetTls() {
+			for _, m := range tr.GetMatch() {
+				if !l4Applies(m.GetPort(), m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways(), g.proxy, s.server.GetPort().GetNumber(), s.gwName()) {
+					continue
+				}
+				snis := sortedUnique(m.GetSniHosts())
+				key := strings.Join(snis, ",")
+				if seen[key] || len(snis) == 0 {
+					continue
+				}
+				seen[key] = true
+				dests := g.weightedDests(vsCfg.Namespace, tr.GetRoute(), s.server.GetPort().GetNumber())
+				out = append(out, &listener.FilterChain{
+					Name:             "passthrough:" + key,
+					FilterChainMatch: &listener.FilterChainMatch{ServerNames: snis, TransportProtocol: "tls"},
+					Filters:          []*listener.Filter{tcpProxyFilter(dests[0].cluster, dests)},
+				})
+			}
+		}
+	}
+	return out
+}
+
+// gatewayTCPChain forwards a TCP server's traffic by the first tcp route
+// of a bound VirtualService (BlackHole when none).
+func (g *gen) gatewayTCPChain(s gwServer, port uint32) *listener.FilterChain {
+	dests := []weighted{{cluster: BlackHoleCluster}}
+	for _, vsCfg := range g.ix.GatewayVirtualServices(s.gwName()) {
+		for _, tr := range vsCfg.Spec.(*networking.VirtualService).GetTcp() {
+			if l4RouteApplies(tr.GetMatch(), g.proxy, port, s.gwName()) {
+				dests = g.weightedDests(vsCfg.Namespace, tr.GetRoute(), port)
+				break
+			}
+		}
+		if dests[0].cluster != BlackHoleCluster {
+			break
+		}
+	}
+	return &listener.FilterChain{Name: "tcp:" + s.gwName(), Filters: []*listener.Filter{tcpProxyFilter(dests[0].cluster, dests)}}
+}

@@ -1,0 +1,136 @@
+package translate
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// GRPCServerListenerPrefix is the server_listener_resource_name_template
+// Ward's proxyless bootstrap sets, followed by "IP:port".
+const GRPCServerListenerPrefix = "grpc/server?xds.resource.listening_address="
+
+// GRPCServerListenerName names the inbound listener a grpc xDS server bound
+// to addr:port asks for.
+func GRPCServerListenerName(addr string, port uint32) string {
+	return GRPCServerListenerPrefix + net.JoinHostPort(addr, strconv.FormatUint(uint64(port), 10))
+}
+
+// grpc builds proxyless output: one api_listener and route config per
+// visible service port (named "host:port", the xds:/// target), the
+// clusters and endpoints, and one server listener per inbound address.
+func (g *gen) grpc() {
+	for _, svc := range g.sc.Services {
+		for _, p := range svc.Ports {
+			name := fmt.Sprintf("%s:%d", svc.Hostname, p.Number)
+			h := g.rdsHCM(name, name, Outbound, p.Number)
+			g.res.Listeners = append(g.res.Listeners, &listener.Listener{
+				Name:        name,
+				ApiListener: &listener.ApiListener{ApiListener: mustAny(h)},
+			})
+			g.res.Routes = append(g.res.Routes, &route.RouteConfiguration{
+				Name: name, VirtualHosts: []*route.VirtualHost{g.vhostFor(svc, p, "mesh")},
+			})
+		}
+	}
+	g.clusters()
+	for _, in := range g.inboundPorts() {
+		g.res.Listeners = append(g.res.Listeners, g.grpcServerListener(in))
+	}
+}
+
+// inboundPort is one address:port the proxy's workload serves.
+type inboundPort struct {
+	addr   string
+	port   uint32 // service port
+	target uint32 // workload port
+	proto  mesh.Protocol
+}
+
+// inboundPorts lists where the proxy's workload listens: for each service
+// selecting it, the endpoints at the proxy's IPs (so the workload's own
+// named ports are honoured), or the service target ports on every IP.
+func (g *gen) inboundPorts() []inboundPort {
+	ips := map[string]bool{}
+	for _, ip := range g.proxy.IPs {
+		ips[ip] = true
+	}
+	seen := map[string]bool{}
+	var out []inboundPort
+	add := func(in inboundPort) {
+		k := net.JoinHostPort(in.addr, strconv.FormatUint(uint64(in.target), 10))
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, in)
+		}
+	}
+	for _, svc := range g.sc.Inbound {
+		for _, p := range svc.Ports {
+			found := false
+			for _, ep := range g.ix.snap.Endpoints(svc, p) {
+				if ips[ep.Workload.Address] && mesh.Selector(ep.Workload.Labels).Matches(g.proxy.Labels) {
+					add(inboundPort{addr: ep.Workload.Address, port: p.Number, target: ep.Port, proto: p.Protocol})
+					found = true
+				}
+			}
+			if !found {
+				t := p.TargetPort
+				if t == 0 {
+					t = p.Number
+				}
+				for _, ip := range g.proxy.IPs {
+					add(inboundPort{addr: ip, port: p.Number, target: t, proto: p.Protocol})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// grpcServerListener is the inbound listener of a grpc xDS server: its
+// address equals the bound IP:port and every route is NonForwardingAction.
+func (g *gen) grpcServerListener(in inboundPort) *listener.Listener {
+	rc := &route.RouteConfiguration{
+		Name: InboundName(in.target),
+		VirtualHosts: []*route.VirtualHost{{
+			Name: "inbound", Domains: []string{"*"},
+			Routes: []*route.Route{{
+				Name:   "default",
+				Match:  routeMatch(nil),
+				Action: &route.Route_NonForwardingAction{NonForwardingAction: &route.NonForwardingAction{}},
+			}},
+		}},
+	}
+	h := g.inlineHCM(InboundName(in.target), rc, Inbound, in.target)
+	l := &listener.Listener{
+		Name:             GRPCServerListenerName(in.addr, in.target),
+		Address:          socketAddress(in.addr, in.target),
+		TrafficDirection: core.TrafficDirection_INBOUND,
+	}
+	for _, sec := range g.inboundSecurity(in.target) {
+		l.FilterChains = append(l.FilterChains, &listener.FilterChain{
+			Name:             InboundName(in.target),
+			FilterChainMatch: sec.Match,
+			Filters:          []*listener.Filter{hcmFilter(h)},
+			TransportSocket:  sec.TransportSocket,
+		})
+	}
+	return l
+}
+
+// inboundSecurity asks the authn hook for chain variants; plaintext when
+// there is no hook or it returns none.
+func (g *gen) inboundSecurity(port uint32) []ChainSecurity {
+	if g.hooks.InboundSecurity != nil {
+		if s := g.hooks.InboundSecurity(g.ix.snap, g.proxy, port); len(s) > 0 {
+			return s
+		}
+	}
+	return []ChainSecurity{{}}
+}

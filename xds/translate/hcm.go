@@ -1,0 +1,102 @@
+package translate
+
+import (
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
+	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// Envoy filter names.
+const (
+	FilterFault  = "envoy.filters.http.fault"
+	FilterCORS   = "envoy.filters.http.cors"
+	FilterRouter = "envoy.filters.http.router"
+	FilterHCM    = "envoy.filters.network.http_connection_manager"
+	FilterTCP    = "envoy.filters.network.tcp_proxy"
+)
+
+// Direction says which side of the proxy a listener serves.
+type Direction string
+
+// Directions.
+const (
+	Inbound  Direction = "inbound"
+	Outbound Direction = "outbound"
+	Gateway  Direction = "gateway"
+)
+
+// httpFilters is the HTTP filter chain: the hook's filters (authn, authz)
+// first, then fault and CORS, and the router last (Envoy and grpc both
+// require it last).
+func (g *gen) httpFilters(dir Direction, port uint32) []*hcmv3.HttpFilter {
+	var out []*hcmv3.HttpFilter
+	if g.hooks.HTTPFilters != nil {
+		out = append(out, g.hooks.HTTPFilters(g.ix.snap, g.proxy, dir, port)...)
+	}
+	if dir != Inbound {
+		out = append(out, typedFilter(FilterFault, &faultv3.HTTPFault{}))
+		if g.proxy.Type != mesh.ProxyGRPC {
+			out = append(out, typedFilter(FilterCORS, &corsv3.Cors{}))
+		}
+	}
+	return append(out, typedFilter(FilterRouter, &routerv3.Router{}))
+}
+
+func typedFilter(name string, m interface{ ProtoReflect() protoreflectMessage }) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+// rdsHCM is an HTTP connection manager that fetches route config name
+// over ADS.
+func (g *gen) rdsHCM(stat, routeName string, dir Direction, port uint32) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: stat,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource: adsSource(), RouteConfigName: routeName,
+		}},
+		HttpFilters:      g.httpFilters(dir, port),
+		UseRemoteAddress: wrapperspb.Bool(dir == Gateway),
+		NormalizePath:    wrapperspb.Bool(g.proxy.Type != mesh.ProxyGRPC),
+		MergeSlashes:     g.proxy.Type != mesh.ProxyGRPC,
+	}
+}
+
+// inlineHCM is an HTTP connection manager with an inline route config.
+func (g *gen) inlineHCM(stat string, rc *route.RouteConfiguration, dir Direction, port uint32) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix:     stat,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
+		HttpFilters:    g.httpFilters(dir, port),
+	}
+}
+
+func hcmFilter(h *hcmv3.HttpConnectionManager) *listener.Filter {
+	return &listener.Filter{Name: FilterHCM, ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(h)}}
+}
+
+// weighted is a TCP destination with a weight.
+type weighted struct {
+	cluster string
+	weight  uint32
+}
+
+func tcpProxyFilter(stat string, dests []weighted) *listener.Filter {
+	tp := &tcpv3.TcpProxy{StatPrefix: stat}
+	if len(dests) == 1 {
+		tp.ClusterSpecifier = &tcpv3.TcpProxy_Cluster{Cluster: dests[0].cluster}
+	} else {
+		wc := &tcpv3.TcpProxy_WeightedCluster{}
+		for _, d := range dests {
+			wc.Clusters = append(wc.Clusters, &tcpv3.TcpProxy_WeightedCluster_ClusterWeight{Name: d.cluster, Weight: max(d.weight, 1)})
+		}
+		tp.ClusterSpecifier = &tcpv3.TcpProxy_WeightedClusters{WeightedClusters: wc}
+	}
+	return &listener.Filter{Name: FilterTCP, ConfigType: &listener.Filter_TypedConfig{TypedConfig: mustAny(tp)}}
+}

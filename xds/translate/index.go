@@ -1,0 +1,266 @@
+package translate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"hash"
+	"sort"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// DomainSuffix completes short hostnames ("reviews" in namespace "bookinfo"
+// becomes "reviews.bookinfo.svc.cluster.local"), as Istio does.
+const DomainSuffix = "svc.cluster.local"
+
+// Index is the per-snapshot lookup structure the translators read: virtual
+// services and destination rules by host, gateways, sidecars and content
+// fingerprints. Build it once per snapshot with NewIndex; it is immutable
+// and safe for concurrent use.
+type Index struct {
+	snap     *mesh.Snapshot
+	vs       []*vsEntry
+	dr       []*drEntry
+	svcPrint map[*mesh.Service]string
+	delegate string // hash of every host-less (delegate) VirtualService
+	meshHash string
+}
+
+type vsEntry struct {
+	cfg   *mesh.Config
+	spec  *networking.VirtualService
+	hosts []string
+	hash  string
+}
+
+type drEntry struct {
+	cfg  *mesh.Config
+	spec *networking.DestinationRule
+	host string
+	hash string
+}
+
+// NewIndex indexes snap. It only reads snap.
+func NewIndex(snap *mesh.Snapshot) *Index {
+	ix := &Index{snap: snap, svcPrint: map[*mesh.Service]string{}}
+	dh := sha256.New()
+	for _, c := range snap.All(mesh.KindVirtualService) {
+		spec := c.Spec.(*networking.VirtualService)
+		e := &vsEntry{cfg: c, spec: spec, hash: configHash(c)}
+		for _, h := range spec.GetHosts() {
+			e.hosts = append(e.hosts, Qualify(h, c.Namespace))
+		}
+		if len(e.hosts) == 0 {
+			writeStr(dh, e.hash)
+		}
+		ix.vs = append(ix.vs, e)
+	}
+	ix.delegate = hex.EncodeToString(dh.Sum(nil)[:8])
+	for _, c := range snap.All(mesh.KindDestinationRule) {
+		spec := c.Spec.(*networking.DestinationRule)
+		ix.dr = append(ix.dr, &drEntry{cfg: c, spec: spec, host: Qualify(spec.GetHost(), c.Namespace), hash: configHash(c)})
+	}
+	sort.SliceStable(ix.vs, func(i, j int) bool { return mesh.Older(ix.vs[i].cfg, ix.vs[j].cfg) })
+	sort.SliceStable(ix.dr, func(i, j int) bool { return mesh.Older(ix.dr[i].cfg, ix.dr[j].cfg) })
+	for _, svc := range snap.Services() {
+		ix.svcPrint[svc] = ix.serviceFingerprint(svc)
+	}
+	ix.meshHash = hashStrings(string(snap.Mesh().OutboundTrafficPolicy), snap.Mesh().TrustDomain, snap.Mesh().RootNamespace)
+	return ix
+}
+
+// Snapshot returns the indexed snapshot.
+func (ix *Index) Snapshot() *mesh.Snapshot { return ix.snap }
+
+// Qualify expands a short host to its FQDN in namespace ns and lower-cases
+// it; names with a dot and wildcards are kept.
+func Qualify(host, ns string) string {
+	h := strings.ToLower(host)
+	if h == "*" || strings.Contains(h, ".") || ns == "" {
+		return h
+	}
+	return h + "." + ns + "." + DomainSuffix
+}
+
+// hostMatches reports whether pattern (exact or "*.suffix" or "*") covers host.
+func hostMatches(pattern, host string) bool {
+	if pattern == host || pattern == "*" {
+		return true
+	}
+	if strings.HasPrefix(pattern, "*.") {
+		return strings.HasSuffix(host, pattern[1:])
+	}
+	return false
+}
+
+// exportedTo implements Istio's exportTo for an object in namespace own.
+func exportedTo(exportTo []string, own, ns string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		if e == "*" || e == ns || (e == "." && own == ns) {
+			return true
+		}
+	}
+	return false
+}
+
+// VirtualService returns the VirtualService that routes host for a proxy
+// in namespace ns, attached to gateway gw ("mesh" for sidecars and gRPC).
+// The oldest matching object wins, as in Istio.
+func (ix *Index) VirtualService(host, ns, gw string) *mesh.Config {
+	var wildcard *mesh.Config
+	for _, e := range ix.vs {
+		if !exportedTo(e.spec.GetExportTo(), e.cfg.Namespace, ns) || !boundTo(e, gw) {
+			continue
+		}
+		for _, h := range e.hosts {
+			if h == host {
+				return e.cfg
+			}
+			if wildcard == nil && hostMatches(h, host) {
+				wildcard = e.cfg
+			}
+		}
+	}
+	return wildcard
+}
+
+// boundTo reports whether a VirtualService applies to gateway gw
+// ("namespace/name" or "mesh").
+func boundTo(e *vsEntry, gw string) bool {
+	gws := e.spec.GetGateways()
+	if len(gws) == 0 {
+		return gw == "mesh"
+	}
+	for _, g := range gws {
+		if g == gw || (g != "mesh" && !strings.Contains(g, "/") && e.cfg.Namespace+"/"+g == gw) {
+			return true
+		}
+	}
+	return false
+}
+
+// GatewayVirtualServices returns the VirtualServices bound to gateway gw
+// ("namespace/name"), oldest first.
+func (ix *Index) GatewayVirtualServices(gw string) []*mesh.Config {
+	var out []*mesh.Config
+	for _, e := range ix.vs {
+		if boundTo(e, gw) && gw != "mesh" {
+			out = append(out, e.cfg)
+		}
+	}
+	return out
+}
+
+// DestinationRule returns the DestinationRule for host as seen from a
+// proxy in namespace ns: the proxy's namespace first, then the service's,
+// then the root namespace, then any other exported one; exact hosts beat
+// wildcards; older beats newer.
+func (ix *Index) DestinationRule(host, ns, svcNS string) *mesh.Config {
+	best, bestRank := (*mesh.Config)(nil), 1<<30
+	root := ix.snap.Mesh().RootNamespace
+	for _, e := range ix.dr {
+		if !hostMatches(e.host, host) || !exportedTo(e.spec.GetExportTo(), e.cfg.Namespace, ns) {
+			continue
+		}
+		rank := 3
+		switch e.cfg.Namespace {
+		case ns:
+			rank = 0
+		case svcNS:
+			rank = 1
+		case root:
+			rank = 2
+		}
+		rank *= 2
+		if e.host != host {
+			rank++
+		}
+		if rank < bestRank {
+			best, bestRank = e.cfg, rank
+		}
+	}
+	return best
+}
+
+func (ix *Index) serviceFingerprint(svc *mesh.Service) string {
+	h := sha256.New()
+	writeStr(h, svc.Hostname, svc.Namespace, svc.Resolution.String(), strings.Join(svc.Addresses, ","), strings.Join(svc.ExportTo, ","), strings.Join(svc.SubjectAltNames, ","))
+	if svc.MeshExternal {
+		writeStr(h, "external")
+	}
+	for _, p := range svc.Ports {
+		writeStr(h, p.Name, string(p.Protocol), itoa(p.Number), itoa(p.TargetPort))
+	}
+	for _, w := range ix.snap.Members(svc) {
+		writeStr(h, w.Name, w.Namespace, w.Address, w.ServiceAccount, w.Locality, w.Network, itoa(w.Weight))
+		writeMap(h, w.Labels)
+		writeMap32(h, w.Ports)
+	}
+	for _, e := range ix.vs {
+		for _, vh := range e.hosts {
+			if hostMatches(vh, svc.Hostname) {
+				writeStr(h, e.hash)
+				break
+			}
+		}
+	}
+	for _, e := range ix.dr {
+		if hostMatches(e.host, svc.Hostname) {
+			writeStr(h, e.hash)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+func configHash(c *mesh.Config) string {
+	spec, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c.Spec)
+	h := sha256.New()
+	writeStr(h, c.Key().String(), c.CreationTimestamp.String(), string(spec))
+	writeMap(h, c.Labels)
+	return hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+func writeStr(h hash.Hash, ss ...string) {
+	for _, s := range ss {
+		h.Write([]byte(itoa(uint32(len(s)))))
+		h.Write([]byte{0})
+		h.Write([]byte(s))
+	}
+}
+
+func writeMap(h hash.Hash, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		writeStr(h, k, m[k])
+	}
+	writeStr(h, "|")
+}
+
+func writeMap32(h hash.Hash, m map[string]uint32) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		writeStr(h, k, itoa(m[k]))
+	}
+	writeStr(h, "|")
+}
+
+func hashStrings(ss ...string) string {
+	h := sha256.New()
+	writeStr(h, ss...)
+	return hex.EncodeToString(h.Sum(nil)[:10])
+}

@@ -1,0 +1,161 @@
+package translate
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"sort"
+	"strconv"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// Scope is what one proxy may see: its Sidecar (if any), the services
+// visible to it after exportTo and Sidecar egress scoping, and its
+// outbound traffic policy.
+type Scope struct {
+	Proxy    *mesh.Proxy
+	Sidecar  *mesh.Config // nil when none applies
+	Services []*mesh.Service
+	Outbound mesh.OutboundPolicy
+	// Inbound lists the services whose workloads this proxy runs.
+	Inbound []*mesh.Service
+	// Gateways lists the Gateways selecting a router proxy.
+	Gateways []*mesh.Config
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// Scope computes the proxy's view of the mesh.
+func (ix *Index) Scope(p *mesh.Proxy) *Scope {
+	sc := &Scope{Proxy: p, Sidecar: ix.sidecarFor(p), Outbound: ix.snap.Mesh().OutboundTrafficPolicy}
+	var sidecar *networking.Sidecar
+	if sc.Sidecar != nil {
+		sidecar = sc.Sidecar.Spec.(*networking.Sidecar)
+		switch sidecar.GetOutboundTrafficPolicy().GetMode() {
+		case networking.OutboundTrafficPolicy_REGISTRY_ONLY:
+			if sidecar.GetOutboundTrafficPolicy() != nil {
+				sc.Outbound = mesh.OutboundRegistryOnly
+			}
+		case networking.OutboundTrafficPolicy_ALLOW_ANY:
+			sc.Outbound = mesh.OutboundAllowAny
+		}
+	}
+	seen := map[string]bool{}
+	for _, svc := range ix.snap.Services() {
+		if seen[svc.Hostname] || !svc.VisibleTo(p.Namespace) || !egressAllows(sidecar, p.Namespace, svc) {
+			continue
+		}
+		// The oldest declaration of a host visible to the proxy wins.
+		for _, cand := range ix.snap.ServicesByHost(svc.Hostname) {
+			if cand.VisibleTo(p.Namespace) && egressAllows(sidecar, p.Namespace, cand) {
+				svc = cand
+				break
+			}
+		}
+		seen[svc.Hostname] = true
+		sc.Services = append(sc.Services, svc)
+	}
+	sc.Inbound = ix.snap.ServicesForWorkload(p.Namespace, p.Labels)
+	if p.Type == mesh.ProxyRouter {
+		sc.Gateways = ix.gatewaysFor(p)
+	}
+	return sc
+}
+
+// sidecarFor picks the Sidecar for a proxy: one in its namespace whose
+// selector matches, else the namespace default, else the root default.
+func (ix *Index) sidecarFor(p *mesh.Proxy) *mesh.Config {
+	var nsDefault *mesh.Config
+	for _, c := range ix.snap.InNamespace(mesh.KindSidecar, p.Namespace) {
+		sel := c.Spec.(*networking.Sidecar).GetWorkloadSelector().GetLabels()
+		if len(sel) == 0 {
+			if nsDefault == nil {
+				nsDefault = c
+			}
+			continue
+		}
+		if mesh.Selector(sel).Matches(p.Labels) {
+			return c
+		}
+	}
+	if nsDefault != nil {
+		return nsDefault
+	}
+	for _, c := range ix.snap.InNamespace(mesh.KindSidecar, ix.snap.Mesh().RootNamespace) {
+		if len(c.Spec.(*networking.Sidecar).GetWorkloadSelector().GetLabels()) == 0 {
+			return c
+		}
+	}
+	return nil
+}
+
+// egressAllows applies Sidecar egress hosts ("ns/host", "./*", "*/*",
+// "~/*") to a service.
+func egressAllows(sc *networking.Sidecar, proxyNS string, svc *mesh.Service) bool {
+	if sc == nil || len(sc.GetEgress()) == 0 {
+		return true
+	}
+	for _, eg := range sc.GetEgress() {
+		for _, h := range eg.GetHosts() {
+			ns, host, ok := strings.Cut(h, "/")
+			if !ok {
+				ns, host = "*", h
+			}
+			if ns == "~" {
+				continue
+			}
+			if ns == "." {
+				ns = proxyNS
+			}
+			if (ns == "*" || ns == svc.Namespace) && hostMatches(strings.ToLower(host), svc.Hostname) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (ix *Index) gatewaysFor(p *mesh.Proxy) []*mesh.Config {
+	var out []*mesh.Config
+	for _, c := range ix.snap.All(mesh.KindGateway) {
+		sel := c.Spec.(*networking.Gateway).GetSelector()
+		if len(sel) > 0 && mesh.Selector(sel).Matches(p.Labels) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Fingerprint hashes everything the proxy's output depends on: its
+// identity and placement, its Sidecar, the services it sees (with their
+// endpoints and routing config), its gateways and the mesh config. Two
+// proxies with equal fingerprints get identical resources, so results can
+// be cached by fingerprint.
+func (ix *Index) Fingerprint(sc *Scope) string {
+	p := sc.Proxy
+	h := sha256.New()
+	ips := append([]string(nil), p.IPs...)
+	sort.Strings(ips)
+	writeStr(h, string(p.Type), p.Namespace, p.ServiceAccount, strings.Join(ips, ","), ix.meshHash, ix.delegate, string(sc.Outbound))
+	writeMap(h, p.Labels)
+	if sc.Sidecar != nil {
+		writeStr(h, configHash(sc.Sidecar))
+	}
+	for _, svc := range sc.Services {
+		writeStr(h, ix.svcPrint[svc])
+	}
+	writeStr(h, "inbound")
+	for _, svc := range sc.Inbound {
+		writeStr(h, ix.svcPrint[svc])
+	}
+	for _, g := range sc.Gateways {
+		writeStr(h, configHash(g))
+		for _, vs := range ix.GatewayVirtualServices(g.Namespace + "/" + g.Name) {
+			writeStr(h, configHash(vs))
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}

@@ -1,0 +1,154 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	origdst "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// Sidecar listener names and ports, as Istio spells them.
+const (
+	VirtualOutbound     = "virtualOutbound"
+	VirtualInbound      = "virtualInbound"
+	VirtualOutboundPort = 15001
+	VirtualInboundPort  = 15006
+)
+
+// sidecar builds Envoy sidecar output.
+func (g *gen) sidecar() {
+	g.clusters()
+	g.res.Clusters = append(g.res.Clusters, passthroughClusters()...)
+	g.res.Listeners = append(g.res.Listeners, g.virtualOutbound(), g.virtualInbound())
+	g.outboundListeners()
+}
+
+func (g *gen) catchAll() string {
+	if g.sc.Outbound == mesh.OutboundRegistryOnly {
+		return BlackHoleCluster
+	}
+	return PassthroughCluster
+}
+
+func (g *gen) virtualOutbound() *listener.Listener {
+	return &listener.Listener{
+		Name:             VirtualOutbound,
+		Address:          socketAddress("0.0.0.0", VirtualOutboundPort),
+		UseOriginalDst:   wrapperspb.Bool(true),
+		TrafficDirection: core.TrafficDirection_OUTBOUND,
+		FilterChains: []*listener.FilterChain{{
+			Name:    "virtualOutbound-catchall-tcp",
+			Filters: []*listener.Filter{tcpProxyFilter(g.catchAll(), []weighted{{cluster: g.catchAll()}})},
+		}},
+	}
+}
+
+// virtualInbound has one filter chain (per security variant) for each
+// port the workload serves, sending to its inbound|port|| cluster.
+func (g *gen) virtualInbound() *listener.Listener {
+	l := &listener.Listener{
+		Name:             VirtualInbound,
+		Address:          socketAddress("0.0.0.0", VirtualInboundPort),
+		TrafficDirection: core.TrafficDirection_INBOUND,
+		ListenerFilters: []*listener.ListenerFilter{
+			{Name: "envoy.filters.listener.original_dst", ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&origdst.OriginalDst{})}},
+			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
+		},
+		FilterChains: []*listener.FilterChain{{
+			Name:    "virtualInbound-catchall",
+			Filters: []*listener.Filter{tcpProxyFilter(PassthroughCluster, []weighted{{cluster: PassthroughCluster}})},
+		}},
+	}
+	for _, in := range g.sidecarInbound() {
+		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.port, in.target))
+		for _, sec := range g.inboundSecurity(in.target) {
+			l.FilterChains = append(l.FilterChains, g.inboundChain(in, sec))
+		}
+	}
+	return l
+}
+
+// sidecarInbound is the Sidecar's ingress list when set, else the ports of
+// the services selecting the workload.
+func (g *gen) sidecarInbound() []inboundPort {
+	if g.sc.Sidecar != nil {
+		if ing := g.sc.Sidecar.Spec.(*networking.Sidecar).GetIngress(); len(ing) > 0 {
+			var out []inboundPort
+			for _, il := range ing {
+				p := il.GetPort()
+				out = append(out, inboundPort{port: p.GetNumber(), target: endpointPort(il.GetDefaultEndpoint(), p.GetNumber()), proto: mesh.ProtocolFromPort(p.GetProtocol(), p.GetName())})
+			}
+			return out
+		}
+	}
+	seen := map[uint32]bool{}
+	var out []inboundPort
+	for _, in := range g.inboundPorts() {
+		if !seen[in.target] {
+			seen[in.target] = true
+			out = append(out, in)
+		}
+	}
+	if len(g.proxy.IPs) == 0 {
+		for _, svc := range g.sc.Inbound {
+			for _, p := range svc.Ports {
+				t := p.TargetPort
+				if t == 0 {
+					t = p.Number
+				}
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, inboundPort{port: p.Number, target: t, proto: p.Protocol})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].target < out[j].target })
+	return out
+}
+
+// endpointPort reads the port from a defaultEndpoint "127.0.0.1:8080" or
+// "unix://..."; 0 or unparsable falls back to def.
+func endpointPort(ep string, def uint32) uint32 {
+	i := strings.LastIndex(ep, ":")
+	if i < 0 {
+		return def
+	}
+	var n uint32
+	if _, err := fmt.Sscanf(ep[i+1:], "%d", &n); err != nil || n == 0 {
+		return def
+	}
+	return n
+}
+
+func (g *gen) inboundChain(in inboundPort, sec ChainSecurity) *listener.FilterChain {
+	m := &listener.FilterChainMatch{}
+	if sec.Match != nil {
+		m = proto.Clone(sec.Match).(*listener.FilterChainMatch)
+	}
+	m.DestinationPort = wrapperspb.UInt32(in.target)
+	name := InboundName(in.target)
+	fc := &listener.FilterChain{Name: name, FilterChainMatch: m, TransportSocket: sec.TransportSocket}
+	if in.proto.IsHTTP() {
+		rc := &route.RouteConfiguration{Name: name, VirtualHosts: []*route.VirtualHost{{
+			Name: "inbound|http|" + itoa(in.port), Domains: []string{"*"},
+			Routes: []*route.Route{{Name: "default", Match: routeMatch(nil), Action: &route.Route_Route{Route: &route.RouteAction{
+				ClusterSpecifier: &route.RouteAction_Cluster{Cluster: name},
+			}}}},
+		}}}
+		fc.Filters = []*listener.Filter{hcmFilter(g.inlineHCM(name, rc, Inbound, in.target))}
+	} else {
+		fc.Filters = []*listener.Filter{tcpProxyFilter(name, []weighted{{cluster: name}})}
+	}
+	return fc
+}
