@@ -1,0 +1,12 @@
+package authn
+
+import (
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+func weConfig(ns, name, addr string, labels map[string]string) *mesh.Config {
+	return &mesh.Config{Meta: mesh.Meta{Kind: mesh.KindWorkloadEntry, Namespace: ns, Name: name, CreationTimestamp: t0},
+		Spec: &networking.WorkloadEntry{Address: addr, Labels: labels, ServiceAccount: name}}
+}
