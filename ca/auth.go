@@ -1,0 +1,207 @@
+package ca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	authnv1 "k8s.io/api/authentication/v1"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// Authentication methods, as used in logs and metric labels.
+const (
+	MethodMTLS      = "mtls"
+	MethodK8sJWT    = "k8s-jwt"
+	MethodJoinToken = "join-token"
+)
+
+// errNoCredential means an authenticator found nothing it could check; the
+// next one is tried.
+var errNoCredential = errors.New("no credential for this method")
+
+// Caller is an authenticated caller: the identity is all the service will
+// ever put in a certificate.
+type Caller struct {
+	ID     spiffeid.ID
+	Method string
+	// commit finalises the authentication once the certificate is signed
+	// (consumes a join token); nil when there is nothing to do.
+	commit func() error
+}
+
+// Authenticator authenticates the caller of an RPC from its context (peer
+// certificate, metadata). It returns errNoCredential when the caller did
+// not present its kind of credential.
+type Authenticator interface {
+	Method() string
+	Authenticate(ctx context.Context) (*Caller, error)
+}
+
+// TokenReviewer checks a Kubernetes service-account token, as the
+// TokenReview API does. The Kubernetes source implements it with client-go.
+type TokenReviewer interface {
+	Review(ctx context.Context, token string, audiences []string) (*authnv1.TokenReview, error)
+}
+
+// bearer returns the bearer token from the "authorization" metadata.
+func bearer(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get("authorization") {
+		if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+	}
+	return ""
+}
+
+// certAuthenticator accepts a mesh client certificate verified by the TLS
+// handshake whose root is still in the current bundle (renewals).
+type certAuthenticator struct{ ca *CA }
+
+func (certAuthenticator) Method() string { return MethodMTLS }
+
+func (a certAuthenticator) Authenticate(ctx context.Context) (*Caller, error) {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil, errNoCredential
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 {
+		return nil, errNoCredential
+	}
+	chain := ti.State.VerifiedChains[0]
+	leaf, root := chain[0], chain[len(chain)-1]
+	if !a.ca.current().hasRoot(root) {
+		return nil, errors.New("client certificate root is no longer trusted")
+	}
+	if now := a.ca.clock.Now(); now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+		return nil, errors.New("client certificate is not valid now")
+	}
+	id, err := x509svid.IDFromCert(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	return a.ca.caller(id, MethodMTLS, nil)
+}
+
+// kubeAuthenticator accepts a Kubernetes service-account JWT through a
+// TokenReview with the CA's audience.
+type kubeAuthenticator struct {
+	ca       *CA
+	reviewer TokenReviewer
+}
+
+func (kubeAuthenticator) Method() string { return MethodK8sJWT }
+
+func (a kubeAuthenticator) Authenticate(ctx context.Context) (*Caller, error) {
+	tok := bearer(ctx)
+	if tok == "" || IsJoinToken(tok) {
+		return nil, errNoCredential
+	}
+	aud := a.ca.cfg.Audience
+	tr, err := a.reviewer.Review(ctx, tok, []string{aud})
+	if err != nil {
+		return nil, fmt.Errorf("token review: %w", err)
+	}
+	st := tr.Status
+	if st.Error != "" || !st.Authenticated {
+		return nil, fmt.Errorf("token review: not authenticated (%q)", st.Error)
+	}
+	if !slices.Contains(st.Audiences, aud) {
+		return nil, fmt.Errorf("token review: audiences %v lack %q", st.Audiences, aud)
+	}
+	ns, sa, ok := serviceAccountUser(st.User.Username)
+	if !ok {
+		return nil, fmt.Errorf("token review: user %q is not a service account", st.User.Username)
+	}
+	id, err := mesh.Identity{TrustDomain: a.ca.cfg.TrustDomain, Namespace: ns, ServiceAccount: sa}.SPIFFEID()
+	if err != nil {
+		return nil, err
+	}
+	return a.ca.caller(id, MethodK8sJWT, nil)
+}
+
+// serviceAccountUser splits "system:serviceaccount:<ns>:<sa>".
+func serviceAccountUser(u string) (ns, sa string, ok bool) {
+	rest, ok := strings.CutPrefix(u, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	ns, sa, ok = strings.Cut(rest, ":")
+	return ns, sa, ok && ns != "" && sa != "" && !strings.Contains(sa, ":")
+}
+
+// joinAuthenticator accepts a one-time join token; the token is consumed
+// only when a certificate is actually issued.
+type joinAuthenticator struct{ ca *CA }
+
+func (joinAuthenticator) Method() string { return MethodJoinToken }
+
+func (a joinAuthenticator) Authenticate(ctx context.Context) (*Caller, error) {
+	raw := bearer(ctx)
+	if !IsJoinToken(raw) {
+		return nil, errNoCredential
+	}
+	t, err := ParseJoinToken(raw)
+	if err != nil {
+		return nil, err
+	}
+	ns, sa, err := a.ca.tokens.Check(t)
+	if err != nil {
+		return nil, fmt.Errorf("join token %s: %w", t.ID, err)
+	}
+	id, err := mesh.Identity{TrustDomain: a.ca.cfg.TrustDomain, Namespace: ns, ServiceAccount: sa}.SPIFFEID()
+	if err != nil {
+		return nil, err
+	}
+	return a.ca.caller(id, MethodJoinToken, func() error { return a.ca.tokens.Consume(t) })
+}
+
+// caller checks id is a workload identity in the CA's trust domain.
+func (c *CA) caller(id spiffeid.ID, method string, commit func() error) (*Caller, error) {
+	if id.TrustDomain() != c.td {
+		return nil, fmt.Errorf("identity %s is outside trust domain %s", id, c.td)
+	}
+	if _, err := mesh.IdentityFromID(id); err != nil {
+		return nil, err
+	}
+	return &Caller{ID: id, Method: method, commit: commit}, nil
+}
+
+// authenticators returns the methods in order; the first success wins.
+func (c *CA) authenticators() []Authenticator {
+	as := []Authenticator{certAuthenticator{c}}
+	if c.cfg.TokenReviewer != nil {
+		as = append(as, kubeAuthenticator{c, c.cfg.TokenReviewer})
+	}
+	return append(as, joinAuthenticator{c})
+}
+
+// authenticate tries every method; the error lists why each failed.
+func (c *CA) authenticate(ctx context.Context) (*Caller, error) {
+	var errs []error
+	for _, a := range c.authenticators() {
+		caller, err := a.Authenticate(ctx)
+		if err == nil {
+			return caller, nil
+		}
+		if !errors.Is(err, errNoCredential) {
+			c.metrics.authFailures.WithLabelValues(a.Method()).Inc()
+			errs = append(errs, fmt.Errorf("%s: %w", a.Method(), err))
+		}
+	}
+	if len(errs) == 0 {
+		c.metrics.authFailures.WithLabelValues("none").Inc()
+		return nil, errors.New("no credential presented")
+	}
+	return nil, errors.Join(errs...)
+}

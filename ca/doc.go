@@ -1,0 +1,8 @@
+// Package ca owns Ward's certificate authority: the persisted self-signed
+// root (or an Istio-style plug-in intermediate from a cacerts directory),
+// SPIFFE X.509-SVID issuance for workloads (template, sign and validate as
+// separate steps), the Istio-compatible certificate-signing gRPC service with
+// its caller authenticators (mesh client certificate, Kubernetes TokenReview,
+// one-time join tokens), root rotation with overlap, the trust bundle, and a
+// small client that agents use to request certificates.
+package ca

@@ -1,0 +1,239 @@
+package ca
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Rotation phases, as shown in /debug/ca and the ward_ca_rotation_phase
+// metric.
+const (
+	PhaseStable   = "stable"   // one root, signing
+	PhaseStaged   = "staged"   // a new root is in the bundle; the old one still signs
+	PhaseRetiring = "retiring" // the new root signs; the old one stays trusted until its leaves expire
+	PhasePlugin   = "plugin"   // plug-in CA: rotation is done by replacing cacerts
+)
+
+// reservationSlack is how far beyond a leaf's expiry a reservation reaches,
+// so the state is saved about once per slack period, not per signature.
+const reservationSlack = time.Hour
+
+// ErrRotationUnsupported is returned by Rotate in plug-in mode.
+var ErrRotationUnsupported = errors.New("root rotation is managed outside Ward in plug-in mode (replace cacerts)")
+
+// ErrRotationInProgress is returned by Rotate when a rotation has not
+// finished yet.
+var ErrRotationInProgress = errors.New("a root rotation is already in progress")
+
+func (c *CA) loadOrCreate(ctx context.Context) error {
+	s, err := c.cfg.Store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		root, err := newRoot(c.cfg.TrustDomain, c.cfg.RootKey, c.clock.Now(), c.cfg.RootTTL)
+		if err != nil {
+			return err
+		}
+		root.Signing = true
+		s = &State{Roots: []RootState{root}}
+		if err := c.cfg.Store.Save(ctx, s); err != nil {
+			return err
+		}
+		c.log.Info("created root CA", "trust_domain", c.cfg.TrustDomain, "key", c.cfg.RootKey)
+	} else {
+		c.log.Info("loaded root CA", "trust_domain", c.cfg.TrustDomain, "roots", len(s.Roots))
+	}
+	a, err := authorityFromState(c.td, c.clock.Now(), s)
+	if err != nil {
+		return err
+	}
+	c.state = s
+	c.publish(a)
+	return nil
+}
+
+// Phase returns the current rotation phase.
+func (c *CA) Phase() string {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	return c.phase()
+}
+
+// phase needs stateMu held (or a not yet shared CA).
+func (c *CA) phase() string {
+	if c.state == nil {
+		return PhasePlugin
+	}
+	for _, r := range c.state.Roots {
+		if !r.SwitchAt.IsZero() {
+			return PhaseStaged
+		}
+		if !r.DropAt.IsZero() {
+			return PhaseRetiring
+		}
+	}
+	return PhaseStable
+}
+
+// Rotate stages a new root: it is published in the bundle now and starts
+// signing after RotationOverlap.
+func (c *CA) Rotate(ctx context.Context) error {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if c.state == nil {
+		return ErrRotationUnsupported
+	}
+	if c.phase() != PhaseStable {
+		return ErrRotationInProgress
+	}
+	now := c.clock.Now()
+	root, err := newRoot(c.cfg.TrustDomain, c.cfg.RootKey, now, c.cfg.RootTTL)
+	if err != nil {
+		return err
+	}
+	root.SwitchAt = now.Add(c.cfg.RotationOverlap)
+	next := c.cloneState()
+	next.Roots = append(next.Roots, root)
+	if err := c.commit(ctx, next); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	c.log.Info("root rotation staged", "switch_at", root.SwitchAt)
+	return nil
+}
+
+// Reconcile applies a pending rotation request and any phase transition
+// that is due on the CA clock. Run calls it periodically; tests call it
+// after moving their clock.
+func (c *CA) Reconcile(ctx context.Context) error {
+	if c.state == nil {
+		return nil
+	}
+	if err := c.takeRotationRequest(ctx); err != nil {
+		return err
+	}
+	c.mu.Lock() // no signing while the signer or the drop time changes
+	defer c.mu.Unlock()
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	now := c.clock.Now()
+	next := c.cloneState()
+	if !advance(next, now, c.cfg.MaxTTL) {
+		return nil
+	}
+	if err := c.commit(ctx, next); err != nil {
+		return fmt.Errorf("reconcile rotation: %w", err)
+	}
+	c.log.Info("root rotation phase", "phase", c.phase())
+	return nil
+}
+
+// advance performs at most one due transition on s and reports whether it
+// did: a staged root whose switch time passed starts signing (the old root
+// gets its drop time); a retiring root whose drop time passed is removed.
+func advance(s *State, now time.Time, maxTTL time.Duration) bool {
+	for i := range s.Roots {
+		r := &s.Roots[i]
+		if !r.SwitchAt.IsZero() && !now.Before(r.SwitchAt) {
+			for j := range s.Roots {
+				if s.Roots[j].Signing {
+					s.Roots[j].Signing = false
+					s.Roots[j].DropAt = laterOf(s.Roots[j].IssuedUntil, now)
+				}
+			}
+			r.Signing, r.SwitchAt = true, time.Time{}
+			return true
+		}
+		if !r.DropAt.IsZero() && !now.Before(r.DropAt) {
+			s.Roots = append(s.Roots[:i], s.Roots[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// cloneState needs stateMu held.
+func (c *CA) cloneState() *State {
+	return &State{Roots: append([]RootState(nil), c.state.Roots...)}
+}
+
+// commit persists next, then publishes it. stateMu must be held.
+func (c *CA) commit(ctx context.Context, next *State) error {
+	a, err := authorityFromState(c.td, c.clock.Now(), next)
+	if err != nil {
+		return err
+	}
+	if err := c.cfg.Store.Save(ctx, next); err != nil {
+		return err
+	}
+	c.state = next
+	c.publish(a)
+	return nil
+}
+
+// reserve extends the signing root's IssuedUntil reservation to cover a
+// leaf expiring at notAfter, persisting it before the leaf exists.
+func (c *CA) reserve(a *authority, notAfter time.Time) error {
+	c.stateMu.Lock()
+	defer c.stateMu.Unlock()
+	if notAfter.Unix() <= a.reserved.Load() {
+		return nil
+	}
+	until := notAfter.Add(reservationSlack)
+	if until.After(a.notAfter) {
+		until = a.notAfter
+	}
+	next := c.cloneState()
+	for i := range next.Roots {
+		if next.Roots[i].Signing {
+			next.Roots[i].IssuedUntil = until
+		}
+	}
+	if err := c.cfg.Store.Save(context.Background(), next); err != nil {
+		return fmt.Errorf("reserve issuance window: %w", err)
+	}
+	c.state = next
+	a.reserved.Store(until.Unix())
+	return nil
+}
+
+// rotationRequestPath is where `ward ca rotate` asks a running CA to rotate.
+func rotationRequestPath(stateDir string) string {
+	return filepath.Join(stateDir, "ca", "rotate-request")
+}
+
+// RequestRotation asks the CA using stateDir to stage a new root at its
+// next reconcile (the CLI's `ward ca rotate`). Only the CA writes its state.
+func RequestRotation(stateDir string) error {
+	if err := writeFileAtomic(rotationRequestPath(stateDir), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("request rotation: %w", err)
+	}
+	return nil
+}
+
+func (c *CA) takeRotationRequest(ctx context.Context) error {
+	p := rotationRequestPath(c.cfg.StateDir)
+	if _, err := os.Stat(p); err != nil {
+		return nil
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("take rotation request: %w", err)
+	}
+	err := c.Rotate(ctx)
+	if errors.Is(err, ErrRotationInProgress) {
+		c.log.Warn("rotation request ignored", "reason", err)
+		return nil
+	}
+	return err
+}
