@@ -64,8 +64,13 @@ func validateMeta(c *mesh.Config, e *errs) {
 	if len(c.Namespace) > 63 || !dns1123Label.MatchString(c.Namespace) {
 		e.add("metadata.namespace", "%q is not a valid DNS-1123 label", c.Namespace)
 	}
-	if v, ok := c.Annotations[mesh.AnnotationDryRun]; ok && v != "true" && v != "false" {
-		e.add(key("metadata.annotations", mesh.AnnotationDryRun), "must be \"true\" or \"false\", got %q", v)
+	if v, ok := c.Annotations[mesh.AnnotationDryRun]; ok {
+		switch {
+		case c.Kind != mesh.KindAuthorizationPolicy:
+			e.add(key("metadata.annotations", mesh.AnnotationDryRun), "only AuthorizationPolicy supports the %s annotation", mesh.AnnotationDryRun)
+		case v != "true" && v != "false":
+			e.add(key("metadata.annotations", mesh.AnnotationDryRun), "must be \"true\" or \"false\", got %q", v)
+		}
 	}
 }
 
