@@ -118,7 +118,7 @@ func NamespacedHost(host string, gateway bool) []error {
 		out = append(out, fmt.Errorf("namespace and dnsName in host %q cannot be empty", host))
 	}
 	special := ns == "*" || ns == "." || (!gateway && ns == "~")
-	if !special && !isDNSLabel(ns) {
+	if !special && ns != "" && !dns1123Label.MatchString(ns) {
 		out = append(out, fmt.Errorf("invalid namespace %q in host %q", ns, host))
 	}
 	return append(out, hostPart(name, gateway)...)

@@ -119,7 +119,7 @@ func GatewayName(g string) []error {
 	if ns == "" || name == "" {
 		out = append(out, fmt.Errorf("gateway %q: namespace and name cannot be empty", g))
 	}
-	if ns != "" && !isDNSLabel(ns) {
+	if ns != "" && !dns1123Label.MatchString(ns) {
 		out = append(out, fmt.Errorf("gateway %q: invalid namespace %q", g, ns))
 	}
 	if name != "" && !isDNSLabel(name) {
@@ -251,7 +251,7 @@ func checkHTTPMatch(e *errs, p string, m *networking.HTTPMatchRequest) {
 	for i, g := range m.GetGateways() {
 		addAll(e, idx(p+".gateways", i), GatewayName(g))
 	}
-	if ns := m.GetSourceNamespace(); ns != "" && !isDNSLabel(ns) {
+	if ns := m.GetSourceNamespace(); ns != "" && !dns1123Label.MatchString(ns) {
 		e.add(p+".sourceNamespace", "invalid sourceNamespace %q", ns)
 	}
 }
@@ -313,7 +313,8 @@ func headerOpName(name string, allowAuthority bool) error {
 }
 
 // HeaderValue checks a header value Envoy will accept: no control
-// characters, and "%" only as "%%" or around a %COMMAND%.
+// characters, and "%" only as "%%" or around a %COMMAND% or
+// %COMMAND(args)%.
 func HeaderValue(v string) error {
 	for _, r := range v {
 		if (r < 0x20 && r != '\t') || r == 0x7f {
@@ -328,13 +329,37 @@ func HeaderValue(v string) error {
 			i++
 			continue
 		}
-		end := strings.IndexByte(v[i+1:], '%')
-		if end <= 0 {
-			return fmt.Errorf("header value %q: unterminated or empty %%VARIABLE%% (use %%%% for a literal %%)", v)
+		end := commandEnd(v, i+1)
+		if end < 0 {
+			return fmt.Errorf("header value %q: unterminated or empty %%COMMAND%% (use %%%% for a literal %%)", v)
 		}
-		i += end + 1
+		i = end
 	}
 	return nil
+}
+
+// commandEnd returns the index of the "%" closing a command that starts at
+// i, or -1.
+func commandEnd(v string, i int) int {
+	start := i
+	for i < len(v) && (v[i] == '_' || v[i] >= 'A' && v[i] <= 'Z' || v[i] >= '0' && v[i] <= '9') {
+		i++
+	}
+	if i == start {
+		return -1
+	}
+	if i < len(v) && v[i] == '(' {
+		c := strings.IndexByte(v[i:], ')')
+		if c < 0 {
+			return -1
+		}
+		i += c + 1
+	}
+	c := strings.IndexByte(v[i:], '%')
+	if c < 0 {
+		return -1
+	}
+	return i + c
 }
 
 func checkAuthorityRewrite(e *errs, p string, r *networking.HTTPRoute) {
