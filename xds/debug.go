@@ -102,14 +102,7 @@ type Connection struct {
 
 // Connections writes every connected proxy.
 func (s *Server) Connections(w http.ResponseWriter, _ *http.Request) {
-	s.mu.Lock()
-	out := make([]Connection, 0, len(s.conns))
-	for _, c := range s.conns {
-		out = append(out, Connection{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Labels: c.proxy.Labels, IPs: c.proxy.IPs, Streams: c.streams, ConnectedAt: c.connectedAt})
-	}
-	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
-	writeJSON(w, out)
+	writeJSON(w, s.ConnectionList())
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
@@ -117,4 +110,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// ConnectionList returns every connected proxy, sorted by id.
+func (s *Server) ConnectionList() []Connection {
+	s.mu.Lock()
+	out := make([]Connection, 0, len(s.conns))
+	for _, c := range s.conns {
+		out = append(out, Connection{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Labels: c.proxy.Labels, IPs: c.proxy.IPs, Streams: c.streams, ConnectedAt: c.connectedAt})
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
+	return out
 }
