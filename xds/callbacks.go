@@ -40,13 +40,21 @@ func (c *callbacks) OnStreamResponse(_ context.Context, _ int64, req *discovery.
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
 	c.s.attach(id, req.GetNode())
 	if req.GetResponseNonce() != "" {
-		c.s.acknowledge(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+		c.s.acknowledge(c.s.nodeOf(id), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	}
 	return nil
 }
 
-func (c *callbacks) OnStreamDeltaResponse(_ int64, req *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-	c.s.sent(req.GetNode().GetId(), resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+	c.s.sent(c.s.nodeOf(id), resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+// nodeOf returns the node id of a stream (delta requests after the first
+// carry no node when the callbacks see them).
+func (s *Server) nodeOf(stream int64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams[stream]
 }
 
 // sent records a response about to go out.
