@@ -36,7 +36,7 @@ func RequestFromCheck(cr *authv3.CheckRequest, payloadKey string) (*Request, err
 	if a == nil {
 		return nil, fmt.Errorf("%w: no attributes", ErrBadCheckRequest)
 	}
-	r := &Request{SNI: a.GetTlsSession().GetSni()}
+	r := &Request{SNI: a.GetTlsSession().GetSni(), Check: cr}
 	var err error
 	if r.Source, err = peer(a.GetSource()); err != nil {
 		return nil, fmt.Errorf("%w: source: %w", ErrBadCheckRequest, err)

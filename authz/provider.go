@@ -53,12 +53,13 @@ func PrepareProvider(name, module, query string) (rego.PreparedEvalQuery, error)
 }
 
 func (p *provider) eval(ctx context.Context, req *Request) (*ProviderResult, error) {
-	in := req.Envoy
-	if in == nil {
-		var err error
-		if in, err = EnvoyInput(CheckFromRequest(req)); err != nil {
-			return nil, err
-		}
+	cr := req.Check
+	if cr == nil {
+		cr = CheckFromRequest(req)
+	}
+	in, err := EnvoyInput(cr)
+	if err != nil {
+		return nil, err
 	}
 	return EvalProvider(ctx, p.query, in)
 }

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"strconv"
 	"strings"
 
@@ -18,10 +19,10 @@ type Request struct {
 	SNI      string
 	HTTP     *HTTPRequest // nil for TCP connections
 	Auth     *Auth        // verified JWT; nil when there is none
-	// Envoy is the opa-envoy-plugin input document of the original check
-	// request, given to CUSTOM rego providers; built from the fields above
+	// Check is the original ext_authz request, from which CUSTOM rego
+	// providers get opa-envoy-plugin's input; built from the fields above
 	// when nil.
-	Envoy map[string]any
+	Check *authv3.CheckRequest
 }
 
 // Peer is one end of the connection.

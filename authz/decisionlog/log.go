@@ -1,0 +1,254 @@
+package decisionlog
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Entry is one decision.
+type Entry struct {
+	DecisionID       string            `json:"decision_id"`
+	Time             time.Time         `json:"time"`
+	Workload         string            `json:"workload"`
+	SourcePrincipal  string            `json:"source_principal,omitempty"`
+	RequestPrincipal string            `json:"request_principal,omitempty"`
+	Method           string            `json:"method,omitempty"`
+	Path             string            `json:"path,omitempty"`
+	Host             string            `json:"host,omitempty"`
+	Allowed          bool              `json:"allowed"`
+	Reason           string            `json:"reason"`
+	Action           string            `json:"action,omitempty"`
+	Policy           string            `json:"policy,omitempty"`
+	Rule             string            `json:"rule,omitempty"`
+	Explanation      string            `json:"explanation"`
+	DryRun           bool              `json:"dry_run"`
+	DryRunRules      []string          `json:"dry_run_rules,omitempty"`
+	ShadowAllowed    *bool             `json:"shadow_allowed,omitempty"`
+	Audit            bool              `json:"audit"`
+	AuditRules       []string          `json:"audit_rules,omitempty"`
+	LatencyMicros    int64             `json:"latency_us"`
+	Headers          map[string]string `json:"headers,omitempty"`
+	Error            string            `json:"error,omitempty"`
+}
+
+// Clock tells time; tests inject a fake.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// DefaultMasked are headers never written in clear.
+var DefaultMasked = []string{"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "x-auth-token"}
+
+// Config configures a Logger. Exactly one of Path and Writer is set.
+type Config struct {
+	// Path is the log file; it is rotated to Path.1 … Path.<MaxFiles> when
+	// it would exceed MaxBytes (default 64 MiB; MaxFiles default 3).
+	Path     string
+	MaxBytes int64
+	MaxFiles int
+	// Writer receives entries instead of a file (no rotation).
+	Writer io.Writer
+	// Rate and Burst bound entries per second (defaults 1000 and 2000);
+	// entries over the limit are counted as dropped, never block.
+	Rate  float64
+	Burst int
+	// Headers to log (lower case); values of Masked ones are replaced by a
+	// short SHA-256 prefix. Default: no headers, DefaultMasked.
+	Headers []string
+	Masked  []string
+	Clock   Clock
+	Log     *slog.Logger
+}
+
+// Logger writes decision entries. It is safe for concurrent use.
+type Logger struct {
+	cfg     Config
+	masked  map[string]bool
+	mu      sync.Mutex
+	w       io.Writer
+	f       *os.File
+	size    int64
+	tokens  float64
+	last    time.Time
+	dropped uint64
+}
+
+// New opens the log.
+func New(cfg Config) (*Logger, error) {
+	if (cfg.Path == "") == (cfg.Writer == nil) {
+		return nil, errors.New("decision log: exactly one of Path and Writer must be set")
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 64 << 20
+	}
+	if cfg.MaxFiles == 0 {
+		cfg.MaxFiles = 3
+	}
+	if cfg.Rate == 0 {
+		cfg.Rate = 1000
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = 2000
+	}
+	if cfg.Masked == nil {
+		cfg.Masked = DefaultMasked
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	l := &Logger{cfg: cfg, masked: map[string]bool{}, w: cfg.Writer, tokens: float64(cfg.Burst), last: cfg.Clock.Now()}
+	for _, h := range cfg.Masked {
+		l.masked[strings.ToLower(h)] = true
+	}
+	if cfg.Path != "" {
+		if err := l.open(); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Logger) open() error {
+	f, err := os.OpenFile(l.cfg.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("open decision log %s: %w", l.cfg.Path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("stat decision log %s: %w", l.cfg.Path, err)
+	}
+	l.f, l.w, l.size = f, f, st.Size()
+	return nil
+}
+
+// HeaderFilter returns the headers to log from hs, masked.
+func (l *Logger) HeaderFilter(hs map[string]string) map[string]string {
+	if len(l.cfg.Headers) == 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, h := range l.cfg.Headers {
+		v, ok := hs[h]
+		if !ok {
+			continue
+		}
+		if l.masked[h] {
+			sum := sha256.Sum256([]byte(v))
+			v = "sha256:" + hex.EncodeToString(sum[:6])
+		}
+		out[h] = v
+	}
+	return out
+}
+
+// Mask replaces the value of every masked header in hs.
+func (l *Logger) Mask(hs map[string]string) map[string]string {
+	out := make(map[string]string, len(hs))
+	for k, v := range hs {
+		if l.masked[strings.ToLower(k)] {
+			sum := sha256.Sum256([]byte(v))
+			v = "sha256:" + hex.EncodeToString(sum[:6])
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Log writes e unless the rate limit is exhausted. It reports whether the
+// entry was written.
+func (l *Logger) Log(e *Entry) bool {
+	if len(e.Headers) > 0 {
+		e.Headers = l.Mask(e.Headers)
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		l.cfg.Log.Error("decision log: marshal", "decision_id", e.DecisionID, "error", err)
+		return false
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.allow() {
+		l.dropped++
+		return false
+	}
+	if l.f != nil && l.size+int64(len(b)) > l.cfg.MaxBytes && l.size > 0 {
+		if err := l.rotate(); err != nil {
+			l.cfg.Log.Error("decision log: rotate", "error", err)
+			return false
+		}
+	}
+	n, err := l.w.Write(b)
+	l.size += int64(n)
+	if err != nil {
+		l.cfg.Log.Error("decision log: write", "decision_id", e.DecisionID, "error", err)
+		return false
+	}
+	return true
+}
+
+// allow takes a token from the bucket (refilled at Rate per second).
+func (l *Logger) allow() bool {
+	now := l.cfg.Clock.Now()
+	l.tokens = min(float64(l.cfg.Burst), l.tokens+now.Sub(l.last).Seconds()*l.cfg.Rate)
+	l.last = now
+	if l.tokens < 1 {
+		return false
+	}
+	l.tokens--
+	return true
+}
+
+// rotate shifts Path.i to Path.i+1 (dropping the oldest) and reopens.
+func (l *Logger) rotate() error {
+	if err := l.f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", l.cfg.Path, err)
+	}
+	for i := l.cfg.MaxFiles - 1; i >= 1; i-- {
+		from := fmt.Sprintf("%s.%d", l.cfg.Path, i)
+		if _, err := os.Stat(from); err == nil {
+			if err := os.Rename(from, fmt.Sprintf("%s.%d", l.cfg.Path, i+1)); err != nil {
+				return fmt.Errorf("rotate %s: %w", from, err)
+			}
+		}
+	}
+	if err := os.Rename(l.cfg.Path, l.cfg.Path+".1"); err != nil {
+		return fmt.Errorf("rotate %s: %w", l.cfg.Path, err)
+	}
+	os.Remove(fmt.Sprintf("%s.%d", l.cfg.Path, l.cfg.MaxFiles+1))
+	return l.open()
+}
+
+// Dropped returns how many entries the rate limit discarded.
+func (l *Logger) Dropped() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dropped
+}
+
+// Close closes the file, if any.
+func (l *Logger) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}

@@ -1,0 +1,96 @@
+package decisionlog
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.t }
+
+func TestMasksSensitiveHeaders(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := New(Config{Writer: &buf, Headers: []string{"authorization", "x-tenant"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Entry{DecisionID: "d1", Headers: l.HeaderFilter(map[string]string{"authorization": "Bearer secret", "x-tenant": "acme", "cookie": "c"})}
+	if !l.Log(e) {
+		t.Fatal("entry not written")
+	}
+	if strings.Contains(buf.String(), "secret") {
+		t.Errorf("token leaked into the log: %s", buf.String())
+	}
+	var got Entry
+	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Headers["x-tenant"] != "acme" || !strings.HasPrefix(got.Headers["authorization"], "sha256:") || got.Headers["cookie"] != "" {
+		t.Errorf("headers = %v", got.Headers)
+	}
+}
+
+func TestRateLimitRefillsWithClock(t *testing.T) {
+	var buf bytes.Buffer
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	l, err := New(Config{Writer: &buf, Rate: 2, Burst: 2, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := 0
+	for i := 0; i < 5; i++ {
+		if l.Log(&Entry{DecisionID: "x"}) {
+			written++
+		}
+	}
+	if written != 2 || l.Dropped() != 3 {
+		t.Fatalf("written %d dropped %d, want 2 and 3", written, l.Dropped())
+	}
+	clk.t = clk.t.Add(time.Second)
+	if !l.Log(&Entry{DecisionID: "y"}) {
+		t.Error("bucket did not refill after a second")
+	}
+}
+
+func TestRotatesBySize(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "decisions.log")
+	l, err := New(Config{Path: path, MaxBytes: 300, MaxFiles: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		l.Log(&Entry{DecisionID: strings.Repeat("a", 50)})
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{path, path + ".1", path + ".2"} {
+		st, err := os.Stat(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if st.Size() > 300 {
+			t.Errorf("%s is %d bytes, over the 300 byte bound", name, st.Size())
+		}
+		f, _ := os.Open(name)
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var e Entry
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Errorf("%s: bad line %q: %v", name, sc.Text(), err)
+			}
+		}
+		f.Close()
+	}
+	if _, err := os.Stat(path + ".3"); err == nil {
+		t.Error("more files kept than MaxFiles")
+	}
+}

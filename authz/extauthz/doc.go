@@ -1,0 +1,8 @@
+// Package extauthz is Ward's Envoy ext_authz v3 gRPC server
+// (envoy.service.auth.v3.Authorization/Check). It identifies the workload
+// from the check's context extensions (or serves one fixed workload when
+// embedded in `ward agent`), evaluates the compiled AuthorizationPolicies
+// with OPA through package authz, answers with opa-envoy-plugin compatible
+// responses, names the deciding policy and rule, logs every decision and
+// fails closed on anything it cannot evaluate.
+package extauthz

@@ -1,0 +1,241 @@
+package extauthz
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/authz/decisionlog"
+	"github.com/wardmesh/ward/mesh"
+)
+
+// Clock tells time; tests inject a fake.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// DecisionLogger receives every decision. *decisionlog.Logger implements it.
+type DecisionLogger interface {
+	Log(*decisionlog.Entry) bool
+	HeaderFilter(map[string]string) map[string]string
+}
+
+var _ DecisionLogger = (*decisionlog.Logger)(nil)
+
+// Config configures a Server.
+type Config struct {
+	Log *slog.Logger
+	// Workload pins the server to one workload (the agent's local
+	// authorizer); nil means each check names its workload in context
+	// extensions (ward.namespace, ward.workload, ward.labels) or gRPC
+	// metadata (x-ward-namespace, x-ward-workload, x-ward-labels).
+	Workload *authz.Workload
+	// JWTPayloadKey is jwt_authn's payload_in_metadata key (default
+	// "payload").
+	JWTPayloadKey string
+	// ReasonHeader carries the one-line explanation on denials (default
+	// "x-ward-authz-reason"); "-" disables it.
+	ReasonHeader string
+	// Timeout bounds one evaluation (default 50ms): on expiry, deny.
+	Timeout time.Duration
+	// Decisions, when set, receives every decision.
+	Decisions DecisionLogger
+	Clock     Clock
+}
+
+// Server is the ext_authz server. Update installs a snapshot; until the
+// first one every check is denied.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	cfg    Config
+	engine atomic.Pointer[authz.Engine]
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// New returns a server with defaults filled in.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.JWTPayloadKey == "" {
+		cfg.JWTPayloadKey = authz.DefaultJWTPayloadKey
+	}
+	if cfg.ReasonHeader == "" {
+		cfg.ReasonHeader = "x-ward-authz-reason"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 50 * time.Millisecond
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	return &Server{cfg: cfg}
+}
+
+// Update compiles snap and swaps it in atomically; in-flight checks finish
+// on the previous engine. On a compile error the previous engine stays.
+func (s *Server) Update(snap *mesh.Snapshot) error {
+	e, err := authz.NewEngine(snap, authz.EngineConfig{Log: s.cfg.Log, Timeout: s.cfg.Timeout})
+	if err != nil {
+		return fmt.Errorf("ext_authz: update to snapshot %s: %w", snap.Version(), err)
+	}
+	s.engine.Store(e)
+	s.cfg.Log.Info("ext_authz policies updated", "version", snap.Version(), "invalid", len(e.Invalid()))
+	return nil
+}
+
+// Register adds the Authorization service to g.
+func (s *Server) Register(g *grpc.Server) { authv3.RegisterAuthorizationServer(g, s) }
+
+// Serve runs a gRPC server with only this service on lis until ctx ends.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
+	g := grpc.NewServer(opts...)
+	s.Register(g)
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		g.GracefulStop()
+		<-errc
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("ext_authz: serve %s: %w", lis.Addr(), err)
+	}
+}
+
+// Check decides one request. It never returns a gRPC error for a request
+// it can read: every failure is a denial in the response, so Envoy's
+// failure mode never applies.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	start := s.cfg.Clock.Now()
+	id := newID()
+	d, r, w, err := s.decide(ctx, req)
+	if err != nil {
+		s.cfg.Log.Warn("authorization failed closed", "decision_id", id, "workload", w, "reason", d.Reason, "error", err)
+	}
+	s.record(id, start, w, r, d, err)
+	return response(id, d, r, s.cfg.ReasonHeader), nil
+}
+
+func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authz.Decision, *authz.Request, string, error) {
+	w, err := s.workload(ctx, req)
+	if err != nil {
+		return authz.FailClosed(authz.ReasonBadRequest, err), nil, "", err
+	}
+	name := w.Namespace + "/" + w.Name
+	r, err := authz.RequestFromCheck(req, s.cfg.JWTPayloadKey)
+	if err != nil {
+		return authz.FailClosed(authz.ReasonBadRequest, err), nil, name, err
+	}
+	e := s.engine.Load()
+	if e == nil {
+		err := errors.New("no policy snapshot loaded yet")
+		return authz.FailClosed(authz.ReasonError, err), r, name, err
+	}
+	p, err := e.For(ctx, w.Namespace, w.Labels)
+	if err != nil {
+		return authz.FailClosed(authz.ReasonError, err), r, name, err
+	}
+	d, err := p.Decide(ctx, r)
+	return d, r, name, err
+}
+
+// workload identifies the protected workload: the pinned one, else the
+// check's context extensions, else the call's gRPC metadata. A workload
+// named without labels takes the labels of its WorkloadEntry.
+func (s *Server) workload(ctx context.Context, req *authv3.CheckRequest) (authz.Workload, error) {
+	if s.cfg.Workload != nil {
+		return *s.cfg.Workload, nil
+	}
+	ext := req.GetAttributes().GetContextExtensions()
+	get := func(k, mdKey string) string {
+		if v := ext[k]; v != "" {
+			return v
+		}
+		md, _ := metadata.FromIncomingContext(ctx)
+		if vs := md.Get(mdKey); len(vs) > 0 {
+			return vs[0]
+		}
+		return ""
+	}
+	w := authz.Workload{Namespace: get(authz.ContextNamespace, "x-ward-namespace"), Name: get(authz.ContextWorkload, "x-ward-workload")}
+	if w.Namespace == "" {
+		return w, fmt.Errorf("%w: no workload namespace in context extensions or metadata", authz.ErrBadCheckRequest)
+	}
+	labels, err := authz.ParseLabels(get(authz.ContextLabels, "x-ward-labels"))
+	if err != nil {
+		return w, fmt.Errorf("%w: %w", authz.ErrBadCheckRequest, err)
+	}
+	w.Labels = labels
+	if len(labels) == 0 && w.Name != "" {
+		if e := s.engine.Load(); e != nil {
+			w.Labels = entryLabels(e.Snapshot(), w)
+		}
+	}
+	return w, nil
+}
+
+func entryLabels(snap *mesh.Snapshot, w authz.Workload) mesh.Labels {
+	for _, we := range snap.WorkloadsInNamespace(w.Namespace) {
+		if we.Name == w.Name {
+			return we.Labels
+		}
+	}
+	return mesh.Labels{}
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+func (s *Server) record(id string, start time.Time, w string, r *authz.Request, d *authz.Decision, err error) {
+	if s.cfg.Decisions == nil {
+		return
+	}
+	e := &decisionlog.Entry{
+		DecisionID: id, Time: start, Workload: w, Allowed: d.Allowed, Reason: string(d.Reason),
+		Action: string(d.Action), Policy: d.Policy, Rule: d.Rule, Explanation: d.Explain(),
+		DryRun: len(d.DryRun) > 0, Audit: d.Audited(),
+		LatencyMicros: s.cfg.Clock.Now().Sub(start).Microseconds(),
+	}
+	for _, h := range d.DryRun {
+		e.DryRunRules = append(e.DryRunRules, h.Rule)
+	}
+	for _, h := range d.Audit {
+		e.AuditRules = append(e.AuditRules, h.Rule)
+	}
+	if d.Shadow != nil {
+		allowed := d.Shadow.Allowed
+		e.ShadowAllowed = &allowed
+	}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	if r != nil {
+		e.SourcePrincipal = r.Source.Principal
+		if r.Auth != nil {
+			e.RequestPrincipal = r.Auth.Principal
+		}
+		if h := r.HTTP; h != nil {
+			e.Method, e.Path, e.Host = h.Method, authz.NormalizePath(h.Path), h.Host
+			e.Headers = s.cfg.Decisions.HeaderFilter(h.Headers)
+		}
+	}
+	s.cfg.Decisions.Log(e)
+}

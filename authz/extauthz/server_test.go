@@ -1,0 +1,352 @@
+package extauthz
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/authz/decisionlog"
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/schema"
+)
+
+func snapshot(t testing.TB, meshYAML, policies string) *mesh.Snapshot {
+	t.Helper()
+	var mc mesh.MeshConfig
+	var cfgs []*mesh.Config
+	for _, src := range []string{meshYAML, policies} {
+		if src == "" {
+			continue
+		}
+		docs, err := schema.SplitYAML([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range docs {
+			dec, err := schema.Decode(d, mesh.Source{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dec.MeshConfig != nil {
+				mc = *dec.MeshConfig
+			}
+			if dec.Config != nil {
+				cfgs = append(cfgs, dec.Config)
+			}
+		}
+	}
+	return mesh.NewSnapshot(mc, cfgs)
+}
+
+// start serves s on a loopback port and returns a connected client.
+func start(t testing.TB, s *Server) authv3.AuthorizationClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, lis) }()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Error("server did not stop within 5s")
+		}
+	})
+	return authv3.NewAuthorizationClient(conn)
+}
+
+const policies = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-reader, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/web"]}}]
+    to: [{operation: {methods: ["GET"]}}]
+  - when: [{key: "request.auth.claims[role]", values: ["admin"]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: dry-deny-get
+  namespace: shop
+  annotations: {istio.io/dry-run: "true"}
+spec:
+  selector: {matchLabels: {app: cart}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/secret"]}}]}]
+`
+
+func check(ns string, labels string, principal, method, path string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Principal: principal, Address: addr("10.0.0.1", 5000)},
+		Destination: &authv3.AttributeContext_Peer{Address: addr("10.0.0.2", 8080)},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: method, Path: path, Host: "cart", Headers: map[string]string{":method": method, ":path": path, "authorization": "Bearer secret-token"}}},
+		ContextExtensions: map[string]string{authz.ContextNamespace: ns, authz.ContextLabels: labels},
+	}}
+}
+
+func addr(ip string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+}
+
+func newServer(t testing.TB, cfg Config, meshYAML, pols string) *Server {
+	t.Helper()
+	s := New(cfg)
+	if err := s.Update(snapshot(t, meshYAML, pols)); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func reasonOf(r *authv3.CheckResponse) string {
+	for _, h := range r.GetDeniedResponse().GetHeaders() {
+		if h.GetHeader().GetKey() == "x-ward-authz-reason" {
+			return h.GetHeader().GetValue()
+		}
+	}
+	return ""
+}
+
+func TestAllowDenyOverGRPC(t *testing.T) {
+	var logbuf syncBuffer
+	dl, err := decisionlog.New(decisionlog.Config{Writer: &logbuf, Headers: []string{"authorization"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := start(t, newServer(t, Config{Decisions: dl}, "", policies))
+	ctx := context.Background()
+
+	resp, err := c.Check(ctx, check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", "GET", "/items"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetStatus().GetCode() != int32(code.Code_OK) || resp.GetOkResponse() == nil {
+		t.Fatalf("want allow, got %v", resp)
+	}
+	if got := resp.GetDynamicMetadata().GetFields()["ward_rule"].GetStringValue(); got != "ns[shop]-policy[allow-reader]-rule[0]" {
+		t.Errorf("ward_rule = %q", got)
+	}
+
+	resp, err = c.Check(ctx, check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", "POST", "/items"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) || resp.GetDeniedResponse().GetStatus().GetCode() != 403 {
+		t.Fatalf("want 403 deny, got %v", resp)
+	}
+	if got := reasonOf(resp); got != "denied: no ALLOW policy matched (1 candidates)" {
+		t.Errorf("reason header = %q", got)
+	}
+	if !strings.Contains(resp.GetStatus().GetMessage(), "ward_authz_denied") {
+		t.Errorf("status message = %q", resp.GetStatus().GetMessage())
+	}
+	if s := logbuf.String(); strings.Count(s, "\n") != 2 || strings.Contains(s, "secret-token") || !strings.Contains(s, `"rule":"ns[shop]-policy[allow-reader]-rule[0]"`) {
+		t.Errorf("decision log:\n%s", s)
+	}
+}
+
+func TestJWTClaimsFromJWTAuthnMetadata(t *testing.T) {
+	c := start(t, newServer(t, Config{}, "", policies))
+	req := check("shop", `{"app":"cart"}`, "", "DELETE", "/items")
+	payload, _ := structpb.NewStruct(map[string]any{"payload": map[string]any{"iss": "i", "sub": "s", "role": "admin"}})
+	req.Attributes.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{authz.JWTFilter: payload}}
+	resp, err := c.Check(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetDynamicMetadata().GetFields()["ward_rule"].GetStringValue() != "ns[shop]-policy[allow-reader]-rule[1]" {
+		t.Fatalf("want allow by the claim rule, got %v", resp)
+	}
+	// A payload under another key is not a verified JWT.
+	req = check("shop", `{"app":"cart"}`, "", "DELETE", "/items")
+	req.Attributes.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"other": payload}}
+	if resp, _ = c.Check(context.Background(), req); resp.GetStatus().GetCode() == int32(code.Code_OK) {
+		t.Fatal("claims outside jwt_authn metadata were trusted")
+	}
+}
+
+func TestDryRunNeverEnforces(t *testing.T) {
+	c := start(t, newServer(t, Config{}, "", policies))
+	resp, err := c.Check(context.Background(), check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", "GET", "/secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetStatus().GetCode() != int32(code.Code_OK) || !resp.GetDynamicMetadata().GetFields()["ward_dry_run"].GetBoolValue() {
+		t.Fatalf("want allow marked dry-run, got %v", resp)
+	}
+}
+
+func TestFailsClosed(t *testing.T) {
+	errMesh := `apiVersion: config.wardmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  extensionProviders:
+  - name: broken
+    rego:
+      module: |
+        package envoy.authz
+        import rego.v1
+        allow := true if input.attributes
+        allow := false if input.attributes
+  - name: slow
+    rego:
+      module: |
+        package envoy.authz
+        import rego.v1
+        allow if count([x | some x in numbers.range(1, 50000000)]) < 0
+`
+	customs := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: a}
+spec: {action: CUSTOM, provider: {name: broken}, rules: [{}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: slow, namespace: b}
+spec: {action: CUSTOM, provider: {name: slow}, rules: [{}]}
+`
+	s := newServer(t, Config{Timeout: 20 * time.Millisecond}, errMesh, customs)
+	c := start(t, s)
+	empty := start(t, New(Config{}))
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		client authv3.AuthorizationClient
+		req    *authv3.CheckRequest
+		status int32
+		http   uint32
+	}{
+		{"no attributes", c, &authv3.CheckRequest{}, int32(code.Code_INVALID_ARGUMENT), 400},
+		{"no workload", c, check("", "", "", "GET", "/"), int32(code.Code_INVALID_ARGUMENT), 400},
+		{"bad labels", c, check("a", "{not json", "", "GET", "/"), int32(code.Code_INVALID_ARGUMENT), 400},
+		{"bad source address", c, func() *authv3.CheckRequest {
+			r := check("a", "", "", "GET", "/")
+			r.Attributes.Source.Address = addr("not-an-ip", 1)
+			return r
+		}(), int32(code.Code_INVALID_ARGUMENT), 400},
+		{"http without method", c, check("x", "", "", "", "/"), int32(code.Code_INVALID_ARGUMENT), 400},
+		{"opa error", c, check("a", "", "", "GET", "/"), int32(code.Code_PERMISSION_DENIED), 403},
+		{"opa timeout", c, check("b", "", "", "GET", "/"), int32(code.Code_PERMISSION_DENIED), 403},
+		{"no snapshot yet", empty, check("a", "", "", "GET", "/"), int32(code.Code_PERMISSION_DENIED), 403},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := tc.client.Check(ctx, tc.req)
+			if err != nil {
+				t.Fatalf("Check returned a gRPC error (Envoy's failure mode would decide): %v", err)
+			}
+			if resp.GetStatus().GetCode() != tc.status || uint32(resp.GetDeniedResponse().GetStatus().GetCode()) != tc.http {
+				t.Errorf("got status %d http %d, want %d %d: %v", resp.GetStatus().GetCode(), resp.GetDeniedResponse().GetStatus().GetCode(), tc.status, tc.http, resp)
+			}
+		})
+	}
+}
+
+func TestTCPCheck(t *testing.T) {
+	c := start(t, newServer(t, Config{}, "", `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db, namespace: data}
+spec:
+  rules:
+  - from: [{source: {namespaces: ["app"]}}]
+    to: [{operation: {ports: ["5432"]}}]
+`))
+	req := func(p string) *authv3.CheckRequest {
+		return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source:            &authv3.AttributeContext_Peer{Principal: p, Address: addr("10.0.0.1", 5000)},
+			Destination:       &authv3.AttributeContext_Peer{Address: addr("10.0.0.2", 5432)},
+			ContextExtensions: map[string]string{authz.ContextNamespace: "data"},
+		}}
+	}
+	ok, err := c.Check(context.Background(), req("spiffe://cluster.local/ns/app/sa/x"))
+	if err != nil || ok.GetStatus().GetCode() != 0 || ok.GetHttpResponse() != nil {
+		t.Fatalf("want bare OK, got %v %v", ok, err)
+	}
+	no, err := c.Check(context.Background(), req("spiffe://cluster.local/ns/web/sa/x"))
+	if err != nil || no.GetStatus().GetCode() != int32(code.Code_PERMISSION_DENIED) || no.GetHttpResponse() != nil {
+		t.Fatalf("want bare PERMISSION_DENIED, got %v %v", no, err)
+	}
+}
+
+// TestConcurrentChecksAndUpdates checks decisions stay right while the
+// policy snapshot is swapped under load.
+func TestConcurrentChecksAndUpdates(t *testing.T) {
+	s := newServer(t, Config{}, "", policies)
+	c := start(t, s)
+	var wg sync.WaitGroup
+	errs := make(chan string, 1000)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				method := "GET"
+				if (g+i)%2 == 0 {
+					method = "POST"
+				}
+				resp, err := c.Check(context.Background(), check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", method, "/x"))
+				if err != nil {
+					errs <- err.Error()
+					continue
+				}
+				if got := resp.GetStatus().GetCode() == 0; got != (method == "GET") {
+					errs <- method + " decided wrongly"
+				}
+			}
+		}(g)
+	}
+	for i := 0; i < 5; i++ {
+		if err := s.Update(snapshot(t, "", policies)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
