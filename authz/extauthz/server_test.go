@@ -103,7 +103,7 @@ spec:
 
 func check(ns string, labels string, principal, method, path string) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source: &authv3.AttributeContext_Peer{Principal: principal, Address: addr("10.0.0.1", 5000)},
+		Source:      &authv3.AttributeContext_Peer{Principal: principal, Address: addr("10.0.0.1", 5000)},
 		Destination: &authv3.AttributeContext_Peer{Address: addr("10.0.0.2", 8080)},
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 			Method: method, Path: path, Host: "cart", Headers: map[string]string{":method": method, ":path": path, "authorization": "Bearer secret-token"}}},
