@@ -18,6 +18,7 @@ if [ -x "$OUT" ]; then
 fi
 
 staging="v0.${KUBE_VERSION#v1.}"
+minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -41,6 +42,6 @@ func main() {}
 GO
 GOFLAGS=-mod=mod go mod tidy >&2
 mkdir -p "$(dirname "$OUT")"
-GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$OUT.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
+GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" -o "$OUT.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
 mv "$OUT.tmp" "$OUT"
 echo "$OUT"
