@@ -148,7 +148,7 @@ spec:
   - to:
     - operation:
         methods: ["GIT"]
-        paths: ["/a/{**}/b"]
+        paths: ["/a/{**}/{*}"]
     when:
     - key: source.ip
       values: ["10.0.0.300"]
@@ -176,7 +176,7 @@ spec:
 	})); diff != "" {
 		t.Errorf("errors (-want +got):\n%s\n%v", diff, err)
 	}
-	for _, s := range []string{`"GIT"`, `/a/{**}/b`, `10.0.0.300`, "AuthorizationPolicy prod/three"} {
+	for _, s := range []string{`"GIT"`, `/a/{**}/{*}`, `10.0.0.300`, "AuthorizationPolicy prod/three"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not name %s", err, s)
 		}

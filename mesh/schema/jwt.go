@@ -67,6 +67,11 @@ func checkJWTRule(e *errs, p string, r *security.JWTRule) {
 		}
 		checkErr(e, cp+".header", HeaderName(ch.GetHeader()))
 	}
+	for i, c := range r.GetSpaceDelimitedClaims() {
+		if c == "" {
+			e.add(idx(p+".spaceDelimitedClaims", i), "claim name must be a non-empty string")
+		}
+	}
 	checkDuration(e, p+".timeout", r.GetTimeout())
 }
 

@@ -24,7 +24,8 @@ func IsPathTemplate(p string) bool {
 // PathTemplate checks an AuthorizationPolicy path. Plain paths (with an
 // optional leading or trailing "*") are always accepted. A template must
 // start with "/", every operator must fill a whole segment ("/a{*}" is
-// rejected), "{**}" may appear once and only in the last segment, and
+// rejected), "{**}" must be the last operator (literal segments may follow
+// it, as in Istio's "/{**}/path/template", but no {*} or {**}), and
 // templates cannot mix operators with "*" globs or named variables
 // ("{id}", "{id=*}", "{}"), which Envoy supports but Istio does not.
 func PathTemplate(p string) error {
@@ -34,14 +35,14 @@ func PathTemplate(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Errorf("path template %q must start with \"/\"", p)
 	}
-	segs := strings.Split(p[1:], "/")
-	for i, s := range segs {
+	anySeen := false
+	for _, s := range strings.Split(p[1:], "/") {
 		switch {
+		case (s == matchOne || s == matchAny) && anySeen:
+			return fmt.Errorf("path template %q: %s must be the last operator (no %s or %s after it)", p, matchAny, matchOne, matchAny)
 		case s == matchOne:
 		case s == matchAny:
-			if i != len(segs)-1 {
-				return fmt.Errorf("path template %q: %s must be the last segment", p, matchAny)
-			}
+			anySeen = true
 		case strings.ContainsAny(s, "{}"):
 			return fmt.Errorf("path template %q: segment %q must be exactly %s or %s (no named variables or partial segments)", p, s, matchOne, matchAny)
 		case strings.Contains(s, "*"):

@@ -210,6 +210,9 @@ func checkLoadBalancer(e *errs, p string, lb *networking.LoadBalancerSettings, o
 		e.add(p, "only one of warmupDurationSecs or warmup can be set")
 	}
 	if w := lb.GetWarmup(); w != nil {
+		if w.GetDuration() == nil {
+			e.add(p+".warmup.duration", "warmup duration is required")
+		}
 		checkDuration(e, p+".warmup.duration", w.GetDuration())
 		if mp := w.GetMinimumPercent(); mp != nil && (mp.GetValue() < 0 || mp.GetValue() > 100) {
 			e.add(p+".warmup.minimumPercent", "minimumPercent %v is not in range 0..100", mp.GetValue())

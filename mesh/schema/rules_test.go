@@ -29,8 +29,9 @@ func TestPathTemplate(t *testing.T) {
 		{"/api/{*}/books/{*}", true},
 		{"/api/{*}/books/{**}", true},
 		{"/{*}/{*}/{**}", true},
-		{"/a/{**}/b", false},    // {**} not last
-		{"/{**}/{**}", false},   // {**} twice, the first not last
+		{"/a/{**}/b", true},     // literals may follow {**}, as in Istio's own tests
+		{"/{**}/a/{*}", false},  // {**} is not the last operator
+		{"/{**}/{**}", false},   // {**} twice
 		{"/a{*}", false},        // operator is part of a segment
 		{"/{*}.jpg", false},     // suffix in the same segment
 		{"/{id}/{*}", false},    // named variable
@@ -40,7 +41,7 @@ func TestPathTemplate(t *testing.T) {
 		{"/{*}/**", false},      // double glob mixed with operator
 		{"{*}/a", false},        // must start with /
 		{"/api/{*}/x*y", false}, // glob inside a literal segment
-		{"/{*}/{**}/", false},   // {**} followed by an empty segment
+		{"/{*}/{**}/", true},    // a trailing slash is a literal
 		{"/{*}/users", true},    // literal after operator
 		{"/{*}//{*}", true},     // empty segment is Envoy's business, not a template error
 	}
@@ -51,6 +52,17 @@ func TestPathTemplate(t *testing.T) {
 		}
 		if err != nil && !strings.Contains(err.Error(), tt.path) {
 			t.Errorf("PathTemplate(%q) error %q does not name the path", tt.path, err)
+		}
+	}
+}
+
+func TestMethod(t *testing.T) {
+	for m, ok := range map[string]bool{
+		"GET": true, "*": true, "P*": true, "*T": true, "OPTIONS": true,
+		"GIT": false, "get": false, "": false, "X*": false, "*Z": false, "method-prefix-*": false,
+	} {
+		if err := Method(m); (err == nil) != ok {
+			t.Errorf("Method(%q) = %v, want ok=%v", m, err, ok)
 		}
 	}
 }

@@ -168,12 +168,24 @@ func checkEmptyValues(e *errs, p string, vals []string) {
 	}
 }
 
-// httpMethods are the methods an AuthorizationPolicy may name; "*" matches
-// any. Istio matches methods as strings, so a typo ("GIT") would silently
-// never match: Ward rejects it.
-var httpMethods = map[string]bool{
-	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true,
-	"CONNECT": true, "OPTIONS": true, "TRACE": true, "*": true,
+// httpMethods are the methods an AuthorizationPolicy may name.
+var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
+
+// Method checks an AuthorizationPolicy method: an HTTP method, or an
+// Istio prefix ("P*"), suffix ("*T") or full ("*") wildcard that matches at
+// least one. Istio matches methods as plain strings and accepts anything,
+// so a typo ("GIT", "get") would silently never match; in a DENY rule
+// that is a hole, so Ward rejects it.
+func Method(m string) error {
+	for _, k := range httpMethods {
+		switch {
+		case m == k, m == "*",
+			strings.HasSuffix(m, "*") && strings.HasPrefix(k, m[:len(m)-1]),
+			strings.HasPrefix(m, "*") && strings.HasSuffix(k, m[1:]):
+			return nil
+		}
+	}
+	return fmt.Errorf("invalid method %q (want one of %s, or a * prefix/suffix pattern matching one)", m, strings.Join(httpMethods, ", "))
 }
 
 // checkOperation validates one to.operation and reports whether it uses
@@ -211,9 +223,7 @@ func checkOperationValue(e *errs, p, field, v string) {
 	case "ports", "notPorts":
 		checkErr(e, p, portString(v))
 	case "methods", "notMethods":
-		if !httpMethods[v] {
-			e.add(p, "invalid method %q (want one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE)", v)
-		}
+		checkErr(e, p, Method(v))
 	case "paths", "notPaths":
 		checkErr(e, p, PathTemplate(v))
 	}

@@ -46,6 +46,9 @@ func walkField(fd protoreflect.FieldDescriptor, v any, path string, e *errs) {
 			return
 		}
 		for _, k := range sortedKeys(m) {
+			if !walkMapKey(fd.MapKey(), k, key(path, k), e) {
+				continue
+			}
 			walkSingle(fd.MapValue(), m[k], key(path, k), e)
 		}
 	case fd.IsList():
@@ -60,6 +63,31 @@ func walkField(fd protoreflect.FieldDescriptor, v any, path string, e *errs) {
 	default:
 		walkSingle(fd, v, path, e)
 	}
+}
+
+// walkMapKey checks a map key, always a string in JSON, against the key
+// kind (string, bool or an integer) and reports whether it is usable.
+func walkMapKey(kd protoreflect.FieldDescriptor, k, path string, e *errs) bool {
+	var err error
+	switch kd.Kind() {
+	case protoreflect.StringKind:
+		return true
+	case protoreflect.BoolKind:
+		_, err = strconv.ParseBool(k)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		_, err = strconv.ParseInt(k, 10, 32)
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		_, err = strconv.ParseUint(k, 10, 32)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		_, err = strconv.ParseUint(k, 10, 64)
+	default:
+		_, err = strconv.ParseInt(k, 10, 64)
+	}
+	if err != nil {
+		e.add(path, "invalid map key %q: must be %s", k, map[bool]string{true: "true or false", false: "an integer in range"}[kd.Kind() == protoreflect.BoolKind])
+		return false
+	}
+	return true
 }
 
 func walkSingle(fd protoreflect.FieldDescriptor, v any, path string, e *errs) {
