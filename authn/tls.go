@@ -248,3 +248,7 @@ func mustAny(m proto.Message) *anypb.Any {
 }
 
 type anyType = anypb.Any
+
+func inlineString(s string) *core.DataSource {
+	return &core.DataSource{Specifier: &core.DataSource_InlineString{InlineString: s}}
+}
