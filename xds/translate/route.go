@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -233,9 +234,8 @@ func retryPolicy(rt *networking.HTTPRetry) *route.RetryPolicy {
 	p := &route.RetryPolicy{RetryOn: on, NumRetries: wrapperspb.UInt32(uint32(rt.GetAttempts())), PerTryTimeout: rt.GetPerTryTimeout()}
 	var codes []uint32
 	for _, s := range strings.Split(on, ",") {
-		var n uint32
-		if _, err := fmt.Sscanf(strings.TrimSpace(s), "%d", &n); err == nil && n >= 100 && n < 600 {
-			codes = append(codes, n)
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil && n >= 100 && n < 600 {
+			codes = append(codes, uint32(n))
 		}
 	}
 	if len(codes) > 0 {
@@ -250,7 +250,7 @@ func filterNumeric(on string) string {
 	var keep []string
 	for _, s := range strings.Split(on, ",") {
 		s = strings.TrimSpace(s)
-		if s != "" && (s[0] < '0' || s[0] > '9') && s != "retriable-status-codes" {
+		if _, err := strconv.Atoi(s); err != nil && s != "" && s != "retriable-status-codes" {
 			keep = append(keep, s)
 		}
 	}

@@ -94,10 +94,8 @@ func IstioMutualUpstream(pt mesh.ProxyType, sans []string, sni string) *tlsv3.Up
 	if pt == mesh.ProxyGRPC {
 		common.TlsCertificateProviderInstance = &tlsv3.CertificateProviderPluginInstance{InstanceName: GRPCIdentityInstance, CertificateName: SecretDefault}
 		vc.CaCertificateProviderInstance = &tlsv3.CertificateProviderPluginInstance{InstanceName: GRPCRootInstance, CertificateName: SecretRootCA}
-		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-			DefaultValidationContext: vc,
-		}}
-		return &tlsv3.UpstreamTlsContext{CommonTlsContext: common}
+		common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: vc}
+		return &tlsv3.UpstreamTlsContext{CommonTlsContext: common, Sni: sni}
 	}
 	common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: SecretDefault, SdsConfig: adsSource()}}
 	common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
