@@ -67,6 +67,9 @@ func decodeIstio(doc *Document, src mesh.Source, obj map[string]any, info mesh.K
 		before := len(e.list)
 		walkMessage(spec.ProtoReflect().Descriptor(), raw, "spec", &e)
 		if len(e.list) == before {
+			checkRaw(info.Kind, raw, &e)
+		}
+		if len(e.list) == before {
 			normalizeDurations(spec.ProtoReflect().Descriptor(), raw)
 			b, err := json.Marshal(raw)
 			if err == nil {

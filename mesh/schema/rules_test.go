@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -317,4 +318,45 @@ func FuzzDecode(f *testing.F) {
 			_ = Warnings(dec.Config)
 		}
 	})
+}
+
+// TestMapKeyLines checks that errors on map entries point at the entry's
+// line, though errors name them "m[key]" and documents record "m.key".
+func TestMapKeyLines(t *testing.T) {
+	const doc = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: p
+  namespace: prod
+  annotations:
+    istio.io/dry-run: "true"
+spec:
+  selector:
+    matchLabels: {app: a}
+  portLevelMtls:
+    8080:
+      mode: STRICT
+    0:
+      mode: DISABLE
+`
+	docs, err := SplitYAML([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := Decode(docs[0], mesh.Source{File: "pa.yaml"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var oe *ObjectError
+	if err := ValidateObject(dec.Config, docs[0]); !errors.As(err, &oe) {
+		t.Fatalf("ValidateObject = %v, want *ObjectError", err)
+	}
+	got := map[string]int{}
+	for _, fe := range oe.Errors {
+		got[fe.Path] = fe.Line
+	}
+	want := map[string]int{"metadata.annotations[istio.io/dry-run]": 7, "spec.portLevelMtls[0]": 14}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("lines (-want +got):\n%s", diff)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -19,14 +20,31 @@ type Document struct {
 	Lines map[string]int // field path ("spec.rules[0]") → line
 }
 
-// LineOf returns the line of the longest known prefix of path.
+// LineOf returns the line of the longest known prefix of path. Map
+// entries may be named either way: "spec.portLevelMtls[8080]" (as errors
+// name them) finds the line recorded for "spec.portLevelMtls.8080".
 func (d *Document) LineOf(path string) int {
 	for p := path; p != ""; p = parent(p) {
 		if l, ok := d.Lines[p]; ok {
 			return l
 		}
+		if l, ok := d.Lines[mapKeyForm(p)]; ok {
+			return l
+		}
 	}
 	return d.Line
+}
+
+// mapKeyForm rewrites a trailing "[key]" to ".key".
+func mapKeyForm(p string) string {
+	if !strings.HasSuffix(p, "]") {
+		return p
+	}
+	open := strings.LastIndexByte(p, '[')
+	if open < 0 {
+		return p
+	}
+	return p[:open] + "." + p[open+1:len(p)-1]
 }
 
 func parent(p string) string {
