@@ -200,6 +200,9 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 	d.Candidates = max(d.Candidates, 0)
 	if err := p.custom(ctx, req, d); err != nil {
+		if errors.Is(err, ErrBadCheckRequest) {
+			return failClosed(ReasonBadRequest, err), err
+		}
 		return failClosed(ReasonError, err), err
 	}
 	return d, nil
