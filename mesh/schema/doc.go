@@ -7,4 +7,17 @@
 // dropped. Validation then applies Istio's semantic rules for each kind.
 // Both the file source and the validating webhook use this package, so the
 // two can never disagree.
+//
+// The semantic rules are those of Istio's validating webhook
+// (pkg/config/validation) plus the CEL rules of its CRDs, one validator per
+// kind registered in validators. Every violation is reported, each at the
+// JSON path of the offending field ("spec.http[2].route[0].weight",
+// "spec.portLevelMtls[8080]"). What Istio only warns about is available
+// from Warnings and never rejects an object.
+//
+// Ward is stricter than Istio in a few places where Istio's leniency turns
+// a typo into a policy that silently never matches: AuthorizationPolicy
+// methods must be HTTP methods (or "*" patterns matching one), namespaces
+// in hosts and gateway references must be lower-case DNS labels, and
+// serviceAccounts entries must be <namespace>/<name>.
 package schema

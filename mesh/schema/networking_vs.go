@@ -721,60 +721,62 @@ func checkL4Match(e *errs, p string, subnets []string, port uint32, labels map[s
 // match: a rule after a catch-all, or one whose every match repeats an
 // earlier one.
 func warnUnreachable(e *errs, vs *networking.VirtualService) {
-	type rule struct {
-		matches []string
-	}
-	kinds := map[string][]rule{}
+	var http, tcp, tls [][]string
 	for _, r := range vs.GetHttp() {
 		var ms []string
 		for _, m := range r.GetMatch() {
 			c := &networking.HTTPMatchRequest{}
 			if m != nil {
 				c = proto.Clone(m).(*networking.HTTPMatchRequest)
-				c.Name = ""
+				c.Name = "" // a name does not change what a match matches
 			}
 			ms = append(ms, protoKey(c))
 		}
-		kinds["spec.http"] = append(kinds["spec.http"], rule{ms})
+		http = append(http, ms)
 	}
 	for _, r := range vs.GetTcp() {
-		var ms []string
-		for _, m := range r.GetMatch() {
-			ms = append(ms, protoKey(m))
-		}
-		kinds["spec.tcp"] = append(kinds["spec.tcp"], rule{ms})
+		tcp = append(tcp, matchKeys(r.GetMatch()))
 	}
 	for _, r := range vs.GetTls() {
-		var ms []string
-		for _, m := range r.GetMatch() {
-			ms = append(ms, protoKey(m))
-		}
-		kinds["spec.tls"] = append(kinds["spec.tls"], rule{ms})
+		tls = append(tls, matchKeys(r.GetMatch()))
 	}
-	for _, k := range sortedStrKeys(kinds) {
-		seen := map[string]int{}
-		catchAll := -1
-		for i, r := range kinds[k] {
-			p := idx(k, i)
-			if len(r.matches) == 0 {
-				if catchAll >= 0 {
-					e.warn(p, "rule not used: only the last rule can have no matches (rule %d already matches everything)", catchAll)
-				}
-				catchAll = i
+	warnUnreachableRules(e, "spec.http", http)
+	warnUnreachableRules(e, "spec.tcp", tcp)
+	warnUnreachableRules(e, "spec.tls", tls)
+}
+
+func matchKeys[M proto.Message](ms []M) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, protoKey(m))
+	}
+	return out
+}
+
+// warnUnreachableRules takes each rule's match keys, in order.
+func warnUnreachableRules(e *errs, p string, rules [][]string) {
+	seen := map[string]int{}
+	catchAll := -1
+	for i, matches := range rules {
+		rp := idx(p, i)
+		if len(matches) == 0 {
+			if catchAll >= 0 {
+				e.warn(rp, "rule not used: only the last rule can have no matches (rule %d already matches everything)", catchAll)
+			}
+			catchAll = i
+			continue
+		}
+		dups := 0
+		for j, m := range matches {
+			if first, ok := seen[m]; ok {
+				e.warn(idx(rp+".match", j), "match not used: duplicate of a match in rule %d", first)
+				dups++
 				continue
 			}
-			dups := 0
-			for j, m := range r.matches {
-				if first, ok := seen[m]; ok {
-					e.warn(idx(p+".match", j), "match not used: duplicate of a match in rule %d", first)
-					dups++
-					continue
-				}
-				seen[m] = i
-			}
-			if dups == len(r.matches) {
-				e.warn(p, "rule not used: all matches used by prior rules")
-			}
+			seen[m] = i
+		}
+		if dups == len(matches) {
+			e.warn(rp, "rule not used: all matches used by prior rules")
 		}
 	}
 }
