@@ -26,7 +26,9 @@ func serviceEntry(host string, port uint32, addr string) *mesh.Config {
 	}}
 }
 
-func snapshotOf(cfgs ...*mesh.Config) *mesh.Snapshot { return mesh.NewSnapshot(mesh.MeshConfig{}, cfgs) }
+func snapshotOf(cfgs ...*mesh.Config) *mesh.Snapshot {
+	return mesh.NewSnapshot(mesh.MeshConfig{}, cfgs)
+}
 
 // startServer runs a Ward xDS server on loopback and returns a client conn.
 func startServer(t *testing.T, s *Server) *grpc.ClientConn {
