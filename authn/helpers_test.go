@@ -12,7 +12,7 @@ func weConfig(ns, name, addr string, labels map[string]string) *mesh.Config {
 }
 
 func serviceEntry(host string, sel map[string]string) *networking.ServiceEntry {
-	return &networking.ServiceEntry{Hosts: []string{host}, Resolution: networking.ServiceEntry_STATIC,
+	return &networking.ServiceEntry{Hosts: []string{host}, Resolution: networking.ServiceEntry_STATIC, Location: networking.ServiceEntry_MESH_INTERNAL,
 		Ports: []*networking.ServicePort{
 			{Name: "http", Number: 80, Protocol: "HTTP", TargetPort: 8080},
 			{Name: "db", Number: 5432, Protocol: "TCP"},
