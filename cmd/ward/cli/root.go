@@ -26,6 +26,7 @@ func subcommands() []func() *cobra.Command {
 	return []func() *cobra.Command{
 		newServeCmd,
 		newVersionCmd,
+		newAuthzCmd,
 	}
 }
 

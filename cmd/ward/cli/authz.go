@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/file"
+)
+
+func newAuthzCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "authz",
+		Short: "Inspect and test authorization policies offline",
+	}
+	cmd.AddCommand(newAuthzCheckCmd())
+	return cmd
+}
+
+type authzCheckOptions struct {
+	configDir string
+	to        string
+	labels    []string
+	from      string
+	sourceIP  string
+	remoteIP  string
+	port      uint32
+	sni       string
+	tcp       bool
+	method    string
+	path      string
+	host      string
+	headers   []string
+	claims    string
+	output    string
+	showRego  bool
+}
+
+// errDenied makes `ward authz check` exit 2 on a denial, for scripts.
+var errDenied = errors.New("request denied")
+
+func newAuthzCheckCmd() *cobra.Command {
+	o := authzCheckOptions{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Decide one request against a config directory, with the deciding policy and rule",
+		Long: "Decide one request offline with the same matching and Rego evaluation the ext_authz\n" +
+			"server uses. Exit status: 0 allowed, 2 denied, 1 error.\n\n" +
+			"  ward authz check --config DIR --to bookinfo/reviews-v1 --from spiffe://cluster.local/ns/bookinfo/sa/productpage \\\n" +
+			"      --method POST --path /reviews.Reviews/Get --header x-tenant=acme --jwt-claims '{\"iss\":\"i\",\"sub\":\"s\"}'",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAuthzCheck(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.configDir, "config", "", "config directory of Istio YAML (required)")
+	f.StringVar(&o.to, "to", "", "destination workload: <namespace>/<WorkloadEntry name>, or <namespace> with --label (required)")
+	f.StringArrayVar(&o.labels, "label", nil, "destination workload label k=v (repeatable; instead of a WorkloadEntry name)")
+	f.StringVar(&o.from, "from", "", "source identity (SPIFFE ID); empty = plaintext")
+	f.StringVar(&o.sourceIP, "source-ip", "10.0.0.1", "source (direct peer) IP")
+	f.StringVar(&o.remoteIP, "remote-ip", "", "original client IP (remote.ip); default the source IP")
+	f.Uint32Var(&o.port, "port", 8080, "destination port")
+	f.StringVar(&o.sni, "sni", "", "TLS server name (connection.sni)")
+	f.BoolVar(&o.tcp, "tcp", false, "a TCP connection: no HTTP attributes")
+	f.StringVar(&o.method, "method", "GET", "HTTP method")
+	f.StringVar(&o.path, "path", "/", "HTTP path (with query)")
+	f.StringVar(&o.host, "host", "", "HTTP host (:authority); default the workload's name")
+	f.StringArrayVar(&o.headers, "header", nil, "HTTP header k=v (repeatable)")
+	f.StringVar(&o.claims, "jwt-claims", "", "verified JWT claims as a JSON object")
+	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
+	f.BoolVar(&o.showRego, "show-rego", false, "also print the compiled Rego of the applicable policies")
+	_ = cmd.MarkFlagRequired("config")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func runAuthzCheck(cmd *cobra.Command, o authzCheckOptions) error {
+	res, err := file.Load(o.configDir)
+	if err != nil {
+		return fmt.Errorf("authz check: load %s: %w", o.configDir, err)
+	}
+	for _, rj := range res.Rejected {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: rejected: %v\n", rj.Err)
+	}
+	w, err := resolveWorkload(res.Snapshot, o.to, o.labels)
+	if err != nil {
+		return err
+	}
+	req, err := o.request(w)
+	if err != nil {
+		return err
+	}
+	eng, err := authz.NewEngine(res.Snapshot, authz.EngineConfig{})
+	if err != nil {
+		return fmt.Errorf("authz check: %w", err)
+	}
+	p, err := eng.For(cmd.Context(), w.Namespace, w.Labels)
+	if err != nil {
+		return fmt.Errorf("authz check: %w", err)
+	}
+	d, derr := p.Decide(cmd.Context(), req)
+	if err := printDecision(cmd.OutOrStdout(), o, w, p, d, eng); err != nil {
+		return err
+	}
+	if derr != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: failed closed: %v\n", derr)
+	}
+	if !d.Allowed {
+		return &ExitError{Code: 2, Err: errDenied}
+	}
+	return nil
+}
+
+// resolveWorkload turns --to (and --label) into a workload: a
+// WorkloadEntry by name, or a namespace plus explicit labels.
+func resolveWorkload(snap *mesh.Snapshot, to string, labels []string) (authz.Workload, error) {
+	ns, name, _ := strings.Cut(to, "/")
+	w := authz.Workload{Namespace: ns, Name: name, Labels: mesh.Labels{}}
+	if ns == "" {
+		return w, fmt.Errorf("authz check: --to %q: want <namespace>/<workload>", to)
+	}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return w, fmt.Errorf("authz check: --label %q: want k=v", l)
+		}
+		w.Labels[k] = v
+	}
+	if name == "" || len(labels) > 0 {
+		return w, nil
+	}
+	for _, we := range snap.WorkloadsInNamespace(ns) {
+		if we.Name == name {
+			w.Labels = we.Labels
+			return w, nil
+		}
+	}
+	return w, fmt.Errorf("authz check: no WorkloadEntry %s/%s (use --label to give labels directly)", ns, name)
+}
+
+func (o authzCheckOptions) request(w authz.Workload) (*authz.Request, error) {
+	r := &authz.Request{
+		Source:      authz.Peer{IP: o.sourceIP, Port: 40000, Principal: o.from},
+		Destination: authz.Peer{IP: "10.0.0.2", Port: o.port},
+		RemoteIP:    o.remoteIP, SNI: o.sni,
+	}
+	if !o.tcp {
+		host := o.host
+		if host == "" {
+			host = w.Name
+		}
+		r.HTTP = &authz.HTTPRequest{Method: o.method, Path: o.path, Host: host, Headers: map[string]string{}}
+		for _, h := range o.headers {
+			k, v, ok := strings.Cut(h, "=")
+			if !ok || k == "" {
+				return nil, fmt.Errorf("authz check: --header %q: want k=v", h)
+			}
+			r.HTTP.Headers[strings.ToLower(k)] = v
+		}
+	}
+	if o.claims != "" {
+		var claims map[string]any
+		if err := json.Unmarshal([]byte(o.claims), &claims); err != nil {
+			return nil, fmt.Errorf("authz check: --jwt-claims: %w", err)
+		}
+		r.Auth = authz.AuthFromClaims(claims)
+	}
+	return r, nil
+}
+
+type checkOutput struct {
+	Workload    string          `json:"workload"`
+	Allowed     bool            `json:"allowed"`
+	Explanation string          `json:"explanation"`
+	Decision    *authz.Decision `json:"decision"`
+	Policies    []string        `json:"policies"`
+	Warnings    []string        `json:"warnings,omitempty"`
+}
+
+func printDecision(out io.Writer, o authzCheckOptions, w authz.Workload, p *authz.Prepared, d *authz.Decision, eng *authz.Engine) error {
+	co := checkOutput{Workload: w.Namespace + "/" + w.Name, Allowed: d.Allowed, Explanation: d.Explain(), Decision: d}
+	for _, pol := range p.Policies() {
+		co.Policies = append(co.Policies, fmt.Sprintf("%s (%s%s)", pol.ID(), pol.Action, dryRunNote(pol)))
+		co.Warnings = append(co.Warnings, pol.Warnings...)
+	}
+	for k, err := range eng.Invalid() {
+		co.Warnings = append(co.Warnings, fmt.Sprintf("%s: invalid: %v", k, err))
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(co)
+	}
+	verdict := "DENY"
+	if d.Allowed {
+		verdict = "ALLOW"
+	}
+	fmt.Fprintf(out, "%s  %s\n", verdict, co.Explanation)
+	fmt.Fprintf(out, "workload: %s %v\n", co.Workload, map[string]string(w.Labels))
+	fmt.Fprintf(out, "applicable policies (%d):\n", len(co.Policies))
+	for _, s := range co.Policies {
+		fmt.Fprintf(out, "  %s\n", s)
+	}
+	for _, h := range d.Audit {
+		fmt.Fprintf(out, "audit: %s\n", h.Rule)
+	}
+	for _, h := range d.DryRun {
+		fmt.Fprintf(out, "dry-run match: %s (%s)\n", h.Rule, h.Action)
+	}
+	for _, s := range d.Delegated {
+		fmt.Fprintf(out, "delegated to external provider %q (decided by its own ext_authz filter)\n", s)
+	}
+	for _, s := range co.Warnings {
+		fmt.Fprintf(out, "warning: %s\n", s)
+	}
+	if o.showRego {
+		for _, pol := range p.Policies() {
+			fmt.Fprintf(out, "\n%s", authz.CompileRego(pol).Source)
+		}
+	}
+	return nil
+}
+
+func dryRunNote(p *authz.Policy) string {
+	if p.DryRun {
+		return ", dry-run"
+	}
+	return ""
+}
