@@ -50,13 +50,20 @@ func (g *gen) gatewayListener(port uint32, servers []gwServer) {
 	for _, s := range servers {
 		proto := mesh.ParseProtocol(s.server.GetPort().GetProtocol())
 		mode := s.server.GetTls().GetMode()
+		passthrough := mode == networking.ServerTLSSettings_PASSTHROUGH || mode == networking.ServerTLSSettings_AUTO_PASSTHROUGH
 		switch {
-		case s.server.GetTls() != nil && (mode == networking.ServerTLSSettings_PASSTHROUGH || mode == networking.ServerTLSSettings_AUTO_PASSTHROUGH):
+		case (proto == mesh.ProtocolHTTPS || proto == mesh.ProtocolTLS) && passthrough:
 			l.FilterChains = append(l.FilterChains, g.passthroughChains(s)...)
-		case s.server.GetTls() != nil && (proto == mesh.ProtocolHTTPS || proto.IsHTTP()):
+		case proto == mesh.ProtocolHTTPS:
 			l.FilterChains = append(l.FilterChains, g.httpsChain(s, port))
+		case proto == mesh.ProtocolTLS:
+			// TLS terminated at the gateway, then proxied as TCP.
+			fc := g.gatewayTCPChain(s, port)
+			fc.FilterChainMatch = &listener.FilterChainMatch{ServerNames: sniNames(serverHosts(s.server))}
+			fc.TransportSocket = TransportSocket(downstreamTLS(s.server.GetTls()))
+			l.FilterChains = append(l.FilterChains, fc)
 		case proto.IsHTTP():
-			plainHTTP = append(plainHTTP, s)
+			plainHTTP = append(plainHTTP, s) // tls here can only be httpsRedirect
 		default:
 			l.FilterChains = append(l.FilterChains, g.gatewayTCPChain(s, port))
 		}
