@@ -1,0 +1,7 @@
+// Package agent owns Ward's workload agent: it generates the workload key
+// locally, enrols with the CA (Kubernetes token or join token, then its own
+// certificate for renewals), rotates at a fraction of the certificate's
+// lifetime on an injected clock with backoff while the CA is unreachable,
+// serves the identity over SDS, writes the files and the grpc xDS bootstrap
+// proxyless gRPC needs, and renders the Envoy bootstrap.
+package agent
