@@ -134,7 +134,7 @@ func TestServeExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startWard(t, "serve", "--config", cfg, "--state", filepath.Join(dir, "state"),
-		"--debug-addr", "127.0.0.1:0", "--debounce", "20ms")
+		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--debounce", "20ms")
 	addr := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+)`), time.Minute)[1]
 	p.waitLine(t, regexp.MustCompile(`msg=snapshot .*rejected=0`), 30*time.Second)
 	base := "http://" + addr
