@@ -30,6 +30,9 @@ func validateVirtualService(c *mesh.Config, e *errs) {
 		addAll(e, idx("spec.gateways", i), GatewayName(g))
 	}
 	checkVSHosts(e, vs)
+	if !appliesToGateway(vs) {
+		checkNoClaimRouting(e, vs)
+	}
 	if len(vs.GetHttp())+len(vs.GetTcp())+len(vs.GetTls()) == 0 {
 		e.add("spec", "http, tcp or tls must be provided in a virtual service")
 	}
@@ -60,6 +63,27 @@ func checkDelegateVS(e *errs, vs *networking.VirtualService) {
 	}
 	if len(vs.GetTcp()) > 0 {
 		e.add("spec.tcp", "a delegate virtual service (no hosts) must not have tcp routes")
+	}
+}
+
+// checkNoClaimRouting rejects JWT claim matches ("@request.auth.claims.x")
+// in a VirtualService that applies to sidecars: only gateways verify JWTs
+// before routing.
+func checkNoClaimRouting(e *errs, vs *networking.VirtualService) {
+	for i, r := range vs.GetHttp() {
+		for j, m := range r.GetMatch() {
+			mp := idx(idx("spec.http", i)+".match", j)
+			for _, f := range []struct {
+				name string
+				m    map[string]*networking.StringMatch
+			}{{"headers", m.GetHeaders()}, {"withoutHeaders", m.GetWithoutHeaders()}} {
+				for _, k := range sortedStrKeys(f.m) {
+					if strings.HasPrefix(k, claimPrefix) {
+						e.add(key(mp+"."+f.name, k), "JWT claim based routing (%s) is only supported for gateways, found gateways %v", k, vs.GetGateways())
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -256,10 +280,12 @@ func checkHTTPMatch(e *errs, p string, m *networking.HTTPMatchRequest) {
 	}
 }
 
+const claimPrefix = "@request.auth.claims"
+
 // headerOrClaim accepts a header name or Istio's JWT claim routing form
 // "@request.auth.claims.<name>".
 func headerOrClaim(name string) error {
-	if c, ok := strings.CutPrefix(name, "@request.auth.claims"); ok && (strings.HasPrefix(c, ".") || strings.HasPrefix(c, "[")) && len(c) > 1 {
+	if c, ok := strings.CutPrefix(name, claimPrefix); ok && (strings.HasPrefix(c, ".") || strings.HasPrefix(c, "[")) && len(c) > 1 {
 		return nil
 	}
 	return HeaderName(name)
