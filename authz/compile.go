@@ -10,6 +10,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/schema"
 )
 
 // ValidationError lists every violation of one AuthorizationPolicy, each
@@ -336,34 +337,15 @@ func checkMethod(s string) error {
 	return nil
 }
 
-// checkPath accepts a pattern or an Envoy URI template: {*} matches one
-// segment, {**} any remainder and must be the last operator; templates and
-// '*' wildcards do not mix.
+// checkPath accepts a pattern or an Envoy URI template ({*} one segment,
+// {**} zero or more, the last operator), with the same rules the schema
+// validator applies (schema.PathTemplate). Braces that are not operators,
+// as in "/users/{id}", are literal.
 func checkPath(s string) error {
-	if !strings.Contains(s, "{") && !strings.Contains(s, "}") {
+	if !schema.IsPathTemplate(s) {
 		return checkPattern(s)
 	}
-	if strings.Contains(strings.NewReplacer("{**}", "", "{*}", "").Replace(s), "*") {
-		return fmt.Errorf("%q: '*' wildcards cannot be mixed with {*} or {**}", s)
-	}
-	if !strings.HasPrefix(s, "/") {
-		return fmt.Errorf("%q: a path template must start with '/'", s)
-	}
-	segs := strings.Split(s[1:], "/")
-	for i, seg := range segs {
-		if !strings.ContainsAny(seg, "{}") {
-			continue
-		}
-		switch {
-		case seg == "{*}":
-		case seg == "{**}" && i == len(segs)-1:
-		case seg == "{**}":
-			return fmt.Errorf("%q: {**} must be the last operator", s)
-		default:
-			return fmt.Errorf("%q: {*} and {**} must be whole path segments", s)
-		}
-	}
-	return nil
+	return schema.PathTemplate(s)
 }
 
 // warnings explains HTTP-only fields that change meaning on TCP ports.

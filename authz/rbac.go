@@ -2,6 +2,7 @@ package authz
 
 import (
 	"fmt"
+	"github.com/wardmesh/ward/mesh/schema"
 	"regexp"
 	"strings"
 
@@ -429,7 +430,7 @@ func permissionValue(m Match, v string) (*rbacv3.Permission, error) {
 }
 
 func pathPermission(v string) (*rbacv3.Permission, error) {
-	if !strings.Contains(v, "{") {
+	if !schema.IsPathTemplate(v) {
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_UrlPath{UrlPath: &matcherv3.PathMatcher{
 			Rule: &matcherv3.PathMatcher_Path{Path: stringMatcher(v, false)}}}}, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/wardmesh/ward/mesh/schema"
 	"regexp"
 	"sort"
 	"strings"
@@ -189,7 +190,7 @@ func exactOnly(vals []string) bool {
 
 func hasTemplate(vals []string) bool {
 	for _, v := range vals {
-		if strings.Contains(v, "{") {
+		if schema.IsPathTemplate(v) {
 			return true
 		}
 	}
@@ -204,7 +205,7 @@ func matcher(vals []string, templates bool) string {
 		switch {
 		case v == "*":
 			anyv = true
-		case templates && strings.Contains(v, "{"):
+		case templates && schema.IsPathTemplate(v):
 			rx = append(rx, TemplateRegex(v))
 		case strings.HasSuffix(v, "*"):
 			prefix = append(prefix, strings.TrimSuffix(v, "*"))
@@ -219,23 +220,21 @@ func matcher(vals []string, templates bool) string {
 }
 
 // TemplateRegex converts an Envoy URI template to an anchored regex: {*}
-// is one non-empty segment, {**} the non-empty remainder.
+// is one non-empty segment, {**} zero or more characters including '/'
+// (zero or more segments).
 func TemplateRegex(t string) string {
 	var b strings.Builder
 	b.WriteString("^")
 	for i := 0; i < len(t); {
 		switch {
 		case strings.HasPrefix(t[i:], "{**}"):
-			b.WriteString(".+")
+			b.WriteString(".*")
 			i += 4
 		case strings.HasPrefix(t[i:], "{*}"):
 			b.WriteString("[^/]+")
 			i += 3
 		default:
-			j := strings.IndexByte(t[i:], '{')
-			if j < 0 {
-				j = len(t) - i
-			}
+			j := nextOperator(t[i:])
 			b.WriteString(regexp.QuoteMeta(t[i : i+j]))
 			i += j
 		}
@@ -272,4 +271,19 @@ func quoteSet(vals []string) string {
 		out[i] = q(v)
 	}
 	return "{" + strings.Join(out, ", ") + "}"
+}
+
+// nextOperator returns the length of the literal before the next {*} or
+// {**} in t (all of t when there is none).
+func nextOperator(t string) int {
+	a, b := strings.Index(t, "{*}"), strings.Index(t, "{**}")
+	switch {
+	case a < 0 && b < 0:
+		return len(t)
+	case a < 0:
+		return b
+	case b < 0:
+		return a
+	}
+	return min(a, b)
 }

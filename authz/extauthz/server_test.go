@@ -298,7 +298,9 @@ spec:
 // TestConcurrentChecksAndUpdates checks decisions stay right while the
 // policy snapshot is swapped under load.
 func TestConcurrentChecksAndUpdates(t *testing.T) {
-	s := newServer(t, Config{}, "", policies)
+	// A generous timeout: on a loaded CI machine the default 50ms could
+	// expire and fail closed, which is not what this test is about.
+	s := newServer(t, Config{Timeout: time.Minute}, "", policies)
 	c := start(t, s)
 	var wg sync.WaitGroup
 	errs := make(chan string, 1000)
@@ -317,7 +319,7 @@ func TestConcurrentChecksAndUpdates(t *testing.T) {
 					continue
 				}
 				if got := resp.GetStatus().GetCode() == 0; got != (method == "GET") {
-					errs <- method + " decided wrongly"
+					errs <- method + " decided wrongly: " + resp.GetStatus().GetMessage()
 				}
 			}
 		}(g)
