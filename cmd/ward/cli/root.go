@@ -26,6 +26,8 @@ func subcommands() []func() *cobra.Command {
 	return []func() *cobra.Command{
 		newServeCmd,
 		newVersionCmd,
+		newCACmd,
+		newAgentCmd,
 		newAuthzCmd,
 	}
 }

@@ -1,0 +1,124 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wardmesh/ward/ca"
+)
+
+// caOptions are the flags shared by the `ward ca` subcommands.
+type caOptions struct {
+	stateDir    string
+	trustDomain string
+}
+
+func (o *caOptions) addFlags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&o.stateDir, "state", ".state", "control-plane state directory (as given to ward serve)")
+}
+
+func newCACmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "Operate Ward's certificate authority (join tokens, root rotation, trust bundle)",
+		Long: "Operate the CA that `ward serve` runs, through its state directory. Only the\n" +
+			"running CA writes its root state; these commands mint tokens, request a\n" +
+			"rotation (applied at the CA's next reconcile) or read the bundle.",
+	}
+	cmd.AddCommand(newCATokenCmd(), newCARotateCmd(), newCABundleCmd(), newCAInitCmd())
+	return cmd
+}
+
+func newCATokenCmd() *cobra.Command {
+	token := &cobra.Command{Use: "token", Short: "Manage one-time join tokens for file-mode workloads and VMs"}
+	o := caOptions{}
+	var ns, sa string
+	var ttl time.Duration
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Mint a single-use join token for one namespace/service account",
+		Long: "Mint a single-use join token. It is printed once and stored only as a SHA-256\n" +
+			"hash in <state>/tokens; `ward agent --join-token-file` spends it on enrolment.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := ca.NewTokenStore(o.stateDir+"/tokens", nil).Create(ns, sa, ttl)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t.String())
+			return nil
+		},
+	}
+	o.addFlags(create)
+	create.Flags().StringVar(&ns, "ns", "", "namespace of the identity (required)")
+	create.Flags().StringVar(&sa, "sa", "default", "service account of the identity")
+	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token can be used")
+	_ = create.MarkFlagRequired("ns")
+	token.AddCommand(create)
+	return token
+}
+
+func newCARotateCmd() *cobra.Command {
+	o := caOptions{}
+	cmd := &cobra.Command{
+		Use:   "rotate",
+		Short: "Stage a new root CA (the running CA applies it at its next reconcile)",
+		Long: "Ask the CA to stage a new root. The new root is published in the trust bundle\n" +
+			"at once, starts signing after the rotation overlap, and the old root stays in\n" +
+			"the bundle until every leaf it signed has expired. Watch /debug/ca for the phase.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := ca.RequestRotation(o.stateDir); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "root rotation requested; the CA stages it within its reconcile interval (see /debug/ca)")
+			return nil
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func newCABundleCmd() *cobra.Command {
+	o := caOptions{}
+	cmd := &cobra.Command{
+		Use:   "bundle",
+		Short: "Print the trust bundle (every current root, PEM) for agents' --ca-root",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := ca.LoadBundle(o.stateDir)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func newCAInitCmd() *cobra.Command {
+	o := caOptions{}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the root CA in the state directory if there is none (ward serve does this too)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := ca.New(ca.Config{StateDir: o.stateDir, TrustDomain: o.trustDomain, Log: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))})
+			if err != nil {
+				return err
+			}
+			st := c.Status()
+			fmt.Fprintf(cmd.OutOrStdout(), "trust domain %s, %d root(s), signer %s expires %s\n",
+				st.TrustDomain, len(st.Roots), st.Signer.Serial, st.Signer.NotAfter.Format(time.RFC3339))
+			return nil
+		},
+	}
+	o.addFlags(cmd)
+	cmd.Flags().StringVar(&o.trustDomain, "trust-domain", "cluster.local", "SPIFFE trust domain")
+	return cmd
+}
