@@ -95,6 +95,9 @@ type Agent struct {
 	svid      atomic.Pointer[SVID]
 	bootstrap []byte // initial CA bundle
 	joinUsed  atomic.Bool
+	// renewMu serialises renewals, so files and SDS always get one
+	// consistent certificate and key.
+	renewMu sync.Mutex
 
 	changeMu sync.Mutex
 	changed  chan struct{}

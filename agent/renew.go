@@ -34,6 +34,8 @@ type credential struct {
 // Renew gets a new certificate for a freshly generated key and installs
 // it. The key never leaves the agent.
 func (a *Agent) Renew(ctx context.Context) error {
+	a.renewMu.Lock()
+	defer a.renewMu.Unlock()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("renew: generate key: %w", err)

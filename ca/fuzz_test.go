@@ -23,7 +23,9 @@ func FuzzParseCSR(f *testing.F) {
 		if checkKey(csr.PublicKey) != nil {
 			t.Fatal("accepted a disallowed key")
 		}
-		if _, ok := csr.PublicKey.(interface{ Equal(x509.PublicKeyAlgorithm) bool }); ok {
+		if _, ok := csr.PublicKey.(interface {
+			Equal(x509.PublicKeyAlgorithm) bool
+		}); ok {
 			t.Fatal("unreachable")
 		}
 	})

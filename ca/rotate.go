@@ -184,13 +184,15 @@ func (c *CA) commit(ctx context.Context, next *State) error {
 
 // reserve extends the signing root's IssuedUntil reservation to cover a
 // leaf expiring at notAfter, persisting it before the leaf exists.
-func (c *CA) reserve(a *authority, notAfter time.Time) error {
+// The slack is a quarter of the leaf's lifetime, at most reservationSlack,
+// so short-lived leaves do not keep an old root for an hour.
+func (c *CA) reserve(a *authority, now, notAfter time.Time) error {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if notAfter.Unix() <= a.reserved.Load() {
 		return nil
 	}
-	until := notAfter.Add(reservationSlack)
+	until := notAfter.Add(min(reservationSlack, notAfter.Sub(now)/4))
 	if until.After(a.notAfter) {
 		until = a.notAfter
 	}

@@ -60,7 +60,7 @@ func (c *CA) Sign(p Params) (*Issued, error) {
 		return nil, err
 	}
 	if tmpl.NotAfter.Unix() > a.reserved.Load() {
-		if err := c.reserve(a, tmpl.NotAfter); err != nil {
+		if err := c.reserve(a, now, tmpl.NotAfter); err != nil {
 			return nil, err
 		}
 	}
