@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,7 +49,7 @@ type generated struct {
 
 type genEntry struct {
 	once sync.Once
-	g    *generated
+	v    any
 	err  error
 }
 
@@ -69,24 +70,58 @@ func shortType(url string) string {
 	return url
 }
 
-// generate computes, validates and packs the resources of one scope.
-func generate(ix *translate.Index, sc *translate.Scope, hooks translate.Hooks) (*generated, error) {
-	res := translate.Generate(ix, sc, hooks)
-	if err := res.Validate(); err != nil {
-		return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
-	}
+// partial is one validated side (outbound or inbound) of a proxy's config,
+// shared by every proxy with the same side fingerprint, with its
+// per-type cache resources prebuilt.
+type partial struct {
+	res      *translate.Resources
+	versions translate.Versions
+	byType   [4]cachev3.Resources // listener, route, cluster, endpoint
+}
+
+func newPartial(res *translate.Resources) *partial {
 	v := res.Versions()
-	snap := &cachev3.Snapshot{}
-	snap.Resources[types.Listener] = cachev3.NewResources(v.Listeners, toRes(res.Listeners))
-	snap.Resources[types.Route] = cachev3.NewResources(v.Routes, toRes(res.Routes))
-	snap.Resources[types.Cluster] = cachev3.NewResources(v.Clusters, toRes(res.Clusters))
-	snap.Resources[types.Endpoint] = cachev3.NewResources(v.Endpoints, toRes(res.Endpoints))
-	// Build the delta version map now: the snapshot is shared by every
-	// proxy with this fingerprint and must not be mutated later.
-	if err := snap.ConstructVersionMap(); err != nil {
-		return nil, fmt.Errorf("generate config for proxy %s: version map: %w", sc.Proxy.ID, err)
+	return &partial{res: res, versions: v, byType: [4]cachev3.Resources{
+		cachev3.NewResources(v.Listeners, toRes(res.Listeners)),
+		cachev3.NewResources(v.Routes, toRes(res.Routes)),
+		cachev3.NewResources(v.Clusters, toRes(res.Clusters)),
+		cachev3.NewResources(v.Endpoints, toRes(res.Endpoints)),
+	}}
+}
+
+var cacheTypes = [4]types.ResponseType{types.Listener, types.Route, types.Cluster, types.Endpoint}
+
+// combine joins the two sides into one proxy config. A type only one side
+// has reuses that side's resources (and version) as is, so replicas and
+// proxies of one namespace share maps; other types get a merged map and a
+// version hashed from both sides'.
+func combine(out, in *partial) (*generated, error) {
+	res := translate.Merge(out.res, in.res)
+	if err := res.Consistent(); err != nil {
+		return nil, err
 	}
-	return &generated{res: res, versions: v, snap: snap}, nil
+	snap := &cachev3.Snapshot{}
+	ov, iv := out.versions.List(), in.versions.List()
+	var vs [4]string
+	for i, t := range cacheTypes {
+		switch {
+		case len(in.byType[i].Items) == 0:
+			snap.Resources[t], vs[i] = out.byType[i], ov[i]
+		case len(out.byType[i].Items) == 0:
+			snap.Resources[t], vs[i] = in.byType[i], iv[i]
+		default:
+			vs[i] = translate.CombineVersions(ov[i], iv[i])
+			items := make(map[string]types.ResourceWithTTL, len(out.byType[i].Items)+len(in.byType[i].Items))
+			for k, v := range out.byType[i].Items {
+				items[k] = v
+			}
+			for k, v := range in.byType[i].Items {
+				items[k] = v
+			}
+			snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
+		}
+	}
+	return &generated{res: res, versions: translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}, snap: snap}, nil
 }
 
 func toRes[T types.Resource](in []T) []types.Resource {
@@ -112,41 +147,81 @@ func (g *generated) version(url string) string {
 	return ""
 }
 
-// fingerprintOf computes the proxy's scope and cache key under ix.
-func (s *Server) fingerprintOf(ix *translate.Index, p *mesh.Proxy) (*translate.Scope, string) {
-	sc := ix.Scope(p)
-	fp := ix.Fingerprint(sc)
+// fingerprintOf computes the proxy's scope and its outbound and inbound
+// cache keys under ix.
+func (s *Server) fingerprintOf(ix *translate.Index, p *mesh.Proxy) (sc *translate.Scope, out, in string) {
+	sc = ix.Scope(p)
+	out, in = "o:"+ix.OutboundFingerprint(sc), "i:"+ix.InboundFingerprint(sc)
 	if s.cfg.Hooks.Fingerprint != nil {
-		fp += "/" + s.cfg.Hooks.Fingerprint(ix.Snapshot(), p)
+		h := "/" + s.cfg.Hooks.Fingerprint(ix.Snapshot(), p)
+		out, in = out+h, in+h
 	}
-	return sc, fp
+	return sc, out, in
 }
 
-// generationFor returns the (possibly shared, possibly cached) output for
-// a fingerprint, generating it at most once.
-func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, fp string) (*generated, error) {
+// cached runs f at most once per key among concurrent and later callers
+// (until pruned).
+func (s *Server) cached(key string, f func() (any, error)) (any, error) {
 	s.mu.Lock()
-	e := s.gens[fp]
+	e := s.gens[key]
 	if e == nil {
 		e = &genEntry{}
-		s.gens[fp] = e
+		s.gens[key] = e
 	}
 	s.mu.Unlock()
-	e.once.Do(func() { e.g, e.err = generate(ix, sc, s.cfg.Hooks) })
-	return e.g, e.err
+	e.once.Do(func() { e.v, e.err = f() })
+	return e.v, e.err
+}
+
+// generationFor returns the proxy's config: each side generated and
+// validated once per side fingerprint, combined once per pair.
+func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, out, in string) (*generated, error) {
+	side := func(key string, gen func(*translate.Index, *translate.Scope, translate.Hooks) *translate.Resources) (*partial, error) {
+		v, err := s.cached(key, func() (any, error) {
+			res := gen(ix, sc, s.cfg.Hooks)
+			if err := res.Validate(); err != nil {
+				return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
+			}
+			return newPartial(res), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return v.(*partial), nil
+	}
+	v, err := s.cached(out+"|"+in, func() (any, error) {
+		o, err := side(out, translate.GenerateOutbound)
+		if err != nil {
+			return nil, err
+		}
+		i, err := side(in, translate.GenerateInbound)
+		if err != nil {
+			return nil, err
+		}
+		g, err := combine(o, i)
+		if err != nil {
+			return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
+		}
+		return g, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*generated), nil
 }
 
 // refresh recomputes one proxy under ix and hands the result to the cache
 // when it changed. since is when the config change reached the server.
 func (s *Server) refresh(ix *translate.Index, c *conn, since time.Time) {
-	sc, fp := s.fingerprintOf(ix, c.proxy)
+	sc, out, in := s.fingerprintOf(ix, c.proxy)
+	fp := out + "|" + in
 	s.mu.Lock()
 	same := fp == c.fingerprint && c.gen != nil
 	s.mu.Unlock()
 	if same {
 		return
 	}
-	g, err := s.generationFor(ix, sc, fp)
+	g, err := s.generationFor(ix, sc, out, in)
 	if err != nil {
 		s.m.genErrors.Inc()
 		s.log.Error("config not pushed: generated resources are invalid; proxy keeps its previous config", "proxy", c.id, "err", err)
@@ -216,6 +291,8 @@ func (s *Server) pruneGens() {
 	used := map[string]bool{}
 	for _, c := range s.conns {
 		used[c.fingerprint] = true
+		out, in, _ := strings.Cut(c.fingerprint, "|")
+		used[out], used[in] = true, true
 	}
 	for fp := range s.gens {
 		if !used[fp] {

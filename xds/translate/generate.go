@@ -1,6 +1,9 @@
 package translate
 
 import (
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -41,17 +44,57 @@ type gen struct {
 	proxy *mesh.Proxy
 	hooks Hooks
 	res   *Resources
+	part  part
 }
+
+// part selects the outbound side (what the proxy calls), the inbound side
+// (what serves its own workload), or both.
+type part int
+
+const (
+	partOutbound part = 1 << iota
+	partInbound
+	partAll = partOutbound | partInbound
+)
 
 // Generate computes every resource for the proxy of scope sc. It is pure:
 // equal inputs give equal output.
-func Generate(ix *Index, sc *Scope, hooks Hooks) *Resources {
-	g := &gen{ix: ix, sc: sc, proxy: sc.Proxy, hooks: hooks, res: &Resources{}}
+func Generate(ix *Index, sc *Scope, hooks Hooks) *Resources { return generate(ix, sc, hooks, partAll) }
+
+// GenerateOutbound computes the outbound side only: everything that
+// depends on what the proxy may call (OutboundFingerprint), shared by every
+// proxy with the same fingerprint.
+func GenerateOutbound(ix *Index, sc *Scope, hooks Hooks) *Resources {
+	return generate(ix, sc, hooks, partOutbound)
+}
+
+// GenerateInbound computes the inbound side only (what serves the proxy's
+// own workload), keyed by InboundFingerprint.
+func GenerateInbound(ix *Index, sc *Scope, hooks Hooks) *Resources {
+	return generate(ix, sc, hooks, partInbound)
+}
+
+// Merge returns the union of two generated parts, sorted by name.
+func Merge(a, b *Resources) *Resources {
+	r := &Resources{
+		Listeners: append(append([]*listener.Listener(nil), a.Listeners...), b.Listeners...),
+		Routes:    append(append([]*route.RouteConfiguration(nil), a.Routes...), b.Routes...),
+		Clusters:  append(append([]*cluster.Cluster(nil), a.Clusters...), b.Clusters...),
+		Endpoints: append(append([]*endpoint.ClusterLoadAssignment(nil), a.Endpoints...), b.Endpoints...),
+	}
+	r.sort()
+	return r
+}
+
+func generate(ix *Index, sc *Scope, hooks Hooks, p part) *Resources {
+	g := &gen{ix: ix, sc: sc, proxy: sc.Proxy, hooks: hooks, res: &Resources{}, part: p}
 	switch g.proxy.Type {
 	case mesh.ProxyGRPC:
 		g.grpc()
 	case mesh.ProxyRouter:
-		g.router()
+		if p&partOutbound != 0 {
+			g.router()
+		}
 	default:
 		g.sidecar()
 	}

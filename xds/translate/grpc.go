@@ -26,6 +26,17 @@ func GRPCServerListenerName(addr string, port uint32) string {
 // visible service port (named "host:port", the xds:/// target), the
 // clusters and endpoints, and one server listener per inbound address.
 func (g *gen) grpc() {
+	if g.part&partOutbound != 0 {
+		g.grpcOutbound()
+	}
+	if g.part&partInbound != 0 {
+		for _, in := range g.sc.ports {
+			g.res.Listeners = append(g.res.Listeners, g.grpcServerListener(in))
+		}
+	}
+}
+
+func (g *gen) grpcOutbound() {
 	for _, svc := range g.sc.Services {
 		for _, p := range svc.Ports {
 			name := fmt.Sprintf("%s:%d", svc.Hostname, p.Number)
@@ -40,9 +51,6 @@ func (g *gen) grpc() {
 		}
 	}
 	g.clusters()
-	for _, in := range g.inboundPorts() {
-		g.res.Listeners = append(g.res.Listeners, g.grpcServerListener(in))
-	}
 }
 
 // inboundPort is one address:port the proxy's workload serves.
@@ -56,9 +64,9 @@ type inboundPort struct {
 // inboundPorts lists where the proxy's workload listens: for each service
 // selecting it, the endpoints at the proxy's IPs (so the workload's own
 // named ports are honoured), or the service target ports on every IP.
-func (g *gen) inboundPorts() []inboundPort {
+func (ix *Index) inboundPorts(p *mesh.Proxy, inbound []*mesh.Service) []inboundPort {
 	ips := map[string]bool{}
-	for _, ip := range g.proxy.IPs {
+	for _, ip := range p.IPs {
 		ips[ip] = true
 	}
 	seen := map[string]bool{}
@@ -70,22 +78,22 @@ func (g *gen) inboundPorts() []inboundPort {
 			out = append(out, in)
 		}
 	}
-	for _, svc := range g.sc.Inbound {
-		for _, p := range svc.Ports {
+	for _, svc := range inbound {
+		for _, sp := range svc.Ports {
 			found := false
-			for _, ep := range g.ix.snap.Endpoints(svc, p) {
-				if ips[ep.Workload.Address] && mesh.Selector(ep.Workload.Labels).Matches(g.proxy.Labels) {
-					add(inboundPort{addr: ep.Workload.Address, port: p.Number, target: ep.Port, proto: p.Protocol})
+			for _, ep := range ix.snap.Endpoints(svc, sp) {
+				if ips[ep.Workload.Address] && mesh.Selector(ep.Workload.Labels).Matches(p.Labels) {
+					add(inboundPort{addr: ep.Workload.Address, port: sp.Number, target: ep.Port, proto: sp.Protocol})
 					found = true
 				}
 			}
 			if !found {
-				t := p.TargetPort
+				t := sp.TargetPort
 				if t == 0 {
-					t = p.Number
+					t = sp.Number
 				}
-				for _, ip := range g.proxy.IPs {
-					add(inboundPort{addr: ip, port: p.Number, target: t, proto: p.Protocol})
+				for _, ip := range p.IPs {
+					add(inboundPort{addr: ip, port: sp.Number, target: t, proto: sp.Protocol})
 				}
 			}
 		}

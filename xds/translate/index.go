@@ -28,6 +28,9 @@ type Index struct {
 	svcPrint map[*mesh.Service]string
 	delegate string // hash of every host-less (delegate) VirtualService
 	meshHash string
+	// srcLabelKeys are the label keys any VirtualService sourceLabels
+	// match tests: the only proxy labels outbound output depends on.
+	srcLabelKeys map[string]bool
 }
 
 type vsEntry struct {
@@ -46,7 +49,7 @@ type drEntry struct {
 
 // NewIndex indexes snap. It only reads snap.
 func NewIndex(snap *mesh.Snapshot) *Index {
-	ix := &Index{snap: snap, svcPrint: map[*mesh.Service]string{}}
+	ix := &Index{snap: snap, svcPrint: map[*mesh.Service]string{}, srcLabelKeys: map[string]bool{}}
 	dh := sha256.New()
 	for _, c := range snap.All(mesh.KindVirtualService) {
 		spec := c.Spec.(*networking.VirtualService)
@@ -57,6 +60,7 @@ func NewIndex(snap *mesh.Snapshot) *Index {
 		if len(e.hosts) == 0 {
 			writeStr(dh, e.hash)
 		}
+		ix.collectSourceLabels(spec)
 		ix.vs = append(ix.vs, e)
 	}
 	ix.delegate = hex.EncodeToString(dh.Sum(nil)[:8])
@@ -263,4 +267,27 @@ func hashStrings(ss ...string) string {
 	h := sha256.New()
 	writeStr(h, ss...)
 	return hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+func (ix *Index) collectSourceLabels(vs *networking.VirtualService) {
+	add := func(m map[string]string) {
+		for k := range m {
+			ix.srcLabelKeys[k] = true
+		}
+	}
+	for _, r := range vs.GetHttp() {
+		for _, m := range r.GetMatch() {
+			add(m.GetSourceLabels())
+		}
+	}
+	for _, r := range vs.GetTcp() {
+		for _, m := range r.GetMatch() {
+			add(m.GetSourceLabels())
+		}
+	}
+	for _, r := range vs.GetTls() {
+		for _, m := range r.GetMatch() {
+			add(m.GetSourceLabels())
+		}
+	}
 }

@@ -56,3 +56,10 @@ func hashList(n int, at func(int) proto.Message) string {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:10])
 }
+
+// List returns the versions in listener, route, cluster, endpoint order.
+func (v Versions) List() [4]string { return [4]string{v.Listeners, v.Routes, v.Clusters, v.Endpoints} }
+
+// CombineVersions derives the version of a type whose resources come from
+// two separately versioned parts.
+func CombineVersions(a, b string) string { return hashStrings(a, b) }

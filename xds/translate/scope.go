@@ -3,7 +3,6 @@ package translate
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -24,6 +23,8 @@ type Scope struct {
 	Inbound []*mesh.Service
 	// Gateways lists the Gateways selecting a router proxy.
 	Gateways []*mesh.Config
+	// ports is where the proxy's workload serves (inbound listeners).
+	ports []inboundPort
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
@@ -59,8 +60,13 @@ func (ix *Index) Scope(p *mesh.Proxy) *Scope {
 		sc.Services = append(sc.Services, svc)
 	}
 	sc.Inbound = ix.snap.ServicesForWorkload(p.Namespace, p.Labels)
-	if p.Type == mesh.ProxyRouter {
+	switch p.Type {
+	case mesh.ProxyRouter:
 		sc.Gateways = ix.gatewaysFor(p)
+	case mesh.ProxyGRPC:
+		sc.ports = ix.inboundPorts(p, sc.Inbound)
+	default:
+		sc.ports = ix.sidecarInbound(sc)
 	}
 	return sc
 }
@@ -129,26 +135,33 @@ func (ix *Index) gatewaysFor(p *mesh.Proxy) []*mesh.Config {
 	return out
 }
 
-// Fingerprint hashes everything the proxy's output depends on: its
-// identity and placement, its Sidecar, the services it sees (with their
-// endpoints and routing config), its gateways and the mesh config. Two
-// proxies with equal fingerprints get identical resources, so results can
-// be cached by fingerprint.
+// Fingerprint hashes everything the proxy's output depends on; see
+// OutboundFingerprint and InboundFingerprint.
 func (ix *Index) Fingerprint(sc *Scope) string {
+	return ix.OutboundFingerprint(sc) + "." + ix.InboundFingerprint(sc)
+}
+
+// OutboundFingerprint hashes what the outbound side depends on: proxy
+// type and namespace, its Sidecar, the services it sees (with their
+// endpoints and routing config), the labels VirtualService sourceLabels
+// test, its gateways and the mesh config. Not its IPs, name or other
+// labels, so replicas (and every proxy of a namespace without
+// sourceLabels rules) share one result.
+func (ix *Index) OutboundFingerprint(sc *Scope) string {
 	p := sc.Proxy
 	h := sha256.New()
-	ips := append([]string(nil), p.IPs...)
-	sort.Strings(ips)
-	writeStr(h, string(p.Type), p.Namespace, p.ServiceAccount, strings.Join(ips, ","), ix.meshHash, ix.delegate, string(sc.Outbound))
-	writeMap(h, p.Labels)
+	writeStr(h, string(p.Type), p.Namespace, ix.meshHash, ix.delegate, string(sc.Outbound))
+	rel := map[string]string{}
+	for k := range ix.srcLabelKeys {
+		if v, ok := p.Labels[k]; ok {
+			rel[k] = v
+		}
+	}
+	writeMap(h, rel)
 	if sc.Sidecar != nil {
 		writeStr(h, configHash(sc.Sidecar))
 	}
 	for _, svc := range sc.Services {
-		writeStr(h, ix.svcPrint[svc])
-	}
-	writeStr(h, "inbound")
-	for _, svc := range sc.Inbound {
 		writeStr(h, ix.svcPrint[svc])
 	}
 	for _, g := range sc.Gateways {
@@ -156,6 +169,18 @@ func (ix *Index) Fingerprint(sc *Scope) string {
 		for _, vs := range ix.GatewayVirtualServices(g.Namespace + "/" + g.Name) {
 			writeStr(h, configHash(vs))
 		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// InboundFingerprint hashes what the inbound side depends on: proxy type
+// and the addresses and ports its workload serves (and its Sidecar's
+// ingress, already folded into those ports).
+func (ix *Index) InboundFingerprint(sc *Scope) string {
+	h := sha256.New()
+	writeStr(h, string(sc.Proxy.Type))
+	for _, in := range sc.ports {
+		writeStr(h, in.addr, itoa(in.port), itoa(in.target), string(in.proto))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }

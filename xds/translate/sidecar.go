@@ -27,10 +27,15 @@ const (
 
 // sidecar builds Envoy sidecar output.
 func (g *gen) sidecar() {
-	g.clusters()
-	g.res.Clusters = append(g.res.Clusters, passthroughClusters()...)
-	g.res.Listeners = append(g.res.Listeners, g.virtualOutbound(), g.virtualInbound())
-	g.outboundListeners()
+	if g.part&partOutbound != 0 {
+		g.clusters()
+		g.res.Clusters = append(g.res.Clusters, passthroughClusters()...)
+		g.res.Listeners = append(g.res.Listeners, g.virtualOutbound())
+		g.outboundListeners()
+	}
+	if g.part&partInbound != 0 {
+		g.res.Listeners = append(g.res.Listeners, g.virtualInbound())
+	}
 }
 
 func (g *gen) catchAll() string {
@@ -69,7 +74,7 @@ func (g *gen) virtualInbound() *listener.Listener {
 			Filters: []*listener.Filter{tcpProxyFilter(PassthroughCluster, []weighted{{cluster: PassthroughCluster}})},
 		}},
 	}
-	for _, in := range g.sidecarInbound() {
+	for _, in := range g.sc.ports {
 		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.port, in.target))
 		for _, sec := range g.inboundSecurity(in.target) {
 			l.FilterChains = append(l.FilterChains, g.inboundChain(in, sec))
@@ -80,9 +85,9 @@ func (g *gen) virtualInbound() *listener.Listener {
 
 // sidecarInbound is the Sidecar's ingress list when set, else the ports of
 // the services selecting the workload.
-func (g *gen) sidecarInbound() []inboundPort {
-	if g.sc.Sidecar != nil {
-		if ing := g.sc.Sidecar.Spec.(*networking.Sidecar).GetIngress(); len(ing) > 0 {
+func (ix *Index) sidecarInbound(sc *Scope) []inboundPort {
+	if sc.Sidecar != nil {
+		if ing := sc.Sidecar.Spec.(*networking.Sidecar).GetIngress(); len(ing) > 0 {
 			var out []inboundPort
 			for _, il := range ing {
 				p := il.GetPort()
@@ -93,14 +98,15 @@ func (g *gen) sidecarInbound() []inboundPort {
 	}
 	seen := map[uint32]bool{}
 	var out []inboundPort
-	for _, in := range g.inboundPorts() {
+	for _, in := range ix.inboundPorts(sc.Proxy, sc.Inbound) {
 		if !seen[in.target] {
 			seen[in.target] = true
+			in.addr = "" // sidecars match inbound traffic by port only
 			out = append(out, in)
 		}
 	}
-	if len(g.proxy.IPs) == 0 {
-		for _, svc := range g.sc.Inbound {
+	if len(sc.Proxy.IPs) == 0 {
+		for _, svc := range sc.Inbound {
 			for _, p := range svc.Ports {
 				t := p.TargetPort
 				if t == 0 {

@@ -57,6 +57,13 @@ func (r *Resources) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Consistent reports the fatal reference errors only (missing route
+// configs and endpoint sets); Validate includes it.
+func (r *Resources) Consistent() error {
+	fatal, _ := r.consistency()
+	return errors.Join(fatal...)
+}
+
 // Dangling lists routes and tcp_proxy filters naming clusters that were not
 // generated (a VirtualService pointing at an unknown host or subset, or at
 // a host the proxy's Sidecar hides). Envoy answers those requests with 503
