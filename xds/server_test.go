@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -16,6 +18,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/translate"
 )
 
 func serviceEntry(host string, port uint32, addr string) *mesh.Config {
@@ -143,5 +146,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not true after 10s", what)
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval of a bounded wait
+	}
+}
+
+func TestRecomputeOnlyAffectedProxies(t *testing.T) {
+	var mu sync.Mutex
+	gens := map[string]int{}
+	s := NewServer(Config{Hooks: translate.Hooks{HTTPFilters: func(_ *mesh.Snapshot, p *mesh.Proxy, dir translate.Direction, port uint32) []*hcmv3.HttpFilter {
+		if dir == translate.Outbound && port == 81 { // one call per generation of the outbound side
+			mu.Lock()
+			gens[p.Namespace]++
+			mu.Unlock()
+		}
+		return nil
+	}}})
+	local := func(addr string) *mesh.Config {
+		c := serviceEntry("local.test.svc.cluster.local", 80, addr)
+		c.Spec.(*networking.ServiceEntry).ExportTo = []string{"."}
+		c.Spec.(*networking.ServiceEntry).Ports[0].Protocol = "HTTP"
+		return c
+	}
+	shared := serviceEntry("shared.test.svc.cluster.local", 81, "10.0.0.5")
+	s.UpdateNow(snapshotOf(local("10.0.0.1"), shared))
+	s.attach(1, &core.Node{Id: "sidecar~10.1.0.1~a.test~test.svc.cluster.local"})
+	s.attach(2, &core.Node{Id: "sidecar~10.1.0.2~b.test~test.svc.cluster.local"}) // same scope: shares a's output
+	s.attach(3, &core.Node{Id: "sidecar~10.2.0.1~c.other~other.svc.cluster.local"})
+	mu.Lock()
+	if gens["test"] != 1 || gens["other"] != 1 {
+		t.Fatalf("initial generations %v, want one per distinct scope", gens)
+	}
+	mu.Unlock()
+	// A change to a service only namespace test sees regenerates test's
+	// config once and leaves other's alone.
+	s.UpdateNow(snapshotOf(local("10.0.0.2"), shared))
+	mu.Lock()
+	defer mu.Unlock()
+	if gens["test"] != 2 || gens["other"] != 1 {
+		t.Fatalf("after a test-only change: generations %v, want test 2, other 1", gens)
 	}
 }
