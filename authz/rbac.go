@@ -297,12 +297,13 @@ func regexMatcher(re string) *matcherv3.StringMatcher {
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}}
 }
 
-// stringMatcher renders an Istio string pattern; "*" is any value.
+// stringMatcher renders an Istio string pattern; "*" is any non-empty
+// value (".+"), as Istio renders it.
 func stringMatcher(v string, ignoreCase bool) *matcherv3.StringMatcher {
 	var sm *matcherv3.StringMatcher
 	switch {
 	case v == "*":
-		sm = regexMatcher(".*")
+		sm = regexMatcher(".+")
 	case strings.HasSuffix(v, "*"):
 		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: strings.TrimSuffix(v, "*")}}
 	case strings.HasPrefix(v, "*"):

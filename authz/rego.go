@@ -164,10 +164,10 @@ func positive(m Match) string {
 	case AttrDestPort:
 		return r + " in " + quoteSet(m.Values)
 	case AttrClaim, AttrAudience:
-		return "lib.claim_match(" + r + ", " + matcher(m.Values, false) + ")"
+		return "lib.claim_match(" + r + ", " + matcher(m.Values, false, false) + ")"
 	case AttrPath:
 		if hasTemplate(m.Values) {
-			return "lib.path_match(" + r + ", " + matcher(m.Values, true) + ")"
+			return "lib.path_match(" + r + ", " + matcher(m.Values, true, false) + ")"
 		}
 	}
 	if exactOnly(m.Values) {
@@ -176,7 +176,7 @@ func positive(m Match) string {
 		}
 		return r + " in " + quoteSet(m.Values)
 	}
-	return "lib.str_match(" + r + ", " + matcher(m.Values, false) + ")"
+	return "lib.str_match(" + r + ", " + matcher(m.Values, false, m.Attr == AttrHeader) + ")"
 }
 
 func exactOnly(vals []string) bool {
@@ -197,8 +197,9 @@ func hasTemplate(vals []string) bool {
 	return false
 }
 
-// matcher pre-classifies patterns into the library's matcher object.
-func matcher(vals []string, templates bool) string {
+// matcher pre-classifies patterns into the library's matcher object; "*"
+// becomes "present" for headers and "any" (non-empty) otherwise.
+func matcher(vals []string, templates, header bool) string {
 	var exact, prefix, suffix, rx []string
 	anyv := false
 	for _, v := range vals {
@@ -215,8 +216,8 @@ func matcher(vals []string, templates bool) string {
 			exact = append(exact, v)
 		}
 	}
-	return fmt.Sprintf(`{"any": %t, "exact": %s, "prefix": %s, "suffix": %s, "regex": %s}`,
-		anyv, quoteSet(exact), quoteList(prefix), quoteList(suffix), quoteList(rx))
+	return fmt.Sprintf(`{"any": %t, "present": %t, "exact": %s, "prefix": %s, "suffix": %s, "regex": %s}`,
+		anyv && !header, anyv && header, quoteSet(exact), quoteList(prefix), quoteList(suffix), quoteList(rx))
 }
 
 // TemplateRegex converts an Envoy URI template to an anchored regex: {*}

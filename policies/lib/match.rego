@@ -6,11 +6,19 @@ package ward.lib
 
 import rego.v1
 
-# str_match: exact, "prefix*", "*suffix" and "*" (presence). Absent
-# attributes arrive as null and match nothing.
+# str_match: exact, "prefix*", "*suffix" and "*". Istio's "*" means a
+# non-empty value (regex ".+"), except for headers, where it means the
+# header is present (present_match), even empty. Absent attributes arrive
+# as null and match nothing.
 str_match(v, m) if {
-	v != null
 	m.any
+	is_string(v)
+	v != ""
+}
+
+str_match(v, m) if {
+	m.present
+	v != null
 }
 
 str_match(v, m) if v in m.exact
