@@ -1,0 +1,139 @@
+package authz
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	rbacnet "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+// This file holds the entry points the xDS core's translate.Hooks call.
+
+// HookConfig configures the xDS hooks.
+type HookConfig struct {
+	// ExtAuthzCluster is the Envoy cluster of Ward's ext_authz server.
+	// Envoy sidecars call it when set; otherwise (and always for proxyless
+	// gRPC, which has no ext_authz) native RBAC enforces.
+	ExtAuthzCluster string
+	// ProviderCluster names the cluster of an envoyExtAuthzGrpc provider.
+	ProviderCluster func(mesh.ExtensionProvider) string
+	// Log receives compile errors (which fail closed).
+	Log *slog.Logger
+}
+
+// ModelFor compiles the policies that apply to proxy. An invalid
+// applicable policy is an error: the caller must fail closed.
+func ModelFor(snap *mesh.Snapshot, proxy *mesh.Proxy) ([]*Policy, error) {
+	cfgs := PoliciesFor(snap, proxy.Namespace, proxy.Labels)
+	out := make([]*Policy, 0, len(cfgs))
+	for _, c := range cfgs {
+		p, err := FromConfig(c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (h HookConfig) filterConfig(snap *mesh.Snapshot, proxy *mesh.Proxy) FilterConfig {
+	cfg := FilterConfig{
+		Workload:        Workload{Namespace: proxy.Namespace, Name: proxy.Metadata["NAME"], Labels: proxy.Labels},
+		Enforcement:     EnforceRBAC,
+		ExtAuthzCluster: h.ExtAuthzCluster,
+		ProviderCluster: h.ProviderCluster,
+		Mesh:            snap.Mesh(),
+		ForGRPC:         proxy.Type == mesh.ProxyGRPC,
+	}
+	if h.ExtAuthzCluster != "" && proxy.Type != mesh.ProxyGRPC {
+		cfg.Enforcement = EnforceExtAuthz
+	}
+	return cfg
+}
+
+// InboundHTTPFilters returns the authorization HTTP filters for an inbound
+// HTTP listener of proxy (see HTTPFilters). On any error it returns a
+// deny-all RBAC filter with the error: fail closed.
+func (h HookConfig) InboundHTTPFilters(snap *mesh.Snapshot, proxy *mesh.Proxy) ([]*hcmv3.HttpFilter, error) {
+	ps, err := ModelFor(snap, proxy)
+	if err == nil {
+		var fs []*hcmv3.HttpFilter
+		if fs, err = HTTPFilters(ps, h.filterConfig(snap, proxy)); err == nil {
+			return fs, nil
+		}
+	}
+	deny, derr := httpFilter(FilterHTTPRBAC, DenyAllHTTP())
+	if derr != nil {
+		panic("authz: deny-all RBAC does not validate: " + derr.Error())
+	}
+	return []*hcmv3.HttpFilter{deny}, fmt.Errorf("authorization filters for proxy %s: %w", proxy.ID, err)
+}
+
+// InboundNetworkFilters is InboundHTTPFilters for TCP listeners.
+func (h HookConfig) InboundNetworkFilters(snap *mesh.Snapshot, proxy *mesh.Proxy) ([]*listenerv3.Filter, error) {
+	ps, err := ModelFor(snap, proxy)
+	if err == nil {
+		var fs []*listenerv3.Filter
+		if fs, err = NetworkFilters(ps, h.filterConfig(snap, proxy)); err == nil {
+			return fs, nil
+		}
+	}
+	deny, derr := netFilter(FilterNetRBAC, &rbacnet.RBAC{StatPrefix: "ward_deny_all_", Rules: DenyAllHTTP().Rules})
+	if derr != nil {
+		panic("authz: deny-all RBAC does not validate: " + derr.Error())
+	}
+	return []*listenerv3.Filter{deny}, fmt.Errorf("authorization filters for proxy %s: %w", proxy.ID, err)
+}
+
+// HTTPFilterHook adapts InboundHTTPFilters to translate.Hooks.HTTPFilters
+// (dir is the translate.Direction as a string): inbound listeners get the
+// filters, others none. Errors are logged and fail closed.
+func (h HookConfig) HTTPFilterHook(snap *mesh.Snapshot, proxy *mesh.Proxy, dir string) []*hcmv3.HttpFilter {
+	if dir != "inbound" {
+		return nil
+	}
+	fs, err := h.InboundHTTPFilters(snap, proxy)
+	if err != nil && h.Log != nil {
+		h.Log.Error("authorization failed closed: deny-all filter installed", "proxy", proxy.ID, "error", err)
+	}
+	return fs
+}
+
+// DenyAllHTTP is an RBAC config that denies every request: an ALLOW
+// action with no policies.
+func DenyAllHTTP() *rbachttp.RBAC {
+	return &rbachttp.RBAC{Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_ALLOW}}
+}
+
+// Fingerprint hashes everything authz reads for proxy: the applicable
+// policies (key, annotations, spec) and the extension providers. Equal
+// fingerprints mean equal authz output.
+func Fingerprint(snap *mesh.Snapshot, proxy *mesh.Proxy) string {
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, c := range PoliciesFor(snap, proxy.Namespace, proxy.Labels) {
+		b, _ := opts.Marshal(c.Spec) // deterministic marshal of a valid message
+		fmt.Fprintf(h, "%s\x00%s\x00%d\x00", c.Key(), c.Annotations[mesh.AnnotationDryRun], len(b))
+		h.Write(b)
+	}
+	for _, p := range snap.Mesh().ExtensionProviders {
+		fmt.Fprintf(h, "%s\x00", p.Name)
+		if p.Rego != nil {
+			fmt.Fprintf(h, "%s\x00%s\x00", p.Rego.Module, p.Rego.Query)
+		}
+		if g := p.EnvoyExtAuthzGRPC; g != nil {
+			fmt.Fprintf(h, "%s\x00%d\x00%s\x00", g.Service, g.Port, g.Timeout)
+		}
+	}
+	fmt.Fprintf(h, "%v", proxy.Type)
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
