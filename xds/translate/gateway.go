@@ -167,11 +167,12 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 	seen := map[string]bool{}
 	for _, s := range servers {
 		gwName := s.gwName()
+		allowed := newHostSet(serverHosts(s.server))
 		for _, vsCfg := range g.ix.GatewayVirtualServices(gwName) {
 			vs := vsCfg.Spec.(*networking.VirtualService)
 			for _, h := range vs.GetHosts() {
 				host := Qualify(h, vsCfg.Namespace)
-				if seen[host] || !hostAllowed(serverHosts(s.server), host) {
+				if seen[host] || !allowed.allows(host) {
 					continue
 				}
 				seen[host] = true
@@ -193,10 +194,39 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 	return rc
 }
 
-func hostAllowed(serverHosts []string, host string) bool {
-	for _, h := range serverHosts {
-		if hostMatches(h, host) || hostMatches(host, h) {
+// hostSet answers "does a Gateway server host cover this VirtualService
+// host" in O(1) for exact hosts (gateways often list thousands).
+type hostSet struct {
+	exact    map[string]bool
+	wildcard []string
+}
+
+func newHostSet(hosts []string) hostSet {
+	s := hostSet{exact: make(map[string]bool, len(hosts))}
+	for _, h := range hosts {
+		if strings.HasPrefix(h, "*") {
+			s.wildcard = append(s.wildcard, h)
+		} else {
+			s.exact[h] = true
+		}
+	}
+	return s
+}
+
+func (s hostSet) allows(host string) bool {
+	if s.exact[host] {
+		return true
+	}
+	for _, w := range s.wildcard {
+		if hostMatches(w, host) {
 			return true
+		}
+	}
+	if strings.HasPrefix(host, "*") { // a wildcard VirtualService host
+		for h := range s.exact {
+			if hostMatches(host, h) {
+				return true
+			}
 		}
 	}
 	return false

@@ -25,6 +25,11 @@ type Index struct {
 	snap     *mesh.Snapshot
 	vs       []*vsEntry
 	dr       []*drEntry
+	// by exact host, and the wildcard-host entries, both oldest first
+	vsByHost   map[string][]*vsEntry
+	vsWildcard []*vsEntry
+	drByHost   map[string][]*drEntry
+	drWildcard []*drEntry
 	svcPrint map[*mesh.Service]string
 	delegate string // hash of every host-less (delegate) VirtualService
 	meshHash string
@@ -70,6 +75,27 @@ func NewIndex(snap *mesh.Snapshot) *Index {
 	}
 	sort.SliceStable(ix.vs, func(i, j int) bool { return mesh.Older(ix.vs[i].cfg, ix.vs[j].cfg) })
 	sort.SliceStable(ix.dr, func(i, j int) bool { return mesh.Older(ix.dr[i].cfg, ix.dr[j].cfg) })
+	ix.vsByHost, ix.drByHost = map[string][]*vsEntry{}, map[string][]*drEntry{}
+	for _, e := range ix.vs {
+		wild := false
+		for _, h := range e.hosts {
+			if strings.HasPrefix(h, "*") {
+				wild = true
+			} else if l := ix.vsByHost[h]; len(l) == 0 || l[len(l)-1] != e {
+				ix.vsByHost[h] = append(l, e)
+			}
+		}
+		if wild {
+			ix.vsWildcard = append(ix.vsWildcard, e)
+		}
+	}
+	for _, e := range ix.dr {
+		if strings.HasPrefix(e.host, "*") {
+			ix.drWildcard = append(ix.drWildcard, e)
+		} else {
+			ix.drByHost[e.host] = append(ix.drByHost[e.host], e)
+		}
+	}
 	for _, svc := range snap.Services() {
 		ix.svcPrint[svc] = ix.serviceFingerprint(svc)
 	}
@@ -118,21 +144,22 @@ func exportedTo(exportTo []string, own, ns string) bool {
 // in namespace ns, attached to gateway gw ("mesh" for sidecars and gRPC).
 // The oldest matching object wins, as in Istio.
 func (ix *Index) VirtualService(host, ns, gw string) *mesh.Config {
-	var wildcard *mesh.Config
-	for _, e := range ix.vs {
+	for _, e := range ix.vsByHost[host] {
+		if exportedTo(e.spec.GetExportTo(), e.cfg.Namespace, ns) && boundTo(e, gw) {
+			return e.cfg
+		}
+	}
+	for _, e := range ix.vsWildcard {
 		if !exportedTo(e.spec.GetExportTo(), e.cfg.Namespace, ns) || !boundTo(e, gw) {
 			continue
 		}
 		for _, h := range e.hosts {
-			if h == host {
+			if hostMatches(h, host) {
 				return e.cfg
-			}
-			if wildcard == nil && hostMatches(h, host) {
-				wildcard = e.cfg
 			}
 		}
 	}
-	return wildcard
+	return nil
 }
 
 // boundTo reports whether a VirtualService applies to gateway gw
@@ -169,7 +196,7 @@ func (ix *Index) GatewayVirtualServices(gw string) []*mesh.Config {
 func (ix *Index) DestinationRule(host, ns, svcNS string) *mesh.Config {
 	best, bestRank := (*mesh.Config)(nil), 1<<30
 	root := ix.snap.Mesh().RootNamespace
-	for _, e := range ix.dr {
+	for _, e := range concat(ix.drByHost[host], ix.drWildcard) {
 		if !hostMatches(e.host, host) || !exportedTo(e.spec.GetExportTo(), e.cfg.Namespace, ns) {
 			continue
 		}
@@ -207,7 +234,7 @@ func (ix *Index) serviceFingerprint(svc *mesh.Service) string {
 		writeMap(h, w.Labels)
 		writeMap32(h, w.Ports)
 	}
-	for _, e := range ix.vs {
+	for _, e := range concat(ix.vsByHost[svc.Hostname], ix.vsWildcard) {
 		for _, vh := range e.hosts {
 			if hostMatches(vh, svc.Hostname) {
 				writeStr(h, e.hash)
@@ -215,7 +242,7 @@ func (ix *Index) serviceFingerprint(svc *mesh.Service) string {
 			}
 		}
 	}
-	for _, e := range ix.dr {
+	for _, e := range concat(ix.drByHost[svc.Hostname], ix.drWildcard) {
 		if hostMatches(e.host, svc.Hostname) {
 			writeStr(h, e.hash)
 		}
@@ -290,4 +317,16 @@ func (ix *Index) collectSourceLabels(vs *networking.VirtualService) {
 			add(m.GetSourceLabels())
 		}
 	}
+}
+
+// concat returns a new slice holding a then b (never appending into a's
+// backing array, which the index shares between goroutines).
+func concat[T any](a, b []T) []T {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	return append(append(make([]T, 0, len(a)+len(b)), a...), b...)
 }

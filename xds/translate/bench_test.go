@@ -1,0 +1,93 @@
+package translate_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/xds/benchmesh"
+	"github.com/wardmesh/ward/xds/translate"
+)
+
+// benchSnapshot loads the Istio-style benchmark mesh through the real
+// file source: 1,000 services × 2 ports × 3 subsets with DestinationRules
+// and VirtualServices, and a gateway with 1,000 hosts.
+func benchSnapshot(b *testing.B, sidecars bool) *mesh.Snapshot {
+	b.Helper()
+	dir := b.TempDir()
+	y := benchmesh.YAML(benchmesh.Options{Services: 1000, Namespaces: 10, Sidecars: sidecars, GatewayHosts: 1000})
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(y), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	res, err := file.Load(dir)
+	if err != nil || len(res.Rejected) > 0 {
+		b.Fatalf("load: %v %v", err, res.Errs())
+	}
+	return res.Snapshot
+}
+
+var (
+	benchSidecar = mesh.Proxy{ID: "sidecar~10.0.0.24~svc0-v1-0.ns0~ns0.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "ns0",
+		IPs: []string{benchmesh.WorkloadAddress(0, 0, 0)}, Labels: mesh.Labels{"app": "svc0", "version": "v1"}}
+	benchGRPC = mesh.Proxy{ID: "grpc~10.0.0.24~svc0-v1-0.ns0~ns0.svc.cluster.local", Type: mesh.ProxyGRPC, Namespace: "ns0",
+		IPs: []string{benchmesh.WorkloadAddress(0, 0, 0)}, Labels: mesh.Labels{"app": "svc0", "version": "v1"}}
+	benchRouter = mesh.Proxy{ID: "router~10.9.9.9~ingress.istio-system~istio-system.svc.cluster.local", Type: mesh.ProxyRouter, Namespace: "istio-system",
+		Labels: mesh.Labels{"istio": "ingressgateway"}}
+)
+
+func benchGenerate(b *testing.B, sidecars bool, p mesh.Proxy) {
+	snap := benchSnapshot(b, sidecars)
+	ix := translate.NewIndex(snap)
+	var res *translate.Resources
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res = translate.Generate(ix, ix.Scope(&p), translate.Hooks{})
+	}
+	b.StopTimer()
+	if err := res.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(res.Clusters)), "clusters")
+	b.ReportMetric(float64(len(res.Listeners)), "listeners")
+}
+
+// BenchmarkGenerateSidecarFullMesh: a sidecar that sees all 1,000 services
+// (no Sidecar scoping): 8,000 clusters.
+func BenchmarkGenerateSidecarFullMesh(b *testing.B) { benchGenerate(b, false, benchSidecar) }
+
+// BenchmarkGenerateSidecarScoped: the same sidecar under a namespace
+// Sidecar "./*": 100 services.
+func BenchmarkGenerateSidecarScoped(b *testing.B) { benchGenerate(b, true, benchSidecar) }
+
+// BenchmarkGenerateGRPC: a proxyless client seeing the full mesh.
+func BenchmarkGenerateGRPC(b *testing.B) { benchGenerate(b, false, benchGRPC) }
+
+// BenchmarkGenerateGateway: the ingress gateway with 1,000 hosts.
+func BenchmarkGenerateGateway(b *testing.B) { benchGenerate(b, false, benchRouter) }
+
+// BenchmarkNewIndex: per-snapshot indexing and fingerprints.
+func BenchmarkNewIndex(b *testing.B) {
+	snap := benchSnapshot(b, false)
+	b.ReportAllocs()
+	for b.Loop() {
+		translate.NewIndex(snap)
+	}
+}
+
+// BenchmarkValidateSidecarFullMesh: ValidateAll + Any walk + references
+// over a full-mesh sidecar config.
+func BenchmarkValidateSidecarFullMesh(b *testing.B) {
+	snap := benchSnapshot(b, false)
+	ix := translate.NewIndex(snap)
+	res := translate.Generate(ix, ix.Scope(&benchSidecar), translate.Hooks{})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := res.Validate(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
