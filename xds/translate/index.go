@@ -22,17 +22,17 @@ const DomainSuffix = "svc.cluster.local"
 // fingerprints. Build it once per snapshot with NewIndex; it is immutable
 // and safe for concurrent use.
 type Index struct {
-	snap     *mesh.Snapshot
-	vs       []*vsEntry
-	dr       []*drEntry
+	snap *mesh.Snapshot
+	vs   []*vsEntry
+	dr   []*drEntry
 	// by exact host, and the wildcard-host entries, both oldest first
 	vsByHost   map[string][]*vsEntry
 	vsWildcard []*vsEntry
 	drByHost   map[string][]*drEntry
 	drWildcard []*drEntry
-	svcPrint map[*mesh.Service]string
-	delegate string // hash of every host-less (delegate) VirtualService
-	meshHash string
+	svcPrint   map[*mesh.Service]string
+	delegate   string // hash of every host-less (delegate) VirtualService
+	meshHash   string
 	// srcLabelKeys are the label keys any VirtualService sourceLabels
 	// match tests: the only proxy labels outbound output depends on.
 	srcLabelKeys map[string]bool
