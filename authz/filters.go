@@ -22,13 +22,20 @@ import (
 	"github.com/wardmesh/ward/mesh"
 )
 
-// Envoy filter names.
+// Envoy filter names. FilterHTTPRBAC is also the dynamic-metadata
+// namespace RBAC filters write (shadow_effective_policy_id). The filters
+// Ward emits carry distinct names (FilterName), since a listener holds
+// several RBAC filters and grpc-go rejects duplicate filter names.
 const (
 	FilterHTTPRBAC     = "envoy.filters.http.rbac"
 	FilterHTTPExtAuthz = "envoy.filters.http.ext_authz"
 	FilterNetRBAC      = "envoy.filters.network.rbac"
 	FilterNetExtAuthz  = "envoy.filters.network.ext_authz"
 )
+
+// FilterName is the name of one of Ward's authorization filters, e.g.
+// "ward.authz.rbac.deny".
+func FilterName(kind string) string { return "ward.authz." + kind }
 
 // Context extension keys that identify the workload to Ward's ext_authz
 // server.
@@ -92,18 +99,18 @@ func HTTPFilters(ps []*Policy, cfg FilterConfig) ([]*hcmv3.HttpFilter, error) {
 	}
 	out = append(out, custom...)
 	if cfg.Enforcement == EnforceExtAuthz {
-		f, err := httpFilter(FilterHTTPRBAC, shadowOnly(set))
+		f, err := httpFilter(FilterName("rbac.shadow"), shadowOnly(set))
 		if err != nil {
 			return nil, err
 		}
-		ea, err := httpFilter(FilterHTTPExtAuthz, ExtAuthzHTTP(cfg))
+		ea, err := httpFilter(FilterName("ext_authz"), ExtAuthzHTTP(cfg))
 		if err != nil {
 			return nil, err
 		}
 		return append(out, f, ea), nil
 	}
 	for _, r := range httpRBACs(set, cfg.ForGRPC) {
-		f, err := httpFilter(FilterHTTPRBAC, r)
+		f, err := httpFilter(FilterName("rbac."+r.kind), r.cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -114,22 +121,27 @@ func HTTPFilters(ps []*Policy, cfg FilterConfig) ([]*hcmv3.HttpFilter, error) {
 
 // httpRBACs orders the enforcing RBAC configs: DENY (with its dry-run
 // shadow), ALLOW (only when an enforced ALLOW policy applies), AUDIT.
-func httpRBACs(set *RBACSet, grpc bool) []*rbachttp.RBAC {
-	var out []*rbachttp.RBAC
+func httpRBACs(set *RBACSet, grpc bool) []namedRBAC {
+	var out []namedRBAC
 	if set.Deny != nil || set.DenyShadow != nil {
-		out = append(out, withShadow(set.Deny, set.DenyShadow, rbacv3.RBAC_DENY, "istio_dry_run_deny_"))
+		out = append(out, namedRBAC{"deny", withShadow(set.Deny, set.DenyShadow, rbacv3.RBAC_DENY, "istio_dry_run_deny_")})
 	}
 	if set.Allow != nil || set.AllowShadow != nil {
 		r := withShadow(set.Allow, set.AllowShadow, rbacv3.RBAC_ALLOW, "istio_dry_run_allow_")
 		if set.Allow == nil {
 			r.Rules = nil // no enforced ALLOW policy: allow everything
 		}
-		out = append(out, r)
+		out = append(out, namedRBAC{"allow", r})
 	}
 	if !grpc && (set.Audit != nil || set.AuditShadow != nil) {
-		out = append(out, withShadow(set.Audit, set.AuditShadow, rbacv3.RBAC_LOG, "istio_dry_run_audit_"))
+		out = append(out, namedRBAC{"audit", withShadow(set.Audit, set.AuditShadow, rbacv3.RBAC_LOG, "istio_dry_run_audit_")})
 	}
 	return out
+}
+
+type namedRBAC struct {
+	kind string
+	cfg  *rbachttp.RBAC
 }
 
 func withShadow(rules, shadow *rbacv3.RBAC, a rbacv3.RBAC_Action, prefix string) *rbachttp.RBAC {
@@ -178,7 +190,7 @@ func customHTTPFilters(set *RBACSet, cfg FilterConfig) ([]*hcmv3.HttpFilter, err
 		if !ok || cfg.ProviderCluster == nil {
 			// Unknown provider (or nowhere to send it): deny what the
 			// CUSTOM rules match, fail closed.
-			f, err := httpFilter(FilterHTTPRBAC, &rbachttp.RBAC{Rules: set.Custom[name]})
+			f, err := httpFilter(FilterName("custom."+name), &rbachttp.RBAC{Rules: set.Custom[name]})
 			if err != nil {
 				return nil, err
 			}
@@ -190,7 +202,7 @@ func customHTTPFilters(set *RBACSet, cfg FilterConfig) ([]*hcmv3.HttpFilter, err
 		for k, v := range set.Custom[name].Policies {
 			shadow.Policies[prefix+k] = v
 		}
-		sf, err := httpFilter(FilterHTTPRBAC, &rbachttp.RBAC{ShadowRules: shadow, ShadowRulesStatPrefix: prefix})
+		sf, err := httpFilter(FilterName("custom."+name+".shadow"), &rbachttp.RBAC{ShadowRules: shadow, ShadowRulesStatPrefix: prefix})
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +215,7 @@ func customHTTPFilters(set *RBACSet, cfg FilterConfig) ([]*hcmv3.HttpFilter, err
 				Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "shadow_effective_policy_id"}}},
 				Value: valueString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}})},
 		}
-		ef, err := httpFilter(FilterHTTPExtAuthz, ea)
+		ef, err := httpFilter(FilterName("custom."+name), ea)
 		if err != nil {
 			return nil, err
 		}
@@ -261,7 +273,7 @@ func ExtAuthzNetwork(cfg FilterConfig) *extauthznet.ExtAuthz {
 // filters (DENY, ALLOW, AUDIT) with TCP semantics.
 func NetworkFilters(ps []*Policy, cfg FilterConfig) ([]*listenerv3.Filter, error) {
 	if cfg.Enforcement == EnforceExtAuthz {
-		f, err := netFilter(FilterNetExtAuthz, ExtAuthzNetwork(cfg))
+		f, err := netFilter(FilterName("ext_authz"), ExtAuthzNetwork(cfg))
 		if err != nil {
 			return nil, err
 		}
@@ -277,14 +289,14 @@ func NetworkFilters(ps []*Policy, cfg FilterConfig) ([]*listenerv3.Filter, error
 		if ok && ep.Rego != nil {
 			return nil, fmt.Errorf("CUSTOM provider %q is a rego provider: TCP enforcement needs EnforceExtAuthz", name)
 		}
-		f, err := netFilter(FilterNetRBAC, &rbacnet.RBAC{StatPrefix: "ward_custom_", Rules: set.Custom[name]})
+		f, err := netFilter(FilterName("custom."+name), &rbacnet.RBAC{StatPrefix: "ward_custom_", Rules: set.Custom[name]})
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, f)
 	}
 	for _, r := range httpRBACs(set, cfg.ForGRPC) {
-		f, err := netFilter(FilterNetRBAC, &rbacnet.RBAC{StatPrefix: "ward_authz_", Rules: r.Rules, ShadowRules: r.ShadowRules, ShadowRulesStatPrefix: r.ShadowRulesStatPrefix})
+		f, err := netFilter(FilterName("rbac."+r.kind), &rbacnet.RBAC{StatPrefix: "ward_authz_" + r.kind + "_", Rules: r.cfg.Rules, ShadowRules: r.cfg.ShadowRules, ShadowRulesStatPrefix: r.cfg.ShadowRulesStatPrefix})
 		if err != nil {
 			return nil, err
 		}

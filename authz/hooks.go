@@ -71,7 +71,7 @@ func (h HookConfig) InboundHTTPFilters(snap *mesh.Snapshot, proxy *mesh.Proxy) (
 			return fs, nil
 		}
 	}
-	deny, derr := httpFilter(FilterHTTPRBAC, DenyAllHTTP())
+	deny, derr := httpFilter(FilterName("rbac.deny_all"), DenyAllHTTP())
 	if derr != nil {
 		panic("authz: deny-all RBAC does not validate: " + derr.Error())
 	}
@@ -87,7 +87,7 @@ func (h HookConfig) InboundNetworkFilters(snap *mesh.Snapshot, proxy *mesh.Proxy
 			return fs, nil
 		}
 	}
-	deny, derr := netFilter(FilterNetRBAC, &rbacnet.RBAC{StatPrefix: "ward_deny_all_", Rules: DenyAllHTTP().Rules})
+	deny, derr := netFilter(FilterName("rbac.deny_all"), &rbacnet.RBAC{StatPrefix: "ward_deny_all_", Rules: DenyAllHTTP().Rules})
 	if derr != nil {
 		panic("authz: deny-all RBAC does not validate: " + derr.Error())
 	}
