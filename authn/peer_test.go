@@ -145,7 +145,9 @@ func TestPeerFindings(t *testing.T) {
 	for _, f := range PeerFindings(snap) {
 		got[f.Object] = append(got[f.Object], f.Reason)
 	}
-	key := func(ns, name string) mesh.Key { return mesh.Key{Kind: mesh.KindPeerAuthentication, Namespace: ns, Name: name} }
+	key := func(ns, name string) mesh.Key {
+		return mesh.Key{Kind: mesh.KindPeerAuthentication, Namespace: ns, Name: name}
+	}
 	want := map[mesh.Key][]Reason{
 		key(rootNS, "mesh-young"): {ReasonShadowed},
 		key(rootNS, "root-sel"):   {ReasonRootSelector},

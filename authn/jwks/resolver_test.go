@@ -92,10 +92,10 @@ func (c *fakeClock) waitSleep(t *testing.T) time.Duration {
 
 // idp is a local HTTPS OIDC provider whose key endpoint can be switched.
 type idp struct {
-	srv  *httptest.Server
-	mode atomic.Value // string: down, good, rotated, malformed
+	srv           *httptest.Server
+	mode          atomic.Value // string: down, good, rotated, malformed
 	good, rotated string
-	hits atomic.Int32
+	hits          atomic.Int32
 }
 
 func loadKey(t *testing.T, name string) jwk.Key {
