@@ -203,10 +203,16 @@ func (a *Agent) untilRenewal() time.Duration {
 }
 
 // renewAt picks the renewal time: RenewFraction of the lifetime ± Jitter.
+// The lifetime counts from when the certificate arrived, not from its
+// NotBefore, which CAs backdate for clock skew.
 func (a *Agent) renewAt(leaf *x509.Certificate) time.Time {
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	start := a.clock.Now()
+	if leaf.NotBefore.After(start) {
+		start = leaf.NotBefore
+	}
+	life := leaf.NotAfter.Sub(start)
 	j := (2*a.cfg.Rand() - 1) * a.cfg.Jitter
-	return leaf.NotBefore.Add(time.Duration(float64(life) * (a.cfg.RenewFraction + j)))
+	return start.Add(time.Duration(float64(life) * (a.cfg.RenewFraction + j)))
 }
 
 // caBundle is what the CA's certificate is verified against: the latest

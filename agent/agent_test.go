@@ -123,8 +123,8 @@ func TestEnrolRotateAndFiles(t *testing.T) {
 		t.Fatalf("enrolled as %s", first.ID)
 	}
 	leaf := first.Certs[0]
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	if want := leaf.NotBefore.Add(life / 2); !first.RenewAt.Equal(want) {
+	life := leaf.NotAfter.Sub(clk.Now())
+	if want := clk.Now().Add(life / 2); !first.RenewAt.Equal(want) {
 		t.Errorf("renew at %v, want half-life %v", first.RenewAt, want)
 	}
 	checkFiles(t, cfg.OutputDir, first)
