@@ -38,6 +38,9 @@ const (
 	ReasonGRPCProfile Reason = "TLSProfileNotExpressibleForGRPC"
 	// ReasonJWKSUnavailable: no keys for an issuer; tokens are rejected.
 	ReasonJWKSUnavailable Reason = "JWKSUnavailable"
+	// ReasonJWKSStale: refreshing an issuer's keys fails; the last good
+	// keys are still served.
+	ReasonJWKSStale Reason = "JWKSRefreshFailing"
 	// ReasonJWKSInvalid: an inline jwks does not parse.
 	ReasonJWKSInvalid Reason = "JWKSInvalid"
 	// ReasonHTTPOnlyOnTCP: JWT rules select a workload port that is not HTTP.

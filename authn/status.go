@@ -39,6 +39,9 @@ func keyFindings(c *mesh.Config, keys KeySets) []Finding {
 	ra, _ := c.Spec.(*security.RequestAuthentication)
 	var out []Finding
 	for i, r := range ra.GetJwtRules() {
+		if f, ok := staleFinding(c, i, r, keys); ok {
+			out = append(out, f)
+		}
 		_, fs := ruleKeys(jwtRule{src: c.Key(), idx: i, rule: r}, keys)
 		for _, f := range fs {
 			if ke, ok := keys.(KeyErrors); ok && f.Reason == ReasonJWKSUnavailable {
@@ -91,4 +94,22 @@ func tcpPortFindings(snap *mesh.Snapshot, c *mesh.Config) []Finding {
 		}
 	}
 	return out
+}
+
+// staleFinding reports a rule whose keys are served from the last good
+// fetch while refreshing them fails.
+func staleFinding(c *mesh.Config, i int, r *security.JWTRule, keys KeySets) (Finding, bool) {
+	ke, ok := keys.(KeyErrors)
+	if !ok || r.GetJwks() != "" {
+		return Finding{}, false
+	}
+	if _, have := keys.JWKS(r.GetIssuer(), r.GetJwksUri()); !have {
+		return Finding{}, false
+	}
+	e := ke.LastError(r.GetIssuer(), r.GetJwksUri())
+	if e == "" {
+		return Finding{}, false
+	}
+	return Finding{Object: c.Key(), Severity: SeverityWarning, Reason: ReasonJWKSStale,
+		Message: fmt.Sprintf("jwtRules[%d] (issuer %q): refreshing keys fails, the last good keys are still served: %s", i, r.GetIssuer(), e)}, true
 }

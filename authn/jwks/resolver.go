@@ -123,11 +123,12 @@ func (r *Resolver) JWKS(issuer, jwksURI string) (string, bool) {
 	return e.keys, true
 }
 
-// LastError returns the last fetch error for issuer/jwksURI, or "".
+// LastError returns the error of the last fetch of issuer/jwksURI while
+// fetches are failing, or "" once the latest fetch succeeded.
 func (r *Resolver) LastError(issuer, jwksURI string) string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if e := r.entries[source{issuer, jwksURI}]; e != nil {
+	if e := r.entries[source{issuer, jwksURI}]; e != nil && e.failures > 0 {
 		return e.lastError
 	}
 	return ""
@@ -168,7 +169,7 @@ func (r *Resolver) Track(snap *mesh.Snapshot) {
 	for src := range r.entries {
 		if want[src] == nil {
 			delete(r.entries, src)
-			r.m.forget(src.Issuer)
+			r.m.forget(src)
 			r.log.Info("jwks source dropped", "issuer", src.Issuer, "jwks_uri", src.URI)
 		}
 	}
@@ -273,7 +274,7 @@ func (r *Resolver) record(src source, res fetched, err error) bool {
 		e.failures++
 		e.lastError, e.lastErrorAt = err.Error(), now
 		e.next = now.Add(r.backoff(e.failures))
-		r.m.fetched(src.Issuer, resultOf(err), e)
+		r.m.fetched(src, resultOf(err), e)
 		r.log.Warn("jwks fetch failed", "issuer", src.Issuer, "jwks_uri", src.URI, "failures", e.failures,
 			"retry_in", e.next.Sub(now).String(), "keeping_last_good", e.keys != "", "err", err)
 		return false
@@ -282,7 +283,7 @@ func (r *Resolver) record(src source, res fetched, err error) bool {
 	e.keys, e.kids, e.resolvedURI = res.keys.JSON, res.keys.KeyIDs, res.uri
 	e.lastSuccess, e.failures = now, 0
 	e.next = now.Add(r.cfg.Refresh)
-	r.m.fetched(src.Issuer, "success", e)
+	r.m.fetched(src, "success", e)
 	if changed {
 		r.log.Info("jwks updated", "issuer", src.Issuer, "jwks_uri", res.uri, "key_ids", e.kids, "dropped", len(res.keys.Dropped))
 	}

@@ -297,6 +297,9 @@ func TestDiscoveryDownAtStartRecoversRotatesAndKeepsLastGood(t *testing.T) {
 	if e := h.r.LastError(iss, ""); !strings.Contains(e, "validate") {
 		t.Errorf("last error = %q, want a validation error", e)
 	}
+	if fs := authn.RequestAuthFindings(snap, h.r); len(fs) != 1 || fs[0].Reason != authn.ReasonJWKSStale {
+		t.Errorf("status findings while serving last good keys = %v", fs)
+	}
 	if err := authenticate(t, h.r, snap, mint(t, rotatedKey, iss, h.clock.Now()), h.clock.Now()); err != nil {
 		t.Fatalf("last good keys were not kept: %v", err)
 	}
@@ -308,6 +311,12 @@ func TestDiscoveryDownAtStartRecoversRotatesAndKeepsLastGood(t *testing.T) {
 		t.Fatalf("after recovery next refresh in %s", d)
 	}
 	h.noChange(t)
+	if fs := authn.RequestAuthFindings(snap, h.r); len(fs) != 0 {
+		t.Errorf("findings after recovery = %v", fs)
+	}
+	if st := h.r.Status(); st[0].LastError == "" || st[0].LastErrorAt == nil {
+		t.Errorf("/debug/jwks forgot the last error after recovery: %+v", st[0])
+	}
 }
 
 func TestBackoffCapsAtMax(t *testing.T) {

@@ -68,13 +68,13 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ward_jwks_fetch_total",
-			Help: "JWKS fetches by issuer and result (success, discovery_error, fetch_error, validate_error)."}, []string{"issuer", "result"}),
+			Help: "JWKS fetches by issuer and result (success, discovery_error, fetch_error, validate_error)."}, []string{"issuer", "jwks_uri", "result"}),
 		keys: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ward_jwks_keys",
-			Help: "Keys currently served for an issuer."}, []string{"issuer"}),
+			Help: "Keys currently served for an issuer."}, []string{"issuer", "jwks_uri"}),
 		available: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ward_jwks_available",
-			Help: "1 when an issuer has keys, 0 while its tokens are rejected for lack of keys."}, []string{"issuer"}),
+			Help: "1 when an issuer has keys, 0 while its tokens are rejected for lack of keys."}, []string{"issuer", "jwks_uri"}),
 		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ward_jwks_last_success_timestamp_seconds",
-			Help: "Unix time of the last successful fetch for an issuer."}, []string{"issuer"}),
+			Help: "Unix time of the last successful fetch for an issuer."}, []string{"issuer", "jwks_uri"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.fetches, m.keys, m.available, m.lastSuccess)
@@ -82,21 +82,22 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) fetched(issuer, result string, e *entry) {
-	m.fetches.WithLabelValues(issuer, result).Inc()
-	m.keys.WithLabelValues(issuer).Set(float64(len(e.kids)))
+// Metrics are labelled by issuer and jwks_uri ("" = OIDC discovery).
+func (m *metrics) fetched(src source, result string, e *entry) {
+	m.fetches.WithLabelValues(src.Issuer, src.URI, result).Inc()
+	m.keys.WithLabelValues(src.Issuer, src.URI).Set(float64(len(e.kids)))
 	avail := 0.0
 	if e.keys != "" {
 		avail = 1
 	}
-	m.available.WithLabelValues(issuer).Set(avail)
+	m.available.WithLabelValues(src.Issuer, src.URI).Set(avail)
 	if !e.lastSuccess.IsZero() {
-		m.lastSuccess.WithLabelValues(issuer).Set(float64(e.lastSuccess.Unix()))
+		m.lastSuccess.WithLabelValues(src.Issuer, src.URI).Set(float64(e.lastSuccess.Unix()))
 	}
 }
 
-func (m *metrics) forget(issuer string) {
-	m.keys.DeleteLabelValues(issuer)
-	m.available.DeleteLabelValues(issuer)
-	m.lastSuccess.DeleteLabelValues(issuer)
+func (m *metrics) forget(src source) {
+	m.keys.DeleteLabelValues(src.Issuer, src.URI)
+	m.available.DeleteLabelValues(src.Issuer, src.URI)
+	m.lastSuccess.DeleteLabelValues(src.Issuer, src.URI)
 }
