@@ -27,6 +27,7 @@ type authority struct {
 	pool          *x509.CertPool
 	notAfter      time.Time // earliest expiry along the signing chain
 	signingRoot   *x509.Certificate
+	selfSigned    bool // the signer is a root (self-signed mode)
 	// reserved is the unix second up to which leaves may expire without
 	// persisting a new reservation (self-signed mode).
 	reserved atomic.Int64
@@ -49,7 +50,8 @@ func newAuthority(td spiffeid.TrustDomain, now time.Time, signer *x509.Certifica
 	if err := a.verifyChain(now); err != nil {
 		return nil, err
 	}
-	if !isSelfSigned(signer) {
+	a.selfSigned = isSelfSigned(signer)
+	if !a.selfSigned {
 		a.chainPEM = append(a.chainPEM, string(encodeCertPEM(signer)))
 		for _, c := range chain {
 			a.chainPEM = append(a.chainPEM, string(encodeCertPEM(c)))

@@ -106,6 +106,10 @@ func TestValidateLeafRejects(t *testing.T) {
 		t.Fatalf("valid leaf rejected: %v", err)
 	}
 	other := ecKey(t)
+	foreign, err := newTestCA(t, &fakeClock{now: t0}, nil).Sign(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, tc := range map[string]struct {
 		leaf *x509.Certificate
 		p    Params
@@ -115,6 +119,9 @@ func TestValidateLeafRejects(t *testing.T) {
 		"other key":     {good, Params{ID: id, PublicKey: other.Public()}},
 		"outlives root": {sign(func(x *x509.Certificate) { x.NotAfter = a.notAfter.Add(time.Hour) }), p},
 		"is CA":         {sign(func(x *x509.Certificate) { x.IsCA = true }), p},
+		"cert signer":   {sign(func(x *x509.Certificate) { x.KeyUsage |= x509.KeyUsageCertSign }), p},
+		"other CA":      {foreign.Leaf, p},
+		"no URI":        {sign(func(x *x509.Certificate) { x.URIs = nil; x.DNSNames = []string{"a"} }), p},
 	} {
 		if err := validateLeaf(a, tc.leaf, tc.p, t0); err == nil {
 			t.Errorf("%s: validateLeaf accepted it", name)

@@ -81,7 +81,7 @@ func (c *CA) serverCertificate() (*tls.Certificate, error) {
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
 	cert := &tls.Certificate{Certificate: [][]byte{issued.Leaf.Raw}, PrivateKey: key, Leaf: issued.Leaf}
-	if !isSelfSigned(a.signer) {
+	if !a.selfSigned {
 		cert.Certificate = append(cert.Certificate, a.signer.Raw)
 		for _, i := range a.intermediates {
 			cert.Certificate = append(cert.Certificate, i.Raw)
