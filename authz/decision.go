@@ -1,7 +1,7 @@
 package authz
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
 )
 
@@ -103,85 +103,100 @@ func failClosed(r Reason, err error) *Decision {
 // FailClosed returns a denying decision for reason r caused by err.
 func FailClosed(r Reason, err error) *Decision { return failClosed(r, err) }
 
-// parseDecision reads the library's decide() result.
-func parseDecision(v any) (*Decision, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("decision is %T, want object", v)
-	}
-	verdict, err := parseVerdict(m["verdict"])
-	if err != nil {
-		return nil, err
-	}
-	shadow, err := parseVerdict(m["shadow"])
-	if err != nil {
-		return nil, err
-	}
-	d := &Decision{Verdict: *verdict}
-	if d.Custom, err = parseHits(m["custom"]); err != nil {
-		return nil, err
-	}
-	if d.Audit, err = parseHits(m["audit"]); err != nil {
-		return nil, err
-	}
-	if d.DryRun, err = parseHits(m["dry_run"]); err != nil {
-		return nil, err
-	}
-	if len(d.DryRun) > 0 || *shadow != *verdict {
-		d.Shadow = shadow
-	}
-	return d, nil
-}
-
-func parseVerdict(v any) (*Verdict, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, errors.New("verdict missing")
-	}
-	out := &Verdict{}
-	out.Allowed, ok = m["allowed"].(bool)
-	if !ok {
-		return nil, errors.New("verdict.allowed missing")
-	}
-	r, _ := m["reason"].(string)
-	out.Reason = Reason(r)
-	if by, ok := m["by"].(map[string]any); ok {
-		h := hitOf(by)
-		out.Policy, out.Rule, out.Action = h.Policy, h.Rule, h.Action
-	}
-	if n, ok := m["candidates"].(interface{ Int64() (int64, error) }); ok {
-		c, _ := n.Int64()
-		out.Candidates = int(c)
-	}
-	return out, nil
-}
-
-func parseHits(v any) ([]Hit, error) {
+// parseMatches reads the query result: one array (a Rego set) of rule
+// indexes per policy. It returns the lowest matching index per policy, or
+// -1.
+func parseMatches(v any, n int) ([]int, error) {
 	list, ok := v.([]any)
-	if !ok {
-		return nil, fmt.Errorf("hit list is %T", v)
+	if !ok || len(list) != n {
+		return nil, fmt.Errorf("match result is %T of %d, want %d sets", v, len(list), n)
 	}
-	if len(list) == 0 {
-		return nil, nil
-	}
-	out := make([]Hit, 0, len(list))
-	for _, x := range list {
-		m, ok := x.(map[string]any)
+	out := make([]int, n)
+	for i, x := range list {
+		set, ok := x.([]any)
 		if !ok {
-			return nil, fmt.Errorf("hit is %T", x)
+			return nil, fmt.Errorf("match set %d is %T", i, x)
 		}
-		out = append(out, hitOf(m))
+		out[i] = -1
+		for _, e := range set {
+			num, ok := e.(json.Number)
+			if !ok {
+				return nil, fmt.Errorf("rule index is %T", e)
+			}
+			k, err := num.Int64()
+			if err != nil {
+				return nil, fmt.Errorf("rule index %v: %w", num, err)
+			}
+			if out[i] < 0 || int(k) < out[i] {
+				out[i] = int(k)
+			}
+		}
 	}
 	return out, nil
 }
 
-func hitOf(m map[string]any) Hit {
-	h := Hit{}
-	h.Policy, _ = m["policy"].(string)
-	h.Rule, _ = m["rule"].(string)
-	a, _ := m["action"].(string)
-	h.Action = Action(a)
-	h.DryRun, _ = m["dry_run"].(bool)
-	h.Provider, _ = m["provider"].(string)
-	return h
+// decide applies Istio's order to the first matching rule of each policy
+// (first[i] < 0: no match): CUSTOM hits are returned for the caller to
+// consult; the verdict is DENY → (no ALLOW policy ⇒ allow) → ALLOW match
+// ⇒ allow, else deny; AUDIT hits are recorded; dry-run policies only feed
+// the shadow verdict. This is policies/lib/decision.rego's decide().
+func decide(ps []*Policy, first []int) *Decision {
+	hit := func(i int) Hit {
+		p := ps[i]
+		return Hit{Policy: p.ID(), Rule: p.RuleName(first[i]), Action: p.Action, DryRun: p.DryRun, Provider: p.Provider}
+	}
+	d := &Decision{}
+	var dryDeny, dryAllow []Hit
+	for i, p := range ps {
+		if first[i] < 0 {
+			continue
+		}
+		switch {
+		case p.Action == ActionCustom && !p.DryRun:
+			d.Custom = append(d.Custom, hit(i))
+		case p.Action == ActionAudit:
+			d.Audit = append(d.Audit, hit(i))
+		case p.DryRun && p.Action == ActionDeny:
+			dryDeny = append(dryDeny, hit(i))
+		case p.DryRun && p.Action == ActionAllow:
+			dryAllow = append(dryAllow, hit(i))
+		}
+	}
+	d.DryRun = append(dryDeny, dryAllow...)
+	d.Verdict = verdictOf(ps, first, false)
+	shadow := verdictOf(ps, first, true)
+	if len(d.DryRun) > 0 || shadow != d.Verdict {
+		d.Shadow = &shadow
+	}
+	return d
+}
+
+// verdictOf decides from DENY and ALLOW policies, counting dry-run ones
+// only when withDry.
+func verdictOf(ps []*Policy, first []int, withDry bool) Verdict {
+	allowPolicies := 0
+	var allow *Verdict
+	for i, p := range ps {
+		if p.DryRun && !withDry {
+			continue
+		}
+		switch p.Action {
+		case ActionDeny:
+			if first[i] >= 0 {
+				return Verdict{Allowed: false, Reason: ReasonDeny, Policy: p.ID(), Rule: p.RuleName(first[i]), Action: ActionDeny}
+			}
+		case ActionAllow:
+			allowPolicies++
+			if first[i] >= 0 && allow == nil {
+				allow = &Verdict{Allowed: true, Reason: ReasonAllow, Policy: p.ID(), Rule: p.RuleName(first[i]), Action: ActionAllow}
+			}
+		}
+	}
+	switch {
+	case allowPolicies == 0:
+		return Verdict{Allowed: true, Reason: ReasonNoAllowPolicy}
+	case allow != nil:
+		return *allow
+	}
+	return Verdict{Allowed: false, Reason: ReasonNoAllowMatch, Candidates: allowPolicies}
 }

@@ -151,9 +151,13 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 		}
 		pol := e.policies[c.Key()]
 		p.policies = append(p.policies, pol)
-		refs = append(refs, "data."+RegoPackage(pol.Namespace, pol.Name))
+		refs = append(refs, "data."+RegoPackage(pol.Namespace, pol.Name)+".matches")
 	}
-	q := policies.LibPackage + ".decide([" + strings.Join(refs, ", ") + "])"
+	// The query returns each policy's set of matching rule indexes, in
+	// evaluation order; the decision order is applied in Go (Decide). It
+	// is the same order as the library's decide(), which a test holds
+	// them to, but folding it in Rego costs more than all the matching.
+	q := "[" + strings.Join(refs, ", ") + "]"
 	pq, err := rego.New(rego.Query(q), rego.Compiler(e.compiler), rego.Store(inmem.New())).PrepareForEval(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("prepare authorization query for %d policies: %w", len(cfgs), err)
@@ -193,12 +197,12 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		err = fmt.Errorf("%w: query returned %d results", ErrEval, len(rs))
 		return failClosed(ReasonError, err), err
 	}
-	d, err := parseDecision(rs[0].Expressions[0].Value)
+	matches, err := parseMatches(rs[0].Expressions[0].Value, len(p.policies))
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrEval, err)
 		return failClosed(ReasonError, err), err
 	}
-	d.Candidates = max(d.Candidates, 0)
+	d := decide(p.policies, matches)
 	if err := p.custom(ctx, req, d); err != nil {
 		if errors.Is(err, ErrBadCheckRequest) {
 			return failClosed(ReasonBadRequest, err), err

@@ -41,8 +41,9 @@ func CompileRego(p *Policy) Module {
 	if len(p.Rules) == 0 {
 		b.WriteString("\n# no rules: the policy matches nothing\nmatches := set()\n")
 	}
+	w := &regoWriter{b: &b}
 	for i, r := range p.Rules {
-		writeRule(&b, p, i, r)
+		w.writeRule(p, i, r)
 	}
 	return Module{Name: p.Namespace + "/" + p.Name + ".rego", Package: "data." + pkg, Source: b.String()}
 }
@@ -51,132 +52,180 @@ func CompileRego(p *Policy) Module {
 // With them, the HTTP body keeps every condition; on TCP an ALLOW rule has
 // no body (dropped) and any other action gets a broader body without the
 // HTTP-only conditions (Istio's TCP semantics).
-func writeRule(b *strings.Builder, p *Policy, i int, r Rule) {
-	fmt.Fprintf(b, "\n# %s\n", p.RuleName(i))
+// regoWriter emits one module; helper rules (ORs of conditions) get
+// numbered names.
+type regoWriter struct {
+	b       *strings.Builder
+	helpers int
+}
+
+func (w *regoWriter) writeRule(p *Policy, i int, r Rule) {
+	fmt.Fprintf(w.b, "\n# %s\n", p.RuleName(i))
 	if !r.HasHTTP() {
-		writeBody(b, i, "", "", r)
+		w.writeBody(i, "", "", r)
 		return
 	}
-	writeBody(b, i, "_http", "input.http", r)
+	w.writeBody(i, "_http", "input.http", r)
 	if tcp, ok := r.ForTCP(p.Action); ok {
-		writeBody(b, i, "_tcp", "not input.http", tcp)
+		w.writeBody(i, "_tcp", "not input.http", tcp)
 	}
 }
 
 // writeBody emits `matches contains i` for one variant of a rule. A from
 // or to list with several entries (an OR) becomes a helper rule with one
 // definition per entry.
-func writeBody(b *strings.Builder, i int, variant, guard string, r Rule) {
+func (w *regoWriter) writeBody(i int, variant, guard string, r Rule) {
 	var lines []string
 	if guard != "" {
 		lines = append(lines, guard)
 	}
-	lines = append(lines, groupExpr(b, fmt.Sprintf("rule%d%s_from", i, variant), r.From)...)
-	lines = append(lines, groupExpr(b, fmt.Sprintf("rule%d%s_to", i, variant), r.To)...)
+	lines = append(lines, w.groupExpr(fmt.Sprintf("rule%d%s_from", i, variant), r.From)...)
+	lines = append(lines, w.groupExpr(fmt.Sprintf("rule%d%s_to", i, variant), r.To)...)
 	for _, m := range r.When {
-		lines = append(lines, matchExpr(m))
+		lines = append(lines, w.matchExpr(m))
 	}
 	if len(lines) == 0 {
 		lines = []string{"true"}
 	}
-	fmt.Fprintf(b, "matches contains %d if {\n\t%s\n}\n", i, strings.Join(lines, "\n\t"))
+	fmt.Fprintf(w.b, "matches contains %d if {\n\t%s\n}\n", i, strings.Join(lines, "\n\t"))
 }
 
 // groupExpr renders an OR of conjunctions: one group is inlined, several
 // become the helper rule `name` defined once per group.
-func groupExpr(b *strings.Builder, name string, groups [][]Match) []string {
+func (w *regoWriter) groupExpr(name string, groups [][]Match) []string {
 	if len(groups) == 0 {
 		return nil
 	}
 	if len(groups) == 1 {
-		return conj(groups[0])
+		return w.conj(groups[0])
 	}
+	bodies := make([][]string, 0, len(groups))
 	for _, g := range groups {
-		c := conj(g)
+		c := w.conj(g)
 		if len(c) == 0 {
 			return nil // an empty group (all its conditions ignored on TCP) matches everything
 		}
+		bodies = append(bodies, c)
 	}
-	for _, g := range groups {
-		fmt.Fprintf(b, "%s if {\n\t%s\n}\n", name, strings.Join(conj(g), "\n\t"))
+	for _, c := range bodies {
+		fmt.Fprintf(w.b, "%s if {\n\t%s\n}\n", name, strings.Join(c, "\n\t"))
 	}
 	return []string{name}
 }
 
-func conj(ms []Match) []string {
+func (w *regoWriter) conj(ms []Match) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
-		out = append(out, matchExpr(m))
+		out = append(out, w.matchExpr(m))
 	}
 	return out
 }
 
-// attrRef reads each attribute with object.get(..., null): an absent
-// attribute must reach the matcher as null (which matches nothing), not
-// as undefined, which OPA may hoist out of a negation and so make the
-// whole body fail.
+// helper emits a boolean rule true when any of conds holds and returns
+// its name.
+func (w *regoWriter) helper(conds []string) string {
+	name := fmt.Sprintf("cond%d", w.helpers)
+	w.helpers++
+	for _, c := range conds {
+		fmt.Fprintf(w.b, "%s if { %s }\n", name, c)
+	}
+	return name
+}
+
+// attrRef is the input document path of each attribute. The input is
+// complete (absent values are null), so plain references are safe inside
+// negations; only header and claim lookups, whose keys vary, use
+// object.get.
 var attrRef = map[Attr]string{
-	AttrPrincipal:        "object.get(input, [\"source\", \"principal\"], null)",
-	AttrNamespace:        "object.get(input, [\"source\", \"namespace\"], null)",
-	AttrServiceAccount:   "object.get(input, [\"source\", \"service_account\"], null)",
-	AttrSourceIP:         "object.get(input, [\"source\", \"ip\"], null)",
-	AttrRemoteIP:         "object.get(input, [\"remote\", \"ip\"], null)",
-	AttrRequestPrincipal: "object.get(input, [\"auth\", \"principal\"], null)",
-	AttrAudience:         "object.get(input, [\"auth\", \"audiences\"], null)",
-	AttrPresenter:        "object.get(input, [\"auth\", \"presenter\"], null)",
-	AttrHost:             "object.get(input, [\"request\", \"host\"], null)",
-	AttrMethod:           "object.get(input, [\"request\", \"method\"], null)",
-	AttrPath:             "object.get(input, [\"request\", \"path\"], null)",
-	AttrDestIP:           "object.get(input, [\"destination\", \"ip\"], null)",
-	AttrDestPort:         "object.get(input, [\"destination\", \"port\"], null)",
-	AttrSNI:              "object.get(input, [\"sni\"], null)",
+	AttrPrincipal:        "input.source.principal",
+	AttrNamespace:        "input.source.namespace",
+	AttrServiceAccount:   "input.source.service_account",
+	AttrSourceIP:         "input.source.ip",
+	AttrRemoteIP:         "input.remote.ip",
+	AttrRequestPrincipal: "input.auth.principal",
+	AttrAudience:         "input.auth.audiences",
+	AttrPresenter:        "input.auth.presenter",
+	AttrHost:             "input.request.host",
+	AttrMethod:           "input.request.method",
+	AttrPath:             "input.request.path",
+	AttrDestIP:           "input.destination.ip",
+	AttrDestPort:         "input.destination.port",
+	AttrSNI:              "input.sni",
 }
 
 func ref(m Match) string {
 	switch m.Attr {
 	case AttrHeader:
-		return "object.get(input, [\"request\", \"headers\", " + q(m.Key[0]) + "], null)"
+		return "object.get(input.request.headers, " + q(m.Key[0]) + ", null)"
 	case AttrClaim:
 		keys := make([]string, len(m.Key))
 		for i, k := range m.Key {
 			keys[i] = q(k)
 		}
-		return "object.get(input, [\"auth\", \"claims\", " + strings.Join(keys, ", ") + "], null)"
+		return "object.get(input.auth.claims, [" + strings.Join(keys, ", ") + "], null)"
 	}
 	return attrRef[m.Attr]
 }
 
-// matchExpr renders one condition. Exact-only values compile to == or a
-// set lookup (cheapest in OPA); patterns go through the library.
-func matchExpr(m Match) string {
-	e := positive(m)
+// matchExpr renders one condition, negated for not-fields.
+func (w *regoWriter) matchExpr(m Match) string {
+	e := w.positive(m)
 	if m.Not {
 		return "not " + e
 	}
 	return e
 }
 
-func positive(m Match) string {
+// positive renders "the attribute matches one of the values". Patterns
+// are pre-classified here and compiled to plain comparisons and builtins
+// (==, in, startswith, endswith, net.cidr_contains, regex.match): a
+// function call per value costs more in OPA than the comparison itself.
+// Several values become a helper rule, one definition per value. Only
+// claims and audiences, which may be lists, go through the library.
+func (w *regoWriter) positive(m Match) string {
 	r := ref(m)
 	switch m.Attr {
-	case AttrSourceIP, AttrRemoteIP, AttrDestIP:
-		return "lib.ip_match(" + r + ", " + quoteList(m.Values) + ")"
 	case AttrDestPort:
 		return r + " in " + quoteSet(m.Values)
 	case AttrClaim, AttrAudience:
 		return "lib.claim_match(" + r + ", " + matcher(m.Values, false, false) + ")"
-	case AttrPath:
-		if hasTemplate(m.Values) {
-			return "lib.path_match(" + r + ", " + matcher(m.Values, true, false) + ")"
-		}
 	}
-	if exactOnly(m.Values) {
+	if exactOnly(m.Values) && !isIP(m.Attr) {
 		if len(m.Values) == 1 {
 			return r + " == " + q(m.Values[0])
 		}
 		return r + " in " + quoteSet(m.Values)
 	}
-	return "lib.str_match(" + r + ", " + matcher(m.Values, false, m.Attr == AttrHeader) + ")"
+	conds := make([]string, 0, len(m.Values))
+	for _, v := range m.Values {
+		conds = append(conds, valueCond(m, r, v))
+	}
+	if len(conds) == 1 && !strings.Contains(conds[0], ";") {
+		return conds[0]
+	}
+	return w.helper(conds)
+}
+
+func isIP(a Attr) bool { return a == AttrSourceIP || a == AttrRemoteIP || a == AttrDestIP }
+
+// valueCond is the condition for one value. Istio's "*" is a non-empty
+// value, except for headers where it means present.
+func valueCond(m Match, r, v string) string {
+	switch {
+	case isIP(m.Attr):
+		return "net.cidr_contains(" + q(v) + ", " + r + ")"
+	case v == "*" && m.Attr == AttrHeader:
+		return r + " != null"
+	case v == "*":
+		return "is_string(" + r + "); " + r + " != \"\""
+	case m.Attr == AttrPath && schema.IsPathTemplate(v):
+		return "regex.match(" + q(TemplateRegex(v)) + ", " + r + ")"
+	case strings.HasSuffix(v, "*"):
+		return "startswith(" + r + ", " + q(strings.TrimSuffix(v, "*")) + ")"
+	case strings.HasPrefix(v, "*"):
+		return "endswith(" + r + ", " + q(strings.TrimPrefix(v, "*")) + ")"
+	}
+	return r + " == " + q(v)
 }
 
 func exactOnly(vals []string) bool {

@@ -75,45 +75,68 @@ func AuthFromClaims(claims map[string]any) *Auth {
 }
 
 // Input renders the request as the OPA input document the compiled
-// policies read. It is built directly as an AST value: converting a Go map
-// through JSON on every request costs more than the evaluation itself.
+// policies read. It is built directly as an AST value (converting a Go
+// map on every request costs more than the evaluation), and it is
+// complete: every attribute a policy can test is present, null when the
+// request does not have it, so compiled rules can reference input paths
+// directly (no object.get) and an absent value matches nothing while its
+// negation matches.
 func (r *Request) Input() ast.Value {
-	obj := ast.NewObject(ast.Item(ast.StringTerm("http"), ast.BooleanTerm(r.HTTP != nil)))
-	obj.Insert(ast.StringTerm("source"), ast.NewTerm(r.source()))
 	remote := r.RemoteIP
 	if remote == "" {
 		remote = r.Source.IP
 	}
-	obj.Insert(ast.StringTerm("remote"), ast.NewTerm(strObj("ip", remote)))
-	dst := strObj("ip", r.Destination.IP)
+	port := ast.NullTerm()
 	if r.Destination.Port != 0 {
-		dst.Insert(ast.StringTerm("port"), ast.StringTerm(strconv.FormatUint(uint64(r.Destination.Port), 10)))
+		port = ast.StringTerm(strconv.FormatUint(uint64(r.Destination.Port), 10))
 	}
-	obj.Insert(ast.StringTerm("destination"), ast.NewTerm(dst))
-	if r.SNI != "" {
-		obj.Insert(ast.StringTerm("sni"), ast.StringTerm(r.SNI))
-	}
+	req := ast.NullTerm()
 	if r.HTTP != nil {
-		obj.Insert(ast.StringTerm("request"), ast.NewTerm(r.HTTP.input()))
+		req = ast.NewTerm(r.HTTP.input())
 	}
+	auth := ast.NewTerm(nullAuth)
 	if r.Auth != nil {
-		obj.Insert(ast.StringTerm("auth"), ast.NewTerm(r.Auth.input()))
+		auth = ast.NewTerm(r.Auth.input())
 	}
-	return obj
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("http"), ast.BooleanTerm(r.HTTP != nil)),
+		ast.Item(ast.StringTerm("source"), ast.NewTerm(r.source())),
+		ast.Item(ast.StringTerm("remote"), ast.NewTerm(ast.NewObject(ast.Item(ast.StringTerm("ip"), str(remote))))),
+		ast.Item(ast.StringTerm("destination"), ast.ObjectTerm(ast.Item(ast.StringTerm("ip"), str(r.Destination.IP)), ast.Item(ast.StringTerm("port"), port))),
+		ast.Item(ast.StringTerm("sni"), str(r.SNI)),
+		ast.Item(ast.StringTerm("request"), req),
+		ast.Item(ast.StringTerm("auth"), auth),
+	)
+}
+
+var nullAuth = ast.NewObject(
+	ast.Item(ast.StringTerm("principal"), ast.NullTerm()),
+	ast.Item(ast.StringTerm("audiences"), ast.NullTerm()),
+	ast.Item(ast.StringTerm("presenter"), ast.NullTerm()),
+	ast.Item(ast.StringTerm("claims"), ast.ObjectTerm()),
+)
+
+// str is a string term, or null for "".
+func str(s string) *ast.Term {
+	if s == "" {
+		return ast.NullTerm()
+	}
+	return ast.StringTerm(s)
 }
 
 func (r *Request) source() ast.Object {
-	src := strObj("ip", r.Source.IP)
 	p := strings.TrimPrefix(r.Source.Principal, "spiffe://")
-	if p == "" {
-		return src
+	ns, sa, ok := principalParts(p)
+	nsT, saT := ast.NullTerm(), ast.NullTerm()
+	if ok {
+		nsT, saT = ast.StringTerm(ns), ast.StringTerm(ns+"/"+sa)
 	}
-	src.Insert(ast.StringTerm("principal"), ast.StringTerm(p))
-	if ns, sa, ok := principalParts(p); ok {
-		src.Insert(ast.StringTerm("namespace"), ast.StringTerm(ns))
-		src.Insert(ast.StringTerm("service_account"), ast.StringTerm(ns+"/"+sa))
-	}
-	return src
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("ip"), str(r.Source.IP)),
+		ast.Item(ast.StringTerm("principal"), str(p)),
+		ast.Item(ast.StringTerm("namespace"), nsT),
+		ast.Item(ast.StringTerm("service_account"), saT),
+	)
 }
 
 // principalParts extracts namespace and service account from
@@ -131,44 +154,39 @@ func principalParts(p string) (ns, sa string, ok bool) {
 }
 
 func (h *HTTPRequest) input() ast.Object {
-	o := strObj("method", h.Method)
-	o.Insert(ast.StringTerm("path"), ast.StringTerm(NormalizePath(h.Path)))
-	o.Insert(ast.StringTerm("host"), ast.StringTerm(strings.ToLower(h.Host)))
 	hs := ast.NewObject()
 	for k, v := range h.Headers {
 		hs.Insert(ast.StringTerm(strings.ToLower(k)), ast.StringTerm(v))
 	}
-	o.Insert(ast.StringTerm("headers"), ast.NewTerm(hs))
-	return o
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("method"), str(h.Method)),
+		ast.Item(ast.StringTerm("path"), str(NormalizePath(h.Path))),
+		ast.Item(ast.StringTerm("host"), str(strings.ToLower(h.Host))),
+		ast.Item(ast.StringTerm("headers"), ast.NewTerm(hs)),
+	)
 }
 
 func (a *Auth) input() ast.Object {
-	o := strObj("principal", a.Principal)
-	if a.Presenter != "" {
-		o.Insert(ast.StringTerm("presenter"), ast.StringTerm(a.Presenter))
-	}
+	aud := ast.NullTerm()
 	if len(a.Audiences) > 0 {
 		terms := make([]*ast.Term, len(a.Audiences))
 		for i, s := range a.Audiences {
 			terms[i] = ast.StringTerm(s)
 		}
-		o.Insert(ast.StringTerm("audiences"), ast.ArrayTerm(terms...))
+		aud = ast.ArrayTerm(terms...)
 	}
+	claims := ast.ObjectTerm()
 	if a.Claims != nil {
 		if v, err := ast.InterfaceToValue(a.Claims); err == nil {
-			o.Insert(ast.StringTerm("claims"), ast.NewTerm(v))
+			claims = ast.NewTerm(v)
 		}
 	}
-	return o
-}
-
-// strObj returns {k: v}, or {} when v is empty (absent attributes stay
-// undefined so that only not-conditions match them).
-func strObj(k, v string) ast.Object {
-	if v == "" {
-		return ast.NewObject()
-	}
-	return ast.NewObject(ast.Item(ast.StringTerm(k), ast.StringTerm(v)))
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("principal"), str(a.Principal)),
+		ast.Item(ast.StringTerm("audiences"), aud),
+		ast.Item(ast.StringTerm("presenter"), str(a.Presenter)),
+		ast.Item(ast.StringTerm("claims"), claims),
+	)
 }
 
 // NormalizePath strips the query and fragment and removes dot segments
