@@ -125,3 +125,16 @@ func TestAutoMTLSOff(t *testing.T) {
 		t.Errorf("auto-mTLS off must originate plaintext, got %+v", up)
 	}
 }
+
+func TestAutoMTLSSkipsMeshExternal(t *testing.T) {
+	se := serviceEntry("ext.example", app)
+	se.Location = networking.ServiceEntry_MESH_EXTERNAL
+	snap := mesh.NewSnapshot(mesh.MeshConfig{}, []*mesh.Config{
+		weConfig("ns", "w-id", "10.0.0.1", meshLabels),
+		{Meta: mesh.Meta{Kind: mesh.KindServiceEntry, Namespace: "ns", Name: "ext", CreationTimestamp: t0}, Spec: se},
+	})
+	svc := snap.ServicesByHost("ext.example")[0]
+	if up := OutboundTLS(snap, &mesh.Proxy{Type: mesh.ProxySidecar}, svc, svc.Ports[0], "", nil); up.TransportSocket != nil || up.TransportSocketMatches != nil {
+		t.Errorf("mesh-external service got auto-mTLS: %+v", up)
+	}
+}
