@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -102,7 +103,11 @@ func (s *Server) Update(snap *mesh.Snapshot) error {
 func (s *Server) Register(g *grpc.Server) { authv3.RegisterAuthorizationServer(g, s) }
 
 // Serve runs a gRPC server with only this service on lis until ctx ends.
+// It serves streams from a fixed pool of worker goroutines: OPA's
+// evaluation recurses deeply, and a fresh goroutine per request would grow
+// (copy) its stack on every check — the pool's stacks stay grown.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
+	opts = append([]grpc.ServerOption{grpc.NumStreamWorkers(uint32(4 * runtime.GOMAXPROCS(0)))}, opts...)
 	g := grpc.NewServer(opts...)
 	s.Register(g)
 	errc := make(chan error, 1)
