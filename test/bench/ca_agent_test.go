@@ -161,4 +161,3 @@ func procStatus(b *testing.B, pid int, field string) int {
 	b.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
-
