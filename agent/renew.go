@@ -102,7 +102,7 @@ func (a *Agent) request(ctx context.Context, csr []byte) ([]string, string, erro
 			return chain, c.method, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", c.method, err))
-		if status.Code(errors.Unwrap(err)) != codes.Unauthenticated && status.Code(err) != codes.Unauthenticated {
+		if status.Code(err) != codes.Unauthenticated {
 			break
 		}
 	}
