@@ -5,9 +5,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // callbacks connect go-control-plane's stream events to the server's
@@ -16,8 +14,11 @@ type callbacks struct{ s *Server }
 
 var _ serverv3.Callbacks = (*callbacks)(nil)
 
-func (c *callbacks) OnStreamOpen(context.Context, int64, string) error      { return nil }
-func (c *callbacks) OnStreamClosed(id int64, _ *core.Node)                  { c.s.detach(id) }
+func (c *callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
+func (c *callbacks) OnStreamClosed(id int64, _ *core.Node) {
+	c.s.throttle.closeStream(id)
+	c.s.detach(id)
+}
 func (c *callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
 func (c *callbacks) OnDeltaStreamClosed(id int64, _ *core.Node)             { c.s.detach(id) }
 func (c *callbacks) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
@@ -28,12 +29,14 @@ func (c *callbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.Disc
 func (c *callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
 	c.s.attach(id, req.GetNode())
 	if req.GetResponseNonce() != "" {
+		c.s.throttle.release(id, req.GetTypeUrl())
 		c.s.acknowledge(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	}
 	return nil
 }
 
-func (c *callbacks) OnStreamResponse(_ context.Context, _ int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+func (c *callbacks) OnStreamResponse(_ context.Context, id int64, req *discovery.DiscoveryRequest, resp *discovery.DiscoveryResponse) {
+	c.s.throttle.acquire(id, resp.GetTypeUrl())
 	c.s.sent(req.GetNode().GetId(), resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
 }
 
@@ -107,26 +110,6 @@ func (s *Server) status(node, url string) *typeStatus {
 		return nil
 	}
 	return c.status[url]
-}
-
-// holdOnNack stops go-control-plane's snapshot cache from re-sending a
-// config the proxy just rejected (it would otherwise answer the NACK, which
-// carries the old version, with the same bad config in a tight loop). The
-// NACKing proxy waits for the next, different version instead.
-type holdOnNack struct {
-	cachev3.SnapshotCache
-	s *Server
-}
-
-func (h *holdOnNack) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
-	if req.GetErrorDetail() != nil {
-		if v := h.s.rejectedCurrent(req.GetNode().GetId(), req.GetTypeUrl()); v != "" {
-			held := proto.Clone(req).(*cachev3.Request)
-			held.VersionInfo = v
-			return h.SnapshotCache.CreateWatch(held, sub, ch)
-		}
-	}
-	return h.SnapshotCache.CreateWatch(req, sub, ch)
 }
 
 // rejectedCurrent returns the version the node rejected for type url when

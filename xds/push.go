@@ -1,17 +1,21 @@
 package xds
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/xds/translate"
@@ -45,6 +49,10 @@ type generated struct {
 	res      *translate.Resources
 	versions translate.Versions
 	snap     *cachev3.Snapshot
+	anys     [4][]*anypb.Any
+	names    [4][]string
+	once     [4]sync.Once
+	index    [4]map[string]*anypb.Any
 }
 
 type genEntry struct {
@@ -77,16 +85,26 @@ type partial struct {
 	res      *translate.Resources
 	versions translate.Versions
 	byType   [4]cachev3.Resources // listener, route, cluster, endpoint
+	anys     [4][]*anypb.Any      // marshalled once, in name order
+	names    [4][]string
 }
 
 func newPartial(res *translate.Resources) *partial {
 	v := res.Versions()
-	return &partial{res: res, versions: v, byType: [4]cachev3.Resources{
-		cachev3.NewResources(v.Listeners, toRes(res.Listeners)),
-		cachev3.NewResources(v.Routes, toRes(res.Routes)),
-		cachev3.NewResources(v.Clusters, toRes(res.Clusters)),
-		cachev3.NewResources(v.Endpoints, toRes(res.Endpoints)),
-	}}
+	return &partial{res: res, versions: v,
+		anys: [4][]*anypb.Any{marshalAll(res.Listeners), marshalAll(res.Routes), marshalAll(res.Clusters), marshalAll(res.Endpoints)},
+		names: [4][]string{
+			names(res.Listeners, func(m *listener.Listener) string { return m.GetName() }),
+			names(res.Routes, func(m *route.RouteConfiguration) string { return m.GetName() }),
+			names(res.Clusters, func(m *cluster.Cluster) string { return m.GetName() }),
+			names(res.Endpoints, func(m *endpoint.ClusterLoadAssignment) string { return m.GetClusterName() }),
+		},
+		byType: [4]cachev3.Resources{
+			cachev3.NewResources(v.Listeners, toRes(res.Listeners)),
+			cachev3.NewResources(v.Routes, toRes(res.Routes)),
+			cachev3.NewResources(v.Clusters, toRes(res.Clusters)),
+			cachev3.NewResources(v.Endpoints, toRes(res.Endpoints)),
+		}}
 }
 
 var cacheTypes = [4]types.ResponseType{types.Listener, types.Route, types.Cluster, types.Endpoint}
@@ -121,7 +139,40 @@ func combine(out, in *partial) (*generated, error) {
 			snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
 		}
 	}
-	return &generated{res: res, versions: translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}, snap: snap}, nil
+	g := &generated{res: res, versions: translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}, snap: snap}
+	for i := range cacheTypes {
+		switch {
+		case len(in.anys[i]) == 0:
+			g.anys[i], g.names[i] = out.anys[i], out.names[i]
+		case len(out.anys[i]) == 0:
+			g.anys[i], g.names[i] = in.anys[i], in.names[i]
+		default:
+			g.anys[i] = append(append([]*anypb.Any(nil), out.anys[i]...), in.anys[i]...)
+			g.names[i] = append(append([]string(nil), out.names[i]...), in.names[i]...)
+		}
+	}
+	return g, nil
+}
+
+func names[T any](in []T, name func(T) string) []string {
+	out := make([]string, len(in))
+	for i, m := range in {
+		out[i] = name(m)
+	}
+	return out
+}
+
+// byName indexes type t's packed resources by name (built on first use:
+// only non-wildcard subscribers, e.g. proxyless gRPC, need it).
+func (g *generated) byName(t int) map[string]*anypb.Any {
+	g.once[t].Do(func() {
+		m := make(map[string]*anypb.Any, len(g.anys[t]))
+		for i, n := range g.names[t] {
+			m[n] = g.anys[t][i]
+		}
+		g.index[t] = m
+	})
+	return g.index[t]
 }
 
 func toRes[T types.Resource](in []T) []types.Resource {
@@ -243,7 +294,7 @@ func (s *Server) refresh(ix *translate.Index, c *conn, since time.Time) {
 		}
 	}
 	s.mu.Unlock()
-	if err := s.cache.SetSnapshot(context.Background(), c.id, g.snap); err != nil {
+	if err := s.watch.set(c.id, g); err != nil {
 		s.log.Error("set snapshot", "proxy", c.id, "err", err)
 	}
 }
@@ -354,4 +405,14 @@ func (s *Server) detach(streamID int64) {
 	s.mu.Unlock()
 	s.cache.ClearSnapshot(id)
 	s.log.Info("proxy disconnected", "proxy", id)
+}
+
+// current returns the config last handed out for node, or nil.
+func (s *Server) current(node string) *generated {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c := s.conns[node]; c != nil {
+		return c.gen
+	}
+	return nil
 }

@@ -39,6 +39,11 @@ type Config struct {
 	// PushConcurrency bounds concurrent per-proxy generation and pushes
 	// (default GOMAXPROCS).
 	PushConcurrency int
+	// MaxInflight bounds state-of-the-world responses sent but not yet
+	// answered by their proxy (default 100); MaxInflightWait is how long a
+	// response waits for a slot before going anyway (default 1 s).
+	MaxInflight     int
+	MaxInflightWait time.Duration
 	// Hooks plug authn/authz into the translators (default: plaintext, no
 	// filters).
 	Hooks translate.Hooks
@@ -50,6 +55,7 @@ type Server struct {
 	log   *slog.Logger
 	m     *metrics
 	cache cachev3.SnapshotCache
+	watch *watcher
 	xds   serverv3.Server
 
 	mu       sync.Mutex
@@ -59,7 +65,8 @@ type Server struct {
 	streams  map[int64]string // stream id → node id
 	gens     map[string]*genEntry
 
-	deb debouncer
+	deb      debouncer
+	throttle *throttle
 	// pushMu serialises pushes so snapshots are applied in order.
 	pushMu sync.Mutex
 }
@@ -78,6 +85,12 @@ func NewServer(cfg Config) *Server {
 	if cfg.MaxDebounce <= 0 {
 		cfg.MaxDebounce = DefaultMaxDebounce
 	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 100
+	}
+	if cfg.MaxInflightWait <= 0 {
+		cfg.MaxInflightWait = time.Second
+	}
 	if cfg.PushConcurrency <= 0 {
 		cfg.PushConcurrency = runtime.GOMAXPROCS(0)
 	}
@@ -86,8 +99,10 @@ func NewServer(cfg Config) *Server {
 		cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil),
 		conns: map[string]*conn{}, streams: map[int64]string{}, gens: map[string]*genEntry{},
 	}
+	s.throttle = newThrottle(cfg.MaxInflight, cfg.MaxInflightWait)
 	s.deb = debouncer{clock: cfg.Clock, quiet: cfg.Debounce, max: cfg.MaxDebounce, fire: s.push}
-	s.xds = serverv3.NewServer(context.Background(), &holdOnNack{SnapshotCache: s.cache, s: s}, &callbacks{s: s})
+	s.watch = newWatcher(s)
+	s.xds = serverv3.NewServer(context.Background(), s.watch, &callbacks{s: s})
 	return s
 }
 

@@ -72,7 +72,7 @@ func recvDelta(t *testing.T, st discovery.AggregatedDiscoveryService_DeltaAggreg
 	return nil
 }
 
-func names(r *discovery.DeltaDiscoveryResponse) []string {
+func respNames(r *discovery.DeltaDiscoveryResponse) []string {
 	var out []string
 	for _, x := range r.GetResources() {
 		out = append(out, x.GetName())
@@ -103,7 +103,7 @@ func TestDeltaSubscribeUpdateRemove(t *testing.T) {
 	// Subscribe to a only.
 	send(&discovery.DeltaDiscoveryRequest{Node: node, ResourceNamesSubscribe: []string{ca}})
 	r := recvDelta(t, st)
-	if got := names(r); fmt.Sprint(got) != fmt.Sprint([]string{ca}) {
+	if got := respNames(r); fmt.Sprint(got) != fmt.Sprint([]string{ca}) {
 		t.Fatalf("first response %v, want [%s]", got, ca)
 	}
 	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
@@ -111,7 +111,7 @@ func TestDeltaSubscribeUpdateRemove(t *testing.T) {
 	// An unrelated change (b's endpoint) sends nothing; a's change sends a.
 	s.UpdateNow(snapshotOf(a("10.0.0.9"), serviceEntry("b.test.svc.cluster.local", 80, "10.0.0.3")))
 	r = recvDelta(t, st)
-	if got := names(r); fmt.Sprint(got) != fmt.Sprint([]string{ca}) || len(r.GetRemovedResources()) != 0 {
+	if got := respNames(r); fmt.Sprint(got) != fmt.Sprint([]string{ca}) || len(r.GetRemovedResources()) != 0 {
 		t.Fatalf("incremental update %v removed %v, want only %s", got, r.GetRemovedResources(), ca)
 	}
 	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
@@ -119,7 +119,7 @@ func TestDeltaSubscribeUpdateRemove(t *testing.T) {
 	// Subscribe b, unsubscribe a: only b arrives.
 	send(&discovery.DeltaDiscoveryRequest{ResourceNamesSubscribe: []string{cb}, ResourceNamesUnsubscribe: []string{ca}})
 	r = recvDelta(t, st)
-	if got := names(r); fmt.Sprint(got) != fmt.Sprint([]string{cb}) {
+	if got := respNames(r); fmt.Sprint(got) != fmt.Sprint([]string{cb}) {
 		t.Fatalf("after subscribe b: %v", got)
 	}
 	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
@@ -128,7 +128,7 @@ func TestDeltaSubscribeUpdateRemove(t *testing.T) {
 	s.UpdateNow(snapshotOf(a("10.0.0.9")))
 	r = recvDelta(t, st)
 	if len(r.GetResources()) != 0 || fmt.Sprint(r.GetRemovedResources()) != fmt.Sprint([]string{cb}) {
-		t.Fatalf("removal: resources %v removed %v, want removed [%s]", names(r), r.GetRemovedResources(), cb)
+		t.Fatalf("removal: resources %v removed %v, want removed [%s]", respNames(r), r.GetRemovedResources(), cb)
 	}
 	send(&discovery.DeltaDiscoveryRequest{ResponseNonce: r.GetNonce()})
 	waitFor(t, "delta ACK recorded", func() bool {

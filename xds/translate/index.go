@@ -6,6 +6,7 @@ import (
 	"hash"
 	"sort"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -36,6 +37,9 @@ type Index struct {
 	// srcLabelKeys are the label keys any VirtualService sourceLabels
 	// match tests: the only proxy labels outbound output depends on.
 	srcLabelKeys map[string]bool
+	// per-(namespace, Sidecar) caches filled on first use
+	visibleCache sync.Map // → []*mesh.Service
+	printCache   sync.Map // → hash of the visible services
 }
 
 type vsEntry struct {

@@ -44,21 +44,7 @@ func (ix *Index) Scope(p *mesh.Proxy) *Scope {
 			sc.Outbound = mesh.OutboundAllowAny
 		}
 	}
-	seen := map[string]bool{}
-	for _, svc := range ix.snap.Services() {
-		if seen[svc.Hostname] || !svc.VisibleTo(p.Namespace) || !egressAllows(sidecar, p.Namespace, svc) {
-			continue
-		}
-		// The oldest declaration of a host visible to the proxy wins.
-		for _, cand := range ix.snap.ServicesByHost(svc.Hostname) {
-			if cand.VisibleTo(p.Namespace) && egressAllows(sidecar, p.Namespace, cand) {
-				svc = cand
-				break
-			}
-		}
-		seen[svc.Hostname] = true
-		sc.Services = append(sc.Services, svc)
-	}
+	sc.Services = ix.visible(p.Namespace, sc.Sidecar, sidecar)
 	sc.Inbound = ix.snap.ServicesForWorkload(p.Namespace, p.Labels)
 	switch p.Type {
 	case mesh.ProxyRouter:
@@ -69,6 +55,37 @@ func (ix *Index) Scope(p *mesh.Proxy) *Scope {
 		sc.ports = ix.sidecarInbound(sc)
 	}
 	return sc
+}
+
+// visible returns the services a proxy in ns under Sidecar sc sees,
+// computed once per (namespace, Sidecar) per index: every proxy of a
+// namespace shares the list.
+func (ix *Index) visible(ns string, scCfg *mesh.Config, sidecar *networking.Sidecar) []*mesh.Service {
+	key := ns + "/"
+	if scCfg != nil {
+		key += scCfg.Namespace + "/" + scCfg.Name
+	}
+	if v, ok := ix.visibleCache.Load(key); ok {
+		return v.([]*mesh.Service)
+	}
+	var out []*mesh.Service
+	seen := map[string]bool{}
+	for _, svc := range ix.snap.Services() {
+		if seen[svc.Hostname] || !svc.VisibleTo(ns) || !egressAllows(sidecar, ns, svc) {
+			continue
+		}
+		// The oldest declaration of a host visible to the proxy wins.
+		for _, cand := range ix.snap.ServicesByHost(svc.Hostname) {
+			if cand.VisibleTo(ns) && egressAllows(sidecar, ns, cand) {
+				svc = cand
+				break
+			}
+		}
+		seen[svc.Hostname] = true
+		out = append(out, svc)
+	}
+	ix.visibleCache.Store(key, out)
+	return out
 }
 
 // sidecarFor picks the Sidecar for a proxy: one in its namespace whose
@@ -149,8 +166,28 @@ func (ix *Index) Fingerprint(sc *Scope) string {
 // sourceLabels rules) share one result.
 func (ix *Index) OutboundFingerprint(sc *Scope) string {
 	p := sc.Proxy
+	// The service part is the same for every proxy of a namespace and
+	// Sidecar; hash it once per index.
+	key := string(p.Type) + "/" + p.Namespace + "/"
+	if sc.Sidecar != nil {
+		key += sc.Sidecar.Namespace + "/" + sc.Sidecar.Name
+	}
+	var svcs string
+	if v, ok := ix.printCache.Load(key); ok {
+		svcs = v.(string)
+	} else {
+		sh := sha256.New()
+		if sc.Sidecar != nil {
+			writeStr(sh, configHash(sc.Sidecar))
+		}
+		for _, svc := range sc.Services {
+			writeStr(sh, ix.svcPrint[svc])
+		}
+		svcs = hex.EncodeToString(sh.Sum(nil))
+		ix.printCache.Store(key, svcs)
+	}
 	h := sha256.New()
-	writeStr(h, string(p.Type), p.Namespace, ix.meshHash, ix.delegate, string(sc.Outbound))
+	writeStr(h, string(p.Type), p.Namespace, ix.meshHash, ix.delegate, string(sc.Outbound), svcs)
 	rel := map[string]string{}
 	for k := range ix.srcLabelKeys {
 		if v, ok := p.Labels[k]; ok {
@@ -158,12 +195,6 @@ func (ix *Index) OutboundFingerprint(sc *Scope) string {
 		}
 	}
 	writeMap(h, rel)
-	if sc.Sidecar != nil {
-		writeStr(h, configHash(sc.Sidecar))
-	}
-	for _, svc := range sc.Services {
-		writeStr(h, ix.svcPrint[svc])
-	}
 	for _, g := range sc.Gateways {
 		writeStr(h, configHash(g))
 		for _, vs := range ix.GatewayVirtualServices(g.Namespace + "/" + g.Name) {

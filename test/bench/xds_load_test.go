@@ -1,0 +1,377 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/xds"
+	"github.com/wardmesh/ward/xds/benchmesh"
+)
+
+// The load harness runs Ward's xDS server in a child process (this test
+// binary re-executed in server mode) fed by the real file source, so its
+// CPU and memory are measured alone; the simulated ADS clients run here.
+
+const serverModeEnv = "WARD_XDS_LOAD_SERVER_DIR"
+
+// TestXDSLoadServerProcess is the child's entry point; it is skipped in a
+// normal test run.
+func TestXDSLoadServerProcess(t *testing.T) {
+	dir := os.Getenv(serverModeEnv)
+	if dir == "" {
+		t.Skip("server process of BenchmarkXDSLoad")
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := xds.NewServer(xds.Config{Log: slog.New(slog.DiscardHandler)})
+	g := grpc.NewServer()
+	srv.Register(g)
+	go func() { _ = g.Serve(lis) }()
+	var mu sync.Mutex
+	src, err := file.New(file.Config{Dir: dir, Log: slog.New(slog.DiscardHandler), OnSnapshot: func(s *mesh.Snapshot) {
+		mu.Lock()
+		fmt.Printf("SNAPSHOT %d %s\n", time.Now().UnixNano(), s.Version())
+		mu.Unlock()
+		srv.Update(s)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prof := os.Getenv("WARD_XDS_LOAD_CPUPROFILE"); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }() // parent gone → exit
+	fmt.Printf("ADDR %s\n", lis.Addr())
+	_ = src.Run(ctx)
+	if prof := os.Getenv("WARD_XDS_LOAD_MEMPROFILE"); prof != "" {
+		runtime.GC()
+		f, err := os.Create(prof)
+		if err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
+	}
+}
+
+// loadClient is one simulated proxy: a SotW ADS stream subscribing to
+// every type (wildcard) and ACKing every response.
+type loadClient struct {
+	node *core.Node
+	ns   string
+	mu   sync.Mutex
+	got  map[string]string    // type → last version ACKed
+	at   map[string]time.Time // type → when it was ACKed
+	resp int                  // responses received
+}
+
+func (c *loadClient) run(ctx context.Context, cc *grpc.ClientConn, ready chan<- struct{}) error {
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	for i, typ := range []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType} {
+		req := &discovery.DiscoveryRequest{TypeUrl: typ}
+		if i == 0 {
+			req.Node = c.node
+		}
+		if err := st.Send(req); err != nil {
+			return err
+		}
+	}
+	signalled := false
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		c.got[r.GetTypeUrl()], c.at[r.GetTypeUrl()] = r.GetVersionInfo(), now
+		c.resp++
+		done := len(c.got) == 4
+		c.mu.Unlock()
+		if done && !signalled {
+			signalled = true
+			ready <- struct{}{}
+		}
+	}
+}
+
+func (c *loadClient) eds() (string, time.Time, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.got[resource.EndpointType], c.at[resource.EndpointType], c.resp
+}
+
+// procStat reads a process's CPU seconds and current/peak RSS in MiB.
+func procStat(pid int) (cpu float64, rss, hwm float64) {
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		stt, _ := strconv.ParseFloat(f[12], 64)
+		cpu = (ut + stt) / 100 // USER_HZ
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 2 && (f[0] == "VmRSS:" || f[0] == "VmHWM:") {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				if f[0] == "VmRSS:" {
+					rss = kb / 1024
+				} else {
+					hwm = kb / 1024
+				}
+			}
+		}
+	}
+	return cpu, rss, hwm
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return d[min(len(d)-1, int(p*float64(len(d))))]
+}
+
+// server is the child process.
+type server struct {
+	cmd   *exec.Cmd
+	addr  string
+	snaps chan time.Time
+	stdin io.WriteCloser
+}
+
+func startServer(b *testing.B, dir string) *server {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^TestXDSLoadServerProcess$", "-test.v=false")
+	cmd.Env = append(os.Environ(), serverModeEnv+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, _ := cmd.StdoutPipe()
+	stdin, _ := cmd.StdinPipe()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	s := &server{cmd: cmd, snaps: make(chan time.Time, 100), stdin: stdin}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 2 && f[0] == "ADDR":
+				addr <- f[1]
+			case len(f) == 3 && f[0] == "SNAPSHOT":
+				ns, _ := strconv.ParseInt(f[1], 10, 64)
+				s.snaps <- time.Unix(0, ns)
+			}
+		}
+	}()
+	select {
+	case s.addr = <-addr:
+	case <-time.After(30 * time.Second):
+		b.Fatal("server process did not start")
+	}
+	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	return s
+}
+
+func writeMesh(b *testing.B, dir string, o benchmesh.Options) {
+	for i := range o.Services {
+		writeService(b, dir, o, i, 0)
+	}
+	if o.Sidecars {
+		var sb strings.Builder
+		for n := range o.Namespaces {
+			fmt.Fprintf(&sb, "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: ns%d}\nspec:\n  egress: [{hosts: [\"./*\", \"istio-system/*\"]}]\n---\n", n)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "sidecars.yaml"), []byte(sb.String()), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func writeService(b *testing.B, dir string, o benchmesh.Options, i, gen int) {
+	var sb strings.Builder
+	benchmesh.Service(&sb, o, i, gen)
+	// Write-then-rename so the watcher never sees a half-written file.
+	tmp := filepath.Join(dir, fmt.Sprintf(".svc%d.tmp", i))
+	if err := os.WriteFile(tmp, []byte(sb.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, fmt.Sprintf("svc%d.yaml", i))); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
+	dir := b.TempDir()
+	writeMesh(b, dir, o)
+	srv := startServer(b, dir)
+	pid := srv.cmd.Process.Pid
+	select {
+	case <-srv.snaps:
+	case <-time.After(60 * time.Second):
+		b.Fatal("no initial snapshot")
+	}
+	// Baseline after the initial snapshot is indexed (no proxies yet).
+	time.Sleep(500 * time.Millisecond) // let the debounced first push run; measurement setup, not synchronisation
+	cpu0, rss0, _ := procStat(pid)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conns := make([]*grpc.ClientConn, 20)
+	for i := range conns {
+		cc, err := grpc.NewClient(srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cc.Close()
+		conns[i] = cc
+	}
+	clients := make([]*loadClient, proxies)
+	ready := make(chan struct{}, proxies)
+	start := time.Now()
+	for k := range proxies {
+		i, v := k/2%o.Services, k%2
+		ns := o.Namespace(i)
+		meta, _ := structpb.NewStruct(map[string]any{
+			"NAMESPACE": ns, "INSTANCE_IPS": benchmesh.WorkloadAddress(i, v, 0),
+			"LABELS": map[string]any{"app": fmt.Sprint("svc", i), "version": fmt.Sprint("v", v+1)},
+		})
+		c := &loadClient{ns: ns, got: map[string]string{}, at: map[string]time.Time{},
+			node: &core.Node{Id: fmt.Sprintf("sidecar~%s~svc%d-%d.%s~%s.svc.cluster.local", benchmesh.WorkloadAddress(i, v, 0), i, v, ns, ns), Metadata: meta}}
+		clients[k] = c
+		go func() { _ = c.run(ctx, conns[k%len(conns)], ready) }()
+	}
+	for range proxies {
+		select {
+		case <-ready:
+		case <-time.After(5 * time.Minute):
+			b.Fatal("initial push did not complete within 5 minutes")
+		}
+	}
+	initial := time.Since(start)
+	cpu1, rss1, hwm1 := procStat(pid)
+
+	var perClient, perChange []time.Duration
+	unaffected := 0
+	for n := range changes {
+		svc := (n * 37) % o.Services
+		ns := o.Namespace(svc)
+		before := map[*loadClient]string{}
+		respBefore := map[*loadClient]int{}
+		for _, c := range clients {
+			v, _, r := c.eds()
+			before[c], respBefore[c] = v, r
+		}
+		writeService(b, dir, o, svc, n+1)
+		var snapAt time.Time
+		select {
+		case snapAt = <-srv.snaps:
+		case <-time.After(30 * time.Second):
+			b.Fatal("change not picked up")
+		}
+		var last time.Duration
+		for _, c := range clients {
+			affected := c.ns == ns || !o.Sidecars
+			if !affected {
+				continue
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				v, at, _ := c.eds()
+				if v != before[c] {
+					d := at.Sub(snapAt)
+					perClient = append(perClient, d)
+					last = max(last, d)
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("change %d: proxy %s never got new endpoints", n, c.node.GetId())
+				}
+				time.Sleep(2 * time.Millisecond) // polling a bounded wait
+			}
+		}
+		perChange = append(perChange, last)
+		for _, c := range clients {
+			if _, _, r := c.eds(); c.ns != ns && o.Sidecars && r != respBefore[c] {
+				unaffected++
+			}
+		}
+	}
+	cpu2, rss2, hwm2 := procStat(pid)
+	b.ReportMetric(initial.Seconds(), "initial-push-s")
+	b.ReportMetric(percentile(perChange, 0.5).Seconds()*1000, "change-all-acked-p50-ms")
+	b.ReportMetric(percentile(perChange, 0.99).Seconds()*1000, "change-all-acked-p99-ms")
+	b.ReportMetric(percentile(perClient, 0.5).Seconds()*1000, "change-proxy-acked-p50-ms")
+	b.ReportMetric(percentile(perClient, 0.99).Seconds()*1000, "change-proxy-acked-p99-ms")
+	b.ReportMetric(cpu1-cpu0, "cpu-initial-s")
+	b.ReportMetric(cpu2-cpu1, "cpu-changes-s")
+	b.ReportMetric(max(hwm1, hwm2), "peak-rss-MiB")
+	b.ReportMetric((rss2-rss0)/float64(proxies), "steady-rss-per-proxy-MiB")
+	b.ReportMetric((max(hwm1, hwm2)-rss0)/float64(proxies), "peak-rss-per-proxy-MiB")
+	b.ReportMetric(float64(unaffected), "unaffected-pushes")
+	b.Logf("proxies=%d services=%d sidecars=%v: baseline rss %.0f MiB, after connect %.0f MiB (peak %.0f), after %d changes %.0f MiB",
+		proxies, o.Services, o.Sidecars, rss0, rss1, hwm1, changes, rss2)
+}
+
+// BenchmarkXDSLoad connects 2,000 simulated sidecars (SotW ADS over
+// loopback) to a Ward xDS server fed by a config directory holding 1,000
+// services × 2 ports × 3 subsets, then changes one service 20 times.
+// Run with -benchtime=1x.
+func BenchmarkXDSLoad(b *testing.B) {
+	changes := 20
+	for _, sc := range []bool{true, false} {
+		name := "scoped"
+		if !sc {
+			name = "fullmesh"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				benchLoad(b, benchmesh.Options{Services: 1000, Namespaces: 10, Sidecars: sc}, 2000, changes)
+			}
+		})
+	}
+}
