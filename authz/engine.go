@@ -142,7 +142,7 @@ func setKey(cfgs []*mesh.Config) string {
 }
 
 func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, error) {
-	p := &Prepared{engine: e}
+	p := &Prepared{engine: e, headers: map[string]bool{}}
 	refs := make([]string, 0, len(cfgs))
 	for _, c := range cfgs {
 		if err, bad := e.invalid[c.Key()]; bad {
@@ -151,6 +151,13 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 		}
 		pol := e.policies[c.Key()]
 		p.policies = append(p.policies, pol)
+		for _, r := range pol.Rules {
+			for _, m := range r.all() {
+				if m.Attr == AttrHeader {
+					p.headers[m.Key[0]] = true
+				}
+			}
+		}
 		refs = append(refs, "data."+RegoPackage(pol.Namespace, pol.Name)+".matches")
 	}
 	// The query returns each policy's set of matching rule indexes, in
@@ -170,6 +177,7 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 type Prepared struct {
 	engine   *Engine
 	policies []*Policy
+	headers  map[string]bool // the request headers the policies read
 	invalid  []error
 	query    rego.PreparedEvalQuery
 }
@@ -188,7 +196,7 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.engine.cfg.Timeout)
 	defer cancel()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(req.Input()))
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(req.input(p.headers)))
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrEval, err)
 		return failClosed(ReasonError, err), err

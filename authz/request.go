@@ -81,7 +81,12 @@ func AuthFromClaims(claims map[string]any) *Auth {
 // request does not have it, so compiled rules can reference input paths
 // directly (no object.get) and an absent value matches nothing while its
 // negation matches.
-func (r *Request) Input() ast.Value {
+func (r *Request) Input() ast.Value { return r.input(nil) }
+
+// input builds the document; when headers is not nil only those request
+// headers (lower case) are included — the compiled policies of a workload
+// read no others.
+func (r *Request) input(headers map[string]bool) ast.Value {
 	remote := r.RemoteIP
 	if remote == "" {
 		remote = r.Source.IP
@@ -92,28 +97,52 @@ func (r *Request) Input() ast.Value {
 	}
 	req := ast.NullTerm()
 	if r.HTTP != nil {
-		req = ast.NewTerm(r.HTTP.input())
+		req = ast.NewTerm(r.HTTP.input(headers))
 	}
 	auth := ast.NewTerm(nullAuth)
 	if r.Auth != nil {
 		auth = ast.NewTerm(r.Auth.input())
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("http"), ast.BooleanTerm(r.HTTP != nil)),
-		ast.Item(ast.StringTerm("source"), ast.NewTerm(r.source())),
-		ast.Item(ast.StringTerm("remote"), ast.NewTerm(ast.NewObject(ast.Item(ast.StringTerm("ip"), str(remote))))),
-		ast.Item(ast.StringTerm("destination"), ast.ObjectTerm(ast.Item(ast.StringTerm("ip"), str(r.Destination.IP)), ast.Item(ast.StringTerm("port"), port))),
-		ast.Item(ast.StringTerm("sni"), str(r.SNI)),
-		ast.Item(ast.StringTerm("request"), req),
-		ast.Item(ast.StringTerm("auth"), auth),
+		ast.Item(kHttp, ast.BooleanTerm(r.HTTP != nil)),
+		ast.Item(kSource, ast.NewTerm(r.source())),
+		ast.Item(kRemote, ast.NewTerm(ast.NewObject(ast.Item(kIp, str(remote))))),
+		ast.Item(kDestination, ast.ObjectTerm(ast.Item(kIp, str(r.Destination.IP)), ast.Item(kPort, port))),
+		ast.Item(kSni, str(r.SNI)),
+		ast.Item(kRequest, req),
+		ast.Item(kAuth, auth),
 	)
 }
 
+// Key terms of the input document, built once: terms are immutable and
+// allocating them per request was a third of the evaluation"s garbage.
+var (
+	kHttp           = ast.StringTerm("http")
+	kSource         = ast.StringTerm("source")
+	kRemote         = ast.StringTerm("remote")
+	kDestination    = ast.StringTerm("destination")
+	kSni            = ast.StringTerm("sni")
+	kRequest        = ast.StringTerm("request")
+	kAuth           = ast.StringTerm("auth")
+	kPrincipal      = ast.StringTerm("principal")
+	kAudiences      = ast.StringTerm("audiences")
+	kPresenter      = ast.StringTerm("presenter")
+	kClaims         = ast.StringTerm("claims")
+	kIp             = ast.StringTerm("ip")
+	kPort           = ast.StringTerm("port")
+	kNamespace      = ast.StringTerm("namespace")
+	kServiceAccount = ast.StringTerm("service_account")
+	kMethod         = ast.StringTerm("method")
+	kPath           = ast.StringTerm("path")
+	kHost           = ast.StringTerm("host")
+	kHeaders        = ast.StringTerm("headers")
+)
+
 var nullAuth = ast.NewObject(
-	ast.Item(ast.StringTerm("principal"), ast.NullTerm()),
-	ast.Item(ast.StringTerm("audiences"), ast.NullTerm()),
-	ast.Item(ast.StringTerm("presenter"), ast.NullTerm()),
-	ast.Item(ast.StringTerm("claims"), ast.ObjectTerm()),
+	ast.Item(kPrincipal, ast.NullTerm()),
+	ast.Item(kAudiences, ast.NullTerm()),
+	ast.Item(kPresenter, ast.NullTerm()),
+	ast.Item(kClaims, ast.ObjectTerm()),
 )
 
 // str is a string term, or null for "".
@@ -132,10 +161,10 @@ func (r *Request) source() ast.Object {
 		nsT, saT = ast.StringTerm(ns), ast.StringTerm(ns+"/"+sa)
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("ip"), str(r.Source.IP)),
-		ast.Item(ast.StringTerm("principal"), str(p)),
-		ast.Item(ast.StringTerm("namespace"), nsT),
-		ast.Item(ast.StringTerm("service_account"), saT),
+		ast.Item(kIp, str(r.Source.IP)),
+		ast.Item(kPrincipal, str(p)),
+		ast.Item(kNamespace, nsT),
+		ast.Item(kServiceAccount, saT),
 	)
 }
 
@@ -153,16 +182,19 @@ func principalParts(p string) (ns, sa string, ok bool) {
 	return ns, sa, true
 }
 
-func (h *HTTPRequest) input() ast.Object {
+func (h *HTTPRequest) input(only map[string]bool) ast.Object {
 	hs := ast.NewObject()
 	for k, v := range h.Headers {
-		hs.Insert(ast.StringTerm(strings.ToLower(k)), ast.StringTerm(v))
+		k = strings.ToLower(k)
+		if only == nil || only[k] {
+			hs.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		}
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("method"), str(h.Method)),
-		ast.Item(ast.StringTerm("path"), str(NormalizePath(h.Path))),
-		ast.Item(ast.StringTerm("host"), str(strings.ToLower(h.Host))),
-		ast.Item(ast.StringTerm("headers"), ast.NewTerm(hs)),
+		ast.Item(kMethod, str(h.Method)),
+		ast.Item(kPath, str(NormalizePath(h.Path))),
+		ast.Item(kHost, str(strings.ToLower(h.Host))),
+		ast.Item(kHeaders, ast.NewTerm(hs)),
 	)
 }
 
@@ -182,10 +214,10 @@ func (a *Auth) input() ast.Object {
 		}
 	}
 	return ast.NewObject(
-		ast.Item(ast.StringTerm("principal"), str(a.Principal)),
-		ast.Item(ast.StringTerm("audiences"), aud),
-		ast.Item(ast.StringTerm("presenter"), str(a.Presenter)),
-		ast.Item(ast.StringTerm("claims"), claims),
+		ast.Item(kPrincipal, str(a.Principal)),
+		ast.Item(kAudiences, aud),
+		ast.Item(kPresenter, str(a.Presenter)),
+		ast.Item(kClaims, claims),
 	)
 }
 

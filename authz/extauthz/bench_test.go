@@ -3,12 +3,13 @@ package extauthz
 import (
 	"context"
 	"testing"
+	"time"
 )
 
 // BenchmarkCheck measures Check without the gRPC transport: request
 // conversion, OPA evaluation, response building.
 func BenchmarkCheck(b *testing.B) {
-	s := newServer(b, Config{}, "", policies)
+	s := newServer(b, Config{Timeout: time.Second}, "", policies)
 	req := check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", "GET", "/items")
 	ctx := context.Background()
 	b.ReportAllocs()
