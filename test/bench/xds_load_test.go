@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -74,7 +75,22 @@ func TestXDSLoadServerProcess(t *testing.T) {
 		defer pprof.StopCPUProfile()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); cancel() }() // parent gone → exit
+	go func() {
+		// "MEM" asks for the live heap after a full GC; EOF (parent gone) exits.
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			if sc.Text() == "MEM" {
+				runtime.GC()
+				debug.FreeOSMemory()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				mu.Lock()
+				fmt.Printf("MEM %d\n", ms.HeapInuse)
+				mu.Unlock()
+			}
+		}
+		cancel()
+	}()
 	fmt.Printf("ADDR %s\n", lis.Addr())
 	_ = src.Run(ctx)
 	if prof := os.Getenv("WARD_XDS_LOAD_MEMPROFILE"); prof != "" {
@@ -177,7 +193,22 @@ type server struct {
 	cmd   *exec.Cmd
 	addr  string
 	snaps chan time.Time
+	mem   chan float64
 	stdin io.WriteCloser
+}
+
+// heapMiB asks the server for its live heap after a GC.
+func (s *server) heapMiB(b *testing.B) float64 {
+	if _, err := io.WriteString(s.stdin, "MEM\n"); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case m := <-s.mem:
+		return m
+	case <-time.After(30 * time.Second):
+		b.Fatal("no MEM answer")
+	}
+	return 0
 }
 
 func startServer(b *testing.B, dir string) *server {
@@ -193,7 +224,7 @@ func startServer(b *testing.B, dir string) *server {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	s := &server{cmd: cmd, snaps: make(chan time.Time, 100), stdin: stdin}
+	s := &server{cmd: cmd, snaps: make(chan time.Time, 100), mem: make(chan float64, 1), stdin: stdin}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -202,6 +233,9 @@ func startServer(b *testing.B, dir string) *server {
 			switch {
 			case len(f) == 2 && f[0] == "ADDR":
 				addr <- f[1]
+			case len(f) == 2 && f[0] == "MEM":
+				n, _ := strconv.ParseFloat(f[1], 64)
+				s.mem <- n / (1 << 20)
 			case len(f) == 3 && f[0] == "SNAPSHOT":
 				ns, _ := strconv.ParseInt(f[1], 10, 64)
 				s.snaps <- time.Unix(0, ns)
@@ -258,6 +292,7 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	// Baseline after the initial snapshot is indexed (no proxies yet).
 	time.Sleep(500 * time.Millisecond) // let the debounced first push run; measurement setup, not synchronisation
 	cpu0, rss0, _ := procStat(pid)
+	heap0 := srv.heapMiB(b)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -342,6 +377,8 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 		}
 	}
 	cpu2, rss2, hwm2 := procStat(pid)
+	heap2 := srv.heapMiB(b)
+	_, rss3, _ := procStat(pid)
 	b.ReportMetric(initial.Seconds(), "initial-push-s")
 	b.ReportMetric(percentile(perChange, 0.5).Seconds()*1000, "change-all-acked-p50-ms")
 	b.ReportMetric(percentile(perChange, 0.99).Seconds()*1000, "change-all-acked-p99-ms")
@@ -350,11 +387,12 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	b.ReportMetric(cpu1-cpu0, "cpu-initial-s")
 	b.ReportMetric(cpu2-cpu1, "cpu-changes-s")
 	b.ReportMetric(max(hwm1, hwm2), "peak-rss-MiB")
-	b.ReportMetric((rss2-rss0)/float64(proxies), "steady-rss-per-proxy-MiB")
+	b.ReportMetric((rss3-rss0)/float64(proxies), "rss-after-gc-per-proxy-MiB")
+	b.ReportMetric((heap2-heap0)/float64(proxies), "live-heap-per-proxy-MiB")
 	b.ReportMetric((max(hwm1, hwm2)-rss0)/float64(proxies), "peak-rss-per-proxy-MiB")
 	b.ReportMetric(float64(unaffected), "unaffected-pushes")
-	b.Logf("proxies=%d services=%d sidecars=%v: baseline rss %.0f MiB, after connect %.0f MiB (peak %.0f), after %d changes %.0f MiB",
-		proxies, o.Services, o.Sidecars, rss0, rss1, hwm1, changes, rss2)
+	b.Logf("proxies=%d services=%d sidecars=%v: baseline rss %.0f MiB (heap %.0f), after connect %.0f MiB (peak %.0f), after %d changes %.0f MiB, after GC %.0f MiB (heap %.0f)",
+		proxies, o.Services, o.Sidecars, rss0, heap0, rss1, hwm1, changes, rss2, rss3, heap2)
 }
 
 // BenchmarkXDSLoad connects 2,000 simulated sidecars (SotW ADS over
