@@ -1,7 +1,6 @@
 package authz
 
 import (
-	"encoding/json"
 	"fmt"
 )
 
@@ -102,38 +101,6 @@ func failClosed(r Reason, err error) *Decision {
 
 // FailClosed returns a denying decision for reason r caused by err.
 func FailClosed(r Reason, err error) *Decision { return failClosed(r, err) }
-
-// parseMatches reads the query result: one array (a Rego set) of rule
-// indexes per policy. It returns the lowest matching index per policy, or
-// -1.
-func parseMatches(v any, n int) ([]int, error) {
-	list, ok := v.([]any)
-	if !ok || len(list) != n {
-		return nil, fmt.Errorf("match result is %T of %d, want %d sets", v, len(list), n)
-	}
-	out := make([]int, n)
-	for i, x := range list {
-		set, ok := x.([]any)
-		if !ok {
-			return nil, fmt.Errorf("match set %d is %T", i, x)
-		}
-		out[i] = -1
-		for _, e := range set {
-			num, ok := e.(json.Number)
-			if !ok {
-				return nil, fmt.Errorf("rule index is %T", e)
-			}
-			k, err := num.Int64()
-			if err != nil {
-				return nil, fmt.Errorf("rule index %v: %w", num, err)
-			}
-			if out[i] < 0 || int(k) < out[i] {
-				out[i] = int(k)
-			}
-		}
-	}
-	return out, nil
-}
 
 // decide applies Istio's order to the first matching rule of each policy
 // (first[i] < 0: no match): CUSTOM hits are returned for the caller to

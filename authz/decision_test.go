@@ -35,11 +35,7 @@ func TestDecisionOrderMatchesRegoLibrary(t *testing.T) {
 			if err != nil || len(p.invalid) > 0 {
 				continue
 			}
-			rs, err := p.query.Eval(context.Background(), rego.EvalParsedInput(c.Req.request().Input()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, err := parseMatches(rs[0].Expressions[0].Value, len(p.policies))
+			first, err := p.firstMatches(context.Background(), c.Req.request())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/policies"
@@ -36,6 +37,7 @@ type Engine struct {
 	policies  map[mesh.Key]*Policy
 	invalid   map[mesh.Key]error
 	compiler  *ast.Compiler
+	store     storage.Store // empty: policies read only input
 	providers map[string]*provider
 
 	mu       sync.Mutex
@@ -53,7 +55,7 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 50 * time.Millisecond
 	}
-	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{}, prepared: map[string]*Prepared{}}
+	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{}, prepared: map[string]*Prepared{}, store: inmem.New()}
 	modules, err := e.compilePolicies()
 	if err != nil {
 		return nil, err
@@ -164,14 +166,21 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 	// evaluation order; the decision order is applied in Go (Decide). It
 	// is the same order as the library's decide(), which a test holds
 	// them to, but folding it in Rego costs more than all the matching.
-	q := "[" + strings.Join(refs, ", ") + "]"
-	pq, err := rego.New(rego.Query(q), rego.Compiler(e.compiler), rego.Store(inmem.New())).PrepareForEval(ctx)
+	//
+	// The query is compiled once here and run with topdown directly: the
+	// rego package's per-evaluation setup (metrics, a cancel goroutine,
+	// converting results to Go values) cost as much as the matching.
+	body, err := ast.ParseBody(resultVar + " = [" + strings.Join(refs, ", ") + "]")
 	if err != nil {
-		return nil, fmt.Errorf("prepare authorization query for %d policies: %w", len(cfgs), err)
+		return nil, fmt.Errorf("parse authorization query for %d policies: %w", len(cfgs), err)
 	}
-	p.query = pq
+	if p.query, err = e.compiler.QueryCompiler().Compile(body); err != nil {
+		return nil, fmt.Errorf("compile authorization query for %d policies: %w", len(cfgs), err)
+	}
 	return p, nil
 }
+
+const resultVar = "ward_matches"
 
 // Prepared evaluates requests against one set of applicable policies.
 type Prepared struct {
@@ -179,7 +188,7 @@ type Prepared struct {
 	policies []*Policy
 	headers  map[string]bool // the request headers the policies read
 	invalid  []error
-	query    rego.PreparedEvalQuery
+	query    ast.Body
 }
 
 // Policies returns the applicable policies in evaluation order.
@@ -196,16 +205,7 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.engine.cfg.Timeout)
 	defer cancel()
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(req.input(p.headers)))
-	if err != nil {
-		err = fmt.Errorf("%w: %w", ErrEval, err)
-		return failClosed(ReasonError, err), err
-	}
-	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
-		err = fmt.Errorf("%w: query returned %d results", ErrEval, len(rs))
-		return failClosed(ReasonError, err), err
-	}
-	matches, err := parseMatches(rs[0].Expressions[0].Value, len(p.policies))
+	matches, err := p.firstMatches(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrEval, err)
 		return failClosed(ReasonError, err), err
@@ -218,6 +218,67 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 		return failClosed(ReasonError, err), err
 	}
 	return d, nil
+}
+
+// firstMatches evaluates the compiled query and returns, per policy, the
+// lowest matching rule index or -1. The evaluation is cancelled when ctx
+// ends.
+func (p *Prepared) firstMatches(ctx context.Context, req *Request) ([]int, error) {
+	store := p.engine.store
+	txn, err := store.NewTransaction(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open store transaction: %w", err)
+	}
+	defer store.Abort(ctx, txn)
+	c := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, c.Cancel)
+	defer stop()
+	q := topdown.NewQuery(p.query).WithCompiler(p.engine.compiler).WithStore(store).WithTransaction(txn).
+		WithInput(ast.NewTerm(req.input(p.headers))).WithCancel(c)
+	var result *ast.Term
+	err = q.Iter(ctx, func(qr topdown.QueryResult) error {
+		result = qr[ast.Var(resultVar)]
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if result == nil {
+		return nil, errors.New("query had no result")
+	}
+	return matchSets(result.Value, len(p.policies))
+}
+
+// matchSets reads the query result: an array holding one set of rule
+// indexes per policy. It returns the lowest index per policy, or -1.
+func matchSets(v ast.Value, n int) ([]int, error) {
+	arr, ok := v.(*ast.Array)
+	if !ok || arr.Len() != n {
+		return nil, fmt.Errorf("match result is %T, want an array of %d sets", v, n)
+	}
+	out := make([]int, n)
+	for i := range n {
+		set, ok := arr.Elem(i).Value.(ast.Set)
+		if !ok {
+			return nil, fmt.Errorf("match set %d is %T", i, arr.Elem(i).Value)
+		}
+		out[i] = -1
+		err := set.Iter(func(t *ast.Term) error {
+			num, ok := t.Value.(ast.Number)
+			k, isInt := num.Int()
+			if !ok || !isInt {
+				return fmt.Errorf("rule index %v is not an integer", t)
+			}
+			if out[i] < 0 || k < out[i] {
+				out[i] = k
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // custom applies enforced CUSTOM hits: an in-process rego provider is
