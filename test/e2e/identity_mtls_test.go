@@ -47,6 +47,9 @@ type identityMesh struct {
 	xds  *xds.Server
 	xdAt string
 	dir  string
+	// xdsTLS serves xDS with the CA's 15012 TLS config (as `ward serve`
+	// does on 15012) instead of plaintext.
+	xdsTLS bool
 }
 
 // The CA runs on the wall clock: grpc-go verifies certificates against
@@ -58,17 +61,18 @@ const (
 	rotationOverlap = 2 * time.Second
 )
 
-func newIdentityMesh(t *testing.T) *identityMesh {
+func newIdentityMesh(t *testing.T, xdsTLS bool) *identityMesh {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	c, err := ca.New(ca.Config{
 		StateDir: t.TempDir(), TrustDomain: "example.org", Log: log,
 		DefaultTTL: leafTTL, MaxTTL: leafTTL, RotationOverlap: rotationOverlap, ReconcileInterval: 50 * time.Millisecond,
+		ServerNames: []string{"127.0.0.1"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &identityMesh{t: t, ca: c, dir: t.TempDir()}
+	m := &identityMesh{t: t, ca: c, dir: t.TempDir(), xdsTLS: xdsTLS}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -84,6 +88,9 @@ func newIdentityMesh(t *testing.T) *identityMesh {
 	m.xds = xds.NewServer(xds.Config{Log: log, Hooks: translate.Hooks{InboundSecurity: strictGRPC}})
 	xl := listenLoopback(t)
 	xs := grpc.NewServer()
+	if xdsTLS {
+		xs = grpc.NewServer(grpc.Creds(credentials.NewTLS(c.ServerTLSConfig())))
+	}
 	m.xds.Register(xs)
 	go xs.Serve(xl)
 	t.Cleanup(func() { xs.Stop(); m.xds.Close() })
@@ -136,7 +143,7 @@ func (m *identityMesh) enrol(name, ns, sa, ip string, labels map[string]string) 
 	a, err := agent.New(agent.Config{
 		CAAddr: m.caAt, TrustDomain: "example.org", CABundlePEM: m.ca.BundlePEM(), JoinToken: tok.String(),
 		OutputDir: dir,
-		Bootstrap: &agent.GRPCBootstrapConfig{XDSAddress: m.xdAt, XDSInsecure: true, Name: name, IP: ip, Labels: labels,
+		Bootstrap: &agent.GRPCBootstrapConfig{XDSAddress: m.xdAt, XDSInsecure: !m.xdsTLS, Name: name, IP: ip, Labels: labels,
 			RefreshInterval: 50 * time.Millisecond},
 		BackoffMin: 100 * time.Millisecond, BackoffMax: time.Second,
 		Log: slog.New(slog.NewTextHandler(testWriter{m.t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -216,7 +223,7 @@ func TestIdentityMTLSRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	m := newIdentityMesh(t)
+	m := newIdentityMesh(t, false)
 	const serverID = "spiffe://example.org/ns/shop/sa/server"
 	srvLis := listenLoopback(t)
 	port := srvLis.Addr().(*net.TCPAddr).Port
@@ -500,5 +507,34 @@ func waitPhase(t *testing.T, c *ca.CA, phase string) {
 		case <-deadline:
 			t.Fatalf("CA never reached phase %s (now %s)", phase, c.Phase())
 		}
+	}
+}
+
+// TestIdentityXDSOverTLS: the agents' grpc bootstraps reach Ward's xDS
+// over TLS with their own certificates ("tls" channel creds), against a
+// server using the CA's 15012 TLS config, and mTLS traffic flows.
+func TestIdentityXDSOverTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	m := newIdentityMesh(t, true)
+	srvLis := listenLoopback(t)
+	m.apply(fmt.Sprintf(identityConfig, "spiffe://example.org/ns/shop/sa/server") + echoService("echo.shop.test", "shop", "echo") +
+		workloadEntry("server-0", "shop", srvLis.Addr().(*net.TCPAddr).Port, map[string]string{"app": "echo"}))
+	_, srvDir := m.enrol("server-0", "shop", "server", "127.0.0.1", map[string]string{"app": "echo"})
+	_, cliDir := m.enrol("client-0", "shop", "client", "127.0.0.2", map[string]string{"app": "client"})
+	boot := readBootstrap(t, cliDir)
+	if !strings.Contains(string(boot), `"type": "tls"`) {
+		t.Fatalf("bootstrap does not use tls channel creds:\n%s", boot)
+	}
+	backend := startSecureServer(t, srvLis, readBootstrap(t, srvDir))
+	client := secureClient(t, boot, "echo.shop.test:7070")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("call through xDS over TLS: %v", err)
+	}
+	if got := backend.peerCert().URIs[0].String(); got != "spiffe://example.org/ns/shop/sa/client" {
+		t.Errorf("server saw %s", got)
 	}
 }
