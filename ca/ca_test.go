@@ -176,7 +176,7 @@ func TestRotationPhases(t *testing.T) {
 	ctx := context.Background()
 	id := mustID(t, "spiffe://example.org/ns/a/sa/b")
 	old := c.Roots()[0]
-	if err := RequestRotation(dir); err != nil {
+	if err := RequestRotation(dir, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Reconcile(ctx); err != nil {
@@ -185,7 +185,7 @@ func TestRotationPhases(t *testing.T) {
 	if c.Phase() != PhaseStaged || len(c.Roots()) != 2 {
 		t.Fatalf("after rotate: phase %s with %d roots, want staged with 2", c.Phase(), len(c.Roots()))
 	}
-	if err := c.Rotate(ctx); err != ErrRotationInProgress {
+	if err := c.Rotate(ctx, 0); err != ErrRotationInProgress {
 		t.Errorf("second Rotate: %v, want ErrRotationInProgress", err)
 	}
 	staged, _ := c.Sign(Params{ID: id, PublicKey: ecKey(t).Public()})
@@ -320,7 +320,7 @@ func TestPluginLoadAndHotReload(t *testing.T) {
 	if !iss.Leaf.NotAfter.Equal(inter.NotAfter) {
 		t.Errorf("leaf NotAfter %v, want capped at the intermediate's %v", iss.Leaf.NotAfter, inter.NotAfter)
 	}
-	if err := c.Rotate(context.Background()); err != ErrRotationUnsupported {
+	if err := c.Rotate(context.Background(), 0); err != ErrRotationUnsupported {
 		t.Errorf("Rotate in plug-in mode: %v", err)
 	}
 
@@ -396,5 +396,30 @@ func TestJoinTokens(t *testing.T) {
 	}
 	if _, err := s.Create("bad ns!", "sa", time.Hour); err == nil {
 		t.Error("created a token for an invalid namespace")
+	}
+}
+
+func TestRotationRequestOverlap(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	dir := t.TempDir()
+	c := newTestCA(t, clk, func(c *Config) { c.StateDir = dir })
+	if err := RequestRotation(dir, 3*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	mustReconcile(t, c)
+	st := c.Status()
+	if st.Phase != PhaseStaged || len(st.Roots) != 2 || !st.Roots[1].SwitchAt.Equal(t0.Add(3*time.Hour)) {
+		t.Fatalf("after a 3h-overlap request: %+v", st)
+	}
+	if _, err := os.Stat(rotationRequestPath(dir)); !os.IsNotExist(err) {
+		t.Error("rotation request was not taken")
+	}
+	// A second request during the rotation is dropped, not queued.
+	if err := RequestRotation(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustReconcile(t, c)
+	if len(c.Roots()) != 2 {
+		t.Errorf("a request during a rotation staged another root (%d roots)", len(c.Roots()))
 	}
 }

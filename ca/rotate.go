@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -81,8 +82,8 @@ func (c *CA) phase() string {
 }
 
 // Rotate stages a new root: it is published in the bundle now and starts
-// signing after RotationOverlap.
-func (c *CA) Rotate(ctx context.Context) error {
+// signing after overlap (0 = Config.RotationOverlap).
+func (c *CA) Rotate(ctx context.Context, overlap time.Duration) error {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if c.state == nil {
@@ -96,7 +97,10 @@ func (c *CA) Rotate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	root.SwitchAt = now.Add(c.cfg.RotationOverlap)
+	if overlap <= 0 {
+		overlap = c.cfg.RotationOverlap
+	}
+	root.SwitchAt = now.Add(overlap)
 	next := c.cloneState()
 	next.Roots = append(next.Roots, root)
 	if err := c.commit(ctx, next); err != nil {
@@ -215,10 +219,26 @@ func rotationRequestPath(stateDir string) string {
 	return filepath.Join(stateDir, "ca", "rotate-request")
 }
 
+// rotationRequest is the content of the request file.
+type rotationRequest struct {
+	Requested time.Time `json:"requested"`
+	// Overlap overrides Config.RotationOverlap when set (a Go duration).
+	Overlap string `json:"overlap,omitempty"`
+}
+
 // RequestRotation asks the CA using stateDir to stage a new root at its
-// next reconcile (the CLI's `ward ca rotate`). Only the CA writes its state.
-func RequestRotation(stateDir string) error {
-	if err := writeFileAtomic(rotationRequestPath(stateDir), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+// next reconcile (the CLI's `ward ca rotate`), with the given overlap
+// (0 = the CA's configured one). Only the CA writes its state.
+func RequestRotation(stateDir string, overlap time.Duration) error {
+	req := rotationRequest{Requested: time.Now().UTC()}
+	if overlap > 0 {
+		req.Overlap = overlap.String()
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("request rotation: %w", err)
+	}
+	if err := writeFileAtomic(rotationRequestPath(stateDir), b, 0o600); err != nil {
 		return fmt.Errorf("request rotation: %w", err)
 	}
 	return nil
@@ -226,13 +246,24 @@ func RequestRotation(stateDir string) error {
 
 func (c *CA) takeRotationRequest(ctx context.Context) error {
 	p := rotationRequestPath(c.cfg.StateDir)
-	if _, err := os.Stat(p); err != nil {
+	b, err := os.ReadFile(p)
+	if err != nil {
 		return nil
 	}
 	if err := os.Remove(p); err != nil {
 		return fmt.Errorf("take rotation request: %w", err)
 	}
-	err := c.Rotate(ctx)
+	var req rotationRequest
+	var overlap time.Duration
+	if err := json.Unmarshal(b, &req); err != nil {
+		return fmt.Errorf("take rotation request: %w", err)
+	}
+	if req.Overlap != "" {
+		if overlap, err = time.ParseDuration(req.Overlap); err != nil || overlap <= 0 {
+			return fmt.Errorf("take rotation request: overlap %q: %v", req.Overlap, err)
+		}
+	}
+	err = c.Rotate(ctx, overlap)
 	if errors.Is(err, ErrRotationInProgress) {
 		c.log.Warn("rotation request ignored", "reason", err)
 		return nil

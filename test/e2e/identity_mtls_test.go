@@ -271,7 +271,7 @@ func TestIdentityMTLSRotation(t *testing.T) {
 	// Root rotation: staged (new root in every bundle), switched (leaves
 	// signed by the new root), old root dropped once its leaves expired.
 	oldRoot := m.ca.Roots()[0]
-	if err := m.ca.Rotate(context.Background()); err != nil {
+	if err := m.ca.Rotate(context.Background(), 0); err != nil {
 		t.Fatal(err)
 	}
 	forceRenew(t, srvAgent, cliAgent)

@@ -63,6 +63,7 @@ func newCATokenCmd() *cobra.Command {
 
 func newCARotateCmd() *cobra.Command {
 	o := caOptions{}
+	var overlap time.Duration
 	cmd := &cobra.Command{
 		Use:   "rotate",
 		Short: "Stage a new root CA (the running CA applies it at its next reconcile)",
@@ -71,7 +72,7 @@ func newCARotateCmd() *cobra.Command {
 			"the bundle until every leaf it signed has expired. Watch /debug/ca for the phase.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := ca.RequestRotation(o.stateDir); err != nil {
+			if err := ca.RequestRotation(o.stateDir, overlap); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "root rotation requested; the CA stages it within its reconcile interval (see /debug/ca)")
@@ -79,6 +80,7 @@ func newCARotateCmd() *cobra.Command {
 		},
 	}
 	o.addFlags(cmd)
+	cmd.Flags().DurationVar(&overlap, "overlap", 0, "how long the new root is trusted before it signs (0 = the CA's configured overlap; must exceed the agents' renewal interval)")
 	return cmd
 }
 
