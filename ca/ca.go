@@ -164,7 +164,7 @@ func New(cfg Config) (*CA, error) {
 	}
 	c := &CA{cfg: cfg, log: cfg.Log.With("component", "ca"), clock: cfg.Clock, changed: make(chan struct{})}
 	c.td = spiffeid.RequireTrustDomainFromString(cfg.TrustDomain)
-	c.tokens = NewTokenStore(filepath.Join(cfg.StateDir, "tokens"), cfg.Clock)
+	c.tokens = NewTokenStore(TokenDir(cfg.StateDir), cfg.Clock)
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err

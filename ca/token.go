@@ -80,6 +80,9 @@ type TokenStore struct {
 	clock Clock
 }
 
+// TokenDir is where a CA with state directory stateDir keeps join tokens.
+func TokenDir(stateDir string) string { return filepath.Join(stateDir, "tokens") }
+
 // NewTokenStore returns a store in dir.
 func NewTokenStore(dir string, clock Clock) *TokenStore {
 	if clock == nil {

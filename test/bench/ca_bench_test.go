@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -131,7 +130,7 @@ func startCAProcess(b *testing.B) *caProcess {
 	}
 	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
 	sc := bufio.NewScanner(stdout)
-	p := &caProcess{dir: dir, pid: cmd.Process.Pid, tokens: ca.NewTokenStore(filepath.Join(dir, "tokens"), nil)}
+	p := &caProcess{dir: dir, pid: cmd.Process.Pid, tokens: ca.NewTokenStore(ca.TokenDir(dir), nil)}
 	for sc.Scan() {
 		if a, ok := strings.CutPrefix(sc.Text(), "ADDR "); ok {
 			p.addr = a

@@ -44,7 +44,7 @@ func newCATokenCmd() *cobra.Command {
 			"hash in <state>/tokens; `ward agent --join-token-file` spends it on enrolment.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := ca.NewTokenStore(o.stateDir+"/tokens", nil).Create(ns, sa, ttl)
+			t, err := ca.NewTokenStore(ca.TokenDir(o.stateDir), nil).Create(ns, sa, ttl)
 			if err != nil {
 				return err
 			}
