@@ -48,33 +48,43 @@ func benchRequest() *Request {
 	}
 }
 
-// BenchmarkDecide measures one in-process decision (input build + OPA
-// evaluation + result parsing) on a workload with 1 to 1000 policies; the
-// request matches none of the ALLOW rules, the worst case.
+// BenchmarkDecide measures one in-process decision on a workload with 1 to
+// 1000 policies; the request matches none of the ALLOW rules, the worst
+// case. eval: input build + OPA evaluation + decision, cache disabled;
+// cached: the same request again, answered by the decision cache.
 func BenchmarkDecide(b *testing.B) {
-	for _, n := range []int{1, 10, 100, 1000} {
-		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
-			snap := mesh.NewSnapshot(mesh.MeshConfig{}, parseConfigs(b, BenchPolicies(n)))
-			eng, err := NewEngine(snap, EngineConfig{Timeout: time.Minute})
-			if err != nil {
-				b.Fatal(err)
-			}
-			p, err := eng.For(context.Background(), "bench", mesh.Labels{"app": "bench"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if len(p.Policies()) != n {
-				b.Fatalf("%d policies apply, want %d", len(p.Policies()), n)
-			}
-			req := benchRequest()
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := p.Decide(ctx, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+	for _, mode := range []struct {
+		name  string
+		cache int
+	}{{"eval", -1}, {"cached", 0}} {
+		for _, n := range []int{1, 10, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/policies=%d", mode.name, n), func(b *testing.B) {
+				benchDecide(b, n, mode.cache)
+			})
+		}
+	}
+}
+
+func benchDecide(b *testing.B, n, cache int) {
+	snap := mesh.NewSnapshot(mesh.MeshConfig{}, parseConfigs(b, BenchPolicies(n)))
+	eng, err := NewEngine(snap, EngineConfig{Timeout: time.Minute, DecisionCache: cache})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := eng.For(context.Background(), "bench", mesh.Labels{"app": "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(p.Policies()) != n {
+		b.Fatalf("%d policies apply, want %d", len(p.Policies()), n)
+	}
+	req := benchRequest()
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := p.Decide(ctx, req); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -25,6 +25,11 @@ type EngineConfig struct {
 	// Timeout bounds one evaluation; on expiry the request is denied.
 	// Default 50ms.
 	Timeout time.Duration
+	// DecisionCache bounds the decisions memoised per workload policy set
+	// (default 10000; negative disables). Keys hold exactly the request
+	// attributes the policies read; a policy set with a CUSTOM rego
+	// provider (which sees the whole request) is never cached.
+	DecisionCache int
 }
 
 // Engine holds every AuthorizationPolicy of one snapshot compiled to Rego
@@ -54,6 +59,9 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 50 * time.Millisecond
+	}
+	if cfg.DecisionCache == 0 {
+		cfg.DecisionCache = 10000
 	}
 	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{}, prepared: map[string]*Prepared{}, store: inmem.New()}
 	modules, err := e.compilePolicies()
@@ -177,6 +185,9 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 	if p.query, err = e.compiler.QueryCompiler().Compile(body); err != nil {
 		return nil, fmt.Errorf("compile authorization query for %d policies: %w", len(cfgs), err)
 	}
+	if e.cfg.DecisionCache > 0 && !e.usesRegoProvider(p.policies) {
+		p.cache = newDecisionCache(p.policies, e.cfg.DecisionCache)
+	}
 	return p, nil
 }
 
@@ -189,6 +200,20 @@ type Prepared struct {
 	headers  map[string]bool // the request headers the policies read
 	invalid  []error
 	query    ast.Body
+	cache    *decisionCache // nil: not cached
+}
+
+// usesRegoProvider reports whether a CUSTOM policy consults an in-process
+// rego provider, whose decision depends on the whole request.
+func (e *Engine) usesRegoProvider(ps []*Policy) bool {
+	for _, p := range ps {
+		if p.Action == ActionCustom {
+			if prov, ok := e.providers[p.Provider]; ok && !prov.external {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Policies returns the applicable policies in evaluation order.
@@ -203,6 +228,22 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	if len(p.invalid) > 0 {
 		return failClosed(ReasonInvalidPolicy, p.invalid[0]), p.invalid[0]
 	}
+	if p.cache == nil {
+		return p.decide(ctx, req)
+	}
+	key := p.cache.key(req)
+	if d, ok := p.cache.get(key); ok {
+		return &d, nil
+	}
+	d, err := p.decide(ctx, req)
+	if err == nil {
+		p.cache.put(key, *d)
+	}
+	return d, err
+}
+
+// decide evaluates req without the cache.
+func (p *Prepared) decide(ctx context.Context, req *Request) (*Decision, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.engine.cfg.Timeout)
 	defer cancel()
 	matches, err := p.firstMatches(ctx, req)

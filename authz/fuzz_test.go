@@ -98,6 +98,14 @@ func FuzzPolicyCompile(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		plain, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), EngineConfig{Timeout: time.Minute, DecisionCache: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pp, err := plain.For(context.Background(), "ns", mesh.Labels{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, tcp := range []bool{false, true} {
 			set, err := BuildRBAC(p.Policies(), tcp)
 			if err != nil {
@@ -114,6 +122,10 @@ func FuzzPolicyCompile(f *testing.F) {
 				d, err := p.Decide(context.Background(), r)
 				if err != nil {
 					t.Fatal(err)
+				}
+				u, err := pp.Decide(context.Background(), r)
+				if err != nil || u.Allowed != d.Allowed || u.Rule != d.Rule {
+					t.Fatalf("cached %v %q, uncached %v %q (%v)\n%s", d.Allowed, d.Rule, u.Allowed, u.Rule, err, yml)
 				}
 				allowed, rule := decideRBAC(set, r)
 				if allowed != d.Allowed || rule != d.Rule {
