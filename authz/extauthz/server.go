@@ -52,6 +52,9 @@ type Config struct {
 	ReasonHeader string
 	// Timeout bounds one evaluation (default 50ms): on expiry, deny.
 	Timeout time.Duration
+	// DecisionCache bounds memoised decisions per workload policy set
+	// (authz.EngineConfig.DecisionCache: 0 default, negative disables).
+	DecisionCache int
 	// Decisions, when set, receives every decision.
 	Decisions DecisionLogger
 	Clock     Clock
@@ -90,7 +93,7 @@ func New(cfg Config) *Server {
 // Update compiles snap and swaps it in atomically; in-flight checks finish
 // on the previous engine. On a compile error the previous engine stays.
 func (s *Server) Update(snap *mesh.Snapshot) error {
-	e, err := authz.NewEngine(snap, authz.EngineConfig{Log: s.cfg.Log, Timeout: s.cfg.Timeout})
+	e, err := authz.NewEngine(snap, authz.EngineConfig{Log: s.cfg.Log, Timeout: s.cfg.Timeout, DecisionCache: s.cfg.DecisionCache})
 	if err != nil {
 		return fmt.Errorf("ext_authz: update to snapshot %s: %w", snap.Version(), err)
 	}

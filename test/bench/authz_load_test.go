@@ -83,10 +83,14 @@ func BenchmarkExtAuthzLoad(b *testing.B) {
 		}
 		secs = d
 	}
-	for _, policies := range []int{10} {
+	for _, cache := range []struct {
+		name string
+		size int
+	}{{"eval", -1}, {"cache", 0}} {
 		for _, rps := range []int{1000, 5000} {
-			b.Run(fmt.Sprintf("policies=%d/rps=%d", policies, rps), func(b *testing.B) {
-				client := startAuthz(b, loadSnapshot(b, authzLoadPolicies(policies)))
+			policies := 10
+			b.Run(fmt.Sprintf("%s/policies=%d/rps=%d", cache.name, policies, rps), func(b *testing.B) {
+				client := startAuthz(b, loadSnapshot(b, authzLoadPolicies(policies)), cache.size)
 				warm(b, client)
 				b.ResetTimer()
 				res := runLoad(client, rps, secs)
@@ -107,8 +111,8 @@ func BenchmarkExtAuthzLoad(b *testing.B) {
 	}
 }
 
-func startAuthz(b *testing.B, snap *mesh.Snapshot) authv3.AuthorizationClient {
-	s := extauthz.New(extauthz.Config{Timeout: time.Second})
+func startAuthz(b *testing.B, snap *mesh.Snapshot, cache int) authv3.AuthorizationClient {
+	s := extauthz.New(extauthz.Config{Timeout: time.Second, DecisionCache: cache})
 	if err := s.Update(snap); err != nil {
 		b.Fatal(err)
 	}
