@@ -349,3 +349,29 @@ func TestEnvoyBootstrapGolden(t *testing.T) {
 		t.Error("accepted an xDS address without a port")
 	}
 }
+
+// TestRenewalJitter: renewal lands within RenewFraction ± Jitter of the
+// lifetime counted from receipt.
+func TestRenewalJitter(t *testing.T) {
+	clk := newFakeClock(time.Now().Truncate(time.Second))
+	tc := startCA(t, clk, nil)
+	for _, tc2 := range []struct {
+		r    float64
+		want float64
+	}{{0, 0.49}, {0.5, 0.50}, {0.999999, 0.51}} {
+		cfg := tc.agentConfig(t, clk, "a", "b")
+		cfg.Rand = func() float64 { return tc2.r }
+		a, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Renew(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		s := a.Current()
+		got := float64(s.RenewAt.Sub(clk.Now())) / float64(s.Certs[0].NotAfter.Sub(clk.Now()))
+		if got < tc2.want-0.0001 || got > tc2.want+0.0001 {
+			t.Errorf("rand %v: renews at %.4f of the lifetime, want %.2f", tc2.r, got, tc2.want)
+		}
+	}
+}
