@@ -49,7 +49,8 @@ type Config struct {
 	// TTL is the lifetime to ask for (0 = the CA's default).
 	TTL time.Duration
 	// RenewFraction of the lifetime after which the certificate is
-	// renewed (default 0.5), ± Jitter of the lifetime (default 0.01).
+	// renewed (default 0.5), ± Jitter of the lifetime (default 0.01;
+	// negative for none).
 	RenewFraction float64
 	Jitter        float64
 	BackoffMin    time.Duration
@@ -134,7 +135,10 @@ func setDefaults(cfg *Config) {
 	if cfg.RenewFraction <= 0 || cfg.RenewFraction >= 1 {
 		cfg.RenewFraction = DefaultRenewFraction
 	}
-	if cfg.Jitter < 0 || cfg.Jitter >= cfg.RenewFraction {
+	switch {
+	case cfg.Jitter < 0: // explicitly none
+		cfg.Jitter = 0
+	case cfg.Jitter == 0 || cfg.Jitter >= cfg.RenewFraction:
 		cfg.Jitter = DefaultJitter
 	}
 	if cfg.BackoffMin <= 0 {
