@@ -30,6 +30,9 @@ type conn struct {
 	fingerprint string
 	gen         *generated
 	status      map[string]*typeStatus // by type URL
+
+	refreshMu sync.Mutex
+	seq       uint64 // index sequence of the last refresh
 }
 
 // typeStatus is the sync state of one resource type for one proxy.
@@ -263,7 +266,15 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, out, in
 
 // refresh recomputes one proxy under ix and hands the result to the cache
 // when it changed. since is when the config change reached the server.
-func (s *Server) refresh(ix *translate.Index, c *conn, since time.Time) {
+func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Time) {
+	// One refresh per proxy at a time, and never an older index after a
+	// newer one (a connect-time refresh can race a push).
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if seq < c.seq {
+		return
+	}
+	c.seq = seq
 	sc, out, in := s.fingerprintOf(ix, c.proxy)
 	fp := out + "|" + in
 	s.mu.Lock()
@@ -308,6 +319,8 @@ func (s *Server) push(snap *mesh.Snapshot, since time.Time) {
 	start := s.cfg.Clock.Now()
 	ix := translate.NewIndex(snap)
 	s.mu.Lock()
+	s.seq++
+	seq := s.seq
 	s.ix, s.updateAt = ix, since
 	conns := make([]*conn, 0, len(s.conns))
 	for _, c := range s.conns {
@@ -321,7 +334,7 @@ func (s *Server) push(snap *mesh.Snapshot, since time.Time) {
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				s.refresh(ix, c, since)
+				s.refresh(ix, seq, c, since)
 			}
 		}()
 	}
@@ -373,11 +386,11 @@ func (s *Server) attach(streamID int64, n *core.Node) {
 	}
 	s.conns[c.id] = c
 	s.m.connected.Set(float64(len(s.conns)))
-	ix, since := s.ix, s.cfg.Clock.Now()
+	ix, seq, since := s.ix, s.seq, s.cfg.Clock.Now()
 	s.mu.Unlock()
 	s.log.Info("proxy connected", "proxy", c.id, "type", c.proxy.Type, "namespace", c.proxy.Namespace)
 	if ix != nil {
-		s.refresh(ix, c, since)
+		s.refresh(ix, seq, c, since)
 	}
 }
 

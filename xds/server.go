@@ -60,6 +60,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	ix       *translate.Index
+	seq      uint64    // increments with every pushed index
 	updateAt time.Time // when the current snapshot reached Update
 	conns    map[string]*conn
 	streams  map[int64]string // stream id → node id
