@@ -88,3 +88,19 @@ func benchDecide(b *testing.B, n, cache int) {
 		}
 	}
 }
+
+// BenchmarkNewEngine measures compiling a snapshot's policies (validation,
+// Rego generation, parsing and one OPA compile), done once per snapshot.
+func BenchmarkNewEngine(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			snap := mesh.NewSnapshot(mesh.MeshConfig{}, parseConfigs(b, BenchPolicies(n)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := NewEngine(snap, EngineConfig{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -2,8 +2,11 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/proto"
 	"log/slog"
 	"sort"
 	"strings"
@@ -45,8 +48,14 @@ type Engine struct {
 	store     storage.Store // empty: policies read only input
 	providers map[string]*provider
 
-	mu       sync.Mutex
-	prepared map[string]*Prepared
+	hash     string       // PolicyHash of the snapshot compiled
+	prepared *preparedSet // shared by engines with the same hash
+}
+
+// preparedSet caches Prepared queries by applicable policy set.
+type preparedSet struct {
+	mu sync.Mutex
+	m  map[string]*Prepared
 }
 
 // NewEngine compiles every AuthorizationPolicy and CUSTOM rego provider of
@@ -63,7 +72,8 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 	if cfg.DecisionCache == 0 {
 		cfg.DecisionCache = 10000
 	}
-	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{}, prepared: map[string]*Prepared{}, store: inmem.New()}
+	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{},
+		prepared: &preparedSet{m: map[string]*Prepared{}}, store: inmem.New(), hash: PolicyHash(snap)}
 	modules, err := e.compilePolicies()
 	if err != nil {
 		return nil, err
@@ -107,6 +117,35 @@ func (e *Engine) compilePolicies() (map[string]*ast.Module, error) {
 	return modules, nil
 }
 
+// Update returns an engine for snap. When snap's AuthorizationPolicies
+// and extension providers are those this engine compiled (PolicyHash), the
+// compiled policies, prepared queries and decision caches are reused and
+// only the snapshot (for workload lookups) changes; otherwise it compiles
+// afresh. Most snapshots change services and workloads, not policies.
+func (e *Engine) Update(snap *mesh.Snapshot) (*Engine, error) {
+	if PolicyHash(snap) != e.hash {
+		return NewEngine(snap, e.cfg)
+	}
+	n := *e
+	n.snap = snap
+	return &n, nil
+}
+
+// PolicyHash hashes what an engine compiles from a snapshot: every
+// AuthorizationPolicy (key, dry-run annotation, spec) and the extension
+// providers.
+func PolicyHash(snap *mesh.Snapshot) string {
+	h := sha256.New()
+	opts := proto.MarshalOptions{Deterministic: true}
+	for _, c := range snap.All(mesh.KindAuthorizationPolicy) {
+		b, _ := opts.Marshal(c.Spec) // deterministic marshal of a decoded message
+		fmt.Fprintf(h, "%s\x00%s\x00%d\x00", c.Key(), c.Annotations[mesh.AnnotationDryRun], len(b))
+		h.Write(b)
+	}
+	hashProviders(h, snap.Mesh().ExtensionProviders)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
 // Snapshot returns the snapshot the engine was built from.
 func (e *Engine) Snapshot() *mesh.Snapshot { return e.snap }
 
@@ -124,9 +163,9 @@ func (e *Engine) Policy(k mesh.Key) (*Policy, bool) {
 func (e *Engine) For(ctx context.Context, ns string, l mesh.Labels) (*Prepared, error) {
 	cfgs := PoliciesFor(e.snap, ns, l)
 	key := setKey(cfgs)
-	e.mu.Lock()
-	p, ok := e.prepared[key]
-	e.mu.Unlock()
+	e.prepared.mu.Lock()
+	p, ok := e.prepared.m[key]
+	e.prepared.mu.Unlock()
 	if ok {
 		return p, nil
 	}
@@ -134,9 +173,9 @@ func (e *Engine) For(ctx context.Context, ns string, l mesh.Labels) (*Prepared, 
 	if err != nil {
 		return nil, err
 	}
-	e.mu.Lock()
-	e.prepared[key] = p
-	e.mu.Unlock()
+	e.prepared.mu.Lock()
+	e.prepared.m[key] = p
+	e.prepared.mu.Unlock()
 	return p, nil
 }
 

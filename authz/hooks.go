@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -125,15 +126,19 @@ func Fingerprint(snap *mesh.Snapshot, proxy *mesh.Proxy) string {
 		fmt.Fprintf(h, "%s\x00%s\x00%d\x00", c.Key(), c.Annotations[mesh.AnnotationDryRun], len(b))
 		h.Write(b)
 	}
-	for _, p := range snap.Mesh().ExtensionProviders {
-		fmt.Fprintf(h, "%s\x00", p.Name)
-		if p.Rego != nil {
-			fmt.Fprintf(h, "%s\x00%s\x00", p.Rego.Module, p.Rego.Query)
-		}
-		if g := p.EnvoyExtAuthzGRPC; g != nil {
-			fmt.Fprintf(h, "%s\x00%d\x00%s\x00", g.Service, g.Port, g.Timeout)
-		}
-	}
+	hashProviders(h, snap.Mesh().ExtensionProviders)
 	fmt.Fprintf(h, "%v", proxy.Type)
 	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func hashProviders(h io.Writer, ps []mesh.ExtensionProvider) {
+	for _, p := range ps {
+		fmt.Fprintf(h, "%d:%s\x00", len(p.Name), p.Name)
+		if r := p.Rego; r != nil {
+			fmt.Fprintf(h, "rego\x00%d:%s\x00%d:%s\x00", len(r.Module), r.Module, len(r.Query), r.Query)
+		}
+		if g := p.EnvoyExtAuthzGRPC; g != nil {
+			fmt.Fprintf(h, "grpc\x00%d:%s\x00%d\x00%s\x00", len(g.Service), g.Service, g.Port, g.Timeout)
+		}
+	}
 }

@@ -93,7 +93,13 @@ func New(cfg Config) *Server {
 // Update compiles snap and swaps it in atomically; in-flight checks finish
 // on the previous engine. On a compile error the previous engine stays.
 func (s *Server) Update(snap *mesh.Snapshot) error {
-	e, err := authz.NewEngine(snap, authz.EngineConfig{Log: s.cfg.Log, Timeout: s.cfg.Timeout, DecisionCache: s.cfg.DecisionCache})
+	var e *authz.Engine
+	var err error
+	if old := s.engine.Load(); old != nil {
+		e, err = old.Update(snap) // reuses compiled policies when they did not change
+	} else {
+		e, err = authz.NewEngine(snap, authz.EngineConfig{Log: s.cfg.Log, Timeout: s.cfg.Timeout, DecisionCache: s.cfg.DecisionCache})
+	}
 	if err != nil {
 		return fmt.Errorf("ext_authz: update to snapshot %s: %w", snap.Version(), err)
 	}

@@ -1,0 +1,64 @@
+package authz
+
+import (
+	"context"
+	"testing"
+
+	"github.com/wardmesh/ward/mesh"
+)
+
+func TestEngineUpdateReusesOnlyUnchangedPolicies(t *testing.T) {
+	pol := func(method string) []*mesh.Config {
+		return parseConfigs(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: a}
+spec:
+  rules: [{to: [{operation: {methods: ["`+method+`"]}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: w, namespace: a}
+spec: {address: 10.0.0.1, labels: {app: w}}
+`)
+	}
+	get := &Request{HTTP: &HTTPRequest{Method: "GET", Path: "/"}}
+	e1, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, pol("GET")), EngineConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	decide := func(e *Engine) bool {
+		p, err := e.For(context.Background(), "a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := p.Decide(context.Background(), get)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Allowed
+	}
+	if !decide(e1) {
+		t.Fatal("GET denied")
+	}
+	// Same policies, another snapshot (a workload changed): reused.
+	cfgs := pol("GET")
+	cfgs[1].Labels = map[string]string{"changed": "yes"}
+	e2, err := e1.Update(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e2.compiler != e1.compiler || e2.prepared != e1.prepared || e2.Snapshot() == e1.Snapshot() {
+		t.Error("unchanged policies were recompiled, or the snapshot was not replaced")
+	}
+	// A changed policy: recompiled, and decided by the new rule.
+	e3, err := e2.Update(mesh.NewSnapshot(mesh.MeshConfig{}, pol("POST")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e3.compiler == e1.compiler {
+		t.Error("changed policies reused the old compiler")
+	}
+	if decide(e3) {
+		t.Error("GET still allowed after the policy changed to POST (stale cache)")
+	}
+}
