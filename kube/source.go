@@ -230,7 +230,6 @@ func (s *Source) istioConfigs() ([]*mesh.Config, []Problem) {
 			r := s.decode(key, u)
 			if r.err != nil {
 				problems = append(problems, Problem{Key: key, Reason: "Invalid", Message: r.err.Error()})
-				s.cfg.Log.Warn("rejected object", "kind", key.Kind, "namespace", key.Namespace, "name", key.Name, "err", r.err)
 			}
 			if r.cfg != nil {
 				out = append(out, r.cfg)
@@ -255,6 +254,7 @@ func (s *Source) decode(key mesh.Key, u *unstructured.Unstructured) decodeResult
 	r := decodeResult{rv: u.GetResourceVersion(), cfg: c, err: err, item: u}
 	if err != nil {
 		r.cfg = prev.cfg
+		s.cfg.Log.Warn("rejected object, keeping its last good version", "kind", key.Kind, "namespace", key.Namespace, "name", key.Name, "kept", r.cfg != nil, "err", err)
 	}
 	s.decoded[key] = r
 	return r
