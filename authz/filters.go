@@ -103,11 +103,16 @@ func HTTPFilters(ps []*Policy, cfg FilterConfig) ([]*hcmv3.HttpFilter, error) {
 		if err != nil {
 			return nil, err
 		}
-		ea, err := httpFilter(FilterName("ext_authz"), ExtAuthzHTTP(cfg))
+		ea := ExtAuthzHTTP(cfg)
+		if usesRegoProvider(ps, cfg.Mesh) {
+			// opa-envoy-plugin policies may read parsed_body.
+			ea.WithRequestBody = &extauthzhttp.BufferSettings{MaxRequestBytes: MaxBodyBytes, AllowPartialMessage: true}
+		}
+		eaf, err := httpFilter(FilterName("ext_authz"), ea)
 		if err != nil {
 			return nil, err
 		}
-		return append(out, f, ea), nil
+		return append(out, f, eaf), nil
 	}
 	for _, r := range httpRBACs(set, cfg.ForGRPC) {
 		f, err := httpFilter(FilterName("rbac."+r.kind), r.cfg)
@@ -222,6 +227,19 @@ func customHTTPFilters(set *RBACSet, cfg FilterConfig) ([]*hcmv3.HttpFilter, err
 		out = append(out, sf, ef)
 	}
 	return out, nil
+}
+
+// MaxBodyBytes is how much of a request body Envoy buffers for a CUSTOM
+// rego provider (a longer body arrives truncated: truncated_body).
+const MaxBodyBytes = 8192
+
+func usesRegoProvider(ps []*Policy, m mesh.MeshConfig) bool {
+	for _, p := range ps {
+		if ep, ok := findProvider(m, p.Provider); p.Action == ActionCustom && ok && ep.Rego != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func findProvider(m mesh.MeshConfig, name string) (mesh.ExtensionProvider, bool) {

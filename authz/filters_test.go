@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	extauthzhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -194,5 +195,34 @@ func TestFingerprintFollowsApplicablePolicies(t *testing.T) {
 	}
 	if Fingerprint(a, p) != Fingerprint(mesh.NewSnapshot(mesh.MeshConfig{}, parseConfigs(t, filterPolicies)), p) {
 		t.Error("fingerprint is not deterministic")
+	}
+}
+
+func TestExtAuthzRequestsBodyForRegoProvider(t *testing.T) {
+	mc := meshConfigOf(t, `apiVersion: config.wardmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  extensionProviders: [{name: opa, rego: {module: "package envoy.authz\nimport rego.v1\nallow := true"}}]
+`)
+	snap := mesh.NewSnapshot(mc, parseConfigs(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: c, namespace: a}
+spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}
+`))
+	ps, err := ModelFor(snap, &mesh.Proxy{Namespace: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := HTTPFilters(ps, FilterConfig{Enforcement: EnforceExtAuthz, ExtAuthzCluster: "ward", Mesh: snap.Mesh()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ea extauthzhttp.ExtAuthz
+	if err := fs[len(fs)-1].GetTypedConfig().UnmarshalTo(&ea); err != nil {
+		t.Fatal(err)
+	}
+	if ea.GetWithRequestBody().GetMaxRequestBytes() != MaxBodyBytes || ea.GetFailureModeAllow() || ea.GetStatusOnError().GetCode() != 403 {
+		t.Errorf("ext_authz config: %v", &ea)
 	}
 }
