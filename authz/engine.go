@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"google.golang.org/protobuf/proto"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -402,14 +401,4 @@ type Hit struct {
 	Action   Action `json:"action"`
 	DryRun   bool   `json:"dry_run,omitempty"`
 	Provider string `json:"provider,omitempty"`
-}
-
-// Sorted returns names sorted, for stable output.
-func sorted(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
