@@ -37,12 +37,12 @@ import (
 // binary re-executed in server mode) fed by the real file source, so its
 // CPU and memory are measured alone; the simulated ADS clients run here.
 
-const serverModeEnv = "WARD_XDS_LOAD_SERVER_DIR"
+const xdsServerModeEnv = "WARD_XDS_LOAD_SERVER_DIR"
 
 // TestXDSLoadServerProcess is the child's entry point; it is skipped in a
 // normal test run.
 func TestXDSLoadServerProcess(t *testing.T) {
-	dir := os.Getenv(serverModeEnv)
+	dir := os.Getenv(xdsServerModeEnv)
 	if dir == "" {
 		t.Skip("server process of BenchmarkXDSLoad")
 	}
@@ -103,9 +103,9 @@ func TestXDSLoadServerProcess(t *testing.T) {
 	}
 }
 
-// loadClient is one simulated proxy: a SotW ADS stream subscribing to
+// xdsLoadClient is one simulated proxy: a SotW ADS stream subscribing to
 // every type (wildcard) and ACKing every response.
-type loadClient struct {
+type xdsLoadClient struct {
 	node *core.Node
 	ns   string
 	mu   sync.Mutex
@@ -114,7 +114,7 @@ type loadClient struct {
 	resp int                  // responses received
 }
 
-func (c *loadClient) run(ctx context.Context, cc *grpc.ClientConn, ready chan<- struct{}) error {
+func (c *xdsLoadClient) run(ctx context.Context, cc *grpc.ClientConn, ready chan<- struct{}) error {
 	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
 	if err != nil {
 		return err
@@ -150,14 +150,14 @@ func (c *loadClient) run(ctx context.Context, cc *grpc.ClientConn, ready chan<- 
 	}
 }
 
-func (c *loadClient) eds() (string, time.Time, int) {
+func (c *xdsLoadClient) eds() (string, time.Time, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.got[resource.EndpointType], c.at[resource.EndpointType], c.resp
 }
 
-// procStat reads a process's CPU seconds and current/peak RSS in MiB.
-func procStat(pid int) (cpu float64, rss, hwm float64) {
+// xdsProcStat reads a process's CPU seconds and current/peak RSS in MiB.
+func xdsProcStat(pid int) (cpu float64, rss, hwm float64) {
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
 		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 		ut, _ := strconv.ParseFloat(f[11], 64)
@@ -180,7 +180,7 @@ func procStat(pid int) (cpu float64, rss, hwm float64) {
 	return cpu, rss, hwm
 }
 
-func percentile(d []time.Duration, p float64) time.Duration {
+func xdsPercentile(d []time.Duration, p float64) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
@@ -189,7 +189,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 }
 
 // server is the child process.
-type server struct {
+type xdsServer struct {
 	cmd   *exec.Cmd
 	addr  string
 	snaps chan time.Time
@@ -198,7 +198,7 @@ type server struct {
 }
 
 // heapMiB asks the server for its live heap after a GC.
-func (s *server) heapMiB(b *testing.B) float64 {
+func (s *xdsServer) heapMiB(b *testing.B) float64 {
 	if _, err := io.WriteString(s.stdin, "MEM\n"); err != nil {
 		b.Fatal(err)
 	}
@@ -211,20 +211,20 @@ func (s *server) heapMiB(b *testing.B) float64 {
 	return 0
 }
 
-func startServer(b *testing.B, dir string) *server {
+func startXDSServer(b *testing.B, dir string) *xdsServer {
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestXDSLoadServerProcess$", "-test.v=false")
-	cmd.Env = append(os.Environ(), serverModeEnv+"="+dir)
+	cmd.Env = append(os.Environ(), xdsServerModeEnv+"="+dir)
 	cmd.Stderr = os.Stderr
 	out, _ := cmd.StdoutPipe()
 	stdin, _ := cmd.StdinPipe()
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	s := &server{cmd: cmd, snaps: make(chan time.Time, 100), mem: make(chan float64, 1), stdin: stdin}
+	s := &xdsServer{cmd: cmd, snaps: make(chan time.Time, 100), mem: make(chan float64, 1), stdin: stdin}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -251,9 +251,9 @@ func startServer(b *testing.B, dir string) *server {
 	return s
 }
 
-func writeMesh(b *testing.B, dir string, o benchmesh.Options) {
+func writeXDSMesh(b *testing.B, dir string, o benchmesh.Options) {
 	for i := range o.Services {
-		writeService(b, dir, o, i, 0)
+		writeXDSService(b, dir, o, i, 0)
 	}
 	if o.Sidecars {
 		var sb strings.Builder
@@ -266,7 +266,7 @@ func writeMesh(b *testing.B, dir string, o benchmesh.Options) {
 	}
 }
 
-func writeService(b *testing.B, dir string, o benchmesh.Options, i, gen int) {
+func writeXDSService(b *testing.B, dir string, o benchmesh.Options, i, gen int) {
 	var sb strings.Builder
 	benchmesh.Service(&sb, o, i, gen)
 	// Write-then-rename so the watcher never sees a half-written file.
@@ -279,10 +279,10 @@ func writeService(b *testing.B, dir string, o benchmesh.Options, i, gen int) {
 	}
 }
 
-func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
+func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	dir := b.TempDir()
-	writeMesh(b, dir, o)
-	srv := startServer(b, dir)
+	writeXDSMesh(b, dir, o)
+	srv := startXDSServer(b, dir)
 	pid := srv.cmd.Process.Pid
 	select {
 	case <-srv.snaps:
@@ -291,7 +291,7 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	}
 	// Baseline after the initial snapshot is indexed (no proxies yet).
 	time.Sleep(500 * time.Millisecond) // let the debounced first push run; measurement setup, not synchronisation
-	cpu0, rss0, _ := procStat(pid)
+	cpu0, rss0, _ := xdsProcStat(pid)
 	heap0 := srv.heapMiB(b)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -305,7 +305,7 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 		defer cc.Close()
 		conns[i] = cc
 	}
-	clients := make([]*loadClient, proxies)
+	clients := make([]*xdsLoadClient, proxies)
 	ready := make(chan struct{}, proxies)
 	start := time.Now()
 	for k := range proxies {
@@ -315,7 +315,7 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 			"NAMESPACE": ns, "INSTANCE_IPS": benchmesh.WorkloadAddress(i, v, 0),
 			"LABELS": map[string]any{"app": fmt.Sprint("svc", i), "version": fmt.Sprint("v", v+1)},
 		})
-		c := &loadClient{ns: ns, got: map[string]string{}, at: map[string]time.Time{},
+		c := &xdsLoadClient{ns: ns, got: map[string]string{}, at: map[string]time.Time{},
 			node: &core.Node{Id: fmt.Sprintf("sidecar~%s~svc%d-%d.%s~%s.svc.cluster.local", benchmesh.WorkloadAddress(i, v, 0), i, v, ns, ns), Metadata: meta}}
 		clients[k] = c
 		go func() { _ = c.run(ctx, conns[k%len(conns)], ready) }()
@@ -328,20 +328,20 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 		}
 	}
 	initial := time.Since(start)
-	cpu1, rss1, hwm1 := procStat(pid)
+	cpu1, rss1, hwm1 := xdsProcStat(pid)
 
 	var perClient, perChange []time.Duration
 	unaffected := 0
 	for n := range changes {
 		svc := (n * 37) % o.Services
 		ns := o.Namespace(svc)
-		before := map[*loadClient]string{}
-		respBefore := map[*loadClient]int{}
+		before := map[*xdsLoadClient]string{}
+		respBefore := map[*xdsLoadClient]int{}
 		for _, c := range clients {
 			v, _, r := c.eds()
 			before[c], respBefore[c] = v, r
 		}
-		writeService(b, dir, o, svc, n+1)
+		writeXDSService(b, dir, o, svc, n+1)
 		var snapAt time.Time
 		select {
 		case snapAt = <-srv.snaps:
@@ -376,14 +376,14 @@ func benchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 			}
 		}
 	}
-	cpu2, rss2, hwm2 := procStat(pid)
+	cpu2, rss2, hwm2 := xdsProcStat(pid)
 	heap2 := srv.heapMiB(b)
-	_, rss3, _ := procStat(pid)
+	_, rss3, _ := xdsProcStat(pid)
 	b.ReportMetric(initial.Seconds(), "initial-push-s")
-	b.ReportMetric(percentile(perChange, 0.5).Seconds()*1000, "change-all-acked-p50-ms")
-	b.ReportMetric(percentile(perChange, 0.99).Seconds()*1000, "change-all-acked-p99-ms")
-	b.ReportMetric(percentile(perClient, 0.5).Seconds()*1000, "change-proxy-acked-p50-ms")
-	b.ReportMetric(percentile(perClient, 0.99).Seconds()*1000, "change-proxy-acked-p99-ms")
+	b.ReportMetric(xdsPercentile(perChange, 0.5).Seconds()*1000, "change-all-acked-p50-ms")
+	b.ReportMetric(xdsPercentile(perChange, 0.99).Seconds()*1000, "change-all-acked-p99-ms")
+	b.ReportMetric(xdsPercentile(perClient, 0.5).Seconds()*1000, "change-proxy-acked-p50-ms")
+	b.ReportMetric(xdsPercentile(perClient, 0.99).Seconds()*1000, "change-proxy-acked-p99-ms")
 	b.ReportMetric(cpu1-cpu0, "cpu-initial-s")
 	b.ReportMetric(cpu2-cpu1, "cpu-changes-s")
 	b.ReportMetric(max(hwm1, hwm2), "peak-rss-MiB")
@@ -411,7 +411,7 @@ func BenchmarkXDSLoad(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				benchLoad(b, benchmesh.Options{Services: 1000, Namespaces: 10, Sidecars: sc}, 2000, changes)
+				xdsBenchLoad(b, benchmesh.Options{Services: 1000, Namespaces: 10, Sidecars: sc}, 2000, changes)
 			}
 		})
 	}
