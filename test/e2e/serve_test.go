@@ -134,15 +134,21 @@ func TestServeExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startWard(t, "serve", "--config", cfg, "--state", filepath.Join(dir, "state"),
-		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--debounce", "20ms")
-	addr := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+)`), time.Minute)[1]
-	p.waitLine(t, regexp.MustCompile(`msg=snapshot .*rejected=0`), 30*time.Second)
+		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--debounce", "20ms")
+	// The first snapshot is built before the servers listen.
+	p.waitLine(t, regexp.MustCompile(`msg=snapshot .*rejected=0`), time.Minute)
+	addr := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+)`), 30*time.Second)[1]
 	base := "http://" + addr
 
 	var z configz
 	getJSON(t, base+"/debug/configz", &z)
 	if len(z.Objects) < 20 || len(z.Rejected) != 0 {
 		t.Fatalf("configz: %d objects, %d rejected; want the examples loaded cleanly", len(z.Objects), len(z.Rejected))
+	}
+	var caz map[string]any
+	getJSON(t, base+"/debug/ca", &caz)
+	if len(caz) == 0 {
+		t.Fatal("/debug/ca is empty")
 	}
 	resp, err := http.Get(base + "/readyz")
 	if err != nil || resp.StatusCode != 200 {

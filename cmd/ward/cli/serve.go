@@ -18,20 +18,24 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
 	"github.com/wardmesh/ward/xds"
 )
 
 type serveOptions struct {
-	configDir string
-	stateDir  string
-	debugAddr string
-	xdsAddr   string
-	quiet     time.Duration
-	maxWait   time.Duration
-	log       logOptions
+	configDir   string
+	stateDir    string
+	debugAddr   string
+	xdsAddr     string
+	secureAddr  string
+	serverNames []string
+	quiet       time.Duration
+	maxWait     time.Duration
+	log         logOptions
 }
 
 func newServeCmd() *cobra.Command {
@@ -51,6 +55,8 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.stateDir, "state", ".state", "directory for control-plane state (CA keys); created with mode 0700")
 	f.StringVar(&o.debugAddr, "debug-addr", ":15014", "address of the health, metrics and debug HTTP server")
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010", "address of the plaintext ADS server (local development)")
+	f.StringVar(&o.secureAddr, "secure-addr", ":15012", "address of the TLS server: certificate signing (IstioCertificateService) and ADS over mTLS")
+	f.StringSliceVar(&o.serverNames, "server-name", []string{"localhost", "127.0.0.1"}, "DNS names or IPs agents use to reach the control plane (in its serving certificate)")
 	f.DurationVar(&o.quiet, "debounce", 100*time.Millisecond, "quiet period before config changes are applied")
 	f.DurationVar(&o.maxWait, "debounce-max", time.Second, "longest a stream of changes can delay an update")
 	o.log.addFlags(cmd)
@@ -63,6 +69,7 @@ type controlPlane struct {
 	registry *prometheus.Registry
 	source   *file.Source
 	xds      *xds.Server
+	ca       *ca.CA
 	ready    atomic.Bool
 }
 
@@ -82,26 +89,60 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	cp.source = src
 	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait})
 	defer cp.xds.Close()
-	debugLis, err := net.Listen("tcp", o.debugAddr)
+	// The first load happens before anything listens: the CA needs the
+	// mesh's trust domain and TTLs, and readiness needs a snapshot.
+	first, err := src.Reload()
 	if err != nil {
-		return fmt.Errorf("debug server: %w", err)
+		return err
 	}
-	xdsLis, err := net.Listen("tcp", o.xdsAddr)
+	if cp.ca, err = newCA(o, first.Mesh(), log, cp.registry); err != nil {
+		return err
+	}
+	listeners, err := listenAll(o.debugAddr, o.xdsAddr, o.secureAddr)
 	if err != nil {
-		debugLis.Close()
-		return fmt.Errorf("xds server: %w", err)
+		return err
 	}
-	log.Info("ward serving", "config", o.configDir, "state", o.stateDir,
-		"debug_addr", debugLis.Addr().String(), "xds_addr", xdsLis.Addr().String())
-	xdsGRPC := grpc.NewServer()
-	cp.xds.Register(xdsGRPC)
+	log.Info("ward serving", "config", o.configDir, "state", o.stateDir, "trust_domain", first.Mesh().TrustDomain,
+		"debug_addr", listeners[0].Addr().String(), "xds_addr", listeners[1].Addr().String(),
+		"secure_addr", listeners[2].Addr().String())
+	plain := grpc.NewServer()
+	cp.xds.Register(plain)
+	secure := grpc.NewServer(grpc.Creds(credentials.NewTLS(cp.ca.ServerTLSConfig())))
+	cp.ca.Register(secure)
+	cp.xds.Register(secure)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return src.Run(ctx) })
-	g.Go(func() error { return serveHTTP(ctx, debugLis, cp.debugMux()) })
-	g.Go(func() error { return serveGRPC(ctx, xdsLis, xdsGRPC) })
+	g.Go(func() error { return cp.ca.Run(ctx) })
+	g.Go(func() error { return serveHTTP(ctx, listeners[0], cp.debugMux()) })
+	g.Go(func() error { return serveGRPC(ctx, listeners[1], plain) })
+	g.Go(func() error { return serveGRPC(ctx, listeners[2], secure) })
 	err = g.Wait()
 	log.Info("ward stopped")
 	return err
+}
+
+func newCA(o serveOptions, m mesh.MeshConfig, log *slog.Logger, reg prometheus.Registerer) (*ca.CA, error) {
+	return ca.New(ca.Config{
+		StateDir: o.stateDir, TrustDomain: m.TrustDomain, Log: log, Metrics: reg,
+		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
+		ServerNames: o.serverNames,
+	})
+}
+
+// listenAll opens every address or none.
+func listenAll(addrs ...string) ([]net.Listener, error) {
+	var out []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, o := range out {
+				o.Close()
+			}
+			return nil, fmt.Errorf("listen %s: %w", a, err)
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 func (cp *controlPlane) onSnapshot(s *mesh.Snapshot) {
@@ -127,6 +168,7 @@ func (cp *controlPlane) debugMux() *http.ServeMux {
 	mux.Handle("GET /debug/config_dump", cp.xds.Handler())
 	mux.Handle("GET /debug/syncz", cp.xds.Handler())
 	mux.Handle("GET /debug/connections", cp.xds.Handler())
+	mux.Handle("GET /debug/ca", cp.ca.DebugHandler())
 	mux.HandleFunc("GET /debug/configz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, cp.source.Status())
 	})
