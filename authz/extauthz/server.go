@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/mesh"
@@ -57,21 +59,25 @@ type Config struct {
 	DecisionCache int
 	// Decisions, when set, receives every decision.
 	Decisions DecisionLogger
-	Clock     Clock
+	// Registry, when set, receives the server's metrics.
+	Registry prometheus.Registerer
+	Clock    Clock
 }
 
 // Server is the ext_authz server. Update installs a snapshot; until the
 // first one every check is denied.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
-	cfg    Config
-	engine atomic.Pointer[authz.Engine]
+	cfg     Config
+	metrics *metrics
+	engine  atomic.Pointer[authz.Engine]
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
-// New returns a server with defaults filled in.
-func New(cfg Config) *Server {
+// New returns a server with defaults filled in. It fails only when its
+// metrics cannot be registered.
+func New(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -87,7 +93,11 @@ func New(cfg Config) *Server {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
-	return &Server{cfg: cfg}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, metrics: m}, nil
 }
 
 // Update compiles snap and swaps it in atomically; in-flight checks finish
@@ -141,6 +151,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	if err != nil {
 		s.cfg.Log.Warn("authorization failed closed", "decision_id", id, "workload", w, "reason", d.Reason, "error", err)
 	}
+	s.metrics.observe(d, s.cfg.Clock.Now().Sub(start))
 	s.record(id, start, w, r, d, err)
 	return response(id, d, r, s.cfg.ReasonHeader), nil
 }

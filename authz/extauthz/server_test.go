@@ -11,6 +11,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -117,7 +119,10 @@ func addr(ip string, port uint32) *corev3.Address {
 
 func newServer(t testing.TB, cfg Config, meshYAML, pols string) *Server {
 	t.Helper()
-	s := New(cfg)
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Update(snapshot(t, meshYAML, pols)); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +239,11 @@ spec: {action: CUSTOM, provider: {name: slow}, rules: [{}]}
 `
 	s := newServer(t, Config{Timeout: 20 * time.Millisecond}, errMesh, customs)
 	c := start(t, s)
-	empty := start(t, New(Config{}))
+	fresh, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty := start(t, fresh)
 	ctx := context.Background()
 	cases := []struct {
 		name   string
@@ -351,4 +360,41 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestMetricsCountDecisions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := start(t, newServer(t, Config{Registry: reg}, "", policies))
+	for _, m := range []string{"GET", "POST", "POST"} {
+		if _, err := c.Check(context.Background(), check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", m, "/x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			if c := m.GetCounter(); c != nil {
+				got[key] = c.GetValue()
+			}
+			if h := m.GetHistogram(); h != nil {
+				got[key] = float64(h.GetSampleCount())
+			}
+		}
+	}
+	want := map[string]float64{
+		"ward_authz_decisions_total,allowed=false,reason=no_allow_match": 2,
+		"ward_authz_decisions_total,allowed=true,reason=allow":           1,
+		"ward_authz_decision_seconds":                                    3,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
+	}
 }

@@ -112,7 +112,10 @@ func BenchmarkExtAuthzLoad(b *testing.B) {
 }
 
 func startAuthz(b *testing.B, snap *mesh.Snapshot, cache int) authv3.AuthorizationClient {
-	s := extauthz.New(extauthz.Config{Timeout: time.Second, DecisionCache: cache})
+	s, err := extauthz.New(extauthz.Config{Timeout: time.Second, DecisionCache: cache})
+	if err != nil {
+		b.Fatal(err)
+	}
 	if err := s.Update(snap); err != nil {
 		b.Fatal(err)
 	}
