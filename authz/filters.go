@@ -179,7 +179,8 @@ func shadowOnly(set *RBACSet) *rbachttp.RBAC {
 // filter with the provider's rules and an ext_authz filter enabled only
 // when that shadow policy matched (filter_enabled_metadata on the RBAC
 // filter's shadow_effective_policy_id), as Istio does. Rego providers are
-// evaluated by Ward's own server and need no filter.
+// evaluated by Ward's own server and need no filter; where that server is
+// not in the chain (EnforceRBAC, proxyless gRPC) their rules deny.
 func customHTTPFilters(set *RBACSet, cfg FilterConfig) ([]*hcmv3.HttpFilter, error) {
 	names := make([]string, 0, len(set.Custom))
 	for n := range set.Custom {
@@ -189,12 +190,13 @@ func customHTTPFilters(set *RBACSet, cfg FilterConfig) ([]*hcmv3.HttpFilter, err
 	var out []*hcmv3.HttpFilter
 	for _, name := range names {
 		ep, ok := findProvider(cfg.Mesh, name)
-		if ok && ep.Rego != nil {
-			continue
+		if ok && ep.Rego != nil && cfg.Enforcement == EnforceExtAuthz {
+			continue // Ward's own ext_authz server consults it
 		}
-		if !ok || cfg.ProviderCluster == nil {
-			// Unknown provider (or nowhere to send it): deny what the
-			// CUSTOM rules match, fail closed.
+		if !ok || ep.Rego != nil || cfg.ProviderCluster == nil {
+			// Unknown provider, a rego provider without Ward's ext_authz
+			// (native RBAC, proxyless gRPC), or nowhere to send the check:
+			// deny what the CUSTOM rules match, fail closed.
 			f, err := httpFilter(FilterName("custom."+name), &rbachttp.RBAC{Rules: set.Custom[name]})
 			if err != nil {
 				return nil, err
@@ -302,11 +304,9 @@ func NetworkFilters(ps []*Policy, cfg FilterConfig) ([]*listenerv3.Filter, error
 		return nil, err
 	}
 	var out []*listenerv3.Filter
+	// Native RBAC cannot consult any CUSTOM provider on TCP (Istio does
+	// not support CUSTOM on TCP ext_authz either): the CUSTOM rules deny.
 	for _, name := range sortedProviders(set) {
-		ep, ok := findProvider(cfg.Mesh, name)
-		if ok && ep.Rego != nil {
-			return nil, fmt.Errorf("CUSTOM provider %q is a rego provider: TCP enforcement needs EnforceExtAuthz", name)
-		}
 		f, err := netFilter(FilterName("custom."+name), &rbacnet.RBAC{StatPrefix: "ward_custom_", Rules: set.Custom[name]})
 		if err != nil {
 			return nil, err

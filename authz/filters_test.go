@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	extauthzhttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -224,5 +225,39 @@ spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}
 	}
 	if ea.GetWithRequestBody().GetMaxRequestBytes() != MaxBodyBytes || ea.GetFailureModeAllow() || ea.GetStatusOnError().GetCode() != 403 {
 		t.Errorf("ext_authz config: %v", &ea)
+	}
+}
+
+// TestRegoProviderWithoutExtAuthzFailsClosed: proxyless gRPC cannot call
+// Ward's ext_authz server, so a CUSTOM rego provider's rules deny there.
+func TestRegoProviderWithoutExtAuthzFailsClosed(t *testing.T) {
+	mc := meshConfigOf(t, `apiVersion: config.wardmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  extensionProviders: [{name: opa, rego: {module: "package envoy.authz\nimport rego.v1\nallow := true"}}]
+`)
+	snap := mesh.NewSnapshot(mc, parseConfigs(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: c, namespace: a}
+spec: {action: CUSTOM, provider: {name: opa}, rules: [{to: [{operation: {paths: ["/x"]}}]}]}
+`))
+	fs, err := HookConfig{}.InboundHTTPFilters(snap, &mesh.Proxy{Namespace: "a", Type: mesh.ProxyGRPC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fs) != 1 || fs[0].GetName() != FilterName("custom.opa") {
+		t.Fatalf("filters: %v", fs)
+	}
+	var r rbachttp.RBAC
+	if err := fs[0].GetTypedConfig().UnmarshalTo(&r); err != nil {
+		t.Fatal(err)
+	}
+	set := &RBACSet{Deny: r.GetRules()}
+	if allowed, _ := decideRBAC(set, &Request{HTTP: &HTTPRequest{Method: "GET", Path: "/x"}}); allowed {
+		t.Error("a CUSTOM rego rule was not enforced for proxyless gRPC")
+	}
+	if allowed, _ := decideRBAC(set, &Request{HTTP: &HTTPRequest{Method: "GET", Path: "/y"}}); !allowed {
+		t.Error("requests outside the CUSTOM rules were denied")
 	}
 }
