@@ -26,12 +26,24 @@ const DefaultJWTPayloadKey = "payload"
 // ErrBadCheckRequest marks a check request that cannot be evaluated.
 var ErrBadCheckRequest = errors.New("malformed check request")
 
+// CheckOptions say how to read a CheckRequest.
+type CheckOptions struct {
+	// JWTPayloadKey is jwt_authn's payload_in_metadata key (default
+	// "payload").
+	JWTPayloadKey string
+	// XFFTrustedHops is how many proxies in front of this one append to
+	// X-Forwarded-For (Istio's numTrustedProxies). remote.ip is the
+	// address that many entries from the right; with 0 (the default) it
+	// is the direct peer, since nothing in the header can be trusted.
+	XFFTrustedHops int
+}
+
 // RequestFromCheck converts an ext_authz CheckRequest into a Request.
 // Verified JWT claims are read from the jwt_authn filter metadata under
-// payloadKey (default "payload"): authentication runs before
-// authorization, so the claims are already verified. A request without
-// attributes or with an unusable address is rejected.
-func RequestFromCheck(cr *authv3.CheckRequest, payloadKey string) (*Request, error) {
+// the payload key: authentication runs before authorization, so the
+// claims are already verified. A request without attributes or with an
+// unusable address is rejected.
+func RequestFromCheck(cr *authv3.CheckRequest, o CheckOptions) (*Request, error) {
 	a := cr.GetAttributes()
 	if a == nil {
 		return nil, fmt.Errorf("%w: no attributes", ErrBadCheckRequest)
@@ -46,13 +58,12 @@ func RequestFromCheck(cr *authv3.CheckRequest, payloadKey string) (*Request, err
 	}
 	if h := a.GetRequest().GetHttp(); h != nil {
 		r.HTTP = &HTTPRequest{Method: h.GetMethod(), Path: h.GetPath(), Host: h.GetHost(), Headers: headers(h)}
-		if ext := r.HTTP.Headers["x-envoy-external-address"]; ext != "" {
-			r.RemoteIP = ext
-		}
+		r.RemoteIP = remoteIP(r.HTTP.Headers["x-forwarded-for"], o.XFFTrustedHops)
 		if r.HTTP.Method == "" || r.HTTP.Path == "" {
 			return nil, fmt.Errorf("%w: http request without method or path", ErrBadCheckRequest)
 		}
 	}
+	payloadKey := o.JWTPayloadKey
 	if payloadKey == "" {
 		payloadKey = DefaultJWTPayloadKey
 	}
@@ -64,6 +75,25 @@ func RequestFromCheck(cr *authv3.CheckRequest, payloadKey string) (*Request, err
 		r.Auth = AuthFromClaims(st.AsMap())
 	}
 	return r, nil
+}
+
+// remoteIP picks the original client from X-Forwarded-For as Envoy does
+// with xff_num_trusted_hops: the entry hops positions from the right.
+// Empty (meaning the direct peer) when hops is 0 or the header is short or
+// not an address.
+func remoteIP(xff string, hops int) string {
+	if hops <= 0 || xff == "" {
+		return ""
+	}
+	parts := strings.Split(xff, ",")
+	if len(parts) < hops {
+		return ""
+	}
+	ip := strings.TrimSpace(parts[len(parts)-hops])
+	if checkIP(ip) != nil || strings.Contains(ip, "/") {
+		return ""
+	}
+	return ip
 }
 
 func peer(p *authv3.AttributeContext_Peer) (Peer, error) {

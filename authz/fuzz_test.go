@@ -37,7 +37,7 @@ func FuzzCheckRequest(f *testing.F) {
 			return
 		}
 		_, _ = EnvoyInput(&cr)
-		r, err := RequestFromCheck(&cr, "")
+		r, err := RequestFromCheck(&cr, CheckOptions{XFFTrustedHops: 1})
 		if err != nil {
 			return
 		}

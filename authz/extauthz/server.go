@@ -49,6 +49,10 @@ type Config struct {
 	// JWTPayloadKey is jwt_authn's payload_in_metadata key (default
 	// "payload").
 	JWTPayloadKey string
+	// XFFTrustedHops is the number of trusted proxies appending to
+	// X-Forwarded-For, which remote.ip is read through (default 0: the
+	// direct peer).
+	XFFTrustedHops int
 	// ReasonHeader carries the one-line explanation on denials (default
 	// "x-ward-authz-reason"); "-" disables it.
 	ReasonHeader string
@@ -162,7 +166,7 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authz.D
 		return authz.FailClosed(authz.ReasonBadRequest, err), nil, "", err
 	}
 	name := w.Namespace + "/" + w.Name
-	r, err := authz.RequestFromCheck(req, s.cfg.JWTPayloadKey)
+	r, err := authz.RequestFromCheck(req, authz.CheckOptions{JWTPayloadKey: s.cfg.JWTPayloadKey, XFFTrustedHops: s.cfg.XFFTrustedHops})
 	if err != nil {
 		return authz.FailClosed(authz.ReasonBadRequest, err), nil, name, err
 	}
