@@ -124,4 +124,3 @@ func podPatch(p *corev1.Pod) ([]byte, error) {
 	}
 	return b, nil
 }
-
