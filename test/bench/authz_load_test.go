@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"os/exec"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -36,22 +40,6 @@ func authzLoadPolicies(n int) string {
 	return b.String()
 }
 
-func loadSnapshot(b *testing.B, src string) *mesh.Snapshot {
-	docs, err := schema.SplitYAML([]byte(src))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var cfgs []*mesh.Config
-	for _, d := range docs {
-		dec, err := schema.Decode(d, mesh.Source{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		cfgs = append(cfgs, dec.Config)
-	}
-	return mesh.NewSnapshot(mesh.MeshConfig{}, cfgs)
-}
-
 func loadRequest(i int) *authv3.CheckRequest {
 	sock := func(ip string, port uint32) *corev3.Address {
 		return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
@@ -69,10 +57,10 @@ func loadRequest(i int) *authv3.CheckRequest {
 }
 
 // BenchmarkExtAuthzLoad drives Ward's ext_authz server over gRPC on
-// loopback with an open-loop generator at a fixed rate (latency counted
-// from each request's scheduled send time, so a stalled server cannot hide
-// its queueing) and reports throughput and p50/p99/p99.9. The server runs
-// in this process; the generator shares the machine's CPUs with it.
+// loopback with an open-loop generator at a fixed rate and reports
+// throughput, p50/p99/p99.9 from send and from the scheduled send time
+// (so a stalled server cannot hide its queueing), and CPU per request of
+// the server (a child process, GOMAXPROCS=2) and of the generator.
 // WARD_AUTHZ_LOAD_SECONDS sets the duration per rate (default 5).
 func BenchmarkExtAuthzLoad(b *testing.B) {
 	secs := 5 * time.Second
@@ -90,11 +78,14 @@ func BenchmarkExtAuthzLoad(b *testing.B) {
 		for _, rps := range []int{1000, 5000} {
 			policies := 10
 			b.Run(fmt.Sprintf("%s/policies=%d/rps=%d", cache.name, policies, rps), func(b *testing.B) {
-				client := startAuthz(b, loadSnapshot(b, authzLoadPolicies(policies)), cache.size)
+				srv := startAuthzServer(b, policies, cache.size)
+				client := dial(b, srv.addr)
 				warm(b, client)
+				cpu0 := srv.cpu(b)
 				b.ResetTimer()
 				res := runLoad(client, rps, secs)
 				b.StopTimer()
+				res.serverCPU = srv.cpu(b) - cpu0
 				if res.errors > 0 || res.denied > 0 {
 					b.Fatalf("%d errors, %d denials (every request should be allowed)", res.errors, res.denied)
 				}
@@ -102,41 +93,149 @@ func BenchmarkExtAuthzLoad(b *testing.B) {
 				b.ReportMetric(float64(res.p(0.50).Microseconds()), "p50_µs")
 				b.ReportMetric(float64(res.p(0.99).Microseconds()), "p99_µs")
 				b.ReportMetric(float64(res.p(0.999).Microseconds()), "p99.9_µs")
-				b.ReportMetric(float64(res.cpu.Microseconds())/float64(len(res.lat)), "cpu_µs/req")
-				b.Logf("policies=%d target=%d rps achieved=%.0f rps n=%d | from send: p50=%v p99=%v p99.9=%v max=%v | from schedule: p50=%v p99=%v p99.9=%v | process CPU %.0fµs/req (server+client)",
+				n := float64(len(res.lat))
+				b.ReportMetric(float64(res.serverCPU.Microseconds())/n, "server_cpu_µs/req")
+				b.ReportMetric(float64(res.cpu.Microseconds())/n, "client_cpu_µs/req")
+				b.Logf("policies=%d target=%d rps achieved=%.0f rps n=%d | from send: p50=%v p99=%v p99.9=%v max=%v | from schedule: p50=%v p99=%v p99.9=%v | CPU per request: server %.0fµs, client %.0fµs",
 					policies, rps, res.achieved, len(res.lat), res.p(0.5), res.p(0.99), res.p(0.999), res.max(),
-					res.sp(0.5), res.sp(0.99), res.sp(0.999), float64(res.cpu.Microseconds())/float64(len(res.lat)))
+					res.sp(0.5), res.sp(0.99), res.sp(0.999), float64(res.serverCPU.Microseconds())/n, float64(res.cpu.Microseconds())/n)
 			})
 		}
 	}
 }
 
-func startAuthz(b *testing.B, snap *mesh.Snapshot, cache int) authv3.AuthorizationClient {
+const authzServerEnv = "WARD_AUTHZ_LOAD_SERVER"
+
+// TestAuthzLoadServerProcess is the server side of BenchmarkExtAuthzLoad,
+// run in a child process so that its CPU is measured alone; it is skipped
+// in a normal test run. WARD_AUTHZ_LOAD_SERVER is "<policies>,<cache>".
+func TestAuthzLoadServerProcess(t *testing.T) {
+	spec := os.Getenv(authzServerEnv)
+	if spec == "" {
+		t.Skip("server process of BenchmarkExtAuthzLoad")
+	}
+	var policies, cache int
+	if _, err := fmt.Sscanf(spec, "%d,%d", &policies, &cache); err != nil {
+		t.Fatal(err)
+	}
 	s, err := extauthz.New(extauthz.Config{Timeout: time.Second, DecisionCache: cache})
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
-	if err := s.Update(snap); err != nil {
-		b.Fatal(err)
+	docs, err := schema.SplitYAML([]byte(authzLoadPolicies(policies)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgs []*mesh.Config
+	for _, d := range docs {
+		dec, err := schema.Decode(d, mesh.Source{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgs = append(cfgs, dec.Config)
+	}
+	if err := s.Update(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs)); err != nil {
+		t.Fatal(err)
 	}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, lis) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if prof := os.Getenv("WARD_AUTHZ_LOAD_CPUPROFILE"); prof != "" {
+		f, err := os.Create(prof)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Printf("ADDR %s\n", lis.Addr())
+	// Each line on stdin asks for the CPU used so far; EOF stops.
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		fmt.Printf("CPU %d\n", processCPU().Nanoseconds())
+	}
+	cancel()
+	<-done
+}
+
+// authzServer is the child process.
+type authzServer struct {
+	addr  string
+	stdin io.WriteCloser
+	lines chan string
+}
+
+func startAuthzServer(b *testing.B, policies, cache int) *authzServer {
+	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		conn.Close()
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
+	cmd := exec.Command(exe, "-test.run=^TestAuthzLoadServerProcess$", "-test.v=false")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d,%d", authzServerEnv, policies, cache), "GOMAXPROCS=2")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	srv := &authzServer{stdin: stdin, lines: make(chan string, 16)}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			srv.lines <- sc.Text()
 		}
-	})
+		close(srv.lines)
+	}()
+	b.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	select {
+	case l := <-srv.lines:
+		addr, ok := strings.CutPrefix(l, "ADDR ")
+		if !ok {
+			b.Fatalf("server process said %q", l)
+		}
+		srv.addr = addr
+	case <-time.After(30 * time.Second):
+		b.Fatal("server process did not start within 30s")
+	}
+	return srv
+}
+
+// cpu asks the child for its CPU time so far.
+func (s *authzServer) cpu(b *testing.B) time.Duration {
+	if _, err := io.WriteString(s.stdin, "cpu\n"); err != nil {
+		b.Fatal(err)
+	}
+	select {
+	case l := <-s.lines:
+		var ns int64
+		if _, err := fmt.Sscanf(l, "CPU %d", &ns); err != nil {
+			b.Fatalf("server process said %q", l)
+		}
+		return time.Duration(ns)
+	case <-time.After(10 * time.Second):
+		b.Fatal("server process did not report its CPU")
+	}
+	return 0
+}
+
+func dial(b *testing.B, addr string) authv3.AuthorizationClient {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
 	return authv3.NewAuthorizationClient(conn)
 }
 
@@ -156,7 +255,8 @@ type loadResult struct {
 	lat, sched     []time.Duration
 	errors, denied int64
 	achieved       float64
-	cpu            time.Duration // process CPU (server and client) during the run
+	cpu            time.Duration // this (client) process's CPU during the run
+	serverCPU      time.Duration // the server process's CPU during the run
 }
 
 func (r *loadResult) sp(q float64) time.Duration {
