@@ -29,6 +29,7 @@ func subcommands() []func() *cobra.Command {
 		newCACmd,
 		newAgentCmd,
 		newAuthzCmd,
+		newInjectCmd,
 	}
 }
 
