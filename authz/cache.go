@@ -68,63 +68,77 @@ func (c *decisionCache) put(key string, d Decision) {
 	c.mu.Unlock()
 }
 
-// key renders the attributes the policies read as a length-prefixed
-// string (no separator can be forged by a value).
-func (c *decisionCache) key(r *Request) string {
-	var b []byte
-	add := func(s string) {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	flag := func(x bool) {
-		if x {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
-	}
-	flag(r.HTTP != nil)
-	if c.attrs[AttrPrincipal] || c.attrs[AttrNamespace] || c.attrs[AttrServiceAccount] {
-		add(strings.TrimPrefix(r.Source.Principal, "spiffe://"))
-	}
-	if c.attrs[AttrSourceIP] {
-		add(r.Source.IP)
-	}
-	if c.attrs[AttrRemoteIP] {
-		add(r.RemoteIP)
-		add(r.Source.IP)
-	}
-	if c.attrs[AttrDestIP] {
-		add(r.Destination.IP)
-	}
-	if c.attrs[AttrDestPort] {
-		b = binary.AppendUvarint(b, uint64(r.Destination.Port))
-	}
-	if c.attrs[AttrSNI] {
-		add(r.SNI)
-	}
-	if h := r.HTTP; h != nil {
-		if c.attrs[AttrMethod] {
-			add(h.Method)
-		}
-		if c.attrs[AttrPath] {
-			add(NormalizePath(h.Path))
-		}
-		if c.attrs[AttrHost] {
-			add(strings.ToLower(h.Host))
-		}
-		for _, name := range c.headers {
-			v, ok := headerValue(h.Headers, name)
-			flag(ok)
-			add(name)
-			add(v)
-		}
-	}
-	c.authKey(r.Auth, add, flag)
-	return string(b)
+// keyWriter appends length-prefixed fields, so no value can forge a
+// separator.
+type keyWriter struct{ b []byte }
+
+func (w *keyWriter) add(s string) {
+	w.b = binary.AppendUvarint(w.b, uint64(len(s)))
+	w.b = append(w.b, s...)
 }
 
-func (c *decisionCache) authKey(a *Auth, add func(string), flag func(bool)) {
+func (w *keyWriter) flag(x bool) {
+	if x {
+		w.b = append(w.b, 1)
+	} else {
+		w.b = append(w.b, 0)
+	}
+}
+
+// key renders the attributes the policies read.
+func (c *decisionCache) key(r *Request) string {
+	w := &keyWriter{}
+	w.flag(r.HTTP != nil)
+	c.connKey(w, r)
+	if r.HTTP != nil {
+		c.httpKey(w, r.HTTP)
+	}
+	c.authKey(w, r.Auth)
+	return string(w.b)
+}
+
+func (c *decisionCache) connKey(w *keyWriter, r *Request) {
+	if c.attrs[AttrPrincipal] || c.attrs[AttrNamespace] || c.attrs[AttrServiceAccount] {
+		w.add(strings.TrimPrefix(r.Source.Principal, "spiffe://"))
+	}
+	if c.attrs[AttrSourceIP] {
+		w.add(r.Source.IP)
+	}
+	if c.attrs[AttrRemoteIP] {
+		w.add(r.RemoteIP)
+		w.add(r.Source.IP)
+	}
+	if c.attrs[AttrDestIP] {
+		w.add(r.Destination.IP)
+	}
+	if c.attrs[AttrDestPort] {
+		w.b = binary.AppendUvarint(w.b, uint64(r.Destination.Port))
+	}
+	if c.attrs[AttrSNI] {
+		w.add(r.SNI)
+	}
+}
+
+func (c *decisionCache) httpKey(w *keyWriter, h *HTTPRequest) {
+	if c.attrs[AttrMethod] {
+		w.add(h.Method)
+	}
+	if c.attrs[AttrPath] {
+		w.add(NormalizePath(h.Path))
+	}
+	if c.attrs[AttrHost] {
+		w.add(strings.ToLower(h.Host))
+	}
+	for _, name := range c.headers {
+		v, ok := headerValue(h.Headers, name)
+		w.flag(ok)
+		w.add(name)
+		w.add(v)
+	}
+}
+
+func (c *decisionCache) authKey(w *keyWriter, a *Auth) {
+	add, flag := w.add, w.flag
 	flag(a != nil)
 	if a == nil {
 		return

@@ -204,31 +204,42 @@ func customHTTPFilters(set *RBACSet, cfg FilterConfig) ([]*hcmv3.HttpFilter, err
 			out = append(out, f)
 			continue
 		}
-		prefix := "istio-ext-authz-" + name + "-"
-		shadow := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
-		for k, v := range set.Custom[name].Policies {
-			shadow.Policies[prefix+k] = v
-		}
-		sf, err := httpFilter(FilterName("custom."+name+".shadow"), &rbachttp.RBAC{ShadowRules: shadow, ShadowRulesStatPrefix: prefix})
+		fs, err := externalProviderFilters(name, set.Custom[name], ep, cfg.ProviderCluster(ep))
 		if err != nil {
 			return nil, err
 		}
-		ea := &extauthzhttp.ExtAuthz{
-			Services:            &extauthzhttp.ExtAuthz_GrpcService{GrpcService: grpcService(cfg.ProviderCluster(ep), ep.EnvoyExtAuthzGRPC.Timeout.String(), nil)},
-			TransportApiVersion: corev3.ApiVersion_V3,
-			FailureModeAllow:    false,
-			StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
-			FilterEnabledMetadata: &matcherv3.MetadataMatcher{Filter: FilterHTTPRBAC,
-				Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "shadow_effective_policy_id"}}},
-				Value: valueString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}})},
-		}
-		ef, err := httpFilter(FilterName("custom."+name), ea)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sf, ef)
+		out = append(out, fs...)
 	}
 	return out, nil
+}
+
+// externalProviderFilters is the shadow RBAC filter holding provider
+// name's CUSTOM rules and the ext_authz filter to its cluster, enabled
+// only when one of those rules matched.
+func externalProviderFilters(name string, rules *rbacv3.RBAC, ep mesh.ExtensionProvider, cluster string) ([]*hcmv3.HttpFilter, error) {
+	prefix := "istio-ext-authz-" + name + "-"
+	shadow := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
+	for k, v := range rules.Policies {
+		shadow.Policies[prefix+k] = v
+	}
+	sf, err := httpFilter(FilterName("custom."+name+".shadow"), &rbachttp.RBAC{ShadowRules: shadow, ShadowRulesStatPrefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	ea := &extauthzhttp.ExtAuthz{
+		Services:            &extauthzhttp.ExtAuthz_GrpcService{GrpcService: grpcService(cluster, ep.EnvoyExtAuthzGRPC.Timeout.String(), nil)},
+		TransportApiVersion: corev3.ApiVersion_V3,
+		FailureModeAllow:    false,
+		StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
+		FilterEnabledMetadata: &matcherv3.MetadataMatcher{Filter: FilterHTTPRBAC,
+			Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "shadow_effective_policy_id"}}},
+			Value: valueString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}})},
+	}
+	ef, err := httpFilter(FilterName("custom."+name), ea)
+	if err != nil {
+		return nil, err
+	}
+	return []*hcmv3.HttpFilter{sf, ef}, nil
 }
 
 // MaxBodyBytes is how much of a request body Envoy buffers for a CUSTOM
