@@ -90,7 +90,9 @@ spec: {address: 10.0.0.5, labels: {app: api}}
 	if code != 0 || !strings.Contains(out, "ns[app]-policy[admins]-rule[0]") {
 		t.Errorf("exit %d:\n%s", code, out)
 	}
-	if out, code = runAuthzCheck(t, "--config", dir, "--to", "app/api-1"); code != 2 {
+	if out, code = runAuthzCheck(t, "--config", dir, "--to", "app/api-1", "--show-rego"); code != 2 ||
+		!strings.Contains(out, "denied: no ALLOW policy matched (1 candidates)") ||
+		!strings.Contains(out, "# ns[app]-policy[admins]-rule[0]") || !strings.Contains(out, "package ward.policy.p_") {
 		t.Errorf("no JWT: exit %d:\n%s", code, out)
 	}
 	if out, code = runAuthzCheck(t, "--config", dir, "--to", "app/nope"); code != 1 || !strings.Contains(out, "no WorkloadEntry app/nope") {
