@@ -41,7 +41,7 @@ type Config struct {
 	PushConcurrency int
 	// MaxInflight bounds state-of-the-world responses sent but not yet
 	// answered by their proxy (default 100); MaxInflightWait is how long a
-	// response waits for a slot before going anyway (default 1 s).
+	// response waits for a slot before going anyway (default 5 s).
 	MaxInflight     int
 	MaxInflightWait time.Duration
 	// Hooks plug authn/authz into the translators (default: plaintext, no
@@ -90,7 +90,7 @@ func NewServer(cfg Config) *Server {
 		cfg.MaxInflight = 100
 	}
 	if cfg.MaxInflightWait <= 0 {
-		cfg.MaxInflightWait = time.Second
+		cfg.MaxInflightWait = 5 * time.Second
 	}
 	if cfg.PushConcurrency <= 0 {
 		cfg.PushConcurrency = runtime.GOMAXPROCS(0)
