@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,31 +32,39 @@ type Env struct {
 	Root       string // repository root
 }
 
-var current *Env
+var (
+	once    sync.Once
+	current *Env
+	err     error
+	enabled bool
+)
 
-// Main starts the control plane (unless -short), runs the tests and stops
-// it. Use it as: func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }.
+// Main runs the tests; the first test that calls Require starts the
+// control plane (so packages whose selected tests need none pay nothing),
+// and Main stops it after the last test. With -short nothing starts and
+// Require skips. Use it as:
+//
+//	func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 func Main(m *testing.M) int {
 	flag.Parse()
-	if testing.Short() {
-		return m.Run()
-	}
-	env, err := start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kubetest:", err)
-		return 1
-	}
-	current = env
+	enabled = !testing.Short()
 	code := m.Run()
-	env.stop()
+	if current != nil {
+		current.stop()
+	}
 	return code
 }
 
-// Require returns the package's API server, skipping the test with -short.
+// Require returns the package's API server, starting it on first use, and
+// skips the test with -short.
 func Require(t testing.TB) *Env {
 	t.Helper()
-	if current == nil {
-		t.Skip("needs a kube-apiserver (skipped with -short)")
+	if !enabled {
+		t.Skip("needs a kube-apiserver (skipped with -short; TestMain must call kubetest.Main)")
+	}
+	once.Do(func() { current, err = start() })
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
 	}
 	return current
 }
