@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.decisions, m.latency} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("ext_authz: register metrics: %w", err)
+			return m, fmt.Errorf("ext_authz: register metrics: %w", err)
 		}
 	}
 	return m, nil

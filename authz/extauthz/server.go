@@ -79,9 +79,10 @@ type Server struct {
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
-// New returns a server with defaults filled in. It fails only when its
-// metrics cannot be registered.
-func New(cfg Config) (*Server, error) {
+// New returns a server with defaults filled in. Metrics that cannot be
+// registered (a second server on one registry) are logged and kept
+// unregistered.
+func New(cfg Config) *Server {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -99,9 +100,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
-		return nil, err
+		cfg.Log.Error("ext_authz metrics not registered", "error", err)
 	}
-	return &Server{cfg: cfg, metrics: m}, nil
+	return &Server{cfg: cfg, metrics: m}
 }
 
 // Update compiles snap and swaps it in atomically; in-flight checks finish

@@ -119,10 +119,7 @@ func addr(ip string, port uint32) *corev3.Address {
 
 func newServer(t testing.TB, cfg Config, meshYAML, pols string) *Server {
 	t.Helper()
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := New(cfg)
 	if err := s.Update(snapshot(t, meshYAML, pols)); err != nil {
 		t.Fatal(err)
 	}
@@ -239,11 +236,7 @@ spec: {action: CUSTOM, provider: {name: slow}, rules: [{}]}
 `
 	s := newServer(t, Config{Timeout: 20 * time.Millisecond}, errMesh, customs)
 	c := start(t, s)
-	fresh, err := New(Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	empty := start(t, fresh)
+	empty := start(t, New(Config{}))
 	ctx := context.Background()
 	cases := []struct {
 		name   string

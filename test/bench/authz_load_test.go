@@ -118,10 +118,7 @@ func TestAuthzLoadServerProcess(t *testing.T) {
 	if _, err := fmt.Sscanf(spec, "%d,%d", &policies, &cache); err != nil {
 		t.Fatal(err)
 	}
-	s, err := extauthz.New(extauthz.Config{Timeout: time.Second, DecisionCache: cache})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := extauthz.New(extauthz.Config{Timeout: time.Second, DecisionCache: cache})
 	docs, err := schema.SplitYAML([]byte(authzLoadPolicies(policies)))
 	if err != nil {
 		t.Fatal(err)
