@@ -12,6 +12,7 @@
 # Both binaries are built once from the Go module proxy and cached by
 # version (hack/build-kube-apiserver.sh, hack/build-etcd.sh). Ports are
 # free ports unless ETCD_PORT, ETCD_PEER_PORT or APISERVER_PORT are set.
+# With KUBE_ENV_PARENT=<pid>, both are stopped when that process exits.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -23,19 +24,19 @@ if [ -z "$cmd" ] || [ -z "$dir" ]; then
 fi
 
 stop() {
+  pids=""
   for name in kube-apiserver etcd; do
-    pidfile="$dir/$name.pid"
-    [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    if kill "$pid" 2>/dev/null; then
-      for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
+    [ -f "$dir/$name.pid" ] && pids="$pids $(cat "$dir/$name.pid")"
   done
+  for pid in $pids; do
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  rm -f "$dir/kube-apiserver.pid" "$dir/etcd.pid"
 }
 
 if [ "$cmd" = down ]; then
@@ -131,6 +132,12 @@ for _ in $(seq 1 600); do
     echo "KUBE_CA=$pki/ca.crt"
     echo "APISERVER=https://127.0.0.1:$APISERVER_PORT"
     echo "KUBE_APISERVER_LOG=$dir/kube-apiserver.log"
+    if [ -n "${KUBE_ENV_PARENT:-}" ]; then
+      # Tear down when the parent (a test binary) dies without "down",
+      # e.g. after a panic.
+      ( while kill -0 "$KUBE_ENV_PARENT" 2>/dev/null; do sleep 1; done; stop ) \
+        </dev/null >/dev/null 2>&1 &
+    fi
     exit 0
   fi
   for name in etcd kube-apiserver; do

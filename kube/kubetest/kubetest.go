@@ -87,6 +87,7 @@ func start() (*Env, error) {
 		return nil, err
 	}
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "kube-env.sh"), "up", dir)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("KUBE_ENV_PARENT=%d", os.Getpid()))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
