@@ -277,5 +277,9 @@ func authzCases() []authzCase {
 			[]expectation{{"bad", true}, {"good", true}, {"outsider", true}}},
 		{"deny beats allow", pol("allow-all", "  rules: [{}]\n") + pol("deny-other-ns", "  action: DENY\n  rules: [{from: [{source: {namespaces: [\"other\"]}}]}]\n"),
 			[]expectation{{"outsider", false}, {"good", true}}},
+		{"deny by ipBlocks", pol("deny-loopback", "  action: DENY\n  rules: [{from: [{source: {ipBlocks: [\"127.0.0.0/8\"]}}]}]\n"),
+			[]expectation{{"good", false}, {"outsider", false}}},
+		{"allow by notIpBlocks and source.ip", pol("allow-not-10", "  rules: [{from: [{source: {notIpBlocks: [\"10.0.0.0/8\"]}}], when: [{key: source.ip, values: [\"127.0.0.1\"]}]}]\n"),
+			[]expectation{{"good", true}, {"outsider", true}}},
 	}
 }
