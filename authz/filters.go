@@ -303,26 +303,20 @@ func ExtAuthzNetwork(cfg FilterConfig) *extauthznet.ExtAuthz {
 // listener: Ward's ext_authz network filter, or native RBAC network
 // filters (DENY, ALLOW, AUDIT) with TCP semantics.
 func NetworkFilters(ps []*Policy, cfg FilterConfig) ([]*listenerv3.Filter, error) {
+	set, err := BuildRBAC(ps, true)
+	if err != nil {
+		return nil, err
+	}
+	out, err := customNetworkFilters(set, cfg)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Enforcement == EnforceExtAuthz {
 		f, err := netFilter(FilterName("ext_authz"), ExtAuthzNetwork(cfg))
 		if err != nil {
 			return nil, err
 		}
-		return []*listenerv3.Filter{f}, nil
-	}
-	set, err := BuildRBAC(ps, true)
-	if err != nil {
-		return nil, err
-	}
-	var out []*listenerv3.Filter
-	// Native RBAC cannot consult any CUSTOM provider on TCP (Istio does
-	// not support CUSTOM on TCP ext_authz either): the CUSTOM rules deny.
-	for _, name := range sortedProviders(set) {
-		f, err := netFilter(FilterName("custom."+name), &rbacnet.RBAC{StatPrefix: "ward_custom_", Rules: set.Custom[name]})
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
+		return append(out, f), nil
 	}
 	for _, r := range httpRBACs(set, cfg.ForGRPC) {
 		f, err := netFilter(FilterName("rbac."+r.kind), &rbacnet.RBAC{StatPrefix: "ward_authz_" + r.kind + "_", Rules: r.cfg.Rules, ShadowRules: r.cfg.ShadowRules, ShadowRulesStatPrefix: r.cfg.ShadowRulesStatPrefix})
@@ -332,6 +326,61 @@ func NetworkFilters(ps []*Policy, cfg FilterConfig) ([]*listenerv3.Filter, error
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// customNetworkFilters is customHTTPFilters for TCP: an external provider
+// gets a shadow network RBAC filter and a network ext_authz filter enabled
+// by its shadow match; a rego provider is left to Ward's ext_authz server
+// when it is in the chain; anything else denies what the CUSTOM rules
+// match.
+func customNetworkFilters(set *RBACSet, cfg FilterConfig) ([]*listenerv3.Filter, error) {
+	var out []*listenerv3.Filter
+	for _, name := range sortedProviders(set) {
+		ep, ok := findProvider(cfg.Mesh, name)
+		switch {
+		case ok && ep.Rego != nil && cfg.Enforcement == EnforceExtAuthz:
+			continue
+		case ok && ep.EnvoyExtAuthzGRPC != nil && cfg.ProviderCluster != nil:
+			fs, err := externalNetworkFilters(name, set.Custom[name], ep, cfg.ProviderCluster(ep))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, fs...)
+		default:
+			f, err := netFilter(FilterName("custom."+name), &rbacnet.RBAC{StatPrefix: "ward_custom_", Rules: set.Custom[name]})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}
+
+func externalNetworkFilters(name string, rules *rbacv3.RBAC, ep mesh.ExtensionProvider, cluster string) ([]*listenerv3.Filter, error) {
+	prefix := "istio-ext-authz-" + name + "-"
+	shadow := &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{}}
+	for k, v := range rules.Policies {
+		shadow.Policies[prefix+k] = v
+	}
+	sf, err := netFilter(FilterName("custom."+name+".shadow"), &rbacnet.RBAC{StatPrefix: "ward_custom_", ShadowRules: shadow, ShadowRulesStatPrefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	ea := &extauthznet.ExtAuthz{
+		StatPrefix:          "ward_custom_" + name,
+		GrpcService:         grpcService(cluster, ep.EnvoyExtAuthzGRPC.Timeout.String(), nil),
+		FailureModeAllow:    false,
+		TransportApiVersion: corev3.ApiVersion_V3,
+		FilterEnabledMetadata: &matcherv3.MetadataMatcher{Filter: FilterNetRBAC,
+			Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "shadow_effective_policy_id"}}},
+			Value: valueString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}})},
+	}
+	ef, err := netFilter(FilterName("custom."+name), ea)
+	if err != nil {
+		return nil, err
+	}
+	return []*listenerv3.Filter{sf, ef}, nil
 }
 
 func sortedProviders(set *RBACSet) []string {

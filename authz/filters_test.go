@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -74,15 +75,7 @@ spec:
 
 func goldenFilters(t *testing.T, name string, msgs []proto.Message) {
 	t.Helper()
-	var parts []string
-	for _, m := range msgs {
-		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		parts = append(parts, string(b))
-	}
-	got := "[\n" + strings.Join(parts, ",\n") + "\n]\n"
+	got := stableJSON(t, msgs)
 	path := filepath.Join("testdata", "filters", name+".golden.json")
 	if *update {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
@@ -260,4 +253,27 @@ spec: {action: CUSTOM, provider: {name: opa}, rules: [{to: [{operation: {paths: 
 	if allowed, _ := decideRBAC(set, &Request{HTTP: &HTTPRequest{Method: "GET", Path: "/y"}}); !allowed {
 		t.Error("requests outside the CUSTOM rules were denied")
 	}
+}
+
+// stableJSON renders messages as indented JSON with sorted keys:
+// protojson's own output varies its whitespace on purpose.
+func stableJSON(t *testing.T, msgs []proto.Message) string {
+	t.Helper()
+	var list []any
+	for _, m := range msgs {
+		b, err := protojson.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, v)
+	}
+	out, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out) + "\n"
 }

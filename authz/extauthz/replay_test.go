@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/wardmesh/ward/authz"
@@ -57,7 +59,7 @@ func TestReplayOPAEnvoyFixtures(t *testing.T) {
 			}
 			strip(resp)
 			golden := strings.TrimSuffix(f, ".yaml") + ".response.json"
-			got := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Format(resp)
+			got := stableJSON(t, resp)
 			if *update {
 				if err := os.WriteFile(golden, []byte(got+"\n"), 0o644); err != nil {
 					t.Fatal(err)
@@ -93,4 +95,23 @@ func strip(r *authv3.CheckResponse) {
 			r.DynamicMetadata = nil
 		}
 	}
+}
+
+// stableJSON renders m as indented JSON with sorted keys: protojson's own
+// output varies its whitespace on purpose.
+func stableJSON(t *testing.T, m proto.Message) string {
+	t.Helper()
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
