@@ -303,6 +303,9 @@ func (p *Prepared) decide(ctx context.Context, req *Request) (*Decision, error) 
 // lowest matching rule index or -1. The evaluation is cancelled when ctx
 // ends.
 func (p *Prepared) firstMatches(ctx context.Context, req *Request) ([]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	store := p.engine.store
 	txn, err := store.NewTransaction(ctx)
 	if err != nil {

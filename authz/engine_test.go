@@ -62,3 +62,25 @@ spec: {address: 10.0.0.1, labels: {app: w}}
 		t.Error("GET still allowed after the policy changed to POST (stale cache)")
 	}
 }
+
+func TestDecideFailsClosedOnCancelledContext(t *testing.T) {
+	cfgs := parseConfigs(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-nothing, namespace: a}
+spec: {action: DENY, rules: [{to: [{operation: {paths: ["/never"]}}]}]}
+`)
+	eng, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), EngineConfig{DecisionCache: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := eng.For(context.Background(), "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d, err := p.Decide(ctx, &Request{HTTP: &HTTPRequest{Method: "GET", Path: "/"}})
+	if err == nil || d.Allowed || d.Reason != ReasonError {
+		t.Fatalf("decision %+v, err %v: want a fail-closed denial", d, err)
+	}
+}
