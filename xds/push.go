@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -31,6 +32,7 @@ type conn struct {
 	gen         *generated
 	status      map[string]*typeStatus // by type URL
 
+	prev      *generated // the config before gen (streams may lag one behind)
 	refreshMu sync.Mutex
 	seq       uint64 // index sequence of the last refresh
 }
@@ -49,6 +51,7 @@ type typeStatus struct {
 
 // generated is the validated output for one fingerprint, ready to cache.
 type generated struct {
+	seq      uint64 // unique per generated config
 	res      *translate.Resources
 	versions translate.Versions
 	snap     *cachev3.Snapshot
@@ -63,6 +66,9 @@ type genEntry struct {
 	v    any
 	err  error
 }
+
+// genSeq numbers generated configs.
+var genSeq atomic.Uint64
 
 var typeURLs = []string{resource.ListenerType, resource.RouteType, resource.ClusterType, resource.EndpointType}
 
@@ -142,7 +148,7 @@ func combine(out, in *partial) (*generated, error) {
 			snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
 		}
 	}
-	g := &generated{res: res, versions: translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}, snap: snap}
+	g := &generated{seq: genSeq.Add(1), res: res, versions: translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}, snap: snap}
 	for i := range cacheTypes {
 		switch {
 		case len(in.anys[i]) == 0:
@@ -297,7 +303,7 @@ func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Ti
 		s.mu.Unlock()
 		return // disconnected meanwhile
 	}
-	c.fingerprint, c.gen = fp, g
+	c.fingerprint, c.prev, c.gen = fp, c.gen, g
 	for _, url := range typeURLs {
 		st := c.status[url]
 		if v := g.version(url); v != st.Acked && v != st.Pending {
@@ -350,10 +356,24 @@ func (s *Server) push(snap *mesh.Snapshot, since time.Time) {
 
 // pruneGens drops cached outputs no connected proxy uses.
 func (s *Server) pruneGens() {
+	keep := s.pruneLocked()
+	s.watch.prune(keep) // after s.mu is released: the watcher takes w.mu before s.mu
+}
+
+// pruneLocked drops unused cache entries and returns the configs still
+// held by proxies.
+func (s *Server) pruneLocked() map[uint64]bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	used := map[string]bool{}
+	keep := map[uint64]bool{}
 	for _, c := range s.conns {
+		if c.gen != nil {
+			keep[c.gen.seq] = true
+		}
+		if c.prev != nil {
+			keep[c.prev.seq] = true
+		}
 		used[c.fingerprint] = true
 		out, in, _ := strings.Cut(c.fingerprint, "|")
 		used[out], used[in] = true, true
@@ -363,6 +383,7 @@ func (s *Server) pruneGens() {
 			delete(s.gens, fp)
 		}
 	}
+	return keep
 }
 
 // attach registers a stream of node n; the first stream of a node

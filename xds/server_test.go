@@ -10,6 +10,7 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -183,5 +184,36 @@ func TestRecomputeOnlyAffectedProxies(t *testing.T) {
 	defer mu.Unlock()
 	if gens["test"] != 2 || gens["other"] != 1 {
 		t.Fatalf("after a test-only change: generations %v, want test 2, other 1", gens)
+	}
+}
+
+func TestSotWEndpointsAreIncremental(t *testing.T) {
+	s := NewServer(Config{})
+	a := func(addr string) *mesh.Config { return serviceEntry("a.test.svc.cluster.local", 80, addr) }
+	b := serviceEntry("b.test.svc.cluster.local", 80, "10.0.0.2")
+	s.UpdateNow(snapshotOf(a("10.0.0.1"), b))
+	cc := startServer(t, s)
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&discovery.DiscoveryRequest{Node: &core.Node{Id: "sidecar~10.1.0.1~app.test~test.svc.cluster.local"}, TypeUrl: resource.EndpointType}); err != nil {
+		t.Fatal(err)
+	}
+	r := recvSotW(t, st)
+	if len(r.GetResources()) != 2 {
+		t.Fatalf("first EDS response has %d resources, want both services", len(r.GetResources()))
+	}
+	if err := st.Send(&discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
+		t.Fatal(err)
+	}
+	s.UpdateNow(snapshotOf(a("10.0.0.9"), b))
+	r2 := recvSotW(t, st)
+	if r2.GetVersionInfo() == r.GetVersionInfo() || len(r2.GetResources()) != 1 {
+		t.Fatalf("after changing a: version %s→%s with %d resources, want a new version carrying only a's endpoints", r.GetVersionInfo(), r2.GetVersionInfo(), len(r2.GetResources()))
+	}
+	cla := &endpoint.ClusterLoadAssignment{}
+	if err := r2.GetResources()[0].UnmarshalTo(cla); err != nil || cla.GetClusterName() != "outbound|80||a.test.svc.cluster.local" {
+		t.Fatalf("incremental response carries %v (%v)", cla.GetClusterName(), err)
 	}
 }

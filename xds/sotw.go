@@ -1,11 +1,14 @@
 package xds
 
 import (
+	"bytes"
 	"context"
+	"strconv"
 	"sync"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -24,7 +27,16 @@ type watcher struct {
 	mu      sync.Mutex
 	nextID  int64
 	watches map[string]map[int64]*sotwWatch // node → watches
+	// sent remembers configs recently sent, by generated.seq, so endpoint
+	// and route responses can carry only what changed since the stream's
+	// last response (see respond). Pruned after every push.
+	sent map[uint64]*generated
 }
+
+// sentinel is the one ReturnedResources key Ward uses for EDS and RDS: it
+// names the config last sent on the stream instead of listing thousands
+// of resource names per stream.
+const sentinel = "\x00ward-config"
 
 type sotwWatch struct {
 	req *cachev3.Request
@@ -35,7 +47,7 @@ type sotwWatch struct {
 var _ cachev3.Cache = (*watcher)(nil)
 
 func newWatcher(s *Server) *watcher {
-	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}}
+	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}}
 }
 
 // CreateWatch answers at once when the proxy lacks the current version (or
@@ -100,14 +112,49 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 		return nil // hold: the proxy rejected exactly this version
 	}
 	wildcard := sub.IsWildcard()
-	if req.GetVersionInfo() == version && !w.newNames(g, t, sub, wildcard) {
+	incremental := url == resource.EndpointType || url == resource.RouteType
+	var prev *generated
+	if incremental {
+		if id, err := strconv.ParseUint(sub.ReturnedResources()[sentinel], 10, 64); err == nil {
+			prev = w.sent[id]
+		}
+	}
+	if req.GetVersionInfo() == version && !w.newNames(g, prev, t, sub, wildcard, incremental) {
 		return nil
 	}
 	resp := &discovery.DiscoveryResponse{VersionInfo: version, TypeUrl: url}
 	var returned map[string]string
-	if wildcard {
+	switch {
+	case incremental:
+		// Endpoints and routes are not full-state in SotW: send only what
+		// is new or changed since the config last sent on this stream
+		// (everything when unknown), as Istio's incremental EDS does.
+		byName := g.byName(t)
+		var prevByName map[string]*anypb.Any
+		if prev != nil {
+			prevByName = prev.byName(t)
+		}
+		add := func(name string, a *anypb.Any) {
+			if old, ok := prevByName[name]; !ok || (old != a && !bytes.Equal(old.GetValue(), a.GetValue())) {
+				resp.Resources = append(resp.Resources, a)
+			}
+		}
+		if wildcard {
+			for i, name := range g.names[t] {
+				add(name, g.anys[t][i])
+			}
+		} else {
+			for name := range sub.SubscribedResources() {
+				if a, ok := byName[name]; ok {
+					add(name, a)
+				}
+			}
+		}
+		returned = map[string]string{sentinel: strconv.FormatUint(g.seq, 10)}
+		w.sent[g.seq] = g
+	case wildcard:
 		resp.Resources = g.anys[t]
-	} else {
+	default:
 		returned = map[string]string{}
 		byName := g.byName(t)
 		for name := range sub.SubscribedResources() {
@@ -120,21 +167,41 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 	return &cachev3.PassthroughResponse{Request: req, DiscoveryResponse: resp, ReturnedResources: returned}
 }
 
-// newNames reports subscribed resources that exist but were not returned.
-func (w *watcher) newNames(g *generated, t int, sub cachev3.Subscription, wildcard bool) bool {
+// newNames reports subscribed resources that exist but were not returned
+// on this stream.
+func (w *watcher) newNames(g, prev *generated, t int, sub cachev3.Subscription, wildcard, incremental bool) bool {
 	if wildcard {
 		return false
 	}
 	known := sub.ReturnedResources()
+	var prevByName map[string]*anypb.Any
+	if incremental && prev != nil {
+		prevByName = prev.byName(t)
+	}
 	byName := g.byName(t)
 	for name := range sub.SubscribedResources() {
-		if _, ok := known[name]; !ok {
-			if _, ok := byName[name]; ok {
+		_, ok := known[name]
+		if incremental {
+			_, ok = prevByName[name]
+		}
+		if !ok {
+			if _, exists := byName[name]; exists {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// prune forgets sent configs no connected proxy holds.
+func (w *watcher) prune(keep map[uint64]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id := range w.sent {
+		if !keep[id] {
+			delete(w.sent, id)
+		}
+	}
 }
 
 func typeIndex(url string) int {
