@@ -19,6 +19,7 @@ import (
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/kube/kubetest"
 	"github.com/wardmesh/ward/mesh"
+	networkingv1 "istio.io/api/networking/v1alpha3"
 )
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
@@ -333,5 +334,23 @@ func TestParseMeshConfigRejectsUnknownFields(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "trustDomian") {
 		t.Fatalf("err = %v, want an unknown-field error naming trustDomian", err)
+	}
+}
+
+func TestMergeKeepsBothSourcesLaterWins(t *testing.T) {
+	cfg := func(name, ns string, rv string) *mesh.Config {
+		return &mesh.Config{Meta: mesh.Meta{Kind: mesh.KindServiceEntry, Namespace: ns, Name: name, ResourceVersion: rv}, Spec: &networkingv1.ServiceEntry{Hosts: []string{name + ".example"}}}
+	}
+	a := mesh.NewSnapshot(mesh.MeshConfig{}, []*mesh.Config{cfg("a", "x", "1"), cfg("dup", "x", "file")})
+	b := mesh.NewSnapshot(mesh.MeshConfig{}, []*mesh.Config{cfg("b", "y", "1"), cfg("dup", "x", "kube")})
+	m := mesh.Merge(mesh.MeshConfig{TrustDomain: "example.org"}, a, nil, b)
+	if m.Len() != 3 || m.Mesh().TrustDomain != "example.org" {
+		t.Fatalf("merged %d objects under %q", m.Len(), m.Mesh().TrustDomain)
+	}
+	if c, _ := m.Get(mesh.Key{Kind: mesh.KindServiceEntry, Namespace: "x", Name: "dup"}); c.ResourceVersion != "kube" {
+		t.Errorf("duplicate resolved to %q, want the later snapshot's", c.ResourceVersion)
+	}
+	if len(m.ServicesByHost("b.example")) != 1 {
+		t.Error("registry not rebuilt from the merged configs")
 	}
 }
