@@ -16,11 +16,11 @@ import (
 func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
 	for name, sf := range loadSemantics(t) {
 		snap := mesh.NewSnapshot(meshConfigOf(t, sf.Mesh), parseConfigs(t, sf.Policies))
-		cached, err := NewEngine(snap, EngineConfig{})
+		cached, err := NewEngine(snap, EngineConfig{Timeout: testTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}
-		plain, err := NewEngine(snap, EngineConfig{DecisionCache: -1})
+		plain, err := NewEngine(snap, EngineConfig{Timeout: testTimeout, DecisionCache: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,7 +52,7 @@ metadata: {name: p, namespace: a}
 spec:
   rules: [{to: [{operation: {paths: ["/x/*"]}}]}]
 `)
-	eng, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), EngineConfig{DecisionCache: 5})
+	eng, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), EngineConfig{Timeout: testTimeout, DecisionCache: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ kind: AuthorizationPolicy
 metadata: {name: c, namespace: a}
 spec: {action: CUSTOM, provider: {name: opa}, rules: [{}]}
 `)
-	eng, err = NewEngine(mesh.NewSnapshot(mc, cfgs), EngineConfig{})
+	eng, err = NewEngine(mesh.NewSnapshot(mc, cfgs), EngineConfig{Timeout: testTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

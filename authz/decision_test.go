@@ -26,7 +26,7 @@ func TestDecisionOrderMatchesRegoLibrary(t *testing.T) {
 	}
 	for name, sf := range loadSemantics(t) {
 		snap := mesh.NewSnapshot(meshConfigOf(t, sf.Mesh), parseConfigs(t, sf.Policies))
-		eng, err := NewEngine(snap, EngineConfig{})
+		eng, err := NewEngine(snap, EngineConfig{Timeout: testTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,7 +22,7 @@ spec: {address: 10.0.0.1, labels: {app: w}}
 `)
 	}
 	get := &Request{HTTP: &HTTPRequest{Method: "GET", Path: "/"}}
-	e1, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, pol("GET")), EngineConfig{})
+	e1, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, pol("GET")), EngineConfig{Timeout: testTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ kind: AuthorizationPolicy
 metadata: {name: deny-nothing, namespace: a}
 spec: {action: DENY, rules: [{to: [{operation: {paths: ["/never"]}}]}]}
 `)
-	eng, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), EngineConfig{DecisionCache: -1})
+	eng, err := NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), EngineConfig{Timeout: testTimeout, DecisionCache: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

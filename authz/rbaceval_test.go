@@ -281,7 +281,7 @@ func TestRBACAgreesWithRego(t *testing.T) {
 	n := 0
 	for name, sf := range loadSemantics(t) {
 		snap := mesh.NewSnapshot(meshConfigOf(t, sf.Mesh), parseConfigs(t, sf.Policies))
-		eng, err := NewEngine(snap, EngineConfig{})
+		eng, err := NewEngine(snap, EngineConfig{Timeout: testTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -119,6 +119,11 @@ func addr(ip string, port uint32) *corev3.Address {
 
 func newServer(t testing.TB, cfg Config, meshYAML, pols string) *Server {
 	t.Helper()
+	if cfg.Timeout == 0 {
+		// Not the 50ms default: on a loaded machine (or under -race) a
+		// fail-closed timeout is not what these tests look for.
+		cfg.Timeout = time.Minute
+	}
 	s := New(cfg)
 	if err := s.Update(snapshot(t, meshYAML, pols)); err != nil {
 		t.Fatal(err)
