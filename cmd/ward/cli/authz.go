@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -97,7 +98,8 @@ func runAuthzCheck(cmd *cobra.Command, o authzCheckOptions) error {
 	if err != nil {
 		return err
 	}
-	eng, err := authz.NewEngine(res.Snapshot, authz.EngineConfig{})
+	// Offline: no request is waiting, so no tight evaluation deadline.
+	eng, err := authz.NewEngine(res.Snapshot, authz.EngineConfig{Timeout: 30 * time.Second})
 	if err != nil {
 		return fmt.Errorf("authz check: %w", err)
 	}
