@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,10 +20,15 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/webhook"
 	"github.com/wardmesh/ward/xds"
 )
 
@@ -36,6 +42,31 @@ type serveOptions struct {
 	quiet       time.Duration
 	maxWait     time.Duration
 	log         logOptions
+	kube        kubeOptions
+}
+
+// kubeOptions are the flags of Kubernetes mode (--kube).
+type kubeOptions struct {
+	enabled     bool
+	kubeconfig  string
+	namespace   string
+	identity    string
+	webhookAddr string
+	pluginDir   string
+	inject      webhook.InjectConfig
+}
+
+func (k *kubeOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.BoolVar(&k.enabled, "kube", false, "read config from Kubernetes (Istio CRDs, Services, Pods), keep CA state in a Secret, serve the admission webhooks; --config may run beside it or be empty")
+	f.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+	f.StringVar(&k.namespace, "kube-namespace", kube.DefaultNamespace, "Ward's namespace: CA Secret, Lease, MeshConfig ConfigMap")
+	f.StringVar(&k.identity, "kube-identity", hostname(), "this replica's leader-election identity (the pod name)")
+	f.StringVar(&k.webhookAddr, "webhook-addr", ":15017", "address of the admission webhooks (/inject, /validate)")
+	f.StringVar(&k.pluginDir, "ca-plugin-dir", "", "Istio cacerts directory; used (plug-in CA) when it holds ca-cert.pem")
+	f.StringVar(&k.inject.ProxyImage, "proxy-image", "", "Envoy image injected into pods")
+	f.StringVar(&k.inject.WardImage, "ward-image", "", "Ward image injected into pods (agent, init)")
+	f.BoolVar(&k.inject.CNI, "cni", false, "a CNI plugin redirects traffic: inject no iptables init container")
 }
 
 func newServeCmd() *cobra.Command {
@@ -60,6 +91,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.quiet, "debounce", 100*time.Millisecond, "quiet period before config changes are applied")
 	f.DurationVar(&o.maxWait, "debounce-max", time.Second, "longest a stream of changes can delay an update")
 	o.log.addFlags(cmd)
+	o.kube.addFlags(cmd)
 	return cmd
 }
 
@@ -71,38 +103,66 @@ type controlPlane struct {
 	xds      *xds.Server
 	ca       *ca.CA
 	ready    atomic.Bool
+	kube     *kubeMode // nil outside Kubernetes mode
+
+	mu       sync.Mutex
+	fileSnap *mesh.Snapshot
+	kubeSnap *mesh.Snapshot
 }
 
 func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
 		return fmt.Errorf("state dir: %w", err)
 	}
+	if o.configDir == "" && !o.kube.enabled {
+		return errors.New("serve: --config is required outside Kubernetes mode")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	cp := &controlPlane{log: log, registry: prometheus.NewRegistry()}
 	cp.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	src, err := file.New(file.Config{
-		Dir: o.configDir, Log: log, Quiet: o.quiet, MaxWait: o.maxWait,
-		Registry: cp.registry, OnSnapshot: cp.onSnapshot,
-	})
-	if err != nil {
-		return err
-	}
-	cp.source = src
 	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait})
 	defer cp.xds.Close()
-	// The first load happens before anything listens: the CA needs the
-	// mesh's trust domain and TTLs, and readiness needs a snapshot.
-	first, err := src.Reload()
+	var meshCfg mesh.MeshConfig
+	if o.configDir != "" {
+		src, err := file.New(file.Config{
+			Dir: o.configDir, Log: log, Quiet: o.quiet, MaxWait: o.maxWait,
+			Registry: cp.registry, OnSnapshot: cp.onFileSnapshot,
+		})
+		if err != nil {
+			return err
+		}
+		cp.source = src
+		// The first load happens before anything listens: the CA needs the
+		// mesh's trust domain and TTLs, and readiness needs a snapshot.
+		first, err := src.Reload()
+		if err != nil {
+			return err
+		}
+		meshCfg = first.Mesh()
+	}
+	var err error
+	if o.kube.enabled {
+		if cp.kube, err = newKubeMode(ctx, o.kube, log, cp.onKubeSnapshot); err != nil {
+			return err
+		}
+		meshCfg = cp.kube.mesh.WithDefaults()
+		cp.ca, err = cp.kube.newCA(ctx, o, meshCfg, cp.registry)
+	} else {
+		cp.ca, err = newCA(o, meshCfg, log, cp.registry)
+	}
 	if err != nil {
 		return err
 	}
-	if cp.ca, err = newCA(o, first.Mesh(), log, cp.registry); err != nil {
-		return err
+	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr}
+	if o.kube.enabled {
+		addrs = append(addrs, o.kube.webhookAddr)
 	}
-	listeners, err := listenAll(o.debugAddr, o.xdsAddr, o.secureAddr)
+	listeners, err := listenAll(addrs...)
 	if err != nil {
 		return err
 	}
-	log.Info("ward serving", "config", o.configDir, "state", o.stateDir, "trust_domain", first.Mesh().TrustDomain,
+	log.Info("ward serving", "config", o.configDir, "kube", o.kube.enabled, "state", o.stateDir, "trust_domain", meshCfg.WithDefaults().TrustDomain,
 		"debug_addr", listeners[0].Addr().String(), "xds_addr", listeners[1].Addr().String(),
 		"secure_addr", listeners[2].Addr().String())
 	plain := grpc.NewServer()
@@ -111,8 +171,16 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	cp.ca.Register(secure)
 	cp.xds.Register(secure)
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return src.Run(ctx) })
-	g.Go(func() error { return cp.ca.Run(ctx) })
+	if cp.source != nil {
+		g.Go(func() error { return cp.source.Run(ctx) })
+	}
+	if cp.kube != nil {
+		if err := cp.kube.start(ctx, g, cp.ca, listeners[3], o.kube.inject, meshCfg); err != nil {
+			return err
+		}
+	} else {
+		g.Go(func() error { return cp.ca.Run(ctx) })
+	}
 	g.Go(func() error { return serveHTTP(ctx, listeners[0], cp.debugMux()) })
 	g.Go(func() error { return serveGRPC(ctx, listeners[1], plain) })
 	g.Go(func() error { return serveGRPC(ctx, listeners[2], secure) })
@@ -145,13 +213,45 @@ func listenAll(addrs ...string) ([]net.Listener, error) {
 	return out, nil
 }
 
-func (cp *controlPlane) onSnapshot(s *mesh.Snapshot) {
-	// The file source has already debounced the change; push at once.
+func (cp *controlPlane) onFileSnapshot(s *mesh.Snapshot) {
+	cp.mu.Lock()
+	cp.fileSnap = s
+	cp.mu.Unlock()
+	cp.push()
+}
+
+func (cp *controlPlane) onKubeSnapshot(s *mesh.Snapshot) {
+	cp.mu.Lock()
+	cp.kubeSnap = s
+	cp.mu.Unlock()
+	cp.push()
+}
+
+// push serves the current config: the file source's snapshot, the
+// Kubernetes source's, or both merged (Kubernetes' MeshConfig wins). In
+// Kubernetes mode nothing is served before its caches have synced.
+func (cp *controlPlane) push() {
+	cp.mu.Lock()
+	fs, ks := cp.fileSnap, cp.kubeSnap
+	cp.mu.Unlock()
+	s := fs
+	switch {
+	case cp.kube != nil && ks == nil:
+		return
+	case ks != nil && fs != nil:
+		s = mesh.Merge(ks.Mesh(), fs, ks)
+	case ks != nil:
+		s = ks
+	}
+	// The sources have already debounced the change; push at once.
 	cp.xds.UpdateNow(s)
 	cp.ready.Store(true)
-	st := cp.source.Status()
+	rejected := 0
+	if cp.source != nil {
+		rejected = len(cp.source.Status().Rejected)
+	}
 	cp.log.Info("snapshot", "version", s.Version(), "objects", s.Len(), "services", len(s.Services()),
-		"workloads", len(s.Workloads()), "rejected", len(st.Rejected))
+		"workloads", len(s.Workloads()), "rejected", rejected)
 }
 
 func (cp *controlPlane) debugMux() *http.ServeMux {
@@ -170,6 +270,10 @@ func (cp *controlPlane) debugMux() *http.ServeMux {
 	mux.Handle("GET /debug/connections", cp.xds.Handler())
 	mux.Handle("GET /debug/ca", cp.ca.DebugHandler())
 	mux.HandleFunc("GET /debug/configz", func(w http.ResponseWriter, _ *http.Request) {
+		if cp.source == nil {
+			writeJSON(w, map[string]string{"source": "kubernetes"})
+			return
+		}
 		writeJSON(w, cp.source.Status())
 	})
 	return mux
@@ -219,4 +323,112 @@ func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler) error {
 		return err
 	}
 	return nil
+}
+
+// kubeMode holds the Kubernetes side of `ward serve --kube`.
+type kubeMode struct {
+	opts    kubeOptions
+	log     *slog.Logger
+	clients *kube.Clients
+	leader  *kube.Leader
+	source  *kube.Source
+	mesh    mesh.MeshConfig
+}
+
+func newKubeMode(ctx context.Context, o kubeOptions, log *slog.Logger, onSnapshot func(*mesh.Snapshot)) (*kubeMode, error) {
+	cl, err := kube.NewClients(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	k := &kubeMode{opts: o, log: log, clients: cl}
+	// The CA needs the trust domain before the informers run.
+	cm, err := cl.Kube.CoreV1().ConfigMaps(o.namespace).Get(ctx, kube.DefaultMeshConfigMap, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		if k.mesh, err = kube.ParseMeshConfig(cm); err != nil {
+			return nil, err
+		}
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("read mesh config %s/%s: %w", o.namespace, kube.DefaultMeshConfigMap, err)
+	}
+	if k.leader, err = kube.NewLeader(kube.LeaderConfig{Client: cl.Kube, Namespace: o.namespace, Identity: o.identity, Log: log}); err != nil {
+		return nil, err
+	}
+	k.source, err = kube.NewSource(kube.Config{
+		Client: cl.Kube, Dynamic: cl.Dynamic, Log: log, Namespace: o.namespace, OnSnapshot: onSnapshot, WriteStatus: true,
+		Analyze: func(s *mesh.Snapshot) []kube.Problem {
+			var out []kube.Problem
+			for _, f := range authz.Analyze(s) {
+				out = append(out, kube.Problem{Key: f.Key, Reason: "Analysis", Message: f.Message})
+			}
+			return out
+		},
+	})
+	return k, err
+}
+
+// newCA builds the CA on the ward-ca Secret (created by the leader only),
+// or on Istio's cacerts layout when the plug-in directory holds one. The
+// leader campaign starts here and runs until ctx ends.
+func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig, reg prometheus.Registerer) (*ca.CA, error) {
+	go func() { _ = k.leader.Run(ctx) }()
+	cfg := ca.Config{
+		StateDir: o.stateDir, TrustDomain: m.TrustDomain, Log: k.log, Metrics: reg,
+		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
+		ServerNames: o.serverNames, TokenReviewer: kube.TokenReviewer{Client: k.clients.Kube},
+	}
+	if k.opts.pluginDir != "" {
+		if _, err := os.Stat(k.opts.pluginDir + "/ca-cert.pem"); err == nil {
+			cfg.PluginDir = k.opts.pluginDir
+			return ca.New(cfg)
+		}
+	}
+	return kube.NewCA(ctx, kube.SecretStore{Client: k.clients.Kube, Namespace: k.opts.namespace}, k.leader, cfg)
+}
+
+// start runs the informers, the leader-only CA reconcile (rotation) and
+// trust-bundle writer, the webhooks and their caBundle.
+func (k *kubeMode) start(ctx context.Context, g *errgroup.Group, c *ca.CA, webhookLis net.Listener, inj webhook.InjectConfig, m mesh.MeshConfig) error {
+	bundles, err := kube.NewBundleSync(kube.BundleConfig{Client: k.clients.Kube, Log: k.log, Bundle: c.BundlePEM, Changed: c.Changed, Leader: k.leader})
+	if err != nil {
+		return err
+	}
+	if inj.TrustDomain == "" {
+		inj.TrustDomain = m.WithDefaults().TrustDomain
+	}
+	wh, err := webhook.New(webhook.Config{Listener: webhookLis, GetCertificate: webhook.FromCA(c), Client: k.clients.Kube, Inject: inj, Log: k.log})
+	if err != nil {
+		return err
+	}
+	caBundle, err := webhook.NewCABundleSync(webhook.CABundleConfig{Client: k.clients.Kube, Log: k.log, Bundle: c.BundlePEM, Changed: c.Changed})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return k.source.Run(ctx) })
+	if c.Phase() == ca.PhasePlugin {
+		g.Go(func() error { return c.Run(ctx) }) // every replica reloads cacerts
+	} else {
+		g.Go(func() error { return whileLeading(ctx, k.leader, c.Run) })
+	}
+	g.Go(func() error { return bundles.Run(ctx) })
+	g.Go(func() error { return wh.Run(ctx) })
+	g.Go(func() error { return caBundle.Run(ctx) })
+	return nil
+}
+
+// whileLeading runs f with a context that ends when leadership ends,
+// every time this replica becomes leader, until ctx ends.
+func whileLeading(ctx context.Context, l *kube.Leader, f func(context.Context) error) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.Elected():
+		}
+		if lctx := l.LeaderContext(); lctx != nil {
+			if err := f(lctx); err != nil {
+				return err
+			}
+		}
+	}
 }
