@@ -43,9 +43,8 @@ func checkAuthzAction(c *mesh.Config, in *security.AuthorizationPolicy, e *errs)
 	if _, ok := security.AuthorizationPolicy_Action_name[int32(a)]; !ok {
 		e.add("spec.action", "invalid action %d (want ALLOW, DENY, AUDIT or CUSTOM)", a)
 	}
-	if _, ok := c.Annotations[mesh.AnnotationDryRun]; ok && a != security.AuthorizationPolicy_ALLOW && a != security.AuthorizationPolicy_DENY {
-		e.add(key("metadata.annotations", mesh.AnnotationDryRun), "dry-run is only supported with action ALLOW or DENY, not %s", a)
-	}
+	// Unlike Istio (ALLOW and DENY only), Ward honours dry-run for every
+	// action: a CUSTOM or AUDIT policy can be trialled without effect too.
 	switch {
 	case a == security.AuthorizationPolicy_CUSTOM && in.Rules == nil:
 		e.add("spec.rules", "CUSTOM action without rules is meaningless as it will never be triggered; add an empty rule {} to trigger it for every request")
