@@ -134,7 +134,7 @@ func TestServeExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startWard(t, "serve", "--config", cfg, "--state", filepath.Join(dir, "state"),
-		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--debounce", "20ms")
+		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0", "--debounce", "20ms")
 	// The first snapshot is built before the servers listen.
 	p.waitLine(t, regexp.MustCompile(`msg=snapshot .*rejected=0`), time.Minute)
 	addr := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+)`), 30*time.Second)[1]
@@ -149,6 +149,13 @@ func TestServeExamples(t *testing.T) {
 	getJSON(t, base+"/debug/ca", &caz)
 	if len(caz) == 0 {
 		t.Fatal("/debug/ca is empty")
+	}
+	// The examples' ingress RequestAuthentication names an issuer that is
+	// unreachable here: it must be tracked and reported, failing closed.
+	var jwksz []map[string]any
+	getJSON(t, base+"/debug/jwks", &jwksz)
+	if len(jwksz) != 1 || jwksz[0]["issuer"] != "https://idp.example.com" {
+		t.Fatalf("/debug/jwks = %v, want the examples' issuer", jwksz)
 	}
 	resp, err := http.Get(base + "/readyz")
 	if err != nil || resp.StatusCode != 200 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,13 +24,17 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/wardmesh/ward/authn/jwks"
 	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/authz/decisionlog"
+	"github.com/wardmesh/ward/authz/extauthz"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
 	"github.com/wardmesh/ward/webhook"
 	"github.com/wardmesh/ward/xds"
+	"github.com/wardmesh/ward/xds/hooks"
 )
 
 type serveOptions struct {
@@ -38,6 +43,7 @@ type serveOptions struct {
 	debugAddr   string
 	xdsAddr     string
 	secureAddr  string
+	authzAddr   string
 	serverNames []string
 	quiet       time.Duration
 	maxWait     time.Duration
@@ -87,6 +93,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.debugAddr, "debug-addr", ":15014", "address of the health, metrics and debug HTTP server")
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010", "address of the plaintext ADS server (local development)")
 	f.StringVar(&o.secureAddr, "secure-addr", ":15012", "address of the TLS server: certificate signing (IstioCertificateService) and ADS over mTLS")
+	f.StringVar(&o.authzAddr, "authz-addr", ":9191", "address of the ext_authz (envoy.service.auth.v3) server; decisions are logged to <state>/decisions.log")
 	f.StringSliceVar(&o.serverNames, "server-name", []string{"localhost", "127.0.0.1"}, "DNS names or IPs agents use to reach the control plane (in its serving certificate)")
 	f.DurationVar(&o.quiet, "debounce", 100*time.Millisecond, "quiet period before config changes are applied")
 	f.DurationVar(&o.maxWait, "debounce-max", time.Second, "longest a stream of changes can delay an update")
@@ -102,12 +109,15 @@ type controlPlane struct {
 	source   *file.Source
 	xds      *xds.Server
 	ca       *ca.CA
+	jwks     *jwks.Resolver
+	authz    *extauthz.Server
 	ready    atomic.Bool
 	kube     *kubeMode // nil outside Kubernetes mode
 
 	mu       sync.Mutex
 	fileSnap *mesh.Snapshot
 	kubeSnap *mesh.Snapshot
+	current  *mesh.Snapshot // what was last served
 }
 
 func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
@@ -121,7 +131,15 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer cancel()
 	cp := &controlPlane{log: log, registry: prometheus.NewRegistry()}
 	cp.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait})
+	cp.jwks = jwks.New(jwks.Config{Log: log, Registry: cp.registry, OnChange: cp.onKeysChanged})
+	decisions, err := decisionlog.New(decisionlog.Config{Path: filepath.Join(o.stateDir, "decisions.log")})
+	if err != nil {
+		return err
+	}
+	defer decisions.Close()
+	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry})
+	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait,
+		Hooks: hooks.New(hooks.Config{Keys: cp.jwks, Log: log})})
 	defer cp.xds.Close()
 	var meshCfg mesh.MeshConfig
 	if o.configDir != "" {
@@ -141,7 +159,6 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		}
 		meshCfg = first.Mesh()
 	}
-	var err error
 	if o.kube.enabled {
 		if cp.kube, err = newKubeMode(ctx, o.kube, log, cp.onKubeSnapshot); err != nil {
 			return err
@@ -154,7 +171,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr}
+	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr, o.authzAddr}
 	if o.kube.enabled {
 		addrs = append(addrs, o.kube.webhookAddr)
 	}
@@ -164,7 +181,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	log.Info("ward serving", "config", o.configDir, "kube", o.kube.enabled, "state", o.stateDir, "trust_domain", meshCfg.WithDefaults().TrustDomain,
 		"debug_addr", listeners[0].Addr().String(), "xds_addr", listeners[1].Addr().String(),
-		"secure_addr", listeners[2].Addr().String())
+		"secure_addr", listeners[2].Addr().String(), "authz_addr", listeners[3].Addr().String())
 	plain := grpc.NewServer()
 	cp.xds.Register(plain)
 	secure := grpc.NewServer(grpc.Creds(credentials.NewTLS(cp.ca.ServerTLSConfig())))
@@ -175,12 +192,14 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		g.Go(func() error { return cp.source.Run(ctx) })
 	}
 	if cp.kube != nil {
-		if err := cp.kube.start(ctx, g, cp.ca, listeners[3], o.kube.inject, meshCfg); err != nil {
+		if err := cp.kube.start(ctx, g, cp.ca, listeners[4], o.kube.inject, meshCfg); err != nil {
 			return err
 		}
 	} else {
 		g.Go(func() error { return cp.ca.Run(ctx) })
 	}
+	g.Go(func() error { return cp.jwks.Run(ctx) })
+	g.Go(func() error { return cp.authz.Serve(ctx, listeners[3]) })
 	g.Go(func() error { return serveHTTP(ctx, listeners[0], cp.debugMux()) })
 	g.Go(func() error { return serveGRPC(ctx, listeners[1], plain) })
 	g.Go(func() error { return serveGRPC(ctx, listeners[2], secure) })
@@ -243,6 +262,13 @@ func (cp *controlPlane) push() {
 	case ks != nil:
 		s = ks
 	}
+	cp.mu.Lock()
+	cp.current = s
+	cp.mu.Unlock()
+	cp.jwks.Track(s)
+	if err := cp.authz.Update(s); err != nil {
+		cp.log.Error("authorization engine not updated; the previous one keeps deciding", "version", s.Version(), "error", err.Error())
+	}
 	// The sources have already debounced the change; push at once.
 	cp.xds.UpdateNow(s)
 	cp.ready.Store(true)
@@ -252,6 +278,18 @@ func (cp *controlPlane) push() {
 	}
 	cp.log.Info("snapshot", "version", s.Version(), "objects", s.Len(), "services", len(s.Services()),
 		"workloads", len(s.Workloads()), "rejected", rejected)
+}
+
+// onKeysChanged re-pushes the current snapshot when an issuer's keys
+// change (first fetch, rotation, recovery): jwt_authn inlines them.
+func (cp *controlPlane) onKeysChanged(issuer string) {
+	cp.mu.Lock()
+	s := cp.current
+	cp.mu.Unlock()
+	if s != nil {
+		cp.log.Info("jwks changed; pushing", "issuer", issuer)
+		cp.xds.Update(s)
+	}
 }
 
 func (cp *controlPlane) debugMux() *http.ServeMux {
@@ -269,6 +307,7 @@ func (cp *controlPlane) debugMux() *http.ServeMux {
 	mux.Handle("GET /debug/syncz", cp.xds.Handler())
 	mux.Handle("GET /debug/connections", cp.xds.Handler())
 	mux.Handle("GET /debug/ca", cp.ca.DebugHandler())
+	mux.Handle("GET /debug/jwks", cp.jwks.Handler())
 	mux.HandleFunc("GET /debug/configz", func(w http.ResponseWriter, _ *http.Request) {
 		if cp.source == nil {
 			writeJSON(w, map[string]string{"source": "kubernetes"})

@@ -1,0 +1,6 @@
+// Package hooks assembles Ward's security translators into the xDS core:
+// PeerAuthentication (authn) decides inbound filter chains and auto-mTLS,
+// RequestAuthentication (authn) adds jwt_authn, and AuthorizationPolicy
+// (authz) adds ext_authz or native RBAC after it, so authentication always
+// runs before authorisation. It is pure: key sets come from the caller.
+package hooks

@@ -1,0 +1,72 @@
+package hooks
+
+import (
+	"log/slog"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/wardmesh/ward/authn"
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/translate"
+)
+
+// Config holds what the security hooks need beyond the snapshot.
+type Config struct {
+	// Keys resolves JWKS for RequestAuthentication rules; nil means no
+	// fetched keys (inline jwks only, remote issuers fail closed).
+	Keys authn.KeySets
+	// Authz configures authorization filters (ext_authz cluster, provider
+	// clusters). Its zero value enforces with native RBAC.
+	Authz authz.HookConfig
+	Log   *slog.Logger
+}
+
+// New returns the translate.Hooks that apply Ward's security policies.
+func New(cfg Config) translate.Hooks {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Authz.Log == nil {
+		cfg.Authz.Log = cfg.Log
+	}
+	return translate.Hooks{
+		InboundSecurity: cfg.inboundSecurity,
+		UpstreamTLS:     authn.UpstreamTLSHook,
+		HTTPFilters:     cfg.httpFilters,
+		Fingerprint:     cfg.fingerprint,
+	}
+}
+
+// inboundSecurity maps PeerAuthentication to chain variants. Gateways are
+// not subject to PeerAuthentication (as in Istio).
+func (c Config) inboundSecurity(s *mesh.Snapshot, p *mesh.Proxy, port uint32) []translate.ChainSecurity {
+	if p.Type == mesh.ProxyRouter {
+		return nil
+	}
+	vs, findings := authn.InboundVariants(s, p, port, authn.PortProtocol(s, p, port))
+	for _, f := range findings {
+		c.Log.Debug("peer authentication finding", "proxy", p.ID, "port", port, "finding", f)
+	}
+	out := make([]translate.ChainSecurity, 0, len(vs))
+	for _, v := range vs {
+		out = append(out, translate.ChainSecurity{Match: v.Match, TransportSocket: v.TransportSocket})
+	}
+	return out
+}
+
+// httpFilters puts authentication (jwt_authn) before authorization on
+// the listeners that receive traffic for the proxy's workload: a sidecar's
+// inbound listeners and a gateway's server listeners. Outbound listeners
+// get neither.
+func (c Config) httpFilters(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direction, port uint32) []*hcmv3.HttpFilter {
+	if dir != translate.Inbound && dir != translate.Gateway {
+		return nil
+	}
+	fs := authn.JWTFilters(s, p, c.Keys)
+	return append(fs, c.Authz.HTTPFilterHook(s, p, string(translate.Inbound))...)
+}
+
+func (c Config) fingerprint(s *mesh.Snapshot, p *mesh.Proxy) string {
+	return authn.Fingerprint(s, p, c.Keys) + "/" + authz.Fingerprint(s, p)
+}
