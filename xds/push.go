@@ -118,48 +118,49 @@ func newPartial(res *translate.Resources) *partial {
 
 var cacheTypes = [4]types.ResponseType{types.Listener, types.Route, types.Cluster, types.Endpoint}
 
-// combine joins the two sides into one proxy config. A type only one side
-// has reuses that side's resources (and version) as is, so replicas and
+// combine joins the sides into one proxy config. A type only one side has
+// reuses that side's resources (and version) as is, so replicas and
 // proxies of one namespace share maps; other types get a merged map and a
-// version hashed from both sides'.
-func combine(out, in *partial) (*generated, error) {
-	res := translate.Merge(out.res, in.res)
+// version hashed from the sides'.
+func combine(parts ...*partial) (*generated, error) {
+	res := &translate.Resources{}
+	for _, p := range parts {
+		res = translate.Merge(res, p.res)
+	}
 	if err := res.Consistent(); err != nil {
 		return nil, err
 	}
-	snap := &cachev3.Snapshot{}
-	ov, iv := out.versions.List(), in.versions.List()
+	g := &generated{seq: genSeq.Add(1), res: res, snap: &cachev3.Snapshot{}}
 	var vs [4]string
 	for i, t := range cacheTypes {
-		switch {
-		case len(in.byType[i].Items) == 0:
-			snap.Resources[t], vs[i] = out.byType[i], ov[i]
-		case len(out.byType[i].Items) == 0:
-			snap.Resources[t], vs[i] = in.byType[i], iv[i]
+		var with []*partial
+		for _, p := range parts {
+			if len(p.byType[i].Items) > 0 {
+				with = append(with, p)
+			}
+		}
+		switch len(with) {
+		case 0:
+			vs[i] = parts[0].versions.List()[i]
+			g.snap.Resources[t] = parts[0].byType[i]
+		case 1:
+			vs[i] = with[0].versions.List()[i]
+			g.snap.Resources[t] = with[0].byType[i]
+			g.anys[i], g.names[i] = with[0].anys[i], with[0].names[i]
 		default:
-			vs[i] = translate.CombineVersions(ov[i], iv[i])
-			items := make(map[string]types.ResourceWithTTL, len(out.byType[i].Items)+len(in.byType[i].Items))
-			for k, v := range out.byType[i].Items {
-				items[k] = v
+			items := map[string]types.ResourceWithTTL{}
+			for _, p := range with {
+				vs[i] = translate.CombineVersions(vs[i], p.versions.List()[i])
+				for k, v := range p.byType[i].Items {
+					items[k] = v
+				}
+				g.anys[i] = append(g.anys[i], p.anys[i]...)
+				g.names[i] = append(g.names[i], p.names[i]...)
 			}
-			for k, v := range in.byType[i].Items {
-				items[k] = v
-			}
-			snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
+			g.snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
 		}
 	}
-	g := &generated{seq: genSeq.Add(1), res: res, versions: translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}, snap: snap}
-	for i := range cacheTypes {
-		switch {
-		case len(in.anys[i]) == 0:
-			g.anys[i], g.names[i] = out.anys[i], out.names[i]
-		case len(out.anys[i]) == 0:
-			g.anys[i], g.names[i] = in.anys[i], in.names[i]
-		default:
-			g.anys[i] = append(append([]*anypb.Any(nil), out.anys[i]...), in.anys[i]...)
-			g.names[i] = append(append([]string(nil), out.names[i]...), in.names[i]...)
-		}
-	}
+	g.versions = translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}
 	return g, nil
 }
 
@@ -207,16 +208,24 @@ func (g *generated) version(url string) string {
 	return ""
 }
 
-// fingerprintOf computes the proxy's scope and its outbound and inbound
-// cache keys under ix.
-func (s *Server) fingerprintOf(ix *translate.Index, p *mesh.Proxy) (sc *translate.Scope, out, in string) {
+// fingerprintOf computes the proxy's scope and the cache keys of its three
+// sides under ix: outbound config (clusters, listeners, routes), outbound
+// endpoints, inbound.
+func (s *Server) fingerprintOf(ix *translate.Index, p *mesh.Proxy) (sc *translate.Scope, keys [3]string) {
 	sc = ix.Scope(p)
-	out, in = "o:"+ix.OutboundFingerprint(sc), "i:"+ix.InboundFingerprint(sc)
+	keys = [3]string{"o:" + ix.OutboundConfigFingerprint(sc), "e:" + ix.OutboundFingerprint(sc), "i:" + ix.InboundFingerprint(sc)}
 	if s.cfg.Hooks.Fingerprint != nil {
 		h := "/" + s.cfg.Hooks.Fingerprint(ix.Snapshot(), p)
-		out, in = out+h, in+h
+		for i := range keys {
+			keys[i] += h
+		}
 	}
-	return sc, out, in
+	return sc, keys
+}
+
+// sideGenerators produce the three sides, in fingerprintOf's key order.
+var sideGenerators = [3]func(*translate.Index, *translate.Scope, translate.Hooks) *translate.Resources{
+	translate.GenerateOutboundConfig, translate.GenerateEndpoints, translate.GenerateInbound,
 }
 
 // cached runs f at most once per key among concurrent and later callers
@@ -234,12 +243,12 @@ func (s *Server) cached(key string, f func() (any, error)) (any, error) {
 }
 
 // generationFor returns the proxy's config: each side generated and
-// validated once per side fingerprint, combined once per pair.
-func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, out, in string) (*generated, error) {
-	side := func(key string, gen func(*translate.Index, *translate.Scope, translate.Hooks) *translate.Resources) (*partial, error) {
-		v, err := s.cached(key, func() (any, error) {
-			res := gen(ix, sc, s.cfg.Hooks)
-			if err := res.Validate(); err != nil {
+// validated once per side fingerprint, combined once per key triple.
+func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3]string) (*generated, error) {
+	side := func(i int) (*partial, error) {
+		v, err := s.cached(keys[i], func() (any, error) {
+			res := sideGenerators[i](ix, sc, s.cfg.Hooks)
+			if err := res.ValidateEach(); err != nil { // references are checked once the sides are combined
 				return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
 			}
 			return newPartial(res), nil
@@ -249,16 +258,16 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, out, in
 		}
 		return v.(*partial), nil
 	}
-	v, err := s.cached(out+"|"+in, func() (any, error) {
-		o, err := side(out, translate.GenerateOutbound)
-		if err != nil {
-			return nil, err
+	v, err := s.cached(strings.Join(keys[:], "|"), func() (any, error) {
+		parts := make([]*partial, len(keys))
+		for i := range keys {
+			p, err := side(i)
+			if err != nil {
+				return nil, err
+			}
+			parts[i] = p
 		}
-		i, err := side(in, translate.GenerateInbound)
-		if err != nil {
-			return nil, err
-		}
-		g, err := combine(o, i)
+		g, err := combine(parts...)
 		if err != nil {
 			return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
 		}
@@ -281,15 +290,15 @@ func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Ti
 		return
 	}
 	c.seq = seq
-	sc, out, in := s.fingerprintOf(ix, c.proxy)
-	fp := out + "|" + in
+	sc, keys := s.fingerprintOf(ix, c.proxy)
+	fp := strings.Join(keys[:], "|")
 	s.mu.Lock()
 	same := fp == c.fingerprint && c.gen != nil
 	s.mu.Unlock()
 	if same {
 		return
 	}
-	g, err := s.generationFor(ix, sc, out, in)
+	g, err := s.generationFor(ix, sc, keys)
 	if err != nil {
 		s.m.genErrors.Inc()
 		s.log.Error("config not pushed: generated resources are invalid; proxy keeps its previous config", "proxy", c.id, "err", err)
@@ -375,8 +384,9 @@ func (s *Server) pruneLocked() map[uint64]bool {
 			keep[c.prev.seq] = true
 		}
 		used[c.fingerprint] = true
-		out, in, _ := strings.Cut(c.fingerprint, "|")
-		used[out], used[in] = true, true
+		for _, k := range strings.Split(c.fingerprint, "|") {
+			used[k] = true
+		}
 	}
 	for fp := range s.gens {
 		if !used[fp] {

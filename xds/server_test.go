@@ -161,29 +161,41 @@ func TestRecomputeOnlyAffectedProxies(t *testing.T) {
 		}
 		return nil
 	}}})
-	local := func(addr string) *mesh.Config {
-		c := serviceEntry("local.test.svc.cluster.local", 80, addr)
+	local := func(addr string, port uint32) *mesh.Config {
+		c := serviceEntry("local.test.svc.cluster.local", port, addr)
 		c.Spec.(*networking.ServiceEntry).ExportTo = []string{"."}
 		c.Spec.(*networking.ServiceEntry).Ports[0].Protocol = "HTTP"
 		return c
 	}
 	shared := serviceEntry("shared.test.svc.cluster.local", 81, "10.0.0.5")
-	s.UpdateNow(snapshotOf(local("10.0.0.1"), shared))
+	s.UpdateNow(snapshotOf(local("10.0.0.1", 80), shared))
 	s.attach(1, &core.Node{Id: "sidecar~10.1.0.1~a.test~test.svc.cluster.local"})
 	s.attach(2, &core.Node{Id: "sidecar~10.1.0.2~b.test~test.svc.cluster.local"}) // same scope: shares a's output
 	s.attach(3, &core.Node{Id: "sidecar~10.2.0.1~c.other~other.svc.cluster.local"})
-	mu.Lock()
-	if gens["test"] != 1 || gens["other"] != 1 {
-		t.Fatalf("initial generations %v, want one per distinct scope", gens)
+	count := func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return map[string]int{"test": gens["test"], "other": gens["other"]}
 	}
-	mu.Unlock()
-	// A change to a service only namespace test sees regenerates test's
-	// config once and leaves other's alone.
-	s.UpdateNow(snapshotOf(local("10.0.0.2"), shared))
-	mu.Lock()
-	defer mu.Unlock()
-	if gens["test"] != 2 || gens["other"] != 1 {
-		t.Fatalf("after a test-only change: generations %v, want test 2, other 1", gens)
+	if g := count(); g["test"] != 1 || g["other"] != 1 {
+		t.Fatalf("initial generations %v, want one per distinct scope", g)
+	}
+	// A config change to a service only namespace test sees regenerates
+	// test's outbound config once and leaves other's alone.
+	s.UpdateNow(snapshotOf(local("10.0.0.1", 82), shared))
+	if g := count(); g["test"] != 2 || g["other"] != 1 {
+		t.Fatalf("after a test-only change: generations %v, want test 2, other 1", g)
+	}
+	// An endpoint-only change regenerates no cluster/listener/route config,
+	// only endpoint sets: new EDS version, same CDS version.
+	before := s.current("sidecar~10.1.0.1~a.test~test.svc.cluster.local").versions
+	s.UpdateNow(snapshotOf(local("10.0.0.7", 82), shared))
+	after := s.current("sidecar~10.1.0.1~a.test~test.svc.cluster.local").versions
+	if g := count(); g["test"] != 2 || g["other"] != 1 {
+		t.Fatalf("an endpoint move regenerated outbound config: %v", g)
+	}
+	if after.Endpoints == before.Endpoints || after.Clusters != before.Clusters || after.Listeners != before.Listeners {
+		t.Fatalf("endpoint move: versions %+v → %+v, want only endpoints to change", before, after)
 	}
 }
 

@@ -60,7 +60,11 @@ func (g *gen) outboundCluster(svc *mesh.Service, port mesh.Port, dr *networking.
 		Name:           name,
 		ConnectTimeout: durationpb.New(defaultConnectTimeout),
 	}
-	eps := g.endpoints(name, svc, port, labels, pol)
+	var eps *endpoint.ClusterLoadAssignment
+	dns := svc.Resolution == networking.ServiceEntry_DNS || svc.Resolution == networking.ServiceEntry_DNS_ROUND_ROBIN
+	if dns || g.part&partEndpoints != 0 {
+		eps = g.endpoints(name, svc, port, labels, pol)
+	}
 	switch {
 	case svc.Resolution == networking.ServiceEntry_DNS && g.proxy.Type != mesh.ProxyGRPC:
 		c.ClusterDiscoveryType = &cluster.Cluster_Type{Type: cluster.Cluster_STRICT_DNS}
@@ -75,7 +79,12 @@ func (g *gen) outboundCluster(svc *mesh.Service, port mesh.Port, dr *networking.
 	default:
 		c.ClusterDiscoveryType = &cluster.Cluster_Type{Type: cluster.Cluster_EDS}
 		c.EdsClusterConfig = &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name}
-		g.res.Endpoints = append(g.res.Endpoints, eps)
+		if g.part&partEndpoints != 0 {
+			g.res.Endpoints = append(g.res.Endpoints, eps)
+		}
+	}
+	if g.part&partConfig == 0 {
+		return
 	}
 	if c.LbPolicy != cluster.Cluster_CLUSTER_PROVIDED {
 		g.applyLB(c, pol.lb)

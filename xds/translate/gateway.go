@@ -28,6 +28,10 @@ func (s gwServer) gwName() string { return s.gw.Namespace + "/" + s.gw.Name }
 // routes from the VirtualServices bound to the gateway, and every visible
 // service's clusters.
 func (g *gen) router() {
+	g.clusters()
+	if g.part&partConfig == 0 {
+		return
+	}
 	byPort := map[uint32][]gwServer{}
 	for _, gw := range g.sc.Gateways {
 		for i, s := range gw.Spec.(*networking.Gateway).GetServers() {
@@ -37,7 +41,6 @@ func (g *gen) router() {
 	for _, port := range sortedKeys32(byPort) {
 		g.gatewayListener(port, byPort[port])
 	}
-	g.clusters()
 	g.res.Clusters = append(g.res.Clusters, passthroughClusters()...)
 }
 

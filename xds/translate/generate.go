@@ -52,9 +52,11 @@ type gen struct {
 type part int
 
 const (
-	partOutbound part = 1 << iota
+	partConfig    part = 1 << iota // outbound clusters, listeners, routes
+	partEndpoints                  // outbound endpoint sets
 	partInbound
-	partAll = partOutbound | partInbound
+	partOutbound = partConfig | partEndpoints
+	partAll      = partOutbound | partInbound
 )
 
 // Generate computes every resource for the proxy of scope sc. It is pure:
@@ -66,6 +68,18 @@ func Generate(ix *Index, sc *Scope, hooks Hooks) *Resources { return generate(ix
 // proxy with the same fingerprint.
 func GenerateOutbound(ix *Index, sc *Scope, hooks Hooks) *Resources {
 	return generate(ix, sc, hooks, partOutbound)
+}
+
+// GenerateOutboundConfig computes the outbound side without endpoint sets
+// (keyed by OutboundConfigFingerprint, which ignores endpoint churn).
+func GenerateOutboundConfig(ix *Index, sc *Scope, hooks Hooks) *Resources {
+	return generate(ix, sc, hooks, partConfig)
+}
+
+// GenerateEndpoints computes the outbound endpoint sets only (keyed by
+// OutboundFingerprint).
+func GenerateEndpoints(ix *Index, sc *Scope, hooks Hooks) *Resources {
+	return generate(ix, sc, hooks, partEndpoints)
 }
 
 // GenerateInbound computes the inbound side only (what serves the proxy's

@@ -37,6 +37,10 @@ func (g *gen) grpc() {
 }
 
 func (g *gen) grpcOutbound() {
+	g.clusters()
+	if g.part&partConfig == 0 {
+		return
+	}
 	for _, svc := range g.sc.Services {
 		for _, p := range svc.Ports {
 			name := fmt.Sprintf("%s:%d", svc.Hostname, p.Number)
@@ -50,7 +54,6 @@ func (g *gen) grpcOutbound() {
 			})
 		}
 	}
-	g.clusters()
 }
 
 // inboundPort is one address:port the proxy's workload serves.

@@ -32,8 +32,10 @@ type Index struct {
 	drByHost   map[string][]*drEntry
 	drWildcard []*drEntry
 	svcPrint   map[*mesh.Service]string
-	delegate   string // hash of every host-less (delegate) VirtualService
-	meshHash   string
+	// svcConfigPrint leaves out endpoint details clusters do not depend on
+	svcConfigPrint map[*mesh.Service]string
+	delegate       string // hash of every host-less (delegate) VirtualService
+	meshHash       string
 	// srcLabelKeys are the label keys any VirtualService sourceLabels
 	// match tests: the only proxy labels outbound output depends on.
 	srcLabelKeys map[string]bool
@@ -58,7 +60,7 @@ type drEntry struct {
 
 // NewIndex indexes snap. It only reads snap.
 func NewIndex(snap *mesh.Snapshot) *Index {
-	ix := &Index{snap: snap, svcPrint: map[*mesh.Service]string{}, srcLabelKeys: map[string]bool{}}
+	ix := &Index{snap: snap, svcPrint: map[*mesh.Service]string{}, svcConfigPrint: map[*mesh.Service]string{}, srcLabelKeys: map[string]bool{}}
 	dh := sha256.New()
 	for _, c := range snap.All(mesh.KindVirtualService) {
 		spec := c.Spec.(*networking.VirtualService)
@@ -101,7 +103,8 @@ func NewIndex(snap *mesh.Snapshot) *Index {
 		}
 	}
 	for _, svc := range snap.Services() {
-		ix.svcPrint[svc] = ix.serviceFingerprint(svc)
+		ix.svcPrint[svc] = ix.serviceFingerprint(svc, true)
+		ix.svcConfigPrint[svc] = ix.serviceFingerprint(svc, false)
 	}
 	ix.meshHash = hashStrings(string(snap.Mesh().OutboundTrafficPolicy), snap.Mesh().TrustDomain, snap.Mesh().RootNamespace)
 	return ix
@@ -224,7 +227,11 @@ func (ix *Index) DestinationRule(host, ns, svcNS string) *mesh.Config {
 	return best
 }
 
-func (ix *Index) serviceFingerprint(svc *mesh.Service) string {
+// serviceFingerprint hashes a service, its routing config and its members.
+// With endpoints false it keeps only what clusters depend on: whether there
+// are members, their identities and TLS modes (SANs, auto mTLS) and, for
+// DNS services, the addresses (inlined in the cluster).
+func (ix *Index) serviceFingerprint(svc *mesh.Service, endpoints bool) string {
 	h := sha256.New()
 	writeStr(h, svc.Hostname, svc.Namespace, svc.Resolution.String(), strings.Join(svc.Addresses, ","), strings.Join(svc.ExportTo, ","), strings.Join(svc.SubjectAltNames, ","))
 	if svc.MeshExternal {
@@ -233,10 +240,21 @@ func (ix *Index) serviceFingerprint(svc *mesh.Service) string {
 	for _, p := range svc.Ports {
 		writeStr(h, p.Name, string(p.Protocol), itoa(p.Number), itoa(p.TargetPort))
 	}
-	for _, w := range ix.snap.Members(svc) {
-		writeStr(h, w.Name, w.Namespace, w.Address, w.ServiceAccount, w.Locality, w.Network, itoa(w.Weight))
-		writeMap(h, w.Labels)
-		writeMap32(h, w.Ports)
+	dns := svc.Resolution == networking.ServiceEntry_DNS || svc.Resolution == networking.ServiceEntry_DNS_ROUND_ROBIN
+	members := ix.snap.Members(svc)
+	if endpoints || dns {
+		for _, w := range members {
+			writeStr(h, w.Name, w.Namespace, w.Address, w.ServiceAccount, w.Locality, w.Network, itoa(w.Weight))
+			writeMap(h, w.Labels)
+			writeMap32(h, w.Ports)
+		}
+	} else {
+		ids := make([]string, 0, len(members))
+		for _, w := range members {
+			ids = append(ids, w.Namespace+"/"+w.ServiceAccount+"/"+string(w.TLSMode()))
+		}
+		writeStr(h, itoa(uint32(len(members))))
+		writeStr(h, sortedUnique(ids)...)
 	}
 	for _, e := range concat(ix.vsByHost[svc.Hostname], ix.vsWildcard) {
 		for _, vh := range e.hosts {

@@ -165,10 +165,21 @@ func (ix *Index) Fingerprint(sc *Scope) string {
 // labels, so replicas (and every proxy of a namespace without
 // sourceLabels rules) share one result.
 func (ix *Index) OutboundFingerprint(sc *Scope) string {
+	return ix.outboundFingerprint(sc, ix.svcPrint, "full/")
+}
+
+// OutboundConfigFingerprint is OutboundFingerprint without endpoint churn
+// (addresses, ports, weights, localities of members): what clusters,
+// listeners and routes depend on.
+func (ix *Index) OutboundConfigFingerprint(sc *Scope) string {
+	return ix.outboundFingerprint(sc, ix.svcConfigPrint, "config/")
+}
+
+func (ix *Index) outboundFingerprint(sc *Scope, prints map[*mesh.Service]string, kind string) string {
 	p := sc.Proxy
 	// The service part is the same for every proxy of a namespace and
 	// Sidecar; hash it once per index.
-	key := string(p.Type) + "/" + p.Namespace + "/"
+	key := kind + string(p.Type) + "/" + p.Namespace + "/"
 	if sc.Sidecar != nil {
 		key += sc.Sidecar.Namespace + "/" + sc.Sidecar.Name
 	}
@@ -181,13 +192,13 @@ func (ix *Index) OutboundFingerprint(sc *Scope) string {
 			writeStr(sh, configHash(sc.Sidecar))
 		}
 		for _, svc := range sc.Services {
-			writeStr(sh, ix.svcPrint[svc])
+			writeStr(sh, prints[svc])
 		}
 		svcs = hex.EncodeToString(sh.Sum(nil))
 		ix.printCache.Store(key, svcs)
 	}
 	h := sha256.New()
-	writeStr(h, string(p.Type), p.Namespace, ix.meshHash, ix.delegate, string(sc.Outbound), svcs)
+	writeStr(h, kind, string(p.Type), p.Namespace, ix.meshHash, ix.delegate, string(sc.Outbound), svcs)
 	rel := map[string]string{}
 	for k := range ix.srcLabelKeys {
 		if v, ok := p.Labels[k]; ok {

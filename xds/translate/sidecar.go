@@ -29,6 +29,8 @@ const (
 func (g *gen) sidecar() {
 	if g.part&partOutbound != 0 {
 		g.clusters()
+	}
+	if g.part&partConfig != 0 {
 		g.res.Clusters = append(g.res.Clusters, passthroughClusters()...)
 		g.res.Listeners = append(g.res.Listeners, g.virtualOutbound())
 		g.outboundListeners()

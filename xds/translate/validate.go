@@ -34,6 +34,14 @@ type allValidator interface{ ValidateAll() error }
 // then checks that every referenced route config, cluster and endpoint set
 // exists. It returns every problem found.
 func (r *Resources) Validate() error {
+	err := r.ValidateEach()
+	fatal, _ := r.consistency()
+	return errors.Join(append([]error{err}, fatal...)...)
+}
+
+// ValidateEach runs ValidateDeep on every resource, without the reference
+// checks (for one side of a config whose references cross sides).
+func (r *Resources) ValidateEach() error {
 	var errs []error
 	check := func(kind, name string, m proto.Message) {
 		if err := ValidateDeep(m); err != nil {
@@ -52,8 +60,6 @@ func (r *Resources) Validate() error {
 	for _, e := range r.Endpoints {
 		check("endpoints", e.GetClusterName(), e)
 	}
-	fatal, _ := r.consistency()
-	errs = append(errs, fatal...)
 	return errors.Join(errs...)
 }
 
