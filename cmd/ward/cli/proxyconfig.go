@@ -1,0 +1,155 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/xds/translate"
+)
+
+type proxyConfigOptions struct {
+	configDir, server, proxyID string
+	proxyType, namespace, ip   string
+	labels                     []string
+	summary                    bool
+}
+
+func newProxyConfigCmd() *cobra.Command {
+	o := &proxyConfigOptions{}
+	cmd := &cobra.Command{
+		Use:   "proxy-config",
+		Short: "Show the xDS config Ward generates for a proxy",
+		Long: `Show the listeners, routes, clusters and endpoints of a proxy, either
+computed offline from a config directory for a described proxy (--config,
+--type, --namespace, --labels, --ip) with the same translators the server
+uses, or fetched from a running server's /debug/config_dump (--server,
+--proxy).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.configDir, "config", "", "config directory (offline mode)")
+	f.StringVar(&o.server, "server", "", "debug address of a running ward serve, e.g. http://127.0.0.1:15014")
+	f.StringVar(&o.proxyID, "proxy", "", "proxy (node) id, with --server")
+	f.StringVar(&o.proxyType, "type", "sidecar", "proxy type: sidecar, router or grpc (offline)")
+	f.StringVar(&o.namespace, "namespace", "default", "proxy namespace (offline)")
+	f.StringVar(&o.ip, "ip", "", "proxy IP (offline)")
+	f.StringSliceVar(&o.labels, "labels", nil, "proxy labels k=v (offline)")
+	f.BoolVar(&o.summary, "summary", false, "print resource names only")
+	return cmd
+}
+
+func (o *proxyConfigOptions) run(w io.Writer) error {
+	switch {
+	case o.server != "" && o.proxyID != "":
+		return o.fetch(w)
+	case o.configDir != "":
+		return o.generate(w)
+	}
+	return errors.New("proxy-config: give --config DIR (offline) or --server URL --proxy ID")
+}
+
+func (o *proxyConfigOptions) fetch(w io.Writer) error {
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Get(strings.TrimRight(o.server, "/") + "/debug/config_dump?proxy=" + url.QueryEscape(o.proxyID))
+	if err != nil {
+		return fmt.Errorf("proxy-config: fetch config dump of %s: %w", o.proxyID, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("proxy-config: fetch config dump of %s: %s: %s", o.proxyID, resp.Status, strings.TrimSpace(string(b)))
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+func (o *proxyConfigOptions) generate(w io.Writer) error {
+	res, err := file.Load(o.configDir)
+	if err != nil {
+		return fmt.Errorf("proxy-config: load %s: %w", o.configDir, err)
+	}
+	p := &mesh.Proxy{ID: "offline", Type: mesh.ProxyType(o.proxyType), Namespace: o.namespace, Labels: mesh.Labels{}}
+	switch p.Type {
+	case mesh.ProxySidecar, mesh.ProxyRouter, mesh.ProxyGRPC:
+	default:
+		return fmt.Errorf("proxy-config: --type %q: must be sidecar, router or grpc", o.proxyType)
+	}
+	if o.ip != "" {
+		p.IPs = []string{o.ip}
+	}
+	for _, l := range o.labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return fmt.Errorf("proxy-config: --labels %q: want key=value", l)
+		}
+		p.Labels[k] = v
+	}
+	ix := translate.NewIndex(res.Snapshot)
+	out := translate.Generate(ix, ix.Scope(p), translate.Hooks{})
+	if err := out.Validate(); err != nil {
+		fmt.Fprintf(w, "# generated config does not validate: %v\n", err)
+	}
+	if o.summary {
+		return printSummary(w, out)
+	}
+	return printJSON(w, out)
+}
+
+func printSummary(w io.Writer, r *translate.Resources) error {
+	for _, l := range r.Listeners {
+		fmt.Fprintf(w, "listener  %s\n", l.GetName())
+	}
+	for _, rc := range r.Routes {
+		fmt.Fprintf(w, "route     %s (%d virtual hosts)\n", rc.GetName(), len(rc.GetVirtualHosts()))
+	}
+	for _, c := range r.Clusters {
+		fmt.Fprintf(w, "cluster   %s %s\n", c.GetName(), c.GetType())
+	}
+	for _, e := range r.Endpoints {
+		n := 0
+		for _, l := range e.GetEndpoints() {
+			n += len(l.GetLbEndpoints())
+		}
+		fmt.Fprintf(w, "endpoints %s (%d)\n", e.GetClusterName(), n)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, r *translate.Resources) error {
+	raw := func(ms []proto.Message) []json.RawMessage {
+		out := make([]json.RawMessage, 0, len(ms))
+		for _, m := range ms {
+			b, _ := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+			out = append(out, b)
+		}
+		return out
+	}
+	doc := map[string][]json.RawMessage{
+		"listeners": raw(msgs(r.Listeners)), "routes": raw(msgs(r.Routes)),
+		"clusters": raw(msgs(r.Clusters)), "endpoints": raw(msgs(r.Endpoints)),
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
+func msgs[T proto.Message](in []T) []proto.Message {
+	out := make([]proto.Message, len(in))
+	for i, m := range in {
+		out[i] = m
+	}
+	return out
+}

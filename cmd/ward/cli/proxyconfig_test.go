@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestProxyConfigOffline(t *testing.T) {
+	var out bytes.Buffer
+	o := &proxyConfigOptions{configDir: "../../../xds/translate/testdata/grpc", proxyType: "grpc", namespace: "test", summary: true}
+	if err := o.run(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"listener  echo.test.svc.cluster.local:7070", "cluster   outbound|7070|v2|echo.test.svc.cluster.local EDS"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := (&proxyConfigOptions{configDir: o.configDir, proxyType: "mesh"}).run(&out); err == nil {
+		t.Error("unknown proxy type accepted")
+	}
+}
+
+func TestProxyConfigFetch(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/debug/config_dump" || r.URL.Query().Get("proxy") != "a~b" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write([]byte(`{"proxy":"a~b"}`))
+	}))
+	defer srv.Close()
+	var out bytes.Buffer
+	if err := (&proxyConfigOptions{server: srv.URL, proxyID: "a~b"}).run(&out); err != nil || !strings.Contains(out.String(), `"proxy":"a~b"`) {
+		t.Fatalf("fetch: %v %s", err, out.String())
+	}
+	if err := (&proxyConfigOptions{server: srv.URL, proxyID: "other"}).run(&out); err == nil {
+		t.Error("404 not reported")
+	}
+}
