@@ -31,7 +31,7 @@ func startKubeReplica(t *testing.T, env *kubetest.Env, ns, id string) *kubeRepli
 	dir := t.TempDir()
 	p := startWard(t, "serve", "--kube", "--kubeconfig", env.Kubeconfig, "--kube-namespace", ns, "--kube-identity", id,
 		"--config", "", "--state", filepath.Join(dir, "state"), "--server-name", "127.0.0.1",
-		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--webhook-addr", "127.0.0.1:0")
+		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--webhook-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0")
 	return &kubeReplica{id: id, proc: p}
 }
 

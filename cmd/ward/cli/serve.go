@@ -141,6 +141,13 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait,
 		Hooks: hooks.New(hooks.Config{Keys: cp.jwks, Log: log})})
 	defer cp.xds.Close()
+	// Kubernetes mode first: until its caches sync, no snapshot (not even
+	// the file source's) is served or counts as ready.
+	if o.kube.enabled {
+		if cp.kube, err = newKubeMode(ctx, o.kube, log, cp.onKubeSnapshot); err != nil {
+			return err
+		}
+	}
 	var meshCfg mesh.MeshConfig
 	if o.configDir != "" {
 		src, err := file.New(file.Config{
@@ -160,9 +167,6 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		meshCfg = first.Mesh()
 	}
 	if o.kube.enabled {
-		if cp.kube, err = newKubeMode(ctx, o.kube, log, cp.onKubeSnapshot); err != nil {
-			return err
-		}
 		meshCfg = cp.kube.mesh.WithDefaults()
 		cp.ca, err = cp.kube.newCA(ctx, o, meshCfg, cp.registry)
 	} else {
