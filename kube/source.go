@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -56,6 +57,10 @@ type Config struct {
 	Analyze func(*mesh.Snapshot) []Problem
 	// WriteStatus enables status condition updates on Istio objects.
 	WriteStatus bool
+	// Resync, when positive, rebuilds (and re-analyzes) this often even
+	// without a change, for findings that depend on outside state such as
+	// JWKS fetches; an unchanged snapshot is not published again.
+	Resync time.Duration
 }
 
 // Source is the Kubernetes config source.
@@ -179,15 +184,26 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	s.cfg.Log.Info("kubernetes caches synced")
 	s.poke()
+	var tick <-chan time.Time
+	if s.cfg.Resync > 0 {
+		t := time.NewTicker(s.cfg.Resync)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-s.wake:
-			s.rebuild(ctx)
+		case <-tick:
 		}
+		s.rebuild(ctx)
 	}
 }
+
+// Refresh asks for a rebuild soon (e.g. when outside state that Analyze
+// reads has changed).
+func (s *Source) Refresh() { s.poke() }
 
 func (s *Source) rebuild(ctx context.Context) {
 	mc := s.meshConfig()

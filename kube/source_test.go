@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,4 +354,57 @@ func TestMergeKeepsBothSourcesLaterWins(t *testing.T) {
 	if len(m.ServicesByHost("b.example")) != 1 {
 		t.Error("registry not rebuilt from the merged configs")
 	}
+}
+
+// Findings of Config.Analyze land on the object's status and are cleared
+// when Analyze stops reporting them (Refresh re-runs it).
+func TestSourceWritesAnalyzeFindingsToStatus(t *testing.T) {
+	env := kubetest.Require(t)
+	env.ApplyCRDs(t)
+	env.Namespace(t, "src6", nil)
+	var mu sync.Mutex
+	failing := true
+	src, err := kube.NewSource(kube.Config{
+		Client: env.Clients.Kube, Dynamic: env.Clients.Dynamic, Namespace: "ward-src6", WriteStatus: true,
+		Analyze: func(s *mesh.Snapshot) []kube.Problem {
+			mu.Lock()
+			defer mu.Unlock()
+			var out []kube.Problem
+			for _, c := range s.InNamespace(mesh.KindRequestAuthentication, "src6") {
+				if failing {
+					out = append(out, kube.Problem{Key: c.Key(), Reason: "JWKSUnavailable", Message: "jwks fetch failed"})
+				}
+			}
+			return out
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = src.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	env.Kubectl(t, `
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: src6}
+spec:
+  jwtRules: [{issuer: "https://issuer.example", jwksUri: "https://issuer.example/jwks"}]
+`, "apply", "-f", "-")
+	cond := func(want string) func() string {
+		return func() string {
+			out, _ := env.KubectlErr("", "-n", "src6", "get", "requestauthentication", "jwt", "-o", "jsonpath={.status.conditions[0].status}/{.status.conditions[0].reason}")
+			if out != want {
+				return "condition " + out + ", want " + want
+			}
+			return ""
+		}
+	}
+	kubetest.Eventually(t, waitFor, cond("False/JWKSUnavailable"))
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	src.Refresh()
+	kubetest.Eventually(t, waitFor, cond("True/Valid"))
 }
