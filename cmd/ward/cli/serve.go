@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -144,7 +145,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// Kubernetes mode first: until its caches sync, no snapshot (not even
 	// the file source's) is served or counts as ready.
 	if o.kube.enabled {
-		if cp.kube, err = newKubeMode(ctx, o.kube, log, cp.onKubeSnapshot); err != nil {
+		if cp.kube, err = newKubeMode(ctx, o.kube, log, cp.onKubeSnapshot, cp.analyze); err != nil {
 			return err
 		}
 	}
@@ -294,6 +295,9 @@ func (cp *controlPlane) onKeysChanged(issuer string) {
 		cp.log.Info("jwks changed; pushing", "issuer", issuer)
 		cp.xds.Update(s)
 	}
+	if cp.kube != nil {
+		cp.kube.source.Refresh() // RequestAuthentication status
+	}
 }
 
 func (cp *controlPlane) debugMux() *http.ServeMux {
@@ -378,7 +382,7 @@ type kubeMode struct {
 	mesh    mesh.MeshConfig
 }
 
-func newKubeMode(ctx context.Context, o kubeOptions, log *slog.Logger, onSnapshot func(*mesh.Snapshot)) (*kubeMode, error) {
+func newKubeMode(ctx context.Context, o kubeOptions, log *slog.Logger, onSnapshot func(*mesh.Snapshot), analyze func(*mesh.Snapshot) []kube.Problem) (*kubeMode, error) {
 	cl, err := kube.NewClients(o.kubeconfig)
 	if err != nil {
 		return nil, err
@@ -399,15 +403,29 @@ func newKubeMode(ctx context.Context, o kubeOptions, log *slog.Logger, onSnapsho
 	}
 	k.source, err = kube.NewSource(kube.Config{
 		Client: cl.Kube, Dynamic: cl.Dynamic, Log: log, Namespace: o.namespace, OnSnapshot: onSnapshot, WriteStatus: true,
-		Analyze: func(s *mesh.Snapshot) []kube.Problem {
-			var out []kube.Problem
-			for _, f := range authz.Analyze(s) {
-				out = append(out, kube.Problem{Key: f.Key, Reason: "Analysis", Message: f.Message})
-			}
-			return out
-		},
+		Analyze: analyze, Resync: 30 * time.Second,
 	})
 	return k, err
+}
+
+// analyze finds what Kubernetes mode reports on object status beyond
+// validation: authz.Analyze findings and RequestAuthentications whose keys
+// cannot be fetched.
+func (cp *controlPlane) analyze(s *mesh.Snapshot) []kube.Problem {
+	var out []kube.Problem
+	for _, f := range authz.Analyze(s) {
+		out = append(out, kube.Problem{Key: f.Key, Reason: "Analysis", Message: f.Message})
+	}
+	for _, c := range s.All(mesh.KindRequestAuthentication) {
+		ra, _ := c.Spec.(*securityv1beta1.RequestAuthentication)
+		for i, r := range ra.GetJwtRules() {
+			if e := cp.jwks.LastError(r.GetIssuer(), r.GetJwksUri()); e != "" {
+				out = append(out, kube.Problem{Key: c.Key(), Reason: "JWKSUnavailable",
+					Message: fmt.Sprintf("spec.jwtRules[%d]: keys of issuer %s unavailable: %s", i, r.GetIssuer(), e)})
+			}
+		}
+	}
+	return out
 }
 
 // newCA builds the CA on the ward-ca Secret (created by the leader only),
