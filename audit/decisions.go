@@ -118,3 +118,6 @@ func top(m map[string]int) []Count {
 	}
 	return out
 }
+
+// Entry is one decision-log entry (the authz decision log's type).
+type Entry = decisionlog.Entry

@@ -30,6 +30,7 @@ func subcommands() []func() *cobra.Command {
 		newAgentCmd,
 		newAuthzCmd,
 		newInjectCmd,
+		newAuditCmd,
 		newProxyConfigCmd,
 	}
 }

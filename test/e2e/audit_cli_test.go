@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runWard runs the ward binary and returns stdout, stderr and the exit
+// status.
+func runWard(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(buildWard(t), args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), stderr.String(), 0
+	case errors.As(err, &ee):
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	}
+	t.Fatalf("ward %v: %v", args, err)
+	return "", "", 0
+}
+
+func examplesDir(t *testing.T) string {
+	t.Helper()
+	d, err := filepath.Abs("../../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestAuditCLIFormats runs `ward audit` on the examples in every format.
+func TestAuditCLIFormats(t *testing.T) {
+	ex := examplesDir(t)
+	for _, tc := range []struct {
+		format string
+		want   []string
+	}{
+		{"table", []string{"== mTLS coverage ==", "payments-legacy", "MTLS-NO-IDENTITY", "port-level payments/cards-strict"}},
+		{"markdown", []string{"# Ward audit report", "| severity | code |", "MTLS-NO-IDENTITY"}},
+		{"html", []string{"<!DOCTYPE html>", "<svg", "MTLS-NO-IDENTITY"}},
+	} {
+		out, stderr, code := runWard(t, "audit", "--config", ex, "-o", tc.format)
+		if code != 0 {
+			t.Fatalf("-o %s: exit %d: %s", tc.format, code, stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("-o %s: output lacks %q", tc.format, w)
+			}
+		}
+	}
+}
+
+// TestAuditCLIJSONAndFailOn checks the JSON schema's key fields and the
+// CI gate's exit status.
+func TestAuditCLIJSONAndFailOn(t *testing.T) {
+	ex := examplesDir(t)
+	log := filepath.Join(t.TempDir(), "decisions.log")
+	line := `{"decision_id":"x","time":"2026-11-20T10:00:00Z","workload":"bookinfo/ratings-v1","source_principal":"spiffe://cluster.local/ns/payments/sa/payments","path":"/admin","allowed":false,"reason":"deny","explanation":"","dry_run":false,"audit":false,"latency_us":1}`
+	if err := os.WriteFile(log, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runWard(t, "audit", "--config", ex, "--decisions", log, "-o", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var r struct {
+		Schema    string `json:"schema"`
+		Summary   struct{ Workloads int } `json:"summary"`
+		Decisions struct{ Denied int } `json:"decisions"`
+		Findings  []struct {
+			Code, Severity string
+			Controls       []string
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("json output: %v\n%s", err, out)
+	}
+	if r.Schema != "ward.audit/v1" || r.Summary.Workloads != 8 || r.Decisions.Denied != 1 || len(r.Findings) == 0 {
+		t.Errorf("json report = %+v", r)
+	}
+
+	_, stderr, code = runWard(t, "audit", "--config", ex, "--fail-on", "high", "-o", "json")
+	if code != 3 || !strings.Contains(stderr, "findings at or above high") {
+		t.Errorf("--fail-on high: exit %d, stderr %q; want 3 (examples have a workload without identity)", code, stderr)
+	}
+	bookinfo := filepath.Join(t.TempDir(), "bookinfo")
+	if err := os.CopyFS(bookinfo, os.DirFS(filepath.Join(ex, "bookinfo"))); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = runWard(t, "audit", "--config", bookinfo, "--fail-on", "high")
+	if code != 0 {
+		t.Errorf("--fail-on high on bookinfo alone (STRICT, all covered): exit %d: %s", code, stderr)
+	}
+	_, stderr, code = runWard(t, "audit", "--config", ex, "--fail-on", "severe")
+	if code != 1 || !strings.Contains(stderr, "--fail-on") {
+		t.Errorf("bad --fail-on: exit %d, stderr %q", code, stderr)
+	}
+	_, _, code = runWard(t, "audit", "--config", ex, "-o", "pdf")
+	if code != 1 {
+		t.Errorf("-o pdf: exit %d, want 1", code)
+	}
+}
