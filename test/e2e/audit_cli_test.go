@@ -75,9 +75,9 @@ func TestAuditCLIJSONAndFailOn(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
 	var r struct {
-		Schema    string `json:"schema"`
+		Schema    string                  `json:"schema"`
 		Summary   struct{ Workloads int } `json:"summary"`
-		Decisions struct{ Denied int } `json:"decisions"`
+		Decisions struct{ Denied int }    `json:"decisions"`
 		Findings  []struct {
 			Code, Severity string
 			Controls       []string
