@@ -5,16 +5,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/yaml"
 
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/kube/kubetest"
@@ -53,59 +49,8 @@ func startWebhook(t *testing.T, env *kubetest.Env) {
 	go func() { _ = srv.Run(ctx); done <- struct{}{} }()
 	go func() { _ = sync.Run(ctx); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
-	installWebhooks(t, env, "https://"+lis.Addr().String())
-	api := env.Clients.Kube.AdmissionregistrationV1()
-	kubetest.Eventually(t, waitFor, func() string {
-		m, err := api.MutatingWebhookConfigurations().Get(ctx, webhook.MutatingConfigName, metav1.GetOptions{})
-		if err != nil || len(m.Webhooks[0].ClientConfig.CABundle) == 0 {
-			return "mutating caBundle not filled"
-		}
-		v, err := api.ValidatingWebhookConfigurations().Get(ctx, webhook.ValidatingConfigName, metav1.GetOptions{})
-		if err != nil || len(v.Webhooks[0].ClientConfig.CABundle) == 0 {
-			return "validating caBundle not filled"
-		}
-		return ""
-	})
-}
-
-// installWebhooks creates deploy/webhooks.yaml with every service
-// reference replaced by url base + path.
-func installWebhooks(t *testing.T, env *kubetest.Env, base string) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(env.Root, "deploy", "webhooks.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs := strings.Split(string(b), "\n---\n")
-	var m admissionregistrationv1.MutatingWebhookConfiguration
-	var v admissionregistrationv1.ValidatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict([]byte(docs[0]), &m); err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.UnmarshalStrict([]byte(docs[1]), &v); err != nil {
-		t.Fatal(err)
-	}
-	url := func(cc *admissionregistrationv1.WebhookClientConfig) {
-		cc.URL, cc.Service = ptr.To(base+*cc.Service.Path), nil
-	}
-	for i := range m.Webhooks {
-		url(&m.Webhooks[i].ClientConfig)
-	}
-	for i := range v.Webhooks {
-		url(&v.Webhooks[i].ClientConfig)
-	}
-	api := env.Clients.Kube.AdmissionregistrationV1()
-	ctx := context.Background()
-	if _, err := api.MutatingWebhookConfigurations().Create(ctx, &m, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := api.ValidatingWebhookConfigurations().Create(ctx, &v, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = api.MutatingWebhookConfigurations().Delete(ctx, m.Name, metav1.DeleteOptions{})
-		_ = api.ValidatingWebhookConfigurations().Delete(ctx, v.Name, metav1.DeleteOptions{})
-	})
+	env.InstallWebhooks(t, "https://"+lis.Addr().String())
+	env.WaitCABundle(t, waitFor)
 }
 
 func createPod(t *testing.T, env *kubetest.Env, ns, name string, labels map[string]string, hostNetwork bool) *corev1.Pod {

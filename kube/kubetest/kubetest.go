@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"sigs.k8s.io/yaml"
 
 	"github.com/wardmesh/ward/kube"
 )
@@ -177,4 +180,66 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("after %v: %s", timeout, msg)
+}
+
+// InstallWebhooks creates deploy/webhooks.yaml with every service
+// reference replaced by the URL base + path (a webhook on loopback),
+// removing the configurations when the test ends. caBundle stays empty for
+// Ward's CABundleSync to fill.
+func (e *Env) InstallWebhooks(t testing.TB, base string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.Root, "deploy", "webhooks.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := strings.Split(string(b), "\n---\n")
+	var m admissionregistrationv1.MutatingWebhookConfiguration
+	var v admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict([]byte(docs[0]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict([]byte(docs[1]), &v); err != nil {
+		t.Fatal(err)
+	}
+	url := func(cc *admissionregistrationv1.WebhookClientConfig) {
+		u := base + *cc.Service.Path
+		cc.URL, cc.Service = &u, nil
+	}
+	for i := range m.Webhooks {
+		url(&m.Webhooks[i].ClientConfig)
+	}
+	for i := range v.Webhooks {
+		url(&v.Webhooks[i].ClientConfig)
+	}
+	api := e.Clients.Kube.AdmissionregistrationV1()
+	ctx := context.Background()
+	if _, err := api.MutatingWebhookConfigurations().Create(ctx, &m, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.ValidatingWebhookConfigurations().Create(ctx, &v, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = api.MutatingWebhookConfigurations().Delete(ctx, m.Name, metav1.DeleteOptions{})
+		_ = api.ValidatingWebhookConfigurations().Delete(ctx, v.Name, metav1.DeleteOptions{})
+	})
+}
+
+// WaitCABundle waits until both of Ward's webhook configurations carry a
+// caBundle.
+func (e *Env) WaitCABundle(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	api := e.Clients.Kube.AdmissionregistrationV1()
+	ctx := context.Background()
+	Eventually(t, timeout, func() string {
+		m, err := api.MutatingWebhookConfigurations().Get(ctx, "ward-sidecar-injector", metav1.GetOptions{})
+		if err != nil || len(m.Webhooks[0].ClientConfig.CABundle) == 0 {
+			return "mutating caBundle not filled"
+		}
+		v, err := api.ValidatingWebhookConfigurations().Get(ctx, "ward-validator", metav1.GetOptions{})
+		if err != nil || len(v.Webhooks[0].ClientConfig.CABundle) == 0 {
+			return "validating caBundle not filled"
+		}
+		return ""
+	})
 }
