@@ -73,8 +73,8 @@ func TestServiceEntryFromService(t *testing.T) {
 func TestWorkloadEntryFromPod(t *testing.T) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", Labels: map[string]string{"app": "web"}},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "api", ContainerPort: 9001}}}}},
-		Status: corev1.PodStatus{PodIP: "10.1.0.7", Phase: corev1.PodRunning},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "api", ContainerPort: 9001}}}}},
+		Status:     corev1.PodStatus{PodIP: "10.1.0.7", Phase: corev1.PodRunning},
 	}
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: corev1.ServiceSpec{
 		Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "grpc", Port: 9000, TargetPort: intstr.FromString("api")}},
