@@ -76,11 +76,11 @@ type Source struct {
 	cms    cache.SharedIndexInformer
 	wake   chan struct{}
 
-	mu       sync.Mutex
-	snap     *mesh.Snapshot
+	mu   sync.Mutex // guards snap; the rest is owned by the Run goroutine
+	snap *mesh.Snapshot
+
 	decoded  map[mesh.Key]decodeResult
 	lastMesh mesh.MeshConfig
-	status   map[mesh.Key]condition // last status written or seen
 }
 
 type kindInformer struct {
@@ -113,7 +113,7 @@ func NewSource(cfg Config) (*Source, error) {
 	if cfg.ClusterDomain == "" {
 		cfg.ClusterDomain = DefaultClusterDomain
 	}
-	s := &Source{cfg: cfg, wake: make(chan struct{}, 1), decoded: map[mesh.Key]decodeResult{}, status: map[mesh.Key]condition{}}
+	s := &Source{cfg: cfg, wake: make(chan struct{}, 1), decoded: map[mesh.Key]decodeResult{}}
 	s.core = informers.NewSharedInformerFactory(cfg.Client, 0)
 	s.wardNS = informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace))
 	s.dyn = dynamicinformer.NewDynamicSharedInformerFactory(cfg.Dynamic, 0)
