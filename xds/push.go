@@ -271,6 +271,10 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3
 		if err != nil {
 			return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
 		}
+		// Once per combined config, not per proxy: the check walks every route.
+		if d := g.res.Dangling(); len(d) > 0 {
+			s.log.Warn("routes name clusters the proxy does not have", "proxy", sc.Proxy.ID, "err", errors.Join(d...))
+		}
 		return g, nil
 	})
 	if err != nil {
@@ -303,9 +307,6 @@ func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Ti
 		s.m.genErrors.Inc()
 		s.log.Error("config not pushed: generated resources are invalid; proxy keeps its previous config", "proxy", c.id, "err", err)
 		return
-	}
-	if d := g.res.Dangling(); len(d) > 0 {
-		s.log.Warn("routes name clusters the proxy does not have", "proxy", c.id, "err", errors.Join(d...))
 	}
 	s.mu.Lock()
 	if s.conns[c.id] != c {
