@@ -1,0 +1,152 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/wardmesh/ward/authn"
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/translate"
+)
+
+// Severity grades a Diagnostic.
+type Severity string
+
+// Severities.
+const (
+	Error   Severity = "error"
+	Warning Severity = "warning"
+	Info    Severity = "info"
+)
+
+// Code is a stable analyzer code; its meaning never changes.
+type Code struct {
+	ID   string `json:"code"`
+	Name string `json:"name"`
+}
+
+// The analyzer codes. WA00xx: the config source; WA01xx: references;
+// WA02xx: selectors; WA03xx: authorization; WA04xx: authentication.
+var (
+	ConfigRejected   = Code{"WA0001", "ConfigRejected"}
+	DocumentIgnored  = Code{"WA0002", "DocumentIgnored"}
+	HostNotFound     = Code{"WA0101", "ReferencedHostNotFound"}
+	SubsetNotFound   = Code{"WA0102", "ReferencedSubsetNotFound"}
+	ClaimRoutingNoRA = Code{"WA0103", "JWTClaimRoutingWithoutRequestAuthentication"}
+	DRTLSWithoutSAN  = Code{"WA0104", "DestinationRuleTLSWithoutSAN"}
+	GatewayNotFound  = Code{"WA0105", "ReferencedGatewayNotFound"}
+	SelectorNoMatch  = Code{"WA0201", "SelectorMatchesNothing"}
+	AuthzInvalid     = Code{"WA0301", "AuthorizationPolicyDeniesAll"}
+	AuthzHTTPOnTCP   = Code{"WA0302", "AuthorizationPolicyHTTPFieldsOnTCPPort"}
+	PeerShadowed     = Code{"WA0401", string(authn.ReasonShadowed)}
+	PeerRootSelector = Code{"WA0402", string(authn.ReasonRootSelector)}
+	PeerPortLevel    = Code{"WA0403", string(authn.ReasonPortLevelWithoutSelector)}
+	JWKSUnavailable  = Code{"WA0406", string(authn.ReasonJWKSUnavailable)}
+	JWKSStale        = Code{"WA0407", string(authn.ReasonJWKSStale)}
+	JWKSInvalid      = Code{"WA0408", string(authn.ReasonJWKSInvalid)}
+	JWTOnTCP         = Code{"WA0409", string(authn.ReasonHTTPOnlyOnTCP)}
+	TargetRefIgnored = Code{"WA0410", string(authn.ReasonTargetRefIgnored)}
+)
+
+// Codes lists every code, in order.
+func Codes() []Code {
+	return []Code{ConfigRejected, DocumentIgnored, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound,
+		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, PeerShadowed, PeerRootSelector, PeerPortLevel,
+		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored}
+}
+
+var authnCodes = map[authn.Reason]Code{}
+
+func init() {
+	for _, c := range Codes() {
+		if strings.HasPrefix(c.ID, "WA04") {
+			authnCodes[authn.Reason(c.Name)] = c
+		}
+	}
+}
+
+// Diagnostic is one analyzer result.
+type Diagnostic struct {
+	Code
+	Severity Severity `json:"severity"`
+	Object   string   `json:"object"`
+	Message  string   `json:"message"`
+}
+
+func (d Diagnostic) String() string {
+	return fmt.Sprintf("%s %s %s %s: %s", d.Severity, d.ID, d.Name, d.Object, d.Message)
+}
+
+// Input is what the analyzers look at.
+type Input struct {
+	Snapshot *mesh.Snapshot
+	// Rejected and Ignored come from the config source (mesh/file).
+	Rejected []string
+	Ignored  []string
+	// Keys is the JWKS resolver of a running control plane; nil (offline)
+	// skips key-availability diagnostics, which only a resolver can know.
+	Keys authn.KeySets
+}
+
+// Run runs every analyzer, sorted by code, object and message.
+func Run(in Input) []Diagnostic {
+	a := &analyzer{snap: in.Snapshot, ix: translate.NewIndex(in.Snapshot)}
+	for _, r := range in.Rejected {
+		a.add(ConfigRejected, Error, "config", r)
+	}
+	for _, r := range in.Ignored {
+		a.add(DocumentIgnored, Info, "config", r)
+	}
+	a.virtualServices()
+	a.destinationRules()
+	a.selectors()
+	a.authz()
+	a.authn(in.Keys)
+	sort.SliceStable(a.out, func(i, j int) bool {
+		x, y := a.out[i], a.out[j]
+		if x.ID != y.ID {
+			return x.ID < y.ID
+		}
+		if x.Object != y.Object {
+			return x.Object < y.Object
+		}
+		return x.Message < y.Message
+	})
+	return a.out
+}
+
+type analyzer struct {
+	snap *mesh.Snapshot
+	ix   *translate.Index
+	out  []Diagnostic
+}
+
+func (a *analyzer) add(c Code, s Severity, obj, msg string) {
+	a.out = append(a.out, Diagnostic{Code: c, Severity: s, Object: obj, Message: msg})
+}
+
+func (a *analyzer) authz() {
+	for _, f := range authz.Analyze(a.snap) {
+		if f.Severity == authz.SeverityError {
+			a.add(AuthzInvalid, Error, f.Key.String(), f.Message)
+		} else {
+			a.add(AuthzHTTPOnTCP, Warning, f.Key.String(), f.Message)
+		}
+	}
+}
+
+func (a *analyzer) authn(keys authn.KeySets) {
+	for _, f := range authn.Findings(a.snap, keys) {
+		if keys == nil && (f.Reason == authn.ReasonJWKSUnavailable || f.Reason == authn.ReasonJWKSStale) {
+			continue
+		}
+		c, ok := authnCodes[f.Reason]
+		if !ok {
+			c = Code{"WA0400", string(f.Reason)} // an authn reason without its own code yet
+		}
+		s := map[authn.Severity]Severity{authn.SeverityError: Error, authn.SeverityWarning: Warning, authn.SeverityInfo: Info}[f.Severity]
+		a.add(c, s, f.Object.String(), f.Message)
+	}
+}
