@@ -31,6 +31,14 @@ type watcher struct {
 	// and route responses can carry only what changed since the stream's
 	// last response (see respond). Pruned after every push.
 	sent map[uint64]*generated
+	// diffs caches wildcard incremental responses by (previous config,
+	// current config, type): proxies sharing configs share the diff.
+	diffs map[diffKey][]*anypb.Any
+}
+
+type diffKey struct {
+	prev, cur uint64
+	t         int
 }
 
 // sentinel is the one ReturnedResources key Ward uses for EDS and RDS: it
@@ -47,7 +55,7 @@ type sotwWatch struct {
 var _ cachev3.Cache = (*watcher)(nil)
 
 func newWatcher(s *Server) *watcher {
-	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}}
+	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}, diffs: map[diffKey][]*anypb.Any{}}
 }
 
 // CreateWatch answers at once when the proxy lacks the current version (or
@@ -140,8 +148,19 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 			}
 		}
 		if wildcard {
-			for i, name := range g.names[t] {
-				add(name, g.anys[t][i])
+			key := diffKey{cur: g.seq, t: t}
+			if prev != nil {
+				key.prev = prev.seq
+			}
+			if d, ok := w.diffs[key]; ok && prev != nil {
+				resp.Resources = d
+			} else {
+				for i, name := range g.names[t] {
+					add(name, g.anys[t][i])
+				}
+				if prev != nil {
+					w.diffs[key] = resp.Resources
+				}
 			}
 		} else {
 			for name := range sub.SubscribedResources() {
@@ -200,6 +219,11 @@ func (w *watcher) prune(keep map[uint64]bool) {
 	for id := range w.sent {
 		if !keep[id] {
 			delete(w.sent, id)
+		}
+	}
+	for k := range w.diffs {
+		if !keep[k.prev] || !keep[k.cur] {
+			delete(w.diffs, k)
 		}
 	}
 }
