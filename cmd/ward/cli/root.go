@@ -31,6 +31,7 @@ func subcommands() []func() *cobra.Command {
 		newAuthzCmd,
 		newInjectCmd,
 		newAuditCmd,
+		newAnalyzeCmd,
 		newProxyConfigCmd,
 	}
 }

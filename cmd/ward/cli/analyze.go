@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wardmesh/ward/audit/analyze"
+	"github.com/wardmesh/ward/mesh/file"
+)
+
+// exitAnalyzeErrors is the status of `ward analyze` when a diagnostic has
+// error severity (1 stays "could not run").
+const exitAnalyzeErrors = 3
+
+func newAnalyzeCmd() *cobra.Command {
+	var configDir, output string
+	var listCodes bool
+	cmd := &cobra.Command{
+		Use:   "analyze",
+		Short: "Analyze a config directory: broken references, conflicting or ignored policies, surprises",
+		Long: "Run Ward's config analyzers (stable codes WAxxxx, see `ward analyze --codes` and docs/audit.md).\n" +
+			"Exit status: 0 no errors (warnings allowed), 3 at least one error, 1 the analysis could not run.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if listCodes {
+				return writeCodes(cmd.OutOrStdout())
+			}
+			if configDir == "" {
+				return fmt.Errorf("analyze: --config is required")
+			}
+			return runAnalyze(cmd, configDir, output)
+		},
+	}
+	cmd.Flags().StringVar(&configDir, "config", "", "config directory to analyze")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table|json|yaml")
+	cmd.Flags().BoolVar(&listCodes, "codes", false, "list every analyzer code and exit")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func runAnalyze(cmd *cobra.Command, dir, output string) error {
+	res, err := file.Load(dir)
+	if err != nil {
+		return fmt.Errorf("analyze: load %s: %w", dir, err)
+	}
+	in := analyze.Input{Snapshot: res.Snapshot, Ignored: res.Ignored}
+	for _, rj := range res.Rejected {
+		in.Rejected = append(in.Rejected, rj.Err.Error())
+	}
+	for _, bf := range res.BrokenFiles {
+		in.Rejected = append(in.Rejected, "unreadable file "+bf)
+	}
+	ds := analyze.Run(in)
+	if err := writeDiagnostics(cmd.OutOrStdout(), ds, output); err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if d.Severity == analyze.Error {
+			return &ExitError{Code: exitAnalyzeErrors, Err: fmt.Errorf("analyze: %s has errors", dir)}
+		}
+	}
+	return nil
+}
+
+func writeDiagnostics(w io.Writer, ds []analyze.Diagnostic, output string) error {
+	if ds == nil {
+		ds = []analyze.Diagnostic{}
+	}
+	switch output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ds)
+	case "yaml":
+		b, err := yaml.Marshal(ds)
+		if err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		_, err = w.Write(b)
+		return err
+	case "table", "":
+		if len(ds) == 0 {
+			_, err := fmt.Fprintln(w, "no problems found")
+			return err
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEVERITY\tCODE\tNAME\tOBJECT\tMESSAGE")
+		for _, d := range ds {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Severity, d.ID, d.Name, d.Object, strings.ReplaceAll(d.Message, "\n", " "))
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("analyze: unknown output %q (want table, json or yaml)", output)
+}
+
+func writeCodes(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CODE\tNAME")
+	for _, c := range analyze.Codes() {
+		fmt.Fprintf(tw, "%s\t%s\n", c.ID, c.Name)
+	}
+	return tw.Flush()
+}
