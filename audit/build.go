@@ -44,6 +44,8 @@ type builder struct {
 	r    *Report
 	// selects counts workloads per AuthorizationPolicy key.
 	selects map[mesh.Key]int
+	// jwksSeen dedups JWKS findings by object and issuer.
+	jwksSeen map[string]bool
 }
 
 func (b *builder) add(f Finding) { b.r.Findings = append(b.r.Findings, f) }

@@ -9,6 +9,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/wardmesh/ward/authn"
+	"github.com/wardmesh/ward/authn/jwks"
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/mesh"
 )
@@ -25,6 +26,7 @@ func (b *builder) jwt(w *mesh.Workload) {
 		if ra, ok := c.Spec.(*security.RequestAuthentication); ok {
 			for _, r := range ra.GetJwtRules() {
 				iss[r.GetIssuer()] = b.jwksHealth(r)
+				b.jwksFinding(c, r, iss[r.GetIssuer()])
 			}
 		}
 	}
@@ -77,6 +79,8 @@ func (b *builder) jwksHealth(r *security.JWTRule) string {
 	switch {
 	case r.GetJwks() != "":
 		return "ok (inline)"
+	case b.in.Keys == nil && b.in.JWKS != nil:
+		return serverHealth(b.in.JWKS, r)
 	case b.in.Keys == nil:
 		return "not checked (offline)"
 	}
@@ -84,6 +88,44 @@ func (b *builder) jwksHealth(r *security.JWTRule) string {
 		return "ok"
 	}
 	return "unavailable"
+}
+
+// serverHealth reads the control plane's status for the rule's key source.
+func serverHealth(sts []jwks.Status, r *security.JWTRule) string {
+	for _, s := range sts {
+		if s.Issuer != r.GetIssuer() || s.JWKSURI != r.GetJwksUri() {
+			continue
+		}
+		switch {
+		case s.Available && s.LastError != "":
+			return "ok (refresh failing: " + s.LastError + ")"
+		case s.Available:
+			return "ok"
+		case s.LastError != "":
+			return "unavailable: " + s.LastError
+		}
+		return "unavailable"
+	}
+	return "not tracked by the server"
+}
+
+// jwksFinding reports, once per RequestAuthentication and issuer, keys the
+// control plane has not got: tokens from that issuer are rejected.
+func (b *builder) jwksFinding(c *mesh.Config, r *security.JWTRule, health string) {
+	if b.in.Keys != nil || !strings.HasPrefix(health, "unavailable") {
+		return // with a resolver, authn reports it (AUTHN-JWKSUnavailable)
+	}
+	key := c.Key().String() + "|" + r.GetIssuer()
+	if b.jwksSeen == nil {
+		b.jwksSeen = map[string]bool{}
+	}
+	if b.jwksSeen[key] {
+		return
+	}
+	b.jwksSeen[key] = true
+	b.add(Finding{Code: "JWT-JWKS-UNAVAILABLE", Severity: High, Category: "jwt", Object: c.Key().String(),
+		Message:  fmt.Sprintf("issuer %q: %s; every token from it is rejected", r.GetIssuer(), health),
+		Controls: []string{"NIST-800-207-T6", "PCI-DSS-8", "SOC2-CC6.6"}})
 }
 
 func ruleNeedsToken(r authz.Rule) bool {

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/wardmesh/ward/authn"
+	"github.com/wardmesh/ward/authn/jwks"
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
@@ -24,6 +25,9 @@ type Input struct {
 	// Keys is the JWKS resolver of a running control plane; nil audits
 	// offline, where JWKS health is reported as not checked.
 	Keys authn.KeySets
+	// JWKS is a running control plane's key-source state (/debug/jwks);
+	// used for JWKS health when Keys is nil. Nil: offline.
+	JWKS []jwks.Status
 	// Decisions are decision-log entries; nil when no log was given.
 	Decisions []decisionlog.Entry
 	// Now is the audit time; ExpiryThreshold flags certificates expiring

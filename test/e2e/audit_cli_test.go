@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runWard runs the ward binary and returns stdout, stderr and the exit
@@ -109,5 +111,61 @@ func TestAuditCLIJSONAndFailOn(t *testing.T) {
 	_, _, code = runWard(t, "audit", "--config", ex, "-o", "pdf")
 	if code != 1 {
 		t.Errorf("-o pdf: exit %d, want 1", code)
+	}
+}
+
+// TestAuditAgainstServe audits the examples with the live CA and JWKS
+// state of a running `ward serve`: the root is inventoried and the
+// unreachable example issuer is reported unavailable.
+func TestAuditAgainstServe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the ward binary")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	if err := os.CopyFS(cfg, os.DirFS(examplesDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	p := startWard(t, "serve", "--config", cfg, "--state", state,
+		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0")
+	addr := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+)`), time.Minute)[1]
+
+	out, stderr, code := runWard(t, "audit", "--config", cfg, "--server", "http://"+addr, "-o", "json")
+	if code != 0 {
+		t.Fatalf("audit --server: exit %d: %s", code, stderr)
+	}
+	var r struct {
+		Certificates struct {
+			Available bool
+			Phase     string
+			Roots     []struct{ Signing bool }
+		}
+		JWT []struct {
+			JWKS []struct{ Issuer, Status string }
+		}
+		Findings []struct{ Code, Object string }
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Certificates.Available || r.Certificates.Phase != "stable" || len(r.Certificates.Roots) != 1 || !r.Certificates.Roots[0].Signing {
+		t.Errorf("certificates = %+v, want the server's one signing root, phase stable", r.Certificates)
+	}
+	if len(r.JWT) != 1 || !strings.HasPrefix(r.JWT[0].JWKS[0].Status, "unavailable") {
+		t.Errorf("jwt = %+v, want the example issuer's keys unavailable", r.JWT)
+	}
+	found := false
+	for _, f := range r.Findings {
+		found = found || (f.Code == "JWT-JWKS-UNAVAILABLE" && f.Object == "RequestAuthentication istio-system/ingress-jwt")
+	}
+	if !found {
+		t.Errorf("no JWT-JWKS-UNAVAILABLE finding: %+v", r.Findings)
+	}
+
+	// The same CA read from the state dir, read-only.
+	out, stderr, code = runWard(t, "audit", "--config", cfg, "--ca-state", state, "-o", "markdown")
+	if code != 0 || !strings.Contains(out, "root (signing)") || !strings.Contains(out, "no issuance records") {
+		t.Errorf("audit --ca-state: exit %d, %s\n%s", code, stderr, out)
 	}
 }

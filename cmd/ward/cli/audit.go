@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +18,7 @@ import (
 
 type auditOptions struct {
 	configDir string
+	server    string
 	caState   string
 	decisions string
 	since     string
@@ -38,13 +41,16 @@ func newAuditCmd() *cobra.Command {
 		Long: "Audit a mesh config with the same matching code the translators use and report coverage,\n" +
 			"findings mapped to NIST SP 800-207 / PCI DSS v4.0 / SOC 2 control ids and STRICT readiness.\n" +
 			"Exit status: 0 ok, 3 a finding at or above --fail-on, 1 error.\n\n" +
+			"Sources: --config DIR (the objects); --server adds the running control plane's CA and JWKS state.\n\n" +
+			"  ward audit --config examples --server http://127.0.0.1:15014 -o json\n" +
 			"  ward audit --config examples --ca-state /var/lib/ward --decisions decisions.log -o html --out report.html",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAudit(cmd, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configDir, "config", "", "config directory to audit (required)")
-	f.StringVar(&o.caState, "ca-state", "", "ward serve --state-dir whose CA state (ca/ca.json) to inventory, read-only")
+	f.StringVar(&o.server, "server", "", "debug address of a running ward serve (e.g. http://127.0.0.1:15014): live CA and JWKS health")
+	f.StringVar(&o.caState, "ca-state", "", "ward serve --state dir whose CA state (ca/ca.json) to inventory, read-only")
 	f.StringVar(&o.decisions, "decisions", "", "authz decision log (JSON lines) for decision statistics")
 	f.StringVar(&o.since, "since", "", "only decisions at or after this time (RFC 3339) or this long ago (e.g. 24h)")
 	f.StringVar(&o.until, "until", "", "only decisions before this time (RFC 3339)")
@@ -68,7 +74,7 @@ func runAudit(cmd *cobra.Command, o auditOptions) error {
 		failOn = s
 	}
 	now := time.Now()
-	in, err := o.input(cmd.ErrOrStderr(), now)
+	in, err := o.input(cmd, now)
 	if err != nil {
 		return err
 	}
@@ -82,7 +88,8 @@ func runAudit(cmd *cobra.Command, o auditOptions) error {
 	return nil
 }
 
-func (o auditOptions) input(stderr io.Writer, now time.Time) (audit.Input, error) {
+func (o auditOptions) input(cmd *cobra.Command, now time.Time) (audit.Input, error) {
+	stderr := cmd.ErrOrStderr()
 	res, err := file.Load(o.configDir)
 	if err != nil {
 		return audit.Input{}, fmt.Errorf("audit: load %s: %w", o.configDir, err)
@@ -94,6 +101,15 @@ func (o auditOptions) input(stderr io.Writer, now time.Time) (audit.Input, error
 	}
 	for _, bf := range res.BrokenFiles {
 		in.Rejected = append(in.Rejected, "unreadable file "+bf)
+	}
+	if o.server != "" {
+		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+		st, err := audit.FetchServer(ctx, http.DefaultClient, o.server)
+		cancel()
+		if err != nil {
+			return in, fmt.Errorf("audit: --server: %w", err)
+		}
+		in.CA, in.JWKS = st.CA, st.JWKS
 	}
 	if o.caState != "" {
 		st, err := audit.LoadCA(o.caState, res.Snapshot.Mesh().TrustDomain)

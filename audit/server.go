@@ -1,0 +1,60 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/wardmesh/ward/authn/jwks"
+	"github.com/wardmesh/ward/ca"
+)
+
+// ServerState is what a running `ward serve` reports on its debug server
+// that a config directory cannot tell: the live CA and JWKS health.
+type ServerState struct {
+	CA   *ca.Status
+	JWKS []jwks.Status
+}
+
+// maxDebugBytes bounds one debug response.
+const maxDebugBytes = 8 << 20
+
+// FetchServer reads /debug/ca and /debug/jwks from a control plane's debug
+// address (e.g. http://127.0.0.1:15014).
+func FetchServer(ctx context.Context, hc *http.Client, base string) (*ServerState, error) {
+	base = strings.TrimSuffix(base, "/")
+	st := &ServerState{CA: &ca.Status{}, JWKS: []jwks.Status{}}
+	if err := getDebug(ctx, hc, base+"/debug/ca", st.CA); err != nil {
+		return nil, err
+	}
+	if err := getDebug(ctx, hc, base+"/debug/jwks", &st.JWKS); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func getDebug(ctx context.Context, hc *http.Client, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDebugBytes))
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	return nil
+}
