@@ -242,3 +242,55 @@ func TestJWKSHealthWithResolver(t *testing.T) {
 		t.Error("offline audit claims keys are unavailable")
 	}
 }
+
+func TestIgnoredPeerAuthenticationAndOpenWorkload(t *testing.T) {
+	dir := t.TempDir()
+	yaml := `apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: app}
+spec: {address: 127.0.0.2, serviceAccount: web, labels: {app: web, security.istio.io/tlsMode: istio}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: a, namespace: app, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: b, namespace: app, creationTimestamp: "2026-02-01T00:00:00Z"}
+spec: {mtls: {mode: DISABLE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: any, namespace: app}
+spec:
+  selector: {matchLabels: {app: nosuch}}
+  rules: [{}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: wild, namespace: app, annotations: {istio.io/dry-run: "true"}}
+spec:
+  rules: [{from: [{source: {principals: ["*"]}}]}]
+`
+	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := file.Load(dir)
+	if err != nil || len(res.Rejected) > 0 {
+		t.Fatalf("load: %v %v", err, res.Errs())
+	}
+	r := Build(Input{Snapshot: res.Snapshot, Now: auditNow})
+	if len(r.MTLS) != 1 || r.MTLS[0].Mode != "STRICT" || len(r.MTLS[0].Ignored) != 1 || !strings.Contains(r.MTLS[0].Ignored[0], "app/b") {
+		t.Errorf("mtls = %+v, want STRICT from app/a with app/b ignored", r.MTLS)
+	}
+	for _, code := range []string{"AUTHZ-NO-ALLOW-POLICY", "AUTHZ-SELECTS-NOTHING", "AUTHZ-ALLOW-ALL", "AUTHN-ShadowedByOlderPolicy", "AUTHZ-WILDCARD-PRINCIPAL", "AUTHZ-DRY-RUN-PENDING"} {
+		found := false
+		for _, f := range r.Findings {
+			found = found || f.Code == code
+		}
+		if !found {
+			t.Errorf("no %s finding: %+v", code, r.Findings)
+		}
+	}
+}

@@ -141,6 +141,9 @@ func (b *builder) mtls(w *mesh.Workload) {
 			Message:  "workload has no mesh identity (not enrolled: no security.istio.io/tlsMode=istio): it talks plaintext and cannot be authenticated",
 			Controls: []string{"NIST-800-207-T2", "NIST-800-207-T6", "PCI-DSS-4.2.1", "PCI-DSS-8", "SOC2-CC6.1", "SOC2-CC6.7"}})
 	}
+	for _, f := range pp.Ignored {
+		m.Ignored = append(m.Ignored, f.String())
+	}
 	proxy := proxyOf(w)
 	for _, port := range inboundPorts(b.snap, w, pp) {
 		mode := authn.EffectiveMode(b.snap, w.Namespace, w.Labels, port)

@@ -29,7 +29,7 @@ func (readOnlyStore) Save(context.Context, *ca.State) error { return errReadOnly
 
 var errNoState = errors.New("no ca state")
 
-// LoadCA reads a file-mode CA state dir (the one `ward serve --state-dir`
+// LoadCA reads a file-mode CA state dir (the one `ward serve --state`
 // keeps) through the ca package and returns its status: roots, signer,
 // expiry and rotation phase. It never writes.
 func LoadCA(stateDir, trustDomain string) (*ca.Status, error) {

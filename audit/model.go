@@ -77,10 +77,13 @@ type MTLSWorkload struct {
 	Mode        string `json:"mode"`
 	// MeshPolicy, NamespacePolicy and WorkloadPolicy are the winning
 	// PeerAuthentication at each level ("" where none applies).
-	MeshPolicy      string     `json:"meshPolicy,omitempty"`
-	NamespacePolicy string     `json:"namespacePolicy,omitempty"`
-	WorkloadPolicy  string     `json:"workloadPolicy,omitempty"`
-	Ports           []MTLSPort `json:"ports"`
+	MeshPolicy      string `json:"meshPolicy,omitempty"`
+	NamespacePolicy string `json:"namespacePolicy,omitempty"`
+	WorkloadPolicy  string `json:"workloadPolicy,omitempty"`
+	// Ignored are PeerAuthentications that matched this workload but lost
+	// (shadowed by an older one, selector in the root namespace, …).
+	Ignored []string   `json:"ignored,omitempty"`
+	Ports   []MTLSPort `json:"ports"`
 }
 
 // MTLSPort is the effective mode on one workload port.
