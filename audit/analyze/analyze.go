@@ -30,29 +30,31 @@ type Code struct {
 // The analyzer codes. WA00xx: the config source; WA01xx: references;
 // WA02xx: selectors; WA03xx: authorization; WA04xx: authentication.
 var (
-	ConfigRejected   = Code{"WA0001", "ConfigRejected"}
-	DocumentIgnored  = Code{"WA0002", "DocumentIgnored"}
-	HostNotFound     = Code{"WA0101", "ReferencedHostNotFound"}
-	SubsetNotFound   = Code{"WA0102", "ReferencedSubsetNotFound"}
-	ClaimRoutingNoRA = Code{"WA0103", "JWTClaimRoutingWithoutRequestAuthentication"}
-	DRTLSWithoutSAN  = Code{"WA0104", "DestinationRuleTLSWithoutSAN"}
-	GatewayNotFound  = Code{"WA0105", "ReferencedGatewayNotFound"}
-	SelectorNoMatch  = Code{"WA0201", "SelectorMatchesNothing"}
-	AuthzInvalid     = Code{"WA0301", "AuthorizationPolicyDeniesAll"}
-	AuthzHTTPOnTCP   = Code{"WA0302", "AuthorizationPolicyHTTPFieldsOnTCPPort"}
-	PeerShadowed     = Code{"WA0401", string(authn.ReasonShadowed)}
-	PeerRootSelector = Code{"WA0402", string(authn.ReasonRootSelector)}
-	PeerPortLevel    = Code{"WA0403", string(authn.ReasonPortLevelWithoutSelector)}
-	JWKSUnavailable  = Code{"WA0406", string(authn.ReasonJWKSUnavailable)}
-	JWKSStale        = Code{"WA0407", string(authn.ReasonJWKSStale)}
-	JWKSInvalid      = Code{"WA0408", string(authn.ReasonJWKSInvalid)}
-	JWTOnTCP         = Code{"WA0409", string(authn.ReasonHTTPOnlyOnTCP)}
-	TargetRefIgnored = Code{"WA0410", string(authn.ReasonTargetRefIgnored)}
+	ConfigRejected     = Code{"WA0001", "ConfigRejected"}
+	DocumentIgnored    = Code{"WA0002", "DocumentIgnored"}
+	HostNotFound       = Code{"WA0101", "ReferencedHostNotFound"}
+	SubsetNotFound     = Code{"WA0102", "ReferencedSubsetNotFound"}
+	ClaimRoutingNoRA   = Code{"WA0103", "JWTClaimRoutingWithoutRequestAuthentication"}
+	DRTLSWithoutSAN    = Code{"WA0104", "DestinationRuleTLSWithoutSAN"}
+	GatewayNotFound    = Code{"WA0105", "ReferencedGatewayNotFound"}
+	ConflictingVSHosts = Code{"WA0106", "ConflictingVirtualServiceHosts"}
+	SubsetNoWorkload   = Code{"WA0107", "SubsetSelectsNoWorkload"}
+	SelectorNoMatch    = Code{"WA0201", "SelectorMatchesNothing"}
+	AuthzInvalid       = Code{"WA0301", "AuthorizationPolicyDeniesAll"}
+	AuthzHTTPOnTCP     = Code{"WA0302", "AuthorizationPolicyHTTPFieldsOnTCPPort"}
+	PeerShadowed       = Code{"WA0401", string(authn.ReasonShadowed)}
+	PeerRootSelector   = Code{"WA0402", string(authn.ReasonRootSelector)}
+	PeerPortLevel      = Code{"WA0403", string(authn.ReasonPortLevelWithoutSelector)}
+	JWKSUnavailable    = Code{"WA0406", string(authn.ReasonJWKSUnavailable)}
+	JWKSStale          = Code{"WA0407", string(authn.ReasonJWKSStale)}
+	JWKSInvalid        = Code{"WA0408", string(authn.ReasonJWKSInvalid)}
+	JWTOnTCP           = Code{"WA0409", string(authn.ReasonHTTPOnlyOnTCP)}
+	TargetRefIgnored   = Code{"WA0410", string(authn.ReasonTargetRefIgnored)}
 )
 
 // Codes lists every code, in order.
 func Codes() []Code {
-	return []Code{ConfigRejected, DocumentIgnored, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound,
+	return []Code{ConfigRejected, DocumentIgnored, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound, ConflictingVSHosts, SubsetNoWorkload,
 		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, PeerShadowed, PeerRootSelector, PeerPortLevel,
 		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored}
 }
@@ -101,6 +103,7 @@ func Run(in Input) []Diagnostic {
 	}
 	a.virtualServices()
 	a.destinationRules()
+	a.conflictingHosts()
 	a.selectors()
 	a.authz()
 	a.authn(in.Keys)

@@ -118,6 +118,27 @@ spec:
   gateways: ["istio-system/nosuch"]
   http: [{route: [{destination: {host: web.app.svc.cluster.local}}]}]
 `},
+		{code: ConflictingVSHosts, obj: "VirtualService app/vs2", yaml: `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs1, namespace: app, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  hosts: ["web.app.svc.cluster.local"]
+  http: [{route: [{destination: {host: web}}]}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs2, namespace: app, creationTimestamp: "2026-02-01T00:00:00Z"}
+spec:
+  hosts: ["web"]
+  http: [{route: [{destination: {host: web}}]}]
+`},
+		{code: SubsetNoWorkload, obj: "DestinationRule app/dr", yaml: `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: dr, namespace: app}
+spec:
+  host: web
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+`},
 		{code: SelectorNoMatch, obj: "AuthorizationPolicy app/ap", yaml: `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: ap, namespace: app}

@@ -2,6 +2,7 @@ package analyze
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -156,6 +157,7 @@ func (a *analyzer) destinationRules() {
 		}
 		for i, s := range dr.GetSubsets() {
 			a.drTLS(c, fmt.Sprintf("spec.subsets[%d].trafficPolicy.tls", i), s.GetTrafficPolicy().GetTls())
+			a.subsetMembers(c, dr, i, s)
 		}
 	}
 }
@@ -202,4 +204,55 @@ func (a *analyzer) matchesAny(sel mesh.Selector, anyNS bool, ns string) bool {
 		}
 	}
 	return false
+}
+
+// subsetMembers flags a subset whose labels select none of the host's
+// workloads: traffic routed to it has no endpoint.
+func (a *analyzer) subsetMembers(c *mesh.Config, dr *networking.DestinationRule, i int, s *networking.Subset) {
+	host := translate.Qualify(dr.GetHost(), c.Namespace)
+	svcs := a.snap.ServicesByHost(host)
+	if len(svcs) == 0 || strings.Contains(host, "*") {
+		return
+	}
+	sel := mesh.Selector(s.GetLabels())
+	for _, svc := range svcs {
+		for _, w := range a.snap.Members(svc) {
+			if sel.Matches(w.Labels) {
+				return
+			}
+		}
+	}
+	a.add(SubsetNoWorkload, Warning, c.Key().String(), fmt.Sprintf("spec.subsets[%d] %q: labels %v select no workload of %s", i, s.GetName(), s.GetLabels(), host))
+}
+
+// conflictingHosts flags VirtualServices that claim the same host on the
+// same gateway (or the mesh): only the oldest one is used for it, as in
+// Istio, and the others are silently ignored for that host.
+func (a *analyzer) conflictingHosts() {
+	owner := map[string]*mesh.Config{}
+	vss := append([]*mesh.Config(nil), a.snap.All(mesh.KindVirtualService)...)
+	sort.SliceStable(vss, func(i, j int) bool { return mesh.Older(vss[i], vss[j]) })
+	for _, c := range vss {
+		vs, ok := c.Spec.(*networking.VirtualService)
+		if !ok {
+			continue
+		}
+		gws := vs.GetGateways()
+		if len(gws) == 0 {
+			gws = []string{"mesh"}
+		}
+		for _, g := range gws {
+			if g != "mesh" && !strings.Contains(g, "/") {
+				g = c.Namespace + "/" + g
+			}
+			for _, h := range vs.GetHosts() {
+				k := g + "|" + translate.Qualify(h, c.Namespace)
+				if first, ok := owner[k]; ok && first != c {
+					a.add(ConflictingVSHosts, Warning, c.Key().String(), fmt.Sprintf("host %s on %s is already routed by the older %s: this one is ignored for it", h, g, first.Key()))
+					continue
+				}
+				owner[k] = c
+			}
+		}
+	}
 }
