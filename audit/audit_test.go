@@ -216,6 +216,10 @@ func TestRenderFormats(t *testing.T) {
 	if strings.Count(html, "<svg") != 3 {
 		t.Errorf("want 3 inline svg charts, got %d", strings.Count(html, "<svg"))
 	}
+	buf.Reset()
+	if err := Render(&buf, r, "yaml"); err != nil || !strings.Contains(buf.String(), "schema: ward.audit/v1") || !strings.Contains(buf.String(), "code: MTLS-NO-IDENTITY") {
+		t.Errorf("yaml: %v\n%.300s", err, buf.String())
+	}
 	if err := Render(&buf, r, "pdf"); err == nil {
 		t.Error("unknown format accepted")
 	}

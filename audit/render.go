@@ -6,19 +6,28 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Formats accepted by Render.
-var Formats = []string{"table", "json", "markdown", "html"}
+var Formats = []string{"table", "json", "yaml", "markdown", "html"}
 
 // Render writes the report in format: "table" (or "text"), "json",
-// "markdown" (or "md") or "html".
+// "yaml" (the JSON schema in YAML), "markdown" (or "md") or "html".
 func Render(w io.Writer, r *Report, format string) error {
 	switch format {
 	case "", "table", "text":
 		return renderText(w, r)
 	case "json":
 		return RenderJSON(w, r)
+	case "yaml":
+		b, err := yaml.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("render audit yaml: %w", err)
+		}
+		_, err = w.Write(b)
+		return err
 	case "markdown", "md":
 		return renderMarkdown(w, r)
 	case "html":

@@ -72,7 +72,11 @@ func TestAuditCLIJSONAndFailOn(t *testing.T) {
 	if err := os.WriteFile(log, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, code := runWard(t, "audit", "--config", ex, "--decisions", log, "-o", "json")
+	log1 := log + ".1" // a rotated file: read too, the time bound drops its entry
+	if err := os.WriteFile(log1, []byte(strings.Replace(line, "2026-11-20", "2025-01-01", 1)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runWard(t, "audit", "--config", ex, "--decisions", log+","+log1, "--since", "2026-01-01T00:00:00Z", "-o", "json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

@@ -20,7 +20,7 @@ type auditOptions struct {
 	configDir string
 	server    string
 	caState   string
-	decisions string
+	decisions []string
 	since     string
 	until     string
 	output    string
@@ -51,7 +51,7 @@ func newAuditCmd() *cobra.Command {
 	f.StringVar(&o.configDir, "config", "", "config directory to audit (required)")
 	f.StringVar(&o.server, "server", "", "debug address of a running ward serve (e.g. http://127.0.0.1:15014): live CA and JWKS health")
 	f.StringVar(&o.caState, "ca-state", "", "ward serve --state dir whose CA state (ca/ca.json) to inventory, read-only")
-	f.StringVar(&o.decisions, "decisions", "", "authz decision log (JSON lines) for decision statistics")
+	f.StringSliceVar(&o.decisions, "decisions", nil, "authz decision log files (JSON lines, e.g. decisions.log,decisions.log.1) for decision statistics")
 	f.StringVar(&o.since, "since", "", "only decisions at or after this time (RFC 3339) or this long ago (e.g. 24h)")
 	f.StringVar(&o.until, "until", "", "only decisions before this time (RFC 3339)")
 	f.StringVarP(&o.output, "output", "o", "table", "output format: "+strings.Join(audit.Formats, "|"))
@@ -118,7 +118,7 @@ func (o auditOptions) input(cmd *cobra.Command, now time.Time) (audit.Input, err
 		}
 		in.CA = st
 	}
-	if o.decisions != "" {
+	if len(o.decisions) > 0 {
 		if in.Decisions, err = o.readDecisions(now); err != nil {
 			return in, err
 		}
@@ -137,17 +137,26 @@ func (o auditOptions) readDecisions(now time.Time) ([]audit.Entry, error) {
 			return nil, fmt.Errorf("audit: --until %q: %w", o.until, err)
 		}
 	}
-	f, err := os.Open(o.decisions)
+	all := []audit.Entry{}
+	for _, path := range o.decisions {
+		ds, err := readDecisionFile(path, from, to)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, ds...)
+	}
+	return all, nil
+}
+
+func readDecisionFile(path string, from, to time.Time) ([]audit.Entry, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open decision log: %w", err)
 	}
 	defer f.Close()
 	ds, err := audit.ReadDecisions(f, from, to)
 	if err != nil {
-		return nil, fmt.Errorf("audit: %s: %w", o.decisions, err)
-	}
-	if ds == nil {
-		ds = []audit.Entry{}
+		return nil, fmt.Errorf("audit: %s: %w", path, err)
 	}
 	return ds, nil
 }
