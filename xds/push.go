@@ -213,7 +213,7 @@ func (g *generated) version(url string) string {
 // endpoints, inbound.
 func (s *Server) fingerprintOf(ix *translate.Index, p *mesh.Proxy) (sc *translate.Scope, keys [3]string) {
 	sc = ix.Scope(p)
-	keys = [3]string{"o:" + ix.OutboundConfigFingerprint(sc), "e:" + ix.OutboundFingerprint(sc), "i:" + ix.InboundFingerprint(sc)}
+	keys = [3]string{"o:" + ix.OutboundConfigFingerprint(sc), "e:" + ix.EndpointsFingerprint(sc), "i:" + ix.InboundFingerprint(sc)}
 	if s.cfg.Hooks.Fingerprint != nil {
 		h := "/" + s.cfg.Hooks.Fingerprint(ix.Snapshot(), p)
 		for i := range keys {

@@ -53,7 +53,14 @@ func TestEndpointChangeKeepsConfigFingerprint(t *testing.T) {
 	if a.OutboundConfigFingerprint(sa) != b.OutboundConfigFingerprint(sb) {
 		t.Error("moving an endpoint changed the config fingerprint")
 	}
-	if a.OutboundFingerprint(sa) == b.OutboundFingerprint(sb) {
+	if a.EndpointsFingerprint(sa) == b.EndpointsFingerprint(sb) {
 		t.Error("moving an endpoint did not change the endpoints fingerprint")
+	}
+	// A proxy of another namespace that sees the same services through the
+	// same rules shares the endpoint side.
+	q := p
+	q.Namespace = "elsewhere"
+	if a.EndpointsFingerprint(a.Scope(&q)) != a.EndpointsFingerprint(sa) {
+		t.Error("same view from another namespace: endpoints fingerprint differs")
 	}
 }

@@ -168,6 +168,38 @@ func (ix *Index) OutboundFingerprint(sc *Scope) string {
 	return ix.outboundFingerprint(sc, ix.svcPrint, "full/")
 }
 
+// EndpointsFingerprint hashes what the outbound endpoint sets depend on:
+// the visible services with their members, the DestinationRule each
+// resolves to from the proxy's namespace (subsets, locality weights), and
+// whether the proxy is proxyless gRPC (which changes cluster types). Not
+// the namespace itself: proxies of every namespace that see the same
+// services through the same rules share one result.
+func (ix *Index) EndpointsFingerprint(sc *Scope) string {
+	p := sc.Proxy
+	class := "envoy"
+	if p.Type == mesh.ProxyGRPC {
+		class = "grpc"
+	}
+	key := "eds/" + class + "/" + p.Namespace + "/"
+	if sc.Sidecar != nil {
+		key += sc.Sidecar.Namespace + "/" + sc.Sidecar.Name
+	}
+	if v, ok := ix.printCache.Load(key); ok {
+		return v.(string)
+	}
+	h := sha256.New()
+	writeStr(h, "eds", class)
+	for _, svc := range sc.Services {
+		writeStr(h, ix.svcPrint[svc])
+		if dr := ix.DestinationRule(svc.Hostname, p.Namespace, svc.Namespace); dr != nil {
+			writeStr(h, configHash(dr))
+		}
+	}
+	fp := hex.EncodeToString(h.Sum(nil)[:12])
+	ix.printCache.Store(key, fp)
+	return fp
+}
+
 // OutboundConfigFingerprint is OutboundFingerprint without endpoint churn
 // (addresses, ports, weights, localities of members): what clusters,
 // listeners and routes depend on.
