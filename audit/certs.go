@@ -13,7 +13,7 @@ func (b *builder) certs() {
 	c := &b.r.Certificates
 	c.Issued = []CertInfo{}
 	if b.in.CA == nil {
-		c.Note = "no CA state given (--ca-state): certificate inventory not audited"
+		c.Note = "no CA state found (give --server or --ca-state; with --kube, the ward-ca Secret): certificate inventory not audited"
 		return
 	}
 	st := b.in.CA

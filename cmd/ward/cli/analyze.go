@@ -21,6 +21,7 @@ const exitAnalyzeErrors = 3
 func newAnalyzeCmd() *cobra.Command {
 	var configDir, output string
 	var listCodes bool
+	var k auditKube
 	cmd := &cobra.Command{
 		Use:   "analyze",
 		Short: "Analyze a config directory: broken references, conflicting or ignored policies, surprises",
@@ -31,13 +32,22 @@ func newAnalyzeCmd() *cobra.Command {
 			if listCodes {
 				return writeCodes(cmd.OutOrStdout())
 			}
+			if k.enabled {
+				snap, _, err := k.snapshot(cmd.Context())
+				if err != nil {
+					return fmt.Errorf("analyze: %w", err)
+				}
+				return finishAnalyze(cmd, "kubernetes", analyze.Input{Snapshot: snap}, output)
+			}
 			if configDir == "" {
-				return fmt.Errorf("analyze: --config is required")
+				return fmt.Errorf("analyze: --config DIR or --kube is required")
 			}
 			return runAnalyze(cmd, configDir, output)
 		},
 	}
 	cmd.Flags().StringVar(&configDir, "config", "", "config directory to analyze")
+	k.addFlags(cmd.Flags())
+	cmd.MarkFlagsMutuallyExclusive("config", "kube")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table|json|yaml")
 	cmd.Flags().BoolVar(&listCodes, "codes", false, "list every analyzer code and exit")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
@@ -56,13 +66,17 @@ func runAnalyze(cmd *cobra.Command, dir, output string) error {
 	for _, bf := range res.BrokenFiles {
 		in.Rejected = append(in.Rejected, "unreadable file "+bf)
 	}
+	return finishAnalyze(cmd, dir, in, output)
+}
+
+func finishAnalyze(cmd *cobra.Command, source string, in analyze.Input, output string) error {
 	ds := analyze.Run(in)
 	if err := writeDiagnostics(cmd.OutOrStdout(), ds, output); err != nil {
 		return err
 	}
 	for _, d := range ds {
 		if d.Severity == analyze.Error {
-			return &ExitError{Code: exitAnalyzeErrors, Err: fmt.Errorf("analyze: %s has errors", dir)}
+			return &ExitError{Code: exitAnalyzeErrors, Err: fmt.Errorf("analyze: %s has errors", source)}
 		}
 	}
 	return nil

@@ -5,18 +5,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/wardmesh/ward/audit"
+	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/kube"
+	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
 )
 
 type auditOptions struct {
+	kube      auditKube
 	configDir string
 	server    string
 	caState   string
@@ -48,7 +54,8 @@ func newAuditCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAudit(cmd, o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.configDir, "config", "", "config directory to audit (required)")
+	f.StringVar(&o.configDir, "config", "", "config directory to audit (or --kube)")
+	o.kube.addFlags(f)
 	f.StringVar(&o.server, "server", "", "debug address of a running ward serve (e.g. http://127.0.0.1:15014): live CA and JWKS health")
 	f.StringVar(&o.caState, "ca-state", "", "ward serve --state dir whose CA state (ca/ca.json) to inventory, read-only")
 	f.StringSliceVar(&o.decisions, "decisions", nil, "authz decision log files (JSON lines, e.g. decisions.log,decisions.log.1) for decision statistics")
@@ -58,7 +65,8 @@ func newAuditCmd() *cobra.Command {
 	f.StringVar(&o.outFile, "out", "", "write the report to this file instead of stdout")
 	f.StringVar(&o.failOn, "fail-on", "", "exit 3 when a finding has this severity or higher: high|medium|low|info")
 	f.DurationVar(&o.threshold, "expiry-threshold", audit.DefaultExpiryThreshold, "flag certificates expiring within this duration")
-	_ = cmd.MarkFlagRequired("config")
+	cmd.MarkFlagsMutuallyExclusive("config", "kube")
+	cmd.MarkFlagsOneRequired("config", "kube")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(audit.Formats, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", cobra.FixedCompletions([]string{"high", "medium", "low", "info"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
@@ -89,18 +97,9 @@ func runAudit(cmd *cobra.Command, o auditOptions) error {
 }
 
 func (o auditOptions) input(cmd *cobra.Command, now time.Time) (audit.Input, error) {
-	stderr := cmd.ErrOrStderr()
-	res, err := file.Load(o.configDir)
+	in, err := o.source(cmd, now)
 	if err != nil {
-		return audit.Input{}, fmt.Errorf("audit: load %s: %w", o.configDir, err)
-	}
-	in := audit.Input{Snapshot: res.Snapshot, Source: o.configDir, Now: now, ExpiryThreshold: o.threshold}
-	for _, rj := range res.Rejected {
-		fmt.Fprintf(stderr, "warning: rejected: %v\n", rj.Err)
-		in.Rejected = append(in.Rejected, rj.Err.Error())
-	}
-	for _, bf := range res.BrokenFiles {
-		in.Rejected = append(in.Rejected, "unreadable file "+bf)
+		return in, err
 	}
 	if o.server != "" {
 		ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
@@ -112,7 +111,7 @@ func (o auditOptions) input(cmd *cobra.Command, now time.Time) (audit.Input, err
 		in.CA, in.JWKS = st.CA, st.JWKS
 	}
 	if o.caState != "" {
-		st, err := audit.LoadCA(o.caState, res.Snapshot.Mesh().TrustDomain)
+		st, err := audit.LoadCA(o.caState, in.Snapshot.Mesh().WithDefaults().TrustDomain)
 		if err != nil {
 			return in, err
 		}
@@ -122,6 +121,37 @@ func (o auditOptions) input(cmd *cobra.Command, now time.Time) (audit.Input, err
 		if in.Decisions, err = o.readDecisions(now); err != nil {
 			return in, err
 		}
+	}
+	return in, nil
+}
+
+// source loads the snapshot from --config or --kube (with the CA Secret).
+func (o auditOptions) source(cmd *cobra.Command, now time.Time) (audit.Input, error) {
+	in := audit.Input{Source: o.configDir, Now: now, ExpiryThreshold: o.threshold}
+	if o.kube.enabled {
+		snap, cl, err := o.kube.snapshot(cmd.Context())
+		if err != nil {
+			return in, fmt.Errorf("audit: %w", err)
+		}
+		in.Snapshot, in.Source = snap, "kubernetes"
+		if o.caState == "" && o.server == "" {
+			if in.CA, err = o.kube.kubeCA(cl, snap.Mesh().WithDefaults().TrustDomain); err != nil {
+				return in, fmt.Errorf("audit: %w", err)
+			}
+		}
+		return in, nil
+	}
+	res, err := file.Load(o.configDir)
+	if err != nil {
+		return in, fmt.Errorf("audit: load %s: %w", o.configDir, err)
+	}
+	in.Snapshot = res.Snapshot
+	for _, rj := range res.Rejected {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: rejected: %v\n", rj.Err)
+		in.Rejected = append(in.Rejected, rj.Err.Error())
+	}
+	for _, bf := range res.BrokenFiles {
+		in.Rejected = append(in.Rejected, "unreadable file "+bf)
 	}
 	return in, nil
 }
@@ -185,4 +215,71 @@ func (o auditOptions) write(stdout io.Writer, r *audit.Report) error {
 	}
 	err = audit.Render(f, r, o.output)
 	return errors.Join(err, f.Close())
+}
+
+// auditKube are the flags that read config from a cluster instead of a
+// directory (the same informer source as `ward serve --kube`, never
+// writing status).
+type auditKube struct {
+	enabled    bool
+	kubeconfig string
+	namespace  string
+}
+
+func (k *auditKube) addFlags(f *pflag.FlagSet) {
+	f.BoolVar(&k.enabled, "kube", false, "read Istio config and workloads from Kubernetes (and the CA from the ward-ca Secret) instead of --config")
+	f.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG)")
+	f.StringVar(&k.namespace, "kube-namespace", kube.DefaultNamespace, "Ward's namespace: MeshConfig ConfigMap and CA Secret")
+}
+
+// kubeTimeout bounds the wait for the informers' first snapshot.
+const kubeTimeout = time.Minute
+
+// snapshot syncs the Kubernetes source once and returns its first
+// snapshot.
+func (k *auditKube) snapshot(ctx context.Context) (*mesh.Snapshot, *kube.Clients, error) {
+	cl, err := kube.NewClients(k.kubeconfig)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kube clients: %w", err)
+	}
+	first := make(chan *mesh.Snapshot, 1)
+	src, err := kube.NewSource(kube.Config{Client: cl.Kube, Dynamic: cl.Dynamic, Namespace: k.namespace,
+		Log: slog.New(slog.DiscardHandler), OnSnapshot: func(s *mesh.Snapshot) {
+			select {
+			case first <- s:
+			default:
+			}
+		}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kube source: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, kubeTimeout)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- src.Run(ctx) }()
+	select {
+	case s := <-first:
+		cancel()
+		<-errc
+		return s, cl, nil
+	case err := <-errc:
+		return nil, nil, fmt.Errorf("kube source: %w", err)
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("kube source: no snapshot within %s: %w", kubeTimeout, ctx.Err())
+	}
+}
+
+// kubeCA reads the CA from the ward-ca Secret; a missing Secret is not an
+// error (the inventory then says no CA state was found).
+func (k *auditKube) kubeCA(cl *kube.Clients, trustDomain string) (*ca.Status, error) {
+	dir, err := os.MkdirTemp("", "ward-audit-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	st, err := audit.StoreCA(kube.SecretStore{Client: cl.Kube, Namespace: k.namespace}, dir, trustDomain)
+	if errors.Is(err, audit.ErrNoCAState) {
+		return nil, nil
+	}
+	return st, err
 }
