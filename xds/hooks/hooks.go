@@ -50,7 +50,7 @@ func (c Config) inboundSecurity(s *mesh.Snapshot, p *mesh.Proxy, port uint32) []
 	}
 	out := make([]translate.ChainSecurity, 0, len(vs))
 	for _, v := range vs {
-		out = append(out, translate.ChainSecurity{Match: v.Match, TransportSocket: v.TransportSocket})
+		out = append(out, translate.ChainSecurity{Name: v.Kind, Match: v.Match, TransportSocket: v.TransportSocket})
 	}
 	return out
 }

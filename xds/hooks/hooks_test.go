@@ -132,3 +132,25 @@ func TestFingerprintFollowsPolicy(t *testing.T) {
 		t.Error("removing a bookinfo policy changed the payments proxy's fingerprint")
 	}
 }
+
+// TestInboundChainNamesUnique: a PERMISSIVE port has several chain
+// variants (mTLS, plaintext, passthrough); Envoy rejects a listener whose
+// chains share a name.
+func TestInboundChainNamesUnique(t *testing.T) {
+	snap := examples(t)
+	p := &mesh.Proxy{ID: "payments-1.payments", Type: mesh.ProxySidecar, Namespace: "payments", ServiceAccount: "payments",
+		Labels: mesh.Labels{"app": "payments", "version": "v1"}, IPs: []string{"127.0.0.30"}}
+	res := generate(t, snap, p)
+	for _, l := range res.Listeners {
+		seen := map[string]bool{}
+		for _, fc := range l.GetFilterChains() {
+			if seen[fc.GetName()] {
+				t.Errorf("listener %s: duplicate filter chain name %q", l.GetName(), fc.GetName())
+			}
+			seen[fc.GetName()] = true
+		}
+		if l.GetName() == "virtualInbound" && len(l.GetFilterChains()) < 3 {
+			t.Errorf("virtualInbound has %d chains; PERMISSIVE ports should have several variants", len(l.GetFilterChains()))
+		}
+	}
+}

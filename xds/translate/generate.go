@@ -15,6 +15,9 @@ import (
 // hook: an extra match (e.g. transport_protocol "tls") and the transport
 // socket terminating it (nil = plaintext).
 type ChainSecurity struct {
+	// Name tells variants of one port apart ("tls", "plaintext"); it is
+	// appended to the chain name, which Envoy requires to be unique.
+	Name            string
 	Match           *listener.FilterChainMatch
 	TransportSocket *core.TransportSocket
 }

@@ -147,6 +147,9 @@ func (g *gen) inboundChain(in inboundPort, sec ChainSecurity) *listener.FilterCh
 	m.DestinationPort = wrapperspb.UInt32(in.target)
 	name := InboundName(in.target)
 	fc := &listener.FilterChain{Name: name, FilterChainMatch: m, TransportSocket: sec.TransportSocket}
+	if sec.Name != "" {
+		fc.Name = name + sec.Name
+	}
 	if in.proto.IsHTTP() {
 		rc := &route.RouteConfiguration{Name: name, VirtualHosts: []*route.VirtualHost{{
 			Name: "inbound|http|" + itoa(in.port), Domains: []string{"*"},
