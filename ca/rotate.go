@@ -114,7 +114,10 @@ func (c *CA) Rotate(ctx context.Context, overlap time.Duration) error {
 // that is due on the CA clock. Run calls it periodically; tests call it
 // after moving their clock.
 func (c *CA) Reconcile(ctx context.Context) error {
-	if c.state == nil {
+	c.stateMu.Lock()
+	selfSigned := c.state != nil
+	c.stateMu.Unlock()
+	if !selfSigned {
 		return nil
 	}
 	if err := c.takeRotationRequest(ctx); err != nil {
