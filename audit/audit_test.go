@@ -229,19 +229,44 @@ type noKeys struct{}
 func (noKeys) JWKS(string, string) (string, bool) { return "", false }
 
 func TestJWKSHealthWithResolver(t *testing.T) {
-	res, err := file.Load("../examples")
-	if err != nil {
+	// The examples inline their IdP keys; add a rule whose keys must be
+	// fetched, and audit with a resolver that has none.
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../examples")); err != nil {
 		t.Fatal(err)
 	}
-	r := Build(Input{Snapshot: res.Snapshot, Keys: noKeys{}, Now: auditNow})
-	if len(r.JWT) == 0 || r.JWT[0].JWKS[0].Status != "unavailable" {
-		t.Fatalf("jwt = %+v, want the issuer's keys unavailable", r.JWT)
+	remote := `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: remote-jwt, namespace: istio-system}
+spec:
+  selector:
+    matchLabels: {istio: ingressgateway}
+  jwtRules:
+  - issuer: https://remote.example.com
+    jwksUri: https://remote.example.com/jwks.json
+`
+	if err := os.WriteFile(filepath.Join(dir, "istio-system", "remote-jwt.yaml"), []byte(remote), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if !hasFinding(r, "AUTHN-JWKSUnavailable", "RequestAuthentication istio-system/ingress-jwt") {
+	res, err := file.Load(dir)
+	if err != nil || len(res.Rejected) > 0 {
+		t.Fatalf("load: %v %v", err, res.Errs())
+	}
+	r := Build(Input{Snapshot: res.Snapshot, Keys: noKeys{}, Now: auditNow})
+	status := map[string]string{}
+	for _, w := range r.JWT {
+		for _, k := range w.JWKS {
+			status[k.Issuer] = k.Status
+		}
+	}
+	if status["https://remote.example.com"] != "unavailable" || status["https://idp.example.com"] != "ok (inline)" {
+		t.Fatalf("jwks health = %v, want the remote issuer unavailable and the inline one ok", status)
+	}
+	if !hasFinding(r, "AUTHN-JWKSUnavailable", "RequestAuthentication istio-system/remote-jwt") {
 		t.Errorf("no JWKSUnavailable finding with a resolver that has no keys: %v", r.Findings)
 	}
-	if hasFinding(examplesReport(t), "AUTHN-JWKSUnavailable", "RequestAuthentication istio-system/ingress-jwt") {
-		t.Error("offline audit claims keys are unavailable")
+	if hasFinding(r, "AUTHN-JWKSUnavailable", "RequestAuthentication istio-system/ingress-jwt") {
+		t.Error("inline keys reported unavailable")
 	}
 }
 

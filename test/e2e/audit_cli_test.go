@@ -119,8 +119,9 @@ func TestAuditCLIJSONAndFailOn(t *testing.T) {
 }
 
 // TestAuditAgainstServe audits the examples with the live CA and JWKS
-// state of a running `ward serve`: the root is inventoried and the
-// unreachable example issuer is reported unavailable.
+// state of a running `ward serve`: the root is inventoried and an issuer
+// whose keys cannot be fetched (a closed loopback port) is reported
+// unavailable.
 func TestAuditAgainstServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the ward binary")
@@ -128,6 +129,19 @@ func TestAuditAgainstServe(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config")
 	if err := os.CopyFS(cfg, os.DirFS(examplesDir(t))); err != nil {
+		t.Fatal(err)
+	}
+	unreachable := `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: unreachable-idp, namespace: istio-system}
+spec:
+  selector:
+    matchLabels: {istio: ingressgateway}
+  jwtRules:
+  - issuer: https://issuer.test
+    jwksUri: https://127.0.0.1:1/jwks.json
+`
+	if err := os.WriteFile(filepath.Join(cfg, "istio-system", "unreachable-idp.yaml"), []byte(unreachable), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	state := filepath.Join(dir, "state")
@@ -156,12 +170,18 @@ func TestAuditAgainstServe(t *testing.T) {
 	if !r.Certificates.Available || r.Certificates.Phase != "stable" || len(r.Certificates.Roots) != 1 || !r.Certificates.Roots[0].Signing {
 		t.Errorf("certificates = %+v, want the server's one signing root, phase stable", r.Certificates)
 	}
-	if len(r.JWT) != 1 || !strings.HasPrefix(r.JWT[0].JWKS[0].Status, "unavailable") {
-		t.Errorf("jwt = %+v, want the example issuer's keys unavailable", r.JWT)
+	status := map[string]string{}
+	for _, w := range r.JWT {
+		for _, k := range w.JWKS {
+			status[k.Issuer] = k.Status
+		}
+	}
+	if !strings.HasPrefix(status["https://issuer.test"], "unavailable") || strings.HasPrefix(status["https://idp.example.com"], "unavailable") {
+		t.Errorf("jwks health = %v, want the unreachable issuer unavailable and the inline one not", status)
 	}
 	found := false
 	for _, f := range r.Findings {
-		found = found || (f.Code == "JWT-JWKS-UNAVAILABLE" && f.Object == "RequestAuthentication istio-system/ingress-jwt")
+		found = found || (f.Code == "JWT-JWKS-UNAVAILABLE" && f.Object == "RequestAuthentication istio-system/unreachable-idp")
 	}
 	if !found {
 		t.Errorf("no JWT-JWKS-UNAVAILABLE finding: %+v", r.Findings)
