@@ -147,7 +147,7 @@ spec:
 		t.Fatal(err)
 	}
 	p := startWard(t, "serve", "--config", cfg, "--state", filepath.Join(dir, "state"),
-		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0", "--debounce", "20ms")
+		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0", "--ext-authz-target", "127.0.0.1:9191", "--debounce", "20ms")
 	// The first snapshot is built before the servers listen.
 	p.waitLine(t, regexp.MustCompile(`msg=snapshot .*rejected=0`), time.Minute)
 	addr := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+)`), 30*time.Second)[1]

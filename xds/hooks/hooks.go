@@ -3,6 +3,7 @@ package hooks
 import (
 	"log/slog"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/wardmesh/ward/authn"
@@ -16,9 +17,13 @@ type Config struct {
 	// Keys resolves JWKS for RequestAuthentication rules; nil means no
 	// fetched keys (inline jwks only, remote issuers fail closed).
 	Keys authn.KeySets
-	// Authz configures authorization filters (ext_authz cluster, provider
-	// clusters). Its zero value enforces with native RBAC.
+	// Authz configures authorization filters (provider clusters). Its zero
+	// value enforces with native RBAC.
 	Authz authz.HookConfig
+	// ExtAuthz, when set, makes Envoy proxies (not proxyless gRPC, which has
+	// no ext_authz) call Ward's OPA-backed ext_authz server there, failing
+	// closed, instead of enforcing native RBAC.
+	ExtAuthz *ExtAuthzTarget
 	Log   *slog.Logger
 }
 
@@ -30,12 +35,19 @@ func New(cfg Config) translate.Hooks {
 	if cfg.Authz.Log == nil {
 		cfg.Authz.Log = cfg.Log
 	}
-	return translate.Hooks{
+	if cfg.ExtAuthz != nil {
+		cfg.Authz.ExtAuthzCluster = cfg.ExtAuthz.ClusterName()
+	}
+	h := translate.Hooks{
 		InboundSecurity: cfg.inboundSecurity,
 		UpstreamTLS:     authn.UpstreamTLSHook,
 		HTTPFilters:     cfg.httpFilters,
 		Fingerprint:     cfg.fingerprint,
 	}
+	if t := cfg.ExtAuthz; t != nil {
+		h.Clusters = func(*mesh.Snapshot, *mesh.Proxy) []*cluster.Cluster { return []*cluster.Cluster{t.Cluster()} }
+	}
+	return h
 }
 
 // inboundSecurity maps PeerAuthentication to chain variants. Gateways are
@@ -68,5 +80,9 @@ func (c Config) httpFilters(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direc
 }
 
 func (c Config) fingerprint(s *mesh.Snapshot, p *mesh.Proxy) string {
-	return authn.Fingerprint(s, p, c.Keys) + "/" + authz.Fingerprint(s, p)
+	fp := authn.Fingerprint(s, p, c.Keys) + "/" + authz.Fingerprint(s, p)
+	if c.ExtAuthz != nil {
+		fp += "/" + c.ExtAuthz.ClusterName() + "@" + c.ExtAuthz.Address
+	}
+	return fp
 }

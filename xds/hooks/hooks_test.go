@@ -154,3 +154,43 @@ func TestInboundChainNamesUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestExtAuthzTarget: with Ward's ext_authz server configured, Envoy
+// proxies call it (fail closed) through a cluster they are given, while
+// proxyless gRPC keeps native RBAC and gets no such cluster.
+func TestExtAuthzTarget(t *testing.T) {
+	snap := examples(t)
+	target, err := ParseExtAuthzTarget("127.0.0.1:9191")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := New(Config{ExtAuthz: target})
+	ix := translate.NewIndex(snap)
+	for _, tc := range []struct {
+		proxy       *mesh.Proxy
+		wantExtAuth bool
+	}{
+		{&mesh.Proxy{ID: "reviews-v1.bookinfo", Type: mesh.ProxySidecar, Namespace: "bookinfo", Labels: mesh.Labels{"app": "reviews", "version": "v1"}, IPs: []string{"127.0.0.21"}}, true},
+		{&mesh.Proxy{ID: "gw.istio-system", Type: mesh.ProxyRouter, Namespace: "istio-system", Labels: mesh.Labels{"istio": "ingressgateway"}, IPs: []string{"127.0.0.10"}}, true},
+		{&mesh.Proxy{ID: "grpc~reviews", Type: mesh.ProxyGRPC, Namespace: "bookinfo", Labels: mesh.Labels{"app": "reviews", "version": "v1"}, IPs: []string{"127.0.0.21"}}, false},
+	} {
+		res := translate.Generate(ix, ix.Scope(tc.proxy), h)
+		if err := res.Validate(); err != nil {
+			t.Fatalf("%s: %v", tc.proxy.ID, err)
+		}
+		hasCluster := false
+		for _, c := range res.Clusters {
+			hasCluster = hasCluster || c.GetName() == target.ClusterName()
+		}
+		names := httpFilterNames(t, res.Listeners, "")
+		hasFilter := indexOf(names, "ext_authz") >= 0
+		if hasCluster != tc.wantExtAuth || hasFilter != tc.wantExtAuth {
+			t.Errorf("%s: ext_authz cluster %v, filter %v (filters %v); want both %v", tc.proxy.ID, hasCluster, hasFilter, names, tc.wantExtAuth)
+		}
+	}
+	for _, bad := range []string{"ward:9191", "127.0.0.1:0", "127.0.0.1"} {
+		if _, err := ParseExtAuthzTarget(bad); err == nil {
+			t.Errorf("ParseExtAuthzTarget(%q) accepted", bad)
+		}
+	}
+}

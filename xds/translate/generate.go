@@ -35,6 +35,10 @@ type Hooks struct {
 	// HTTPFilters returns filters placed before fault/CORS/router (jwt_authn,
 	// ext_authz, RBAC).
 	HTTPFilters func(s *mesh.Snapshot, p *mesh.Proxy, dir Direction, port uint32) []*hcmv3.HttpFilter
+	// Clusters returns extra clusters that the hooks' filters reference
+	// (the ext_authz server). Sidecars get them with the inbound side,
+	// gateways with their listeners; proxyless gRPC never.
+	Clusters func(s *mesh.Snapshot, p *mesh.Proxy) []*cluster.Cluster
 	// Fingerprint hashes whatever the hooks read for p, so that cached
 	// output is recomputed when policies change.
 	Fingerprint func(s *mesh.Snapshot, p *mesh.Proxy) string
@@ -115,8 +119,24 @@ func generate(ix *Index, sc *Scope, hooks Hooks, p part) *Resources {
 	default:
 		g.sidecar()
 	}
+	g.hookClusters()
 	g.res.sort()
 	return g.res
+}
+
+// hookClusters adds the hooks' extra clusters to the part that references
+// them.
+func (g *gen) hookClusters() {
+	if g.hooks.Clusters == nil || g.proxy.Type == mesh.ProxyGRPC {
+		return
+	}
+	want := partInbound
+	if g.proxy.Type == mesh.ProxyRouter {
+		want = partConfig
+	}
+	if g.part&want != 0 {
+		g.res.Clusters = append(g.res.Clusters, g.hooks.Clusters(g.ix.snap, g.proxy)...)
+	}
 }
 
 // clusters emits the outbound clusters of every visible service port.

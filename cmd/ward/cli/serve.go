@@ -45,6 +45,7 @@ type serveOptions struct {
 	xdsAddr     string
 	secureAddr  string
 	authzAddr   string
+	authzReach  string
 	serverNames []string
 	quiet       time.Duration
 	maxWait     time.Duration
@@ -95,6 +96,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010", "address of the plaintext ADS server (local development)")
 	f.StringVar(&o.secureAddr, "secure-addr", ":15012", "address of the TLS server: certificate signing (IstioCertificateService) and ADS over mTLS")
 	f.StringVar(&o.authzAddr, "authz-addr", ":9191", "address of the ext_authz (envoy.service.auth.v3) server; decisions are logged to <state>/decisions.log")
+	f.StringVar(&o.authzReach, "ext-authz-target", "", "IP:port at which Envoy proxies reach this ext_authz server; when set they enforce AuthorizationPolicy through it (OPA, failing closed) instead of native RBAC")
 	f.StringSliceVar(&o.serverNames, "server-name", []string{"localhost", "127.0.0.1"}, "DNS names or IPs agents use to reach the control plane (in its serving certificate)")
 	f.DurationVar(&o.quiet, "debounce", 100*time.Millisecond, "quiet period before config changes are applied")
 	f.DurationVar(&o.maxWait, "debounce-max", time.Second, "longest a stream of changes can delay an update")
@@ -139,8 +141,14 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	defer decisions.Close()
 	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry})
+	hc := hooks.Config{Keys: cp.jwks, Log: log}
+	if o.authzReach != "" {
+		if hc.ExtAuthz, err = hooks.ParseExtAuthzTarget(o.authzReach); err != nil {
+			return err
+		}
+	}
 	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait,
-		Hooks: hooks.New(hooks.Config{Keys: cp.jwks, Log: log})})
+		Hooks: hooks.New(hc)})
 	defer cp.xds.Close()
 	// Kubernetes mode first: until its caches sync, no snapshot (not even
 	// the file source's) is served or counts as ready.
