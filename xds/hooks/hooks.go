@@ -24,7 +24,7 @@ type Config struct {
 	// no ext_authz) call Ward's OPA-backed ext_authz server there, failing
 	// closed, instead of enforcing native RBAC.
 	ExtAuthz *ExtAuthzTarget
-	Log   *slog.Logger
+	Log      *slog.Logger
 }
 
 // New returns the translate.Hooks that apply Ward's security policies.
