@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/wardmesh/ward/internal/atomicfile"
 )
 
 // File names in OutputDir (Istio's names for proxyless gRPC).
@@ -45,28 +47,8 @@ func (a *Agent) writeFiles(s *SVID) error {
 	return nil
 }
 
-// writeAtomic writes b to a temp file in path's directory, then renames it
-// over path, so readers see the old or the new content, never a mix.
+// writeAtomic writes the agent's files: readers (grpc's file watcher, Envoy)
+// see the old or the new content, never a mix.
 func writeAtomic(path string, b []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, b, mode, 0o755)
 }

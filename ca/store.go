@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/wardmesh/ward/internal/atomicfile"
 )
 
 // State is the CA's persisted root material. In file mode it is one JSON
@@ -82,34 +84,9 @@ func (f FileStore) Save(_ context.Context, s *State) error {
 	return nil
 }
 
-// writeFileAtomic writes b to path through a temp file in the same
-// directory and a rename, creating the directory with mode 0700.
+// writeFileAtomic writes CA state (directories 0700).
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.Write(path, b, mode, 0o700)
 }
 
 // LoadBundle reads the trust bundle from a file-mode state dir without
