@@ -61,12 +61,19 @@ type authnMesh struct {
 
 func newAuthnMesh(t *testing.T, initial string) *authnMesh {
 	t.Helper()
+	return newSecureMesh(t, initial, authnHooks())
+}
+
+// newSecureMesh is a control plane with the given security hooks, fed by a
+// watched config directory, and a Ward CA issuing workload identities.
+func newSecureMesh(t *testing.T, initial string, hooks translate.Hooks) *authnMesh {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv := xds.NewServer(xds.Config{Log: log, Hooks: authnHooks()})
+	srv := xds.NewServer(xds.Config{Log: log, Hooks: hooks})
 	g := grpc.NewServer()
 	srv.Register(g)
 	go func() { _ = g.Serve(lis) }()

@@ -3,14 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -21,50 +19,17 @@ import (
 	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/wardmesh/ward/authz"
-	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
-	"github.com/wardmesh/ward/mesh/file"
 	"github.com/wardmesh/ward/mesh/schema"
-	"github.com/wardmesh/ward/xds"
-	"github.com/wardmesh/ward/xds/translate"
+	"github.com/wardmesh/ward/xds/hooks"
 )
 
-// newAuthzMesh is a control plane with authn (mTLS) and authz (native
-// RBAC for proxyless gRPC) hooks, fed by a watched config directory, and a
-// Ward CA issuing identities.
+// newAuthzMesh is a control plane with Ward's production security hooks
+// (xds/hooks: mTLS, then native RBAC for proxyless gRPC), fed by a watched
+// config directory, and a Ward CA issuing identities.
 func newAuthzMesh(t *testing.T, initial string) *authnMesh {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	hooks := authnHooks()
-	az := authz.HookConfig{Log: log}
-	hooks.HTTPFilters = func(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direction, _ uint32) []*hcmv3.HttpFilter {
-		return az.HTTPFilterHook(s, p, string(dir))
-	}
-	authnFP := hooks.Fingerprint
-	hooks.Fingerprint = func(s *mesh.Snapshot, p *mesh.Proxy) string { return authnFP(s, p) + authz.Fingerprint(s, p) }
-	srv := xds.NewServer(xds.Config{Log: log, Hooks: hooks})
-	g := grpc.NewServer()
-	srv.Register(g)
-	go func() { _ = g.Serve(lis) }()
-	m := &xdsMesh{t: t, srv: srv, addr: lis.Addr().String(), dir: t.TempDir()}
-	m.write(initial)
-	src, err := file.New(file.Config{Dir: m.dir, Log: log, Quiet: 20 * time.Millisecond, MaxWait: 200 * time.Millisecond, OnSnapshot: srv.UpdateNow})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = src.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done; g.Stop(); srv.Close() })
-	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local", Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &authnMesh{xdsMesh: m, ca: authority}
+	return newSecureMesh(t, initial, hooks.New(hooks.Config{}))
 }
 
 // authzServer starts the proxyless echo server with a Ward identity
