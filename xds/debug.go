@@ -62,31 +62,67 @@ func rawList[T proto.Message](in []T) []json.RawMessage {
 
 // SyncStatus is one proxy's row in /debug/syncz.
 type SyncStatus struct {
-	Proxy     string                 `json:"proxy"`
-	Type      mesh.ProxyType         `json:"type"`
-	Namespace string                 `json:"namespace"`
-	Types     map[string]*typeStatus `json:"types"`
+	Proxy     string               `json:"proxy"`
+	Type      mesh.ProxyType       `json:"type"`
+	Namespace string               `json:"namespace"`
+	Types     map[string]*TypeSync `json:"types"`
+	// ConnectedAt is when the proxy's first stream attached.
+	ConnectedAt time.Time `json:"connectedAt"`
+	// SnapshotVersion is the control plane's current config snapshot.
+	SnapshotVersion string `json:"snapshotVersion,omitempty"`
 }
 
-// Syncz writes per proxy and type: version sent, acked, pending, NACKs and
-// the last NACK's error.
+// TypeSync is the sync state of one resource type (cds, lds, eds, rds)
+// for one proxy: the version generated for it, sent, ACKed, pending (sent
+// or to be sent, not yet ACKed, since when) and its NACKs.
+type TypeSync struct {
+	Sent         string     `json:"sent,omitempty"`
+	Acked        string     `json:"acked,omitempty"`
+	Pending      string     `json:"pending,omitempty"`
+	Nacks        int        `json:"nacks,omitempty"`
+	NackedVer    string     `json:"nackedVersion,omitempty"`
+	LastNack     string     `json:"lastNack,omitempty"`
+	Latest       string     `json:"latest,omitempty"`
+	PendingSince *time.Time `json:"pendingSince,omitempty"`
+}
+
+// Syncz writes per proxy and type: the latest version generated, the
+// version sent, acked, pending (and since when), NACKs and the last NACK's
+// error; plus when the proxy connected and the control plane's snapshot.
 func (s *Server) Syncz(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.SyncStatus()) }
 
 // SyncStatus returns a copy of every proxy's sync state, sorted by id.
 func (s *Server) SyncStatus() []SyncStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var snapVer string
+	if s.ix != nil {
+		snapVer = s.ix.Snapshot().Version()
+	}
 	out := make([]SyncStatus, 0, len(s.conns))
 	for _, c := range s.conns {
-		row := SyncStatus{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Types: map[string]*typeStatus{}}
+		row := SyncStatus{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Types: map[string]*TypeSync{},
+			ConnectedAt: c.connectedAt, SnapshotVersion: snapVer}
 		for url, st := range c.status {
-			cp := *st
-			row.Types[shortType(url)] = &cp
+			row.Types[shortType(url)] = typeSync(c, url, st)
 		}
 		out = append(out, row)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
 	return out
+}
+
+// typeSync copies st; s.mu must be held.
+func typeSync(c *conn, url string, st *typeStatus) *TypeSync {
+	ts := &TypeSync{Sent: st.Sent, Acked: st.Acked, Pending: st.Pending, Nacks: st.Nacks, NackedVer: st.NackedVer, LastNack: st.LastNack}
+	if c.gen != nil {
+		ts.Latest = c.gen.version(url)
+	}
+	if st.Pending != "" && !st.PendingSince.IsZero() {
+		since := st.PendingSince
+		ts.PendingSince = &since
+	}
+	return ts
 }
 
 // Connection is one row of /debug/connections.

@@ -97,6 +97,15 @@ func TestAckNackMetricsAndDebugPages(t *testing.T) {
 	if len(sync) != 1 || sync[0].Types["cds"].Acked != good || sync[0].Types["cds"].Nacks != 1 || sync[0].Types["cds"].LastNack != "bad cluster" {
 		t.Errorf("syncz = %+v", sync)
 	}
+	if cds := sync[0].Types["cds"]; cds.Latest != r.GetVersionInfo() || cds.Pending != r.GetVersionInfo() || cds.PendingSince == nil || cds.NackedVer != r.GetVersionInfo() {
+		t.Errorf("syncz cds = %+v: want latest, pending and nacked = the rejected version %s, with pendingSince", cds, r.GetVersionInfo())
+	}
+	if sync[0].ConnectedAt.IsZero() || sync[0].SnapshotVersion == "" {
+		t.Errorf("syncz row lacks connectedAt or snapshotVersion: %+v", sync[0])
+	}
+	if lds := sync[0].Types["lds"]; lds.Sent != "" || lds.Latest == "" {
+		t.Errorf("syncz lds = %+v: never requested, want nothing sent but a latest version", lds)
+	}
 	if dump := get("/debug/config_dump?proxy=" + id); !strings.Contains(dump, "outbound|80||b.test.svc.cluster.local") {
 		t.Errorf("config_dump lacks the new cluster: %.500s", dump)
 	}
