@@ -17,19 +17,32 @@ import (
 // opa-envoy-plugin does: OK with headers to add/remove on allow;
 // PERMISSION_DENIED with a 403 (or the provider's status, body and
 // headers) on deny; INVALID_ARGUMENT with 400 for a malformed request.
-// Dynamic metadata carries the decision id, policy and rule.
-func response(id string, d *authz.Decision, r *authz.Request, reasonHeader string) *authv3.CheckResponse {
+// Dynamic metadata carries the decision id, policy and rule. A proxyless
+// check (which has no jwt_authn in front) that failed authentication gets
+// jwt_authn's 401 and UNAUTHENTICATED; an allowed proxyless check gets the
+// explanation as a response header to add, so the interceptor can tell
+// its caller which rule allowed it (Envoy's checks do not: their allow
+// responses are as before).
+func response(id string, d *authz.Decision, r *authz.Request, reasonHeader string, proxyless bool) *authv3.CheckResponse {
 	md := dynamicMetadata(id, d)
 	if d.Allowed {
+		ok := okResponse(d, r)
+		if proxyless && reasonHeader != "-" && ok != nil {
+			ok.OkResponse.ResponseHeadersToAdd = append(ok.OkResponse.ResponseHeadersToAdd,
+				header(reasonHeader, explain(d), corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
+		}
 		return &authv3.CheckResponse{
 			Status:          &rpcstatus.Status{Code: int32(code.Code_OK)},
 			DynamicMetadata: md,
-			HttpResponse:    okResponse(d, r),
+			HttpResponse:    ok,
 		}
 	}
 	status, grpcCode := typev3.StatusCode_Forbidden, code.Code_PERMISSION_DENIED
-	if d.Reason == authz.ReasonBadRequest {
+	switch d.Reason {
+	case authz.ReasonBadRequest:
 		status, grpcCode = typev3.StatusCode_BadRequest, code.Code_INVALID_ARGUMENT
+	case ReasonUnauthenticated:
+		status, grpcCode = typev3.StatusCode_Unauthorized, code.Code_UNAUTHENTICATED
 	}
 	denied := &authv3.DeniedHttpResponse{Status: &typev3.HttpStatus{Code: status}}
 	if p := d.Provider; p != nil && !p.Allowed {
@@ -39,11 +52,14 @@ func response(id string, d *authz.Decision, r *authz.Request, reasonHeader strin
 		denied.Body = p.Body
 		denied.Headers = headerOptions(p.Headers, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD)
 	}
+	if d.Reason == ReasonUnauthenticated {
+		denied.Headers = append(denied.Headers, header("www-authenticate", `Bearer error="invalid_token"`, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
+	}
 	if reasonHeader != "-" {
-		denied.Headers = append(denied.Headers, header(reasonHeader, d.Explain(), corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
+		denied.Headers = append(denied.Headers, header(reasonHeader, explain(d), corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD))
 	}
 	out := &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(grpcCode), Message: "ward_authz_denied: " + d.Explain()},
+		Status:          &rpcstatus.Status{Code: int32(grpcCode), Message: "ward_authz_denied: " + explain(d)},
 		DynamicMetadata: md,
 	}
 	if r == nil || r.HTTP != nil {

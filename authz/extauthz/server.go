@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wardmesh/ward/authn"
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/mesh"
@@ -65,7 +66,13 @@ type Config struct {
 	Decisions DecisionLogger
 	// Registry, when set, receives the server's metrics.
 	Registry prometheus.Registerer
-	Clock    Clock
+	// Keys serves the key sets of RequestAuthentication rules that fetch
+	// theirs (authn/jwks.Resolver, the one ward serve gives xds/hooks), for
+	// checks from proxyless gRPC interceptors (ContextProxyless), which the
+	// server authenticates itself. nil: only inline jwks verify; tokens of
+	// other issuers are rejected (fail closed).
+	Keys  authn.KeySets
+	Clock Clock
 }
 
 // Server is the ext_authz server. Update installs a snapshot; until the
@@ -75,6 +82,7 @@ type Server struct {
 	cfg     Config
 	metrics *metrics
 	engine  atomic.Pointer[authz.Engine]
+	jwt     jwtCache
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -158,7 +166,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	}
 	s.metrics.observe(d, s.cfg.Clock.Now().Sub(start))
 	s.record(id, start, w, r, d, err)
-	return response(id, d, r, s.cfg.ReasonHeader), nil
+	return response(id, d, r, s.cfg.ReasonHeader, proxyless(req)), nil
 }
 
 func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authz.Decision, *authz.Request, string, error) {
@@ -175,6 +183,15 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authz.D
 	if e == nil {
 		err := errors.New("no policy snapshot loaded yet")
 		return authz.FailClosed(authz.ReasonError, err), r, name, err
+	}
+	if proxyless(req) {
+		if r.Auth != nil {
+			err := fmt.Errorf("%w: a proxyless check carries jwt_authn metadata; the server verifies proxyless tokens itself", authz.ErrBadCheckRequest)
+			return authz.FailClosed(authz.ReasonBadRequest, err), r, name, err
+		}
+		if err := s.authenticate(e.Snapshot(), w, r); err != nil {
+			return authz.FailClosed(ReasonUnauthenticated, err), r, name, err
+		}
 	}
 	p, err := e.For(ctx, w.Namespace, w.Labels)
 	if err != nil {
@@ -240,7 +257,7 @@ func (s *Server) record(id string, start time.Time, w string, r *authz.Request, 
 	}
 	e := &decisionlog.Entry{
 		DecisionID: id, Time: start, Workload: w, Allowed: d.Allowed, Reason: string(d.Reason),
-		Action: string(d.Action), Policy: d.Policy, Rule: d.Rule, Explanation: d.Explain(),
+		Action: string(d.Action), Policy: d.Policy, Rule: d.Rule, Explanation: explain(d),
 		DryRun: len(d.DryRun) > 0, Audit: d.Audited(),
 		LatencyMicros: s.cfg.Clock.Now().Sub(start).Microseconds(),
 	}

@@ -1,0 +1,287 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/authz/decisionlog"
+)
+
+const jwtIssuer = "https://idp.example"
+
+// jwtPolicies: cart requires a token from jwtIssuer for /Admin and
+// accepts alice (by request principal) or anyone with scope "write".
+const jwtPolicies = `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  jwtRules: [{issuer: "` + jwtIssuer + `", jwksUri: "` + jwtIssuer + `/jwks", audiences: [cart]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  rules:
+  - from: [{source: {requestPrincipals: ["` + jwtIssuer + `/alice"]}}]
+  - when: [{key: "request.auth.claims[scope]", values: ["write"]}]
+`
+
+// fixedClock is a clock that does not move.
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time { return c.t }
+
+// keySets is a small in-memory authn.KeySets.
+type keySets struct {
+	mu   sync.Mutex
+	sets map[string]string // issuer|uri → JWKS
+}
+
+func (k *keySets) JWKS(issuer, uri string) (string, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	s, ok := k.sets[issuer+"|"+uri]
+	return s, ok
+}
+
+func (k *keySets) set(issuer, uri, jwks string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.sets[issuer+"|"+uri] = jwks
+}
+
+func testKey(t testing.TB, name string) jwk.Key {
+	t.Helper()
+	b, err := os.ReadFile("../../authn/testdata/" + name + ".private.jwk.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := jwk.ParseKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func jwksOf(t testing.TB, keys ...jwk.Key) string {
+	t.Helper()
+	set := jwk.NewSet()
+	for _, k := range keys {
+		p, err := k.PublicKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := set.AddKey(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+type tokenClaims struct {
+	iss, sub, scope string
+	aud             string
+	exp             time.Time
+}
+
+func sign(t testing.TB, k jwk.Key, c tokenClaims) string {
+	t.Helper()
+	b := jwt.NewBuilder().Issuer(c.iss).Subject(c.sub).Audience([]string{c.aud}).Expiration(c.exp)
+	if c.scope != "" {
+		b = b.Claim("scope", c.scope)
+	}
+	tok, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	alg, _ := k.Algorithm()
+	s, err := jwt.Sign(tok, jwt.WithKey(alg, k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(s)
+}
+
+// proxylessCheck is what the grpcauthz interceptor sends for one RPC.
+func proxylessCheck(token string, marker bool) *authv3.CheckRequest {
+	req := check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", "POST", "/shop.Cart/Admin")
+	h := req.Attributes.Request.Http.Headers
+	delete(h, "authorization")
+	if token != "" {
+		h["authorization"] = "Bearer " + token
+	}
+	if marker {
+		req.Attributes.ContextExtensions[ContextProxyless] = "grpc"
+	}
+	return req
+}
+
+func okReason(r *authv3.CheckResponse) string {
+	for _, h := range r.GetOkResponse().GetResponseHeadersToAdd() {
+		if h.GetHeader().GetKey() == "x-ward-authz-reason" {
+			return h.GetHeader().GetValue()
+		}
+	}
+	return ""
+}
+
+// TestProxylessJWT: checks marked proxyless are authenticated by the
+// server with the workload's jwt_authn config (real jwx-signed tokens,
+// keys from the key provider): an invalid token is jwt_authn's 401, a
+// valid one's claims decide, a missing one leaves it to the policy; the
+// same token without the marker (an Envoy check) is not trusted.
+func TestProxylessJWT(t *testing.T) {
+	rsa, ec, rotated := testKey(t, "rsa"), testKey(t, "ec"), testKey(t, "rsa-rotated")
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(t, rsa, ec)}}
+	var logbuf syncBuffer
+	dl, err := decisionlog.New(decisionlog.Config{Writer: &logbuf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := start(t, newServer(t, Config{Keys: keys, Clock: fixedClock{now}, Decisions: dl}, "", jwtPolicies))
+	good := tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)}
+	with := func(f func(*tokenClaims)) tokenClaims { c := good; f(&c); return c }
+
+	cases := []struct {
+		name       string
+		req        *authv3.CheckRequest
+		wantCode   code.Code
+		wantHTTP   int32 // denied status; 0 for allow
+		wantReason string
+	}{
+		{"valid RS256", proxylessCheck(sign(t, rsa, good), true), code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[0]"},
+		{"valid ES256", proxylessCheck(sign(t, ec, good), true), code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[0]"},
+		{"space-delimited scope claim", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.sub, c.scope = "bob", "read write" })), true),
+			code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[1]"},
+		{"valid, principal not allowed", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.sub = "bob" })), true),
+			code.Code_PERMISSION_DENIED, 403, "denied: no ALLOW policy matched (1 candidates)"},
+		{"missing token: the policy decides", proxylessCheck("", true), code.Code_PERMISSION_DENIED, 403, "denied: no ALLOW policy matched (1 candidates)"},
+		{"expired", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.exp = now.Add(-2 * time.Minute) })), true),
+			code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
+		{"wrong issuer", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.iss = "https://evil.example" })), true),
+			code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
+		{"wrong audience", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.aud = "billing" })), true),
+			code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
+		{"unknown kid", proxylessCheck(sign(t, rotated, good), true), code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
+		{"garbage", proxylessCheck("not.a.jwt", true), code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
+		// Without the marker this is an Envoy check: raw tokens are not
+		// claims (jwt_authn would have put verified ones in metadata).
+		{"Envoy check with a raw token", proxylessCheck(sign(t, rsa, good), false), code.Code_PERMISSION_DENIED, 403, "denied: no ALLOW policy matched (1 candidates)"},
+	}
+	for _, tc := range cases {
+		resp, err := c.Check(context.Background(), tc.req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := code.Code(resp.GetStatus().GetCode()); got != tc.wantCode {
+			t.Errorf("%s: status %v (%s), want %v", tc.name, got, resp.GetStatus().GetMessage(), tc.wantCode)
+			continue
+		}
+		if tc.wantHTTP == 0 {
+			if got := okReason(resp); got != tc.wantReason {
+				t.Errorf("%s: allow reason header %q, want %q", tc.name, got, tc.wantReason)
+			}
+			continue
+		}
+		if got := int32(resp.GetDeniedResponse().GetStatus().GetCode()); got != tc.wantHTTP {
+			t.Errorf("%s: HTTP %d, want %d", tc.name, got, tc.wantHTTP)
+		}
+		if got := reasonOf(resp); got != tc.wantReason {
+			t.Errorf("%s: reason %q, want %q", tc.name, got, tc.wantReason)
+		}
+	}
+	log := logbuf.String()
+	if n := strings.Count(log, "\n"); n != len(cases) {
+		t.Errorf("%d decision log lines, want %d", n, len(cases))
+	}
+	if !strings.Contains(log, `"request_principal":"`+jwtIssuer+`/alice"`) || !strings.Contains(log, `"reason":"unauthenticated"`) {
+		t.Errorf("decision log lacks the request principal or the unauthenticated reason:\n%s", log)
+	}
+
+	// An Envoy check's allow response is unchanged: no reason header.
+	req := check("shop", `{"app":"cart"}`, "", "GET", "/x")
+	req.Attributes.ContextExtensions[authz.ContextNamespace] = "other"
+	if resp, _ := c.Check(context.Background(), req); resp.GetStatus().GetCode() != int32(code.Code_OK) || okReason(resp) != "" {
+		t.Errorf("Envoy allow: %v, want OK without a reason header", resp)
+	}
+}
+
+// TestProxylessJWTMetadataRefused: a proxyless check cannot bring its own
+// "verified" claims.
+func TestProxylessJWTMetadataRefused(t *testing.T) {
+	c := start(t, newServer(t, Config{}, "", jwtPolicies))
+	req := proxylessCheck("", true)
+	payload, _ := structpb.NewStruct(map[string]any{"payload": map[string]any{"iss": jwtIssuer, "sub": "alice"}})
+	req.Attributes.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{authz.JWTFilter: payload}}
+	resp, err := c.Check(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetStatus().GetCode() != int32(code.Code_INVALID_ARGUMENT) {
+		t.Fatalf("proxyless check with jwt_authn metadata: %v, want INVALID_ARGUMENT", resp.GetStatus())
+	}
+}
+
+// TestProxylessJWTKeyRotation: the memoised jwt_authn config follows the
+// key provider: a token signed with a new key is rejected until the
+// provider serves it, then accepted; unchanged keys reuse the config.
+func TestProxylessJWTKeyRotation(t *testing.T) {
+	rsa, rotated := testKey(t, "rsa"), testKey(t, "rsa-rotated")
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	keys := &keySets{sets: map[string]string{}} // nothing fetched yet: fail closed
+	s := newServer(t, Config{Keys: keys, Clock: fixedClock{now}}, "", jwtPolicies)
+	c := start(t, s)
+	good := tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)}
+	do := func(k jwk.Key) code.Code {
+		t.Helper()
+		resp, err := c.Check(context.Background(), proxylessCheck(sign(t, k, good), true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code.Code(resp.GetStatus().GetCode())
+	}
+	if got := do(rsa); got != code.Code_UNAUTHENTICATED {
+		t.Fatalf("before any keys: %v, want UNAUTHENTICATED (fail closed)", got)
+	}
+	keys.set(jwtIssuer, jwtIssuer+"/jwks", jwksOf(t, rsa))
+	if got := do(rsa); got != code.Code_OK {
+		t.Fatalf("after the keys arrived: %v, want OK", got)
+	}
+	first := s.jwt.entries[workloadKey(authz.Workload{Namespace: "shop", Labels: map[string]string{"app": "cart"}})]
+	if got := do(rsa); got != code.Code_OK {
+		t.Fatalf("again: %v", got)
+	}
+	if again := s.jwt.entries[workloadKey(authz.Workload{Namespace: "shop", Labels: map[string]string{"app": "cart"}})]; first == nil || again != first {
+		t.Error("the jwt_authn config was rebuilt although neither snapshot nor keys changed")
+	}
+	if got := do(rotated); got != code.Code_UNAUTHENTICATED {
+		t.Fatalf("rotated key not yet served: %v, want UNAUTHENTICATED", got)
+	}
+	keys.set(jwtIssuer, jwtIssuer+"/jwks", jwksOf(t, rotated))
+	if got := do(rotated); got != code.Code_OK {
+		t.Fatalf("rotated key served: %v, want OK", got)
+	}
+	if got := do(rsa); got != code.Code_UNAUTHENTICATED {
+		t.Fatalf("old key dropped: %v, want UNAUTHENTICATED", got)
+	}
+}
