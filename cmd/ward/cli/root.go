@@ -33,6 +33,8 @@ func subcommands() []func() *cobra.Command {
 		newAuditCmd,
 		newAnalyzeCmd,
 		newProxyConfigCmd,
+		newDemoCmd,
+		newProxyStatusCmd,
 	}
 }
 
