@@ -46,7 +46,19 @@ type GRPCBootstrapConfig struct {
 	// RefreshInterval is how often grpc re-reads the certificate files
 	// (default 10s).
 	RefreshInterval time.Duration
+	// Authz is how the workload enforces authorisation, written as node
+	// metadata WARD_AUTHZ: AuthzRBAC (or "": Ward sends native xDS RBAC)
+	// or AuthzExtAuthz (Ward sends no RBAC; the application enforces with
+	// authz/grpcauthz through Ward's ext_authz server).
+	Authz string
 }
+
+// WARD_AUTHZ node metadata and its values.
+const (
+	MetaAuthz     = "WARD_AUTHZ"
+	AuthzRBAC     = "rbac"
+	AuthzExtAuthz = "ext-authz"
+)
 
 // GRPCBootstrap renders a grpc-go xDS bootstrap for workload id whose
 // certificate files are in dir: file_watcher certificate providers
@@ -59,6 +71,9 @@ func GRPCBootstrap(c GRPCBootstrapConfig, id spiffeid.ID, dir string) ([]byte, e
 	}
 	if c.RefreshInterval <= 0 {
 		c.RefreshInterval = 10 * time.Second
+	}
+	if c.Authz != "" && c.Authz != AuthzRBAC && c.Authz != AuthzExtAuthz {
+		return nil, fmt.Errorf("grpc bootstrap: authz mode %q: want %q or %q", c.Authz, AuthzRBAC, AuthzExtAuthz)
 	}
 	refresh := fmt.Sprintf("%gs", c.RefreshInterval.Seconds())
 	files := map[string]any{
@@ -77,6 +92,9 @@ func GRPCBootstrap(c GRPCBootstrapConfig, id spiffeid.ID, dir string) ([]byte, e
 	}
 	if c.IP != "" {
 		meta["INSTANCE_IPS"] = c.IP
+	}
+	if c.Authz != "" {
+		meta[MetaAuthz] = c.Authz
 	}
 	doc := map[string]any{
 		"xds_servers": []any{map[string]any{

@@ -34,6 +34,7 @@ type agentOptions struct {
 	outputDir     string
 	xdsAddr       string
 	xdsInsecure   bool
+	authz         string
 	name          string
 	ip            string
 	labels        map[string]string
@@ -66,6 +67,8 @@ func newAgentCmd() *cobra.Command {
 	f.BoolVar(&o.noSDS, "no-sds", false, "do not serve SDS (proxyless gRPC only)")
 	f.StringVar(&o.outputDir, "output-dir", "", "write certificate files and the grpc bootstrap here (proxyless gRPC)")
 	f.BoolVar(&o.xdsInsecure, "xds-insecure", false, "plaintext channel to the xDS server in the grpc bootstrap (local development)")
+	f.StringVar(&o.authz, "authz", agent.AuthzRBAC, "how the proxyless gRPC workload enforces authorisation, written as WARD_AUTHZ in the grpc bootstrap: "+
+		"rbac (Ward sends native xDS RBAC) or ext-authz (Ward sends no RBAC; the application enforces with the authz/grpcauthz interceptor through Ward's ext_authz server, JWTs included)")
 	f.DurationVar(&o.ttl, "ttl", 0, "certificate lifetime to request (0 = the CA's default)")
 	f.StringVar(&o.metricsAddr, "metrics-addr", "", "serve /metrics on this address")
 	o.log.addFlags(cmd)
@@ -100,6 +103,9 @@ func runAgent(cmd *cobra.Command, o agentOptions) error {
 	if o.caRoot == "" {
 		return errors.New("agent: --ca-root is required")
 	}
+	if o.authz != agent.AuthzRBAC && o.authz != agent.AuthzExtAuthz {
+		return fmt.Errorf("agent: --authz %q: want %s or %s", o.authz, agent.AuthzRBAC, agent.AuthzExtAuthz)
+	}
 	bundle, err := os.ReadFile(o.caRoot)
 	if err != nil {
 		return fmt.Errorf("agent: ca root: %w", err)
@@ -119,7 +125,7 @@ func runAgent(cmd *cobra.Command, o agentOptions) error {
 		cfg.JoinToken = strings.TrimSpace(string(b))
 	}
 	if o.outputDir != "" {
-		cfg.Bootstrap = &agent.GRPCBootstrapConfig{XDSAddress: o.xdsAddr, XDSInsecure: o.xdsInsecure, Name: o.name, IP: o.ip, Labels: o.labels}
+		cfg.Bootstrap = &agent.GRPCBootstrapConfig{XDSAddress: o.xdsAddr, XDSInsecure: o.xdsInsecure, Name: o.name, IP: o.ip, Labels: o.labels, Authz: o.authz}
 	}
 	g, ctx := errgroup.WithContext(cmd.Context())
 	if !o.noSDS {
