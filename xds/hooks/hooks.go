@@ -76,11 +76,20 @@ func (c Config) httpFilters(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direc
 		return nil
 	}
 	fs := authn.JWTFilters(s, p, c.Keys)
+	if appEnforces(p) {
+		return fs
+	}
+	if v := p.Metadata[MetaAuthz]; v != "" && v != AuthzRBAC && v != AuthzExtAuthz {
+		c.Log.Warn("unknown WARD_AUTHZ node metadata: enforcing native RBAC", "proxy", p.ID, "value", v)
+	}
 	return append(fs, c.Authz.HTTPFilterHook(s, p, string(translate.Inbound))...)
 }
 
 func (c Config) fingerprint(s *mesh.Snapshot, p *mesh.Proxy) string {
 	fp := authn.Fingerprint(s, p, c.Keys) + "/" + authz.Fingerprint(s, p)
+	if appEnforces(p) {
+		fp += "/" + MetaAuthz + "=" + AuthzExtAuthz
+	}
 	if c.ExtAuthz != nil {
 		fp += "/" + c.ExtAuthz.ClusterName() + "@" + c.ExtAuthz.Address
 	}
