@@ -1,14 +1,12 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/wardmesh/ward/audit/analyze"
 	"github.com/wardmesh/ward/mesh/file"
@@ -48,9 +46,8 @@ func newAnalyzeCmd() *cobra.Command {
 	cmd.Flags().StringVar(&configDir, "config", "", "config directory to analyze")
 	k.addFlags(cmd.Flags())
 	cmd.MarkFlagsMutuallyExclusive("config", "kube")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table|json|yaml")
+	addOutputFlag(cmd, &output, stdFormats...)
 	cmd.Flags().BoolVar(&listCodes, "codes", false, "list every analyzer code and exit")
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json", "yaml"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -86,19 +83,7 @@ func writeDiagnostics(w io.Writer, ds []analyze.Diagnostic, output string) error
 	if ds == nil {
 		ds = []analyze.Diagnostic{}
 	}
-	switch output {
-	case "json":
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ds)
-	case "yaml":
-		b, err := yaml.Marshal(ds)
-		if err != nil {
-			return fmt.Errorf("analyze: %w", err)
-		}
-		_, err = w.Write(b)
-		return err
-	case "table", "":
+	return writeData(w, output, ds, func(w io.Writer) error {
 		if len(ds) == 0 {
 			_, err := fmt.Fprintln(w, "no problems found")
 			return err
@@ -109,8 +94,7 @@ func writeDiagnostics(w io.Writer, ds []analyze.Diagnostic, output string) error
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Severity, d.ID, d.Name, d.Object, strings.ReplaceAll(d.Message, "\n", " "))
 		}
 		return tw.Flush()
-	}
-	return fmt.Errorf("analyze: unknown output %q (want table, json or yaml)", output)
+	})
 }
 
 func writeCodes(w io.Writer) error {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,13 +60,12 @@ func newAuditCmd() *cobra.Command {
 	f.StringSliceVar(&o.decisions, "decisions", nil, "authz decision log files (JSON lines, e.g. decisions.log,decisions.log.1) for decision statistics")
 	f.StringVar(&o.since, "since", "", "only decisions at or after this time (RFC 3339) or this long ago (e.g. 24h)")
 	f.StringVar(&o.until, "until", "", "only decisions before this time (RFC 3339)")
-	f.StringVarP(&o.output, "output", "o", "table", "output format: "+strings.Join(audit.Formats, "|"))
+	addOutputFlag(cmd, &o.output, audit.Formats...)
 	f.StringVar(&o.outFile, "out", "", "write the report to this file instead of stdout")
 	f.StringVar(&o.failOn, "fail-on", "", "exit 3 when a finding has this severity or higher: high|medium|low|info")
 	f.DurationVar(&o.threshold, "expiry-threshold", audit.DefaultExpiryThreshold, "flag certificates expiring within this duration")
 	cmd.MarkFlagsMutuallyExclusive("config", "kube")
 	cmd.MarkFlagsOneRequired("config", "kube")
-	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions(audit.Formats, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("fail-on", cobra.FixedCompletions([]string{"high", "medium", "low", "info"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }

@@ -75,7 +75,7 @@ func newAuthzCheckCmd() *cobra.Command {
 	f.StringVar(&o.host, "host", "", "HTTP host (:authority); default the workload's name")
 	f.StringArrayVar(&o.headers, "header", nil, "HTTP header k=v (repeatable)")
 	f.StringVar(&o.claims, "jwt-claims", "", "verified JWT claims as a JSON object")
-	f.StringVarP(&o.output, "output", "o", "text", "output: text or json")
+	addOutputFlag(cmd, &o.output, stdFormats...).alias("text", outTable)
 	f.BoolVar(&o.showRego, "show-rego", false, "also print the compiled Rego of the applicable policies")
 	_ = cmd.MarkFlagRequired("config")
 	_ = cmd.MarkFlagRequired("to")
@@ -195,10 +195,8 @@ func printDecision(out io.Writer, o authzCheckOptions, w authz.Workload, p *auth
 	for k, err := range eng.Invalid() {
 		co.Warnings = append(co.Warnings, fmt.Sprintf("%s: invalid: %v", k, err))
 	}
-	if o.output == "json" {
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(co)
+	if o.output != outTable {
+		return writeData(out, o.output, co, nil)
 	}
 	verdict := "DENY"
 	if d.Allowed {

@@ -28,7 +28,7 @@ func newCACmd() *cobra.Command {
 			"running CA writes its root state; these commands mint tokens, request a\n" +
 			"rotation (applied at the CA's next reconcile) or read the bundle.",
 	}
-	cmd.AddCommand(newCATokenCmd(), newCARotateCmd(), newCABundleCmd(), newCAInitCmd())
+	cmd.AddCommand(newCATokenCmd(), newCARotateCmd(), newCABundleCmd(), newCAInitCmd(), newCAStatusCmd())
 	return cmd
 }
 

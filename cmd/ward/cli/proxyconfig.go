@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/yaml"
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
@@ -24,6 +26,7 @@ type proxyConfigOptions struct {
 	proxyType, namespace, ip   string
 	labels                     []string
 	summary                    bool
+	output                     string
 }
 
 func newProxyConfigCmd() *cobra.Command {
@@ -48,10 +51,17 @@ uses, or fetched from a running server's /debug/config_dump (--server,
 	f.StringVar(&o.ip, "ip", "", "proxy IP (offline)")
 	f.StringSliceVar(&o.labels, "labels", nil, "proxy labels k=v (offline)")
 	f.BoolVar(&o.summary, "summary", false, "print resource names only")
+	_ = f.MarkDeprecated("summary", "use -o table (the default)")
+	addOutputFlag(cmd, &o.output, stdFormats...)
+	_ = cmd.RegisterFlagCompletionFunc("proxy", completeProxyIDs("server"))
+	_ = cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions([]string{"sidecar", "router", "grpc"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 func (o *proxyConfigOptions) run(w io.Writer) error {
+	if o.summary || o.output == "" {
+		o.output = outTable
+	}
 	switch {
 	case o.server != "" && o.proxyID != "":
 		return o.fetch(w)
@@ -72,8 +82,77 @@ func (o *proxyConfigOptions) fetch(w io.Writer) error {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return fmt.Errorf("proxy-config: fetch config dump of %s: %s: %s", o.proxyID, resp.Status, strings.TrimSpace(string(b)))
 	}
-	_, err = io.Copy(w, resp.Body)
-	return err
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("proxy-config: read config dump of %s: %w", o.proxyID, err)
+	}
+	return writeDump(w, o.output, body)
+}
+
+// writeDump prints a /debug/config_dump body (JSON) in format.
+func writeDump(w io.Writer, format string, body []byte) error {
+	switch format {
+	case outJSON:
+		_, err := w.Write(body)
+		return err
+	case outYAML:
+		y, err := yaml.JSONToYAML(body)
+		if err != nil {
+			return fmt.Errorf("proxy-config: config dump to yaml: %w", err)
+		}
+		_, err = w.Write(y)
+		return err
+	}
+	var d dumpSummary
+	if err := json.Unmarshal(body, &d); err != nil {
+		return fmt.Errorf("proxy-config: decode config dump: %w", err)
+	}
+	return d.print(w)
+}
+
+// dumpSummary is the part of a config dump the table shows.
+type dumpSummary struct {
+	Listeners []struct {
+		Name string `json:"name"`
+	} `json:"listeners"`
+	Routes []struct {
+		Name         string            `json:"name"`
+		VirtualHosts []json.RawMessage `json:"virtual_hosts"`
+	} `json:"routes"`
+	Clusters []struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+	} `json:"clusters"`
+	Endpoints []struct {
+		ClusterName string `json:"cluster_name"`
+		Endpoints   []struct {
+			LbEndpoints []json.RawMessage `json:"lb_endpoints"`
+		} `json:"endpoints"`
+	} `json:"endpoints"`
+}
+
+func (d dumpSummary) print(w io.Writer) error {
+	for _, l := range d.Listeners {
+		fmt.Fprintf(w, "listener  %s\n", l.Name)
+	}
+	for _, r := range d.Routes {
+		fmt.Fprintf(w, "route     %s (%d virtual hosts)\n", r.Name, len(r.VirtualHosts))
+	}
+	for _, c := range d.Clusters {
+		t := c.Type
+		if t == "" {
+			t = "STATIC" // protojson omits the enum's zero value
+		}
+		fmt.Fprintf(w, "cluster   %s %s\n", c.Name, t)
+	}
+	for _, e := range d.Endpoints {
+		n := 0
+		for _, l := range e.Endpoints {
+			n += len(l.LbEndpoints)
+		}
+		fmt.Fprintf(w, "endpoints %s (%d)\n", e.ClusterName, n)
+	}
+	return nil
 }
 
 func (o *proxyConfigOptions) generate(w io.Writer) error {
@@ -102,8 +181,15 @@ func (o *proxyConfigOptions) generate(w io.Writer) error {
 	if err := out.Validate(); err != nil {
 		fmt.Fprintf(w, "# generated config does not validate: %v\n", err)
 	}
-	if o.summary {
+	switch o.output {
+	case outTable:
 		return printSummary(w, out)
+	case outYAML:
+		var b bytes.Buffer
+		if err := printJSON(&b, out); err != nil {
+			return err
+		}
+		return writeDump(w, outYAML, b.Bytes())
 	}
 	return printJSON(w, out)
 }

@@ -30,12 +30,25 @@ func TestProxyConfigFetch(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		_, _ = w.Write([]byte(`{"proxy":"a~b"}`))
+		_, _ = w.Write([]byte(`{"proxy":"a~b","listeners":[{"name":"l1"}],"clusters":[{"name":"c1","type":"EDS"},{"name":"c0"}],` +
+			`"endpoints":[{"cluster_name":"c1","endpoints":[{"lb_endpoints":[{},{}]}]}]}`))
 	}))
 	defer srv.Close()
 	var out bytes.Buffer
-	if err := (&proxyConfigOptions{server: srv.URL, proxyID: "a~b"}).run(&out); err != nil || !strings.Contains(out.String(), `"proxy":"a~b"`) {
+	if err := (&proxyConfigOptions{server: srv.URL, proxyID: "a~b", output: outJSON}).run(&out); err != nil || !strings.Contains(out.String(), `"proxy":"a~b"`) {
 		t.Fatalf("fetch: %v %s", err, out.String())
+	}
+	out.Reset()
+	if err := (&proxyConfigOptions{server: srv.URL, proxyID: "a~b", output: outYAML}).run(&out); err != nil || !strings.Contains(out.String(), "proxy: a~b") {
+		t.Fatalf("fetch yaml: %v %s", err, out.String())
+	}
+	out.Reset()
+	if err := (&proxyConfigOptions{server: srv.URL, proxyID: "a~b"}).run(&out); err != nil {
+		t.Fatal(err)
+	}
+	want := "listener  l1\ncluster   c1 EDS\ncluster   c0 STATIC\nendpoints c1 (2)\n"
+	if out.String() != want {
+		t.Errorf("fetch table:\n%s\nwant\n%s", out.String(), want)
 	}
 	if err := (&proxyConfigOptions{server: srv.URL, proxyID: "other"}).run(&out); err == nil {
 		t.Error("404 not reported")

@@ -3,8 +3,11 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -48,7 +51,35 @@ func newRoot() *cobra.Command {
 	for _, c := range subcommands() {
 		root.AddCommand(c())
 	}
+	root.CompletionOptions.HiddenDefaultCmd = false
+	for _, c := range root.Commands() {
+		suggestSubcommands(c)
+	}
 	return root
+}
+
+// suggestSubcommands makes every command group under c (a command with
+// subcommands and no action of its own) reject an unknown subcommand with
+// cobra's "did you mean" suggestions instead of printing its help; cobra
+// does this for the root only.
+func suggestSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		suggestSubcommands(sub)
+	}
+	if !c.HasSubCommands() || c.Runnable() {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return fmt.Errorf("%s\n\nRun '%s --help' for usage", msg, cmd.CommandPath())
+	}
 }
 
 // ExitError carries a specific process exit status.
@@ -70,14 +101,27 @@ func exitCode(err error) int {
 // Version is set at build time with -ldflags "-X ...cli.Version=...".
 var Version = "dev"
 
+// versionInfo is what `ward version` prints.
+type versionInfo struct {
+	Version   string `json:"version"`
+	GoVersion string `json:"goVersion"`
+	Platform  string `json:"platform"`
+}
+
 func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the ward version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), Version)
-			return nil
+			v := versionInfo{Version: Version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+			return writeData(cmd.OutOrStdout(), output, v, func(w io.Writer) error {
+				_, err := fmt.Fprintln(w, v.Version)
+				return err
+			})
 		},
 	}
+	addOutputFlag(cmd, &output, stdFormats...)
+	return cmd
 }
