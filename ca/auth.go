@@ -22,6 +22,9 @@ const (
 	MethodMTLS      = "mtls"
 	MethodK8sJWT    = "k8s-jwt"
 	MethodJoinToken = "join-token"
+	// MethodControlPlane marks the CA's own serving certificate in the
+	// issuance log; no caller authenticates with it.
+	MethodControlPlane = "control-plane"
 )
 
 // errNoCredential means an authenticator found nothing it could check; the

@@ -27,6 +27,8 @@ type authority struct {
 	pool          *x509.CertPool
 	notAfter      time.Time // earliest expiry along the signing chain
 	signingRoot   *x509.Certificate
+	signerSerial  string // hex serials, for issuance records
+	rootSerial    string
 	selfSigned    bool // the signer is a root (self-signed mode)
 	// reserved is the unix second up to which leaves may expire without
 	// persisting a new reservation (self-signed mode).
@@ -82,6 +84,8 @@ func (a *authority) verifyChain(now time.Time) error {
 		}
 	}
 	a.signingRoot = chains[0][len(chains[0])-1]
+	a.signerSerial = a.signer.SerialNumber.Text(16)
+	a.rootSerial = a.signingRoot.SerialNumber.Text(16)
 	return nil
 }
 

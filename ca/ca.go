@@ -74,6 +74,20 @@ type Config struct {
 	ServerNames []string
 	// ReconcileInterval is how often Run checks rotation phases.
 	ReconcileInterval time.Duration
+
+	// localState is set by setDefaults when the state is the default
+	// FileStore.
+	localState bool
+
+	// IssuanceLog records every issued certificate (the inventory of ward
+	// audit and /debug/ca/issued). Default: a FileLog at
+	// IssuedLogPath(StateDir) when the state is on local disk (Store
+	// unset), else a MemoryLog, which in Kubernetes mode holds only the
+	// certificates this replica issued.
+	IssuanceLog IssuanceLog
+	// MaxIssuedRecords bounds the default issuance log
+	// (DefaultMaxIssuedRecords).
+	MaxIssuedRecords int
 }
 
 func (c *Config) setDefaults() error {
@@ -88,6 +102,7 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Store == nil {
 		c.Store = FileStore{Path: filepath.Join(c.StateDir, "ca", "ca.json")}
+		c.localState = true
 	}
 	if c.Clock == nil {
 		c.Clock = SystemClock{}
@@ -170,6 +185,9 @@ func New(cfg Config) (*CA, error) {
 		return nil, err
 	}
 	c.metrics = m
+	if err := c.openIssuanceLog(); err != nil {
+		return nil, err
+	}
 	if cfg.PluginDir != "" {
 		err = c.loadPlugin()
 	} else {

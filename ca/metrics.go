@@ -14,6 +14,7 @@ type metrics struct {
 	chainExpiry  prometheus.Gauge
 	phase        *prometheus.GaugeVec
 	bundleRoots  prometheus.Gauge
+	recordErrors prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -40,8 +41,11 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		bundleRoots: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ward_ca_bundle_roots", Help: "Number of roots in the trust bundle.",
 		}),
+		recordErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ward_ca_issuance_record_errors_total", Help: "Issued certificates whose issuance record could not be written.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.csrs, m.authFailures, m.latency, m.rootExpiry, m.chainExpiry, m.phase, m.bundleRoots} {
+	for _, c := range []prometheus.Collector{m.csrs, m.authFailures, m.latency, m.rootExpiry, m.chainExpiry, m.phase, m.bundleRoots, m.recordErrors} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("ca metrics: %w", err)
 		}

@@ -67,7 +67,7 @@ func (s *service) create(ctx context.Context, req *pb.IstioCertificateRequest) (
 			return nil, resultInvalid, status.Error(codes.InvalidArgument, "invalid certificate signing request")
 		}
 	}
-	issued, err := c.Sign(Params{ID: caller.ID, PublicKey: csr.PublicKey, TTL: time.Duration(req.GetValidityDuration()) * time.Second})
+	issued, err := c.Sign(Params{ID: caller.ID, PublicKey: csr.PublicKey, TTL: time.Duration(req.GetValidityDuration()) * time.Second, Method: caller.Method})
 	if err != nil {
 		log.Error("signing failed", "err", err)
 		return nil, resultError, status.Error(codes.Internal, "signing failed")

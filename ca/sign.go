@@ -26,6 +26,8 @@ type Params struct {
 	TTL       time.Duration // 0 = default; clamped to MaxTTL
 	DNSNames  []string
 	IPs       []net.IP
+	// Method is how the caller authenticated, kept in the issuance record.
+	Method string
 }
 
 // Issued is a freshly signed certificate.
@@ -75,6 +77,7 @@ func (c *CA) Sign(p Params) (*Issued, error) {
 	if err := validateLeaf(a, leaf, p, now); err != nil {
 		return nil, fmt.Errorf("sign %s: self-check failed: %w", p.ID, err)
 	}
+	c.record(a, leaf, p, now)
 	chain := make([]string, 0, len(a.chainPEM)+2)
 	chain = append(chain, string(encodeCertPEM(leaf)))
 	chain = append(chain, a.chainPEM...)

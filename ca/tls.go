@@ -68,7 +68,7 @@ func (c *CA) serverCertificate() (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate key: %w", err)
 	}
-	p := Params{ID: c.ServerID(), PublicKey: key.Public(), TTL: c.cfg.DefaultTTL}
+	p := Params{ID: c.ServerID(), PublicKey: key.Public(), TTL: c.cfg.DefaultTTL, Method: MethodControlPlane}
 	for _, n := range c.cfg.ServerNames {
 		if ip := net.ParseIP(n); ip != nil {
 			p.IPs = append(p.IPs, ip)
