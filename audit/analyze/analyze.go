@@ -45,18 +45,21 @@ var (
 	PeerShadowed       = Code{"WA0401", string(authn.ReasonShadowed)}
 	PeerRootSelector   = Code{"WA0402", string(authn.ReasonRootSelector)}
 	PeerPortLevel      = Code{"WA0403", string(authn.ReasonPortLevelWithoutSelector)}
+	GRPCPermissive     = Code{"WA0404", string(authn.ReasonGRPCPermissive)}
+	GRPCTLSProfile     = Code{"WA0405", string(authn.ReasonGRPCProfile)}
 	JWKSUnavailable    = Code{"WA0406", string(authn.ReasonJWKSUnavailable)}
 	JWKSStale          = Code{"WA0407", string(authn.ReasonJWKSStale)}
 	JWKSInvalid        = Code{"WA0408", string(authn.ReasonJWKSInvalid)}
 	JWTOnTCP           = Code{"WA0409", string(authn.ReasonHTTPOnlyOnTCP)}
 	TargetRefIgnored   = Code{"WA0410", string(authn.ReasonTargetRefIgnored)}
+	MixedIdentity      = Code{"WA0411", string(authn.ReasonMixedIdentity)}
 )
 
 // Codes lists every code, in order.
 func Codes() []Code {
 	return []Code{ConfigRejected, DocumentIgnored, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound, ConflictingVSHosts, SubsetNoWorkload,
-		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, PeerShadowed, PeerRootSelector, PeerPortLevel,
-		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored}
+		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, PeerShadowed, PeerRootSelector, PeerPortLevel, GRPCPermissive, GRPCTLSProfile,
+		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored, MixedIdentity}
 }
 
 var authnCodes = map[authn.Reason]Code{}
@@ -90,11 +93,15 @@ type Input struct {
 	// Keys is the JWKS resolver of a running control plane; nil (offline)
 	// skips key-availability diagnostics, which only a resolver can know.
 	Keys authn.KeySets
+	// Proxies are the proxies whose per-proxy authn findings to report
+	// (e.g. the connected ones of a running control plane); nil means the
+	// workloads the config declares proxyless (DeclaredProxies).
+	Proxies []*mesh.Proxy
 }
 
 // Run runs every analyzer, sorted by code, object and message.
 func Run(in Input) []Diagnostic {
-	a := &analyzer{snap: in.Snapshot, ix: translate.NewIndex(in.Snapshot)}
+	a := &analyzer{snap: in.Snapshot, ix: translate.NewIndex(in.Snapshot), seen: map[Diagnostic]bool{}}
 	for _, r := range in.Rejected {
 		a.add(ConfigRejected, Error, "config", r)
 	}
@@ -107,6 +114,7 @@ func Run(in Input) []Diagnostic {
 	a.selectors()
 	a.authz()
 	a.authn(in.Keys)
+	a.perProxy(in.Proxies)
 	sort.SliceStable(a.out, func(i, j int) bool {
 		x, y := a.out[i], a.out[j]
 		if x.ID != y.ID {
@@ -124,10 +132,17 @@ type analyzer struct {
 	snap *mesh.Snapshot
 	ix   *translate.Index
 	out  []Diagnostic
+	seen map[Diagnostic]bool
 }
 
+// add records a diagnostic once (per-proxy analyzers find the same
+// problem through every proxy that sees it).
 func (a *analyzer) add(c Code, s Severity, obj, msg string) {
-	a.out = append(a.out, Diagnostic{Code: c, Severity: s, Object: obj, Message: msg})
+	d := Diagnostic{Code: c, Severity: s, Object: obj, Message: msg}
+	if !a.seen[d] {
+		a.seen[d] = true
+		a.out = append(a.out, d)
+	}
 }
 
 func (a *analyzer) authz() {
@@ -141,10 +156,19 @@ func (a *analyzer) authz() {
 }
 
 func (a *analyzer) authn(keys authn.KeySets) {
+	var fs []authn.Finding
 	for _, f := range authn.Findings(a.snap, keys) {
 		if keys == nil && (f.Reason == authn.ReasonJWKSUnavailable || f.Reason == authn.ReasonJWKSStale) {
 			continue
 		}
+		fs = append(fs, f)
+	}
+	a.addAuthn(fs)
+}
+
+// addAuthn reports authn findings under their codes.
+func (a *analyzer) addAuthn(fs []authn.Finding) {
+	for _, f := range fs {
 		c, ok := authnCodes[f.Reason]
 		if !ok {
 			c = Code{"WA0400", string(f.Reason)} // an authn reason without its own code yet

@@ -66,6 +66,30 @@ spec:
   jwtRules: [{issuer: "https://idp", jwksUri: "https://idp/jwks"}]
 `
 
+// grpcWorkload is a proxyless gRPC workload (Istio's grpc-agent template)
+// serving rev.app on 9080.
+const grpcWorkload = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: rev, namespace: app}
+spec:
+  hosts: ["rev.app.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: rev}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: rev-1, namespace: app, annotations: {inject.istio.io/templates: grpc-agent}}
+spec: {address: 127.0.0.4, serviceAccount: rev, labels: {app: rev, security.istio.io/tlsMode: istio}}
+`
+
+const strictApp = `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: app}
+spec: {mtls: {mode: STRICT}}
+`
+
 func TestCodes(t *testing.T) {
 	cases := []struct {
 		code Code
@@ -76,6 +100,9 @@ func TestCodes(t *testing.T) {
 		extra   func(*Input)
 		objects []*mesh.Config
 		obj     string
+		msg     string // a part of the message, when set
+		// mesh replaces the base MeshConfig spec when set.
+		mesh string
 	}{
 		{code: ConfigRejected, extra: func(in *Input) { in.Rejected = []string{"AuthorizationPolicy app/x: spec.action: invalid"} }, obj: "config"},
 		{code: DocumentIgnored, extra: func(in *Input) { in.Ignored = []string{"x.yaml: v1/ConfigMap cm"} }, obj: "config"},
@@ -184,6 +211,35 @@ spec: {selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}}
 			Spec: &security.PeerAuthentication{Mtls: &security.PeerAuthentication_MutualTLS{Mode: security.PeerAuthentication_MutualTLS_STRICT},
 				PortLevelMtls: map[uint32]*security.PeerAuthentication_MutualTLS{8080: {Mode: security.PeerAuthentication_MutualTLS_DISABLE}}},
 		}}},
+		{code: GRPCPermissive, obj: "PeerAuthentication app/perm", msg: "spec.mtls.mode, for proxyless gRPC workload app/rev-1: port 9080 is PERMISSIVE", yaml: grpcWorkload + `---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: perm, namespace: app}
+spec: {mtls: {mode: PERMISSIVE}}
+`},
+		{code: GRPCTLSProfile, obj: "PeerAuthentication app/strict", msg: "MeshConfig spec.tlsProfile, for proxyless gRPC workload app/rev-1", yaml: grpcWorkload + "---\n" + strictApp,
+			mesh: `spec: {trustDomain: cluster.local, rootNamespace: istio-system, tlsProfile: fips}`},
+		{code: MixedIdentity, obj: "ServiceEntry app/mixed", msg: "mixes 1 endpoints with a mesh identity and 1 without", yaml: grpcWorkload + `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mixed, namespace: app}
+spec:
+  hosts: ["mixed.app.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 7070, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: mixed}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: mixed-1, namespace: app}
+spec: {address: 127.0.0.5, labels: {app: mixed, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: mixed-2, namespace: app}
+spec: {address: 127.0.0.6, labels: {app: mixed}}
+`},
 		{code: JWKSUnavailable, obj: "RequestAuthentication app/jwt", yaml: ra, keys: fakeKeys{have: false}},
 		{code: JWKSStale, obj: "RequestAuthentication app/jwt", yaml: ra, keys: fakeKeys{have: true, lastErr: "connection refused"}},
 		{code: JWKSInvalid, obj: "RequestAuthentication app/jwt", objects: []*mesh.Config{{
@@ -204,14 +260,18 @@ spec:
 	for _, tc := range cases {
 		seen[tc.code.ID] = true
 		t.Run(tc.code.ID+"-"+tc.code.Name, func(t *testing.T) {
-			in := load(t, base+"---\n"+tc.yaml, tc.objects...)
+			b := base
+			if tc.mesh != "" {
+				b = strings.Replace(b, "spec: {trustDomain: cluster.local, rootNamespace: istio-system}", tc.mesh, 1)
+			}
+			in := load(t, b+"---\n"+tc.yaml, tc.objects...)
 			in.Keys = tc.keys
 			if tc.extra != nil {
 				tc.extra(&in)
 			}
 			ds := Run(in)
 			for _, d := range ds {
-				if d.Code == tc.code && d.Object == tc.obj && d.Message != "" {
+				if d.Code == tc.code && d.Object == tc.obj && d.Message != "" && strings.Contains(d.Message, tc.msg) {
 					return
 				}
 			}
@@ -267,4 +327,37 @@ func dump(ds []Diagnostic) string {
 		b.WriteString("  " + d.String() + "\n")
 	}
 	return b.String()
+}
+
+// TestPerProxyFindings: the per-proxy codes follow the proxies given (a
+// running control plane's) or, offline, the workloads declared proxyless;
+// the mesh default PERMISSIVE is reported on the workload; one problem
+// seen by several proxies is reported once.
+func TestPerProxyFindings(t *testing.T) {
+	in := load(t, base+"---\n"+grpcWorkload)
+	ds := Run(in)
+	if len(ds) != 1 || ds[0].Code != GRPCPermissive || ds[0].Object != "WorkloadEntry app/rev-1" ||
+		!strings.Contains(ds[0].Message, "no PeerAuthentication applies (mesh default PERMISSIVE)") {
+		t.Errorf("declared grpc workload under the default mode:\n%s", dump(ds))
+	}
+	// Envoy sidecars express PERMISSIVE: nothing to report for them.
+	in.Proxies = []*mesh.Proxy{{ID: "sidecar~127.0.0.4~rev-1.app~app.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "app", Labels: mesh.Labels{"app": "rev"}, IPs: []string{"127.0.0.4"}}}
+	if ds := Run(in); len(ds) != 0 {
+		t.Errorf("sidecar proxy:\n%s", dump(ds))
+	}
+	// A connected proxyless proxy the config does not declare.
+	in.Proxies = []*mesh.Proxy{
+		{ID: "grpc~127.0.0.2~web-1.app~app.svc.cluster.local", Type: mesh.ProxyGRPC, Namespace: "app", Labels: mesh.Labels{"app": "web"}, IPs: []string{"127.0.0.2"}},
+		{ID: "grpc~127.0.0.4~rev-1.app~app.svc.cluster.local", Type: mesh.ProxyGRPC, Namespace: "app", Labels: mesh.Labels{"app": "rev"}, IPs: []string{"127.0.0.4"}},
+		// Not in the registry (no WorkloadEntry at its IP): named by its id.
+		{ID: "grpc~127.0.0.9~x.app~app.svc.cluster.local", Type: mesh.ProxyGRPC, Namespace: "app", Labels: mesh.Labels{"app": "rev"}, IPs: []string{"127.0.0.9"}},
+	}
+	ds = Run(in)
+	var objs []string
+	for _, d := range ds {
+		objs = append(objs, d.Object)
+	}
+	if got := strings.Join(objs, ","); got != "Proxy app/grpc~127.0.0.9~x.app~app.svc.cluster.local,WorkloadEntry app/rev-1,WorkloadEntry app/web-1,WorkloadEntry app/web-1" {
+		t.Errorf("connected grpc proxies: objects %s:\n%s", got, dump(ds))
+	}
 }
