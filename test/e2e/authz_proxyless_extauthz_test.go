@@ -1,0 +1,257 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	grpcxds "google.golang.org/grpc/xds"
+
+	"github.com/wardmesh/ward/agent"
+	"github.com/wardmesh/ward/authn/jwks"
+	"github.com/wardmesh/ward/authz/decisionlog"
+	"github.com/wardmesh/ward/authz/extauthz"
+	"github.com/wardmesh/ward/authz/grpcauthz"
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/xds/hooks"
+)
+
+// proxylessJWTPolicies: UnaryCall needs alice's token from iss;
+// EmptyCall is open to the mesh.
+func proxylessJWTPolicies(iss string) string {
+	return `apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: ns}
+spec:
+  selector: {matchLabels: {app: echo}}
+  jwtRules: [{issuer: "` + iss + `", audiences: [cart]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: require-jwt, namespace: ns}
+spec:
+  selector: {matchLabels: {app: echo}}
+  rules:
+  - from: [{source: {requestPrincipals: ["` + iss + `/alice"]}}]
+    to: [{operation: {paths: ["/grpc.testing.TestService/UnaryCall"]}}]
+  - to: [{operation: {paths: ["/grpc.testing.TestService/EmptyCall"]}}]
+`
+}
+
+// TestAuthzProxylessThroughExtAuthz: a grpc-go xDS server whose bootstrap
+// opts into ext_authz enforcement (WARD_AUTHZ=ext-authz) gets STRICT mTLS
+// and no RBAC from Ward's production hooks; the grpcauthz interceptor
+// sends each RPC to Ward's ext_authz server, which verifies the JWT with
+// keys from the JWKS resolver (as ward serve wires it) and decides with
+// the full policy: a requestPrincipals rule that native RBAC could never
+// match. A client through xds:/// sees the allowing rule, PermissionDenied
+// with the reason without a token, Unauthenticated with a bad one.
+func TestAuthzProxylessThroughExtAuthz(t *testing.T) {
+	rsaKey := loadTestKey(t, "rsa")
+	iss, idpClient := startIdP(t, rsaKey)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := lis.Addr().(*net.TCPAddr).Port
+	config := authzConfig(port, proxylessJWTPolicies(iss))
+	m := newSecureMesh(t, config, hooks.New(hooks.Config{}))
+
+	// Ward's ext_authz server, with the JWKS resolver for keys.
+	res, err := file.Load(m.dir)
+	if err != nil || len(res.Rejected) > 0 {
+		t.Fatalf("load: %v %v", err, res.Errs())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	changed := make(chan string, 4)
+	resolver := jwks.New(jwks.Config{Client: idpClient, OnChange: func(i string) { changed <- i }})
+	resolver.Track(res.Snapshot)
+	var decisions syncLog
+	dl, err := decisionlog.New(decisionlog.Config{Writer: &decisions})
+	if err != nil {
+		t.Fatal(err)
+	}
+	az := extauthz.New(extauthz.Config{Keys: resolver, Decisions: dl, Timeout: time.Minute})
+	if err := az.Update(res.Snapshot); err != nil {
+		t.Fatal(err)
+	}
+	azLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = resolver.Run(ctx) }()
+	go func() { defer wg.Done(); _ = az.Serve(ctx, azLis) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	select {
+	case <-changed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the JWKS resolver never fetched the IdP's keys")
+	}
+
+	// The opted-in proxyless server: identity and namespace/labels from
+	// the bootstrap the agent writes.
+	boot := optIntoExtAuthz(t, m.identity("ns", "default", "echo-1", "127.0.0.1", map[string]string{"app": "echo", mesh.LabelTLSMode: "istio"}))
+	w, err := grpcauthz.ParseBootstrap(boot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authzr, err := grpcauthz.New(grpcauthz.Config{Target: azLis.Addr().String(), Namespace: w.Namespace, Labels: w.Labels, Timeout: time.Minute,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { authzr.Close() })
+	startInterceptedServer(t, boot, lis, authzr)
+	client := meshClient(t, m, "ns", "client")
+
+	now := time.Now()
+	alice := signJWT(t, rsaKey, iss, "alice", now.Add(time.Hour))
+	withToken := func(tok string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	}
+
+	// Valid token: allowed, and the client learns the rule.
+	var hdr metadata.MD
+	r, err := client.UnaryCall(withToken(alice), &testgrpc.SimpleRequest{}, grpc.WaitForReady(true), grpc.Header(&hdr))
+	if err != nil {
+		t.Fatalf("UnaryCall with alice's token: %v", err)
+	}
+	if got := strings.Join(hdr.Get(grpcauthz.DefaultReasonHeader), ","); got != "allowed by ns[ns]-policy[require-jwt]-rule[0]" {
+		t.Errorf("allowing rule seen by the client: %q", got)
+	}
+	if r.GetUsername() != "spiffe://cluster.local/ns/ns/sa/client" {
+		t.Errorf("server saw peer %q: not mTLS", r.GetUsername())
+	}
+	// The open method needs no token: authorised, it reaches the handler
+	// (which does not implement it).
+	if _, err := client.EmptyCall(context.Background(), &testgrpc.Empty{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("EmptyCall without a token: %v, want the handler's Unimplemented", err)
+	}
+	// No token: the policy denies, naming why.
+	_, err = client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "no ALLOW policy matched") {
+		t.Errorf("UnaryCall without a token: %v, want PermissionDenied naming the reason", err)
+	}
+	// Bad tokens: jwt_authn's 401.
+	for name, tok := range map[string]string{
+		"expired":      signJWT(t, rsaKey, iss, "alice", now.Add(-time.Hour)),
+		"wrong issuer": signJWT(t, rsaKey, "https://evil.example", "alice", now.Add(time.Hour)),
+		"unknown kid":  signJWT(t, loadTestKey(t, "rsa-rotated"), iss, "alice", now.Add(time.Hour)),
+	} {
+		if _, err := client.UnaryCall(withToken(tok), &testgrpc.SimpleRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("UnaryCall with a %s token: %v, want Unauthenticated", name, err)
+		}
+	}
+
+	log := decisions.String()
+	if n := strings.Count(log, "\n"); n != 6 {
+		t.Errorf("%d decision log entries, want 6:\n%s", n, log)
+	}
+	for _, want := range []string{`"request_principal":"` + iss + `/alice"`, `"source_principal":"spiffe://cluster.local/ns/ns/sa/client"`,
+		`"rule":"ns[ns]-policy[require-jwt]-rule[0]"`, `"reason":"unauthenticated"`, `"reason":"no_allow_match"`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("decision log lacks %s:\n%s", want, log)
+		}
+	}
+}
+
+// startIdP serves OIDC discovery and a JWKS holding k over HTTPS; it
+// returns the issuer and a client trusting it.
+func startIdP(t *testing.T, k jwk.Key) (string, *http.Client) {
+	t.Helper()
+	var idp *httptest.Server
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": idp.URL, "jwks_uri": idp.URL + "/jwks"})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		p, _ := k.PublicKey()
+		set := jwk.NewSet()
+		_ = set.AddKey(p)
+		_ = json.NewEncoder(w).Encode(set)
+	})
+	idp = httptest.NewTLSServer(mux)
+	t.Cleanup(idp.Close)
+	return idp.URL, idp.Client()
+}
+
+// optIntoExtAuthz sets WARD_AUTHZ=ext-authz in a grpc bootstrap's node
+// metadata, as `ward agent --authz ext-authz` writes it.
+func optIntoExtAuthz(t *testing.T, boot []byte) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(boot, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["node"].(map[string]any)["metadata"].(map[string]any)[agent.MetaAuthz] = agent.AuthzExtAuthz
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// startInterceptedServer is authzServer with the grpcauthz interceptors.
+func startInterceptedServer(t *testing.T, boot []byte, lis net.Listener, a *grpcauthz.Authorizer) {
+	t.Helper()
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving := make(chan struct{})
+	var once sync.Once
+	s, err := grpcxds.NewGRPCServer(grpc.Creds(creds), grpcxds.BootstrapContentsForTesting(boot),
+		grpc.UnaryInterceptor(a.UnaryServerInterceptor()), grpc.StreamInterceptor(a.StreamServerInterceptor()),
+		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
+			if a.Mode == connectivity.ServingModeServing {
+				once.Do(func() { close(serving) })
+			}
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testgrpc.RegisterTestServiceServer(s, &peerBackend{})
+	go func() { _ = s.Serve(lis) }()
+	t.Cleanup(s.Stop)
+	select {
+	case <-serving:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the grpc server never got its listener from Ward")
+	}
+}
+
+// syncLog is a goroutine-safe decision log sink.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
