@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -9,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardmesh/ward/audit/analyze"
+	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/xds"
 )
 
 // exitAnalyzeErrors is the status of `ward analyze` when a diagnostic has
@@ -17,7 +20,7 @@ import (
 const exitAnalyzeErrors = 3
 
 func newAnalyzeCmd() *cobra.Command {
-	var configDir, output string
+	var configDir, output, server string
 	var listCodes bool
 	var k auditKube
 	cmd := &cobra.Command{
@@ -35,23 +38,24 @@ func newAnalyzeCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("analyze: %w", err)
 				}
-				return finishAnalyze(cmd, "kubernetes", analyze.Input{Snapshot: snap}, output)
+				return finishAnalyze(cmd, "kubernetes", analyze.Input{Snapshot: snap}, server, output)
 			}
 			if configDir == "" {
 				return fmt.Errorf("analyze: --config DIR or --kube is required")
 			}
-			return runAnalyze(cmd, configDir, output)
+			return runAnalyze(cmd, configDir, server, output)
 		},
 	}
 	cmd.Flags().StringVar(&configDir, "config", "", "config directory to analyze")
 	k.addFlags(cmd.Flags())
 	cmd.MarkFlagsMutuallyExclusive("config", "kube")
 	addOutputFlag(cmd, &output, stdFormats...)
+	cmd.Flags().StringVar(&server, "server", "", "debug address of a running ward serve (e.g. "+defaultServer+"): analyze its connected proxies (per-proxy codes) instead of the workloads the config declares proxyless")
 	cmd.Flags().BoolVar(&listCodes, "codes", false, "list every analyzer code and exit")
 	return cmd
 }
 
-func runAnalyze(cmd *cobra.Command, dir, output string) error {
+func runAnalyze(cmd *cobra.Command, dir, server, output string) error {
 	res, err := file.Load(dir)
 	if err != nil {
 		return fmt.Errorf("analyze: load %s: %w", dir, err)
@@ -63,10 +67,17 @@ func runAnalyze(cmd *cobra.Command, dir, output string) error {
 	for _, bf := range res.BrokenFiles {
 		in.Rejected = append(in.Rejected, "unreadable file "+bf)
 	}
-	return finishAnalyze(cmd, dir, in, output)
+	return finishAnalyze(cmd, dir, in, server, output)
 }
 
-func finishAnalyze(cmd *cobra.Command, source string, in analyze.Input, output string) error {
+func finishAnalyze(cmd *cobra.Command, source string, in analyze.Input, server, output string) error {
+	if server != "" {
+		ps, err := connectedProxies(cmd.Context(), server)
+		if err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+		in.Proxies = ps
+	}
 	ds := analyze.Run(in)
 	if err := writeDiagnostics(cmd.OutOrStdout(), ds, output); err != nil {
 		return err
@@ -104,4 +115,18 @@ func writeCodes(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\n", c.ID, c.Name)
 	}
 	return tw.Flush()
+}
+
+// connectedProxies reads the proxies connected to a running control plane
+// from its /debug/connections.
+func connectedProxies(ctx context.Context, server string) ([]*mesh.Proxy, error) {
+	var conns []xds.Connection
+	if err := getJSON(ctx, server, "/debug/connections", &conns); err != nil {
+		return nil, err
+	}
+	out := make([]*mesh.Proxy, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, &mesh.Proxy{ID: c.Proxy, Type: c.Type, Namespace: c.Namespace, Labels: c.Labels, IPs: c.IPs})
+	}
+	return out, nil
 }
