@@ -148,10 +148,48 @@ type Certificates struct {
 	Mode      string     `json:"mode,omitempty"`
 	Roots     []CertInfo `json:"roots,omitempty"`
 	Signer    *CertInfo  `json:"signer,omitempty"`
-	// Issued is always empty: the CA keeps no issuance records (Note
-	// says so).
-	Issued []CertInfo `json:"issued"`
-	Note   string     `json:"note,omitempty"`
+	// Issued is every unexpired certificate in the CA's issuance records,
+	// soonest expiry first. It is empty (and Note says why) when no
+	// records were read. The table, Markdown and HTML reports show
+	// IssuedSummary and the soonest-expiring few; JSON and YAML all.
+	Issued        []IssuedCertInfo `json:"issued"`
+	IssuedSummary *IssuedSummary   `json:"issuedSummary,omitempty"`
+	Note          string           `json:"note,omitempty"`
+}
+
+// IssuedCertInfo is one issued workload (or control-plane) certificate.
+type IssuedCertInfo struct {
+	SPIFFEID       string    `json:"spiffeId"`
+	Namespace      string    `json:"namespace,omitempty"`
+	ServiceAccount string    `json:"serviceAccount,omitempty"`
+	Serial         string    `json:"serial"`
+	IssuedAt       time.Time `json:"issuedAt"`
+	NotAfter       time.Time `json:"notAfter"`
+	ExpiresIn      string    `json:"expiresIn"`
+	Expiring       bool      `json:"expiringSoon"`
+	// Method is how the caller authenticated: mtls (renewal), k8s-jwt,
+	// join-token, or control-plane for Ward's own serving certificate.
+	Method string `json:"method,omitempty"`
+}
+
+// IssuedSummary counts the issued certificates.
+type IssuedSummary struct {
+	// Scope is "state" when the records cover every certificate issued
+	// with this CA state (file mode), "process" when they are one
+	// control-plane process's (Kubernetes mode: one replica's share).
+	Scope        string           `json:"scope"`
+	Total        int              `json:"total"`
+	Identities   int              `json:"identities"`
+	ExpiringSoon int              `json:"expiringSoon"`
+	PerNamespace []NamespaceCerts `json:"perNamespace"`
+}
+
+// NamespaceCerts counts the issued certificates of one namespace.
+type NamespaceCerts struct {
+	Namespace    string `json:"namespace"`
+	Certificates int    `json:"certificates"`
+	Identities   int    `json:"identities"`
+	ExpiringSoon int    `json:"expiringSoon"`
 }
 
 // CertInfo is one certificate.

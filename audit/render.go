@@ -53,7 +53,7 @@ type section struct {
 
 func sections(r *Report) []section {
 	return []section{summarySection(r), findingsSection(r), mtlsSection(r), readinessSection(r),
-		authzSection(r), policiesSection(r), jwtSection(r), certSection(r), decisionSection(r), deniedSection(r)}
+		authzSection(r), policiesSection(r), jwtSection(r), certSection(r), issuedNSSection(r), issuedSection(r), decisionSection(r), deniedSection(r)}
 }
 
 func summarySection(r *Report) section {
@@ -147,9 +147,58 @@ func certSection(r *Report) section {
 		sec.rows = append(sec.rows, certRow("signer", *c.Signer))
 	}
 	if c.Available {
-		sec.title += fmt.Sprintf(" (phase %s, mode %s; %s)", c.Phase, c.Mode, c.Note)
+		sec.title += fmt.Sprintf(" (phase %s, mode %s)", c.Phase, c.Mode)
 	}
 	return sec
+}
+
+// maxIssuedRows is how many issued certificates the table, Markdown and
+// HTML reports list (the soonest to expire); JSON lists all.
+const maxIssuedRows = 20
+
+func issuedNSSection(r *Report) section {
+	c := r.Certificates
+	sec := section{title: "Issued certificates by namespace", header: []string{"namespace", "certificates", "identities", "expiring soon"}, empty: c.Note}
+	s := c.IssuedSummary
+	if s == nil {
+		if c.Note == "" {
+			sec.empty = "no CA state given"
+		}
+		return sec
+	}
+	sec.title = fmt.Sprintf("Issued certificates by namespace (%d unexpired, %d identities, %d expiring soon; records of scope %s)", s.Total, s.Identities, s.ExpiringSoon, s.Scope)
+	sec.empty = "no unexpired issued certificates"
+	for _, n := range s.PerNamespace {
+		ns := n.Namespace
+		if ns == "" {
+			ns = "(not a workload identity)"
+		}
+		sec.rows = append(sec.rows, []string{ns, itoa(n.Certificates), itoa(n.Identities), itoa(n.ExpiringSoon)})
+	}
+	return sec
+}
+
+func issuedSection(r *Report) section {
+	c := r.Certificates
+	sec := section{title: "Issued certificates expiring soonest", header: []string{"spiffe id", "serial", "not after", "expires in", "expiring", "method"}, empty: "no unexpired issued certificates"}
+	if c.IssuedSummary == nil {
+		sec.empty = "not listed (see above)"
+		return sec
+	}
+	if len(c.Issued) > maxIssuedRows {
+		sec.title += fmt.Sprintf(" (%d of %d; JSON lists all)", maxIssuedRows, len(c.Issued))
+	}
+	for _, x := range c.Issued[:min(len(c.Issued), maxIssuedRows)] {
+		sec.rows = append(sec.rows, []string{x.SPIFFEID, x.Serial, x.NotAfter.Format("2006-01-02T15:04:05Z"), x.ExpiresIn, yesno(x.Expiring), dash(x.Method)})
+	}
+	return sec
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func certRow(kind string, x CertInfo) []string {

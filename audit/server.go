@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,16 +20,29 @@ type ServerState struct {
 	JWKS []jwks.Status
 }
 
-// maxDebugBytes bounds one debug response.
-const maxDebugBytes = 8 << 20
+// maxDebugBytes bounds one debug response (100k issuance records are
+// about 30 MiB).
+const maxDebugBytes = 64 << 20
 
-// FetchServer reads /debug/ca and /debug/jwks from a control plane's debug
-// address (e.g. http://127.0.0.1:15014).
+var errNotFound = errors.New("not found")
+
+// FetchServer reads /debug/ca, /debug/ca/issued and /debug/jwks from a
+// control plane's debug address (e.g. http://127.0.0.1:15014). The
+// issuance records are attached to the CA status; a server without
+// /debug/ca/issued (404) leaves them nil.
 func FetchServer(ctx context.Context, hc *http.Client, base string) (*ServerState, error) {
 	base = strings.TrimSuffix(base, "/")
 	st := &ServerState{CA: &ca.Status{}, JWKS: []jwks.Status{}}
 	if err := getDebug(ctx, hc, base+"/debug/ca", st.CA); err != nil {
 		return nil, err
+	}
+	issued := &ca.IssuedReport{}
+	switch err := getDebug(ctx, hc, base+"/debug/ca/issued", issued); {
+	case errors.Is(err, errNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		st.CA.Issued = issued
 	}
 	if err := getDebug(ctx, hc, base+"/debug/jwks", &st.JWKS); err != nil {
 		return nil, err
@@ -49,6 +63,9 @@ func getDebug(ctx context.Context, hc *http.Client, url string, v any) error {
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxDebugBytes))
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("fetch %s: %w", url, errNotFound)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("fetch %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))

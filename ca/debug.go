@@ -18,6 +18,11 @@ type Status struct {
 	DefaultTTL      string       `json:"defaultTTL"`
 	MaxTTL          string       `json:"maxTTL"`
 	RotationOverlap string       `json:"rotationOverlap"`
+	// Issued is never set by Status and /debug/ca (the issuance records
+	// can run to MaxIssuedRecords; /debug/ca/issued serves them): readers
+	// that fetch or load them (ward audit --server, --ca-state) attach
+	// them here. Nil means no records were read.
+	Issued *IssuedReport `json:"issued,omitempty"`
 }
 
 // CertStatus names one certificate.
