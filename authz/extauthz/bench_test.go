@@ -20,3 +20,22 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkProxylessJWTCheck is BenchmarkCheck for a proxyless check
+// carrying an RS256 token the server verifies itself (memoised jwt_authn
+// config; signature verification per check).
+func BenchmarkProxylessJWTCheck(b *testing.B) {
+	rsa := testKey(b, "rsa")
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(b, rsa)}}
+	s := newServer(b, Config{Timeout: time.Second, Keys: keys, Clock: fixedClock{now}}, "", jwtPolicies)
+	req := proxylessCheck(sign(b, rsa, tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)}), true)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := s.Check(ctx, req)
+		if err != nil || resp.GetStatus().GetCode() != 0 {
+			b.Fatal(resp, err)
+		}
+	}
+}

@@ -58,10 +58,22 @@ func (s *Server) authenticate(snap *mesh.Snapshot, w authz.Workload, r *authz.Re
 		return nil
 	}
 	r.Auth = authz.AuthFromClaims(payload)
-	if st, err := structpb.NewStruct(map[string]any{authn.JWTPayloadKey: payload}); err == nil && r.Check != nil && r.Check.Attributes != nil {
-		r.Check.Attributes.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{authn.JWTFilterName: st}}
+	if st, err := structpb.NewStruct(map[string]any{authn.JWTPayloadKey: payload}); err == nil && r.Check != nil {
+		r.Check = withJWTMetadata(r.Check, st)
 	}
 	return nil
+}
+
+// withJWTMetadata returns a shallow copy of cr (the caller's request is
+// not modified) whose metadata context holds payload where jwt_authn
+// would have put it, so rego providers see what they would behind Envoy.
+func withJWTMetadata(cr *authv3.CheckRequest, payload *structpb.Struct) *authv3.CheckRequest {
+	a := cr.GetAttributes()
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: a.GetSource(), Destination: a.GetDestination(), Request: a.GetRequest(),
+		ContextExtensions: a.GetContextExtensions(), RouteMetadataContext: a.GetRouteMetadataContext(), TlsSession: a.GetTlsSession(),
+		MetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{authn.JWTFilterName: payload}},
+	}}
 }
 
 // tokenRequest is what jwt_authn reads tokens from: headers, the query

@@ -285,3 +285,45 @@ func TestProxylessJWTKeyRotation(t *testing.T) {
 		t.Fatalf("old key dropped: %v, want UNAUTHENTICATED", got)
 	}
 }
+
+// TestProxylessJWTForRegoProvider: a CUSTOM rego provider sees the
+// verified payload where jwt_authn would have put it, and the caller's
+// request is left as it was.
+func TestProxylessJWTForRegoProvider(t *testing.T) {
+	const meshYAML = `apiVersion: config.wardmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  extensionProviders:
+  - name: only-alice
+    rego:
+      module: |
+        package envoy.authz
+        import rego.v1
+        default allow := false
+        allow if input.attributes.metadataContext.filterMetadata["envoy.filters.http.jwt_authn"].payload.sub == "alice"
+`
+	const custom = `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext, namespace: shop}
+spec: {selector: {matchLabels: {app: cart}}, action: CUSTOM, provider: {name: only-alice}, rules: [{}]}
+`
+	rsa := testKey(t, "rsa")
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(t, rsa)}}
+	s := newServer(t, Config{Keys: keys, Clock: fixedClock{now}}, meshYAML, jwtPolicies+custom)
+	for sub, want := range map[string]code.Code{"alice": code.Code_OK, "bob": code.Code_PERMISSION_DENIED} {
+		req := proxylessCheck(sign(t, rsa, tokenClaims{iss: jwtIssuer, sub: sub, aud: "cart", exp: now.Add(time.Hour)}), true)
+		resp, err := s.Check(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := code.Code(resp.GetStatus().GetCode()); got != want {
+			t.Errorf("%s: %v (%s), want %v", sub, got, resp.GetStatus().GetMessage(), want)
+		}
+		if req.GetAttributes().GetMetadataContext() != nil {
+			t.Fatalf("%s: the caller's check request was modified", sub)
+		}
+	}
+}
