@@ -2,5 +2,6 @@
 // PeerAuthentication (authn) decides inbound filter chains and auto-mTLS,
 // RequestAuthentication (authn) adds jwt_authn, and AuthorizationPolicy
 // (authz) adds ext_authz or native RBAC after it, so authentication always
-// runs before authorisation. It is pure: key sets come from the caller.
+// runs before authorisation; proxyless gRPC workloads that enforce in
+// their application (WARD_AUTHZ=ext-authz) get no RBAC. It is pure: key sets come from the caller.
 package hooks
