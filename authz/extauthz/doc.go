@@ -5,6 +5,6 @@
 // with OPA through package authz (for checks from proxyless gRPC
 // interceptors, package authz/grpcauthz, after authenticating the raw JWT
 // with the workload's jwt_authn config), answers with opa-envoy-plugin
-// compatible responses, names the deciding policy and rule, logs every decision and
-// fails closed on anything it cannot evaluate.
+// compatible responses, names the deciding policy and rule, logs every
+// decision and fails closed on anything it cannot evaluate.
 package extauthz
