@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wardmesh/ward/agent"
 )
 
 // runWard runs the ward binary and returns stdout, stderr and the exit
@@ -147,7 +149,9 @@ spec:
 	state := filepath.Join(dir, "state")
 	p := startWard(t, "serve", "--config", cfg, "--state", state,
 		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0")
-	addr := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+)`), time.Minute)[1]
+	m := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+) xds_addr=(\S+) secure_addr=(\S+)`), time.Minute)
+	addr, xdsAddr, secureAddr := m[1], m[2], m[3]
+	productpage := enrolAgent(t, dir, state, secureAddr, xdsAddr)
 
 	out, stderr, code := runWard(t, "audit", "--config", cfg, "--server", "http://"+addr, "-o", "json")
 	if code != 0 {
@@ -155,9 +159,19 @@ spec:
 	}
 	var r struct {
 		Certificates struct {
-			Available bool
-			Phase     string
-			Roots     []struct{ Signing bool }
+			Available     bool
+			Phase         string
+			Roots         []struct{ Signing bool }
+			Issued        []issuedJSON
+			IssuedSummary *struct {
+				Scope        string
+				Total        int
+				PerNamespace []struct {
+					Namespace    string
+					Certificates int
+				}
+			}
+			Note string
 		}
 		JWT []struct {
 			JWKS []struct{ Issuer, Status string }
@@ -169,6 +183,13 @@ spec:
 	}
 	if !r.Certificates.Available || r.Certificates.Phase != "stable" || len(r.Certificates.Roots) != 1 || !r.Certificates.Roots[0].Signing {
 		t.Errorf("certificates = %+v, want the server's one signing root, phase stable", r.Certificates)
+	}
+	if s := r.Certificates.IssuedSummary; s == nil {
+		t.Errorf("audit --server lists no issued certificates (note %q): is /debug/ca/issued mounted in ward serve?", r.Certificates.Note)
+	} else if s.Scope != "state" || s.Total < 1 {
+		t.Errorf("issued summary = %+v, want scope state and the enrolled workload", s)
+	} else if !hasIssued(r.Certificates.Issued, productpage) {
+		t.Errorf("issued = %+v, want the agent's certificate %+v", r.Certificates.Issued, productpage)
 	}
 	status := map[string]string{}
 	for _, w := range r.JWT {
@@ -187,9 +208,66 @@ spec:
 		t.Errorf("no JWT-JWKS-UNAVAILABLE finding: %+v", r.Findings)
 	}
 
-	// The same CA read from the state dir, read-only.
-	out, stderr, code = runWard(t, "audit", "--config", cfg, "--ca-state", state, "-o", "markdown")
-	if code != 0 || !strings.Contains(out, "root (signing)") || !strings.Contains(out, "no issuance records") {
-		t.Errorf("audit --ca-state: exit %d, %s\n%s", code, stderr, out)
+	// The same CA read from the state dir, read-only. The server writes
+	// issuance records to issued.jsonl shortly after signing: wait for
+	// the agent's (bounded).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, stderr, code = runWard(t, "audit", "--config", cfg, "--ca-state", state, "-o", "markdown")
+		if code != 0 || !strings.Contains(out, "root (signing)") {
+			t.Fatalf("audit --ca-state: exit %d, %s\n%s", code, stderr, out)
+		}
+		if strings.Contains(out, productpage.Serial) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("audit --ca-state does not list the agent's certificate %s within 30s:\n%s", productpage.Serial, out)
+		}
 	}
+	if !strings.Contains(out, "## Issued certificates by namespace") || !strings.Contains(out, "| bookinfo | 1 | 1 | 1 |") {
+		t.Errorf("audit --ca-state: no per-namespace count for bookinfo:\n%s", out)
+	}
+}
+
+// issuedJSON is one entry of certificates.issued.
+type issuedJSON struct {
+	SPIFFEID, Serial, Method string
+	Namespace                string
+	Expiring                 bool `json:"expiringSoon"`
+}
+
+func hasIssued(list []issuedJSON, want issuedJSON) bool {
+	for _, x := range list {
+		if x.Serial == want.Serial && x.SPIFFEID == want.SPIFFEID && x.Method == want.Method && x.Namespace == want.Namespace {
+			return true
+		}
+	}
+	return false
+}
+
+// enrolAgent runs `ward agent` for bookinfo/productpage with a join token
+// from the served state dir and returns its certificate as the audit
+// should list it.
+func enrolAgent(t *testing.T, dir, state, secureAddr, xdsAddr string) issuedJSON {
+	t.Helper()
+	token := strings.TrimSpace(wardOut(t, "ca", "token", "create", "--state", state, "--ns", "bookinfo", "--sa", "productpage", "--ttl", "10m"))
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	out := filepath.Join(dir, "agent-out")
+	p := startWard(t, "agent", "--ca-addr", secureAddr, "--trust-domain", "cluster.local",
+		"--ca-root", write("root.pem", wardOut(t, "ca", "bundle", "--state", state)), "--join-token-file", write("token", token),
+		"--state", filepath.Join(dir, "agent"), "--output-dir", out, "--xds-addr", xdsAddr, "--xds-insecure",
+		"--name", "productpage-0", "--ip", "10.0.0.9", "--labels", "app=productpage")
+	p.waitLine(t, regexp.MustCompile(`msg="certificate installed" .*spiffe_id=spiffe://cluster.local/ns/bookinfo/sa/productpage`), 30*time.Second)
+	chain, err := os.ReadFile(filepath.Join(out, agent.FileCertChain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := parseFirstCert(t, chain)
+	return issuedJSON{SPIFFEID: "spiffe://cluster.local/ns/bookinfo/sa/productpage", Serial: leaf.SerialNumber.Text(16), Method: "join-token", Namespace: "bookinfo"}
 }
