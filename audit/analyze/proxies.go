@@ -14,8 +14,8 @@ import (
 )
 
 // AnnotationTemplates is Istio's injection-template annotation; a
-// workload whose object (WorkloadEntry, Pod) lists the "grpc-agent"
-// template is a proxyless gRPC workload, as in Istio.
+// WorkloadEntry whose annotation lists the "grpc-agent" template is a
+// proxyless gRPC workload, as in Istio.
 const (
 	AnnotationTemplates = "inject.istio.io/templates"
 	TemplateGRPCAgent   = "grpc-agent"
