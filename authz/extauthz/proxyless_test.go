@@ -327,3 +327,42 @@ spec: {selector: {matchLabels: {app: cart}}, action: CUSTOM, provider: {name: on
 		}
 	}
 }
+
+// FuzzProxylessCheck: whatever a proxyless check carries in its token
+// locations, the server answers (never an RPC error) and allows only a
+// request presenting the one validly signed token.
+func FuzzProxylessCheck(f *testing.F) {
+	rsa := testKey(f, "rsa")
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(f, rsa)}}
+	s := newServer(f, Config{Keys: keys, Clock: fixedClock{now}}, "", jwtPolicies)
+	valid := sign(f, rsa, tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)})
+	sig := valid[strings.LastIndex(valid, ".")+1:]
+	f.Add("Bearer "+valid, "", "/shop.Cart/Admin")
+	f.Add("Bearer "+valid[:len(valid)-2], "a=b", "/x?access_token="+valid)
+	f.Add("", "session="+valid, "/x?access_token=a.b.c")
+	f.Fuzz(func(t *testing.T, authorization, cookie, path string) {
+		req := proxylessCheck("", true)
+		h := req.Attributes.Request.Http
+		h.Path, h.Headers[":path"] = path, path
+		if authorization != "" {
+			h.Headers["authorization"] = authorization
+		}
+		if cookie != "" {
+			h.Headers["cookie"] = cookie
+		}
+		resp, err := s.Check(context.Background(), req)
+		if err != nil {
+			t.Fatalf("Check returned an error: %v", err)
+		}
+		switch c := code.Code(resp.GetStatus().GetCode()); c {
+		case code.Code_OK:
+			if !strings.Contains(authorization+path, sig) {
+				t.Fatalf("allowed without the valid token: authorization %q path %q", authorization, path)
+			}
+		case code.Code_PERMISSION_DENIED, code.Code_UNAUTHENTICATED, code.Code_INVALID_ARGUMENT:
+		default:
+			t.Fatalf("status %v", c)
+		}
+	})
+}
