@@ -84,6 +84,28 @@ metadata: {name: rev-1, namespace: app, annotations: {inject.istio.io/templates:
 spec: {address: 127.0.0.4, serviceAccount: rev, labels: {app: rev, security.istio.io/tlsMode: istio}}
 `
 
+// mixedService has one endpoint with a mesh identity and one without.
+const mixedService = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mixed, namespace: app}
+spec:
+  hosts: ["mixed.app.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 7070, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: mixed}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: mixed-1, namespace: app}
+spec: {address: 127.0.0.5, labels: {app: mixed, security.istio.io/tlsMode: istio}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: mixed-2, namespace: app}
+spec: {address: 127.0.0.6, labels: {app: mixed}}
+`
+
 const strictApp = `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: strict, namespace: app}
@@ -219,27 +241,7 @@ spec: {mtls: {mode: PERMISSIVE}}
 `},
 		{code: GRPCTLSProfile, obj: "PeerAuthentication app/strict", msg: "MeshConfig spec.tlsProfile, for proxyless gRPC workload app/rev-1", yaml: grpcWorkload + "---\n" + strictApp,
 			mesh: `spec: {trustDomain: cluster.local, rootNamespace: istio-system, tlsProfile: fips}`},
-		{code: MixedIdentity, obj: "ServiceEntry app/mixed", msg: "mixes 1 endpoints with a mesh identity and 1 without", yaml: grpcWorkload + `---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: mixed, namespace: app}
-spec:
-  hosts: ["mixed.app.svc.cluster.local"]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 7070, name: grpc, protocol: GRPC}]
-  workloadSelector: {labels: {app: mixed}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: mixed-1, namespace: app}
-spec: {address: 127.0.0.5, labels: {app: mixed, security.istio.io/tlsMode: istio}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: mixed-2, namespace: app}
-spec: {address: 127.0.0.6, labels: {app: mixed}}
-`},
+		{code: MixedIdentity, obj: "ServiceEntry app/mixed", msg: "mixes 1 endpoints with a mesh identity and 1 without", yaml: grpcWorkload + "---\n" + mixedService},
 		{code: JWKSUnavailable, obj: "RequestAuthentication app/jwt", yaml: ra, keys: fakeKeys{have: false}},
 		{code: JWKSStale, obj: "RequestAuthentication app/jwt", yaml: ra, keys: fakeKeys{have: true, lastErr: "connection refused"}},
 		{code: JWKSInvalid, obj: "RequestAuthentication app/jwt", objects: []*mesh.Config{{
@@ -359,5 +361,21 @@ func TestPerProxyFindings(t *testing.T) {
 	}
 	if got := strings.Join(objs, ","); got != "Proxy app/grpc~127.0.0.9~x.app~app.svc.cluster.local,WorkloadEntry app/rev-1,WorkloadEntry app/web-1,WorkloadEntry app/web-1" {
 		t.Errorf("connected grpc proxies: objects %s:\n%s", got, dump(ds))
+	}
+}
+
+// TestPerProxyDedup: two proxyless clients calling one mixed service
+// report it once.
+func TestPerProxyDedup(t *testing.T) {
+	second := strings.NewReplacer("rev-1", "rev-2", "127.0.0.4", "127.0.0.7").Replace(grpcWorkload[strings.Index(grpcWorkload, "---"):])
+	ds := Run(load(t, base+"---\n"+grpcWorkload+second+"---\n"+strictApp+"---\n"+mixedService))
+	n := 0
+	for _, d := range ds {
+		if d.Code == MixedIdentity {
+			n++
+		}
+	}
+	if n != 1 || len(DeclaredProxies(load(t, base+"---\n"+grpcWorkload+second).Snapshot)) != 2 {
+		t.Errorf("want one %s from two clients:\n%s", MixedIdentity.ID, dump(ds))
 	}
 }
