@@ -223,6 +223,11 @@ func (s *Server) fingerprintOf(ix *translate.Index, p *mesh.Proxy) (sc *translat
 	return sc, keys
 }
 
+// endpointSide is the index of the outbound endpoint side in
+// fingerprintOf's keys; it is assembled from per-service parts
+// (endpointSide) rather than generated whole.
+const endpointSide = 1
+
 // sideGenerators produce the three sides, in fingerprintOf's key order.
 var sideGenerators = [3]func(*translate.Index, *translate.Scope, translate.Hooks) *translate.Resources{
 	translate.GenerateOutboundConfig, translate.GenerateEndpoints, translate.GenerateInbound,
@@ -247,6 +252,9 @@ func (s *Server) cached(key string, f func() (any, error)) (any, error) {
 func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3]string) (*generated, error) {
 	side := func(i int) (*partial, error) {
 		v, err := s.cached(keys[i], func() (any, error) {
+			if i == endpointSide {
+				return s.endpointSide(ix, sc, keys[i])
+			}
 			res := sideGenerators[i](ix, sc, s.cfg.Hooks)
 			if err := res.ValidateEach(); err != nil { // references are checked once the sides are combined
 				return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
@@ -387,11 +395,19 @@ func (s *Server) pruneLocked() map[uint64]bool {
 		used[c.fingerprint] = true
 		for _, k := range strings.Split(c.fingerprint, "|") {
 			used[k] = true
+			for _, pk := range s.partsOf[k] {
+				used[pk] = true
+			}
 		}
 	}
 	for fp := range s.gens {
 		if !used[fp] {
 			delete(s.gens, fp)
+		}
+	}
+	for k := range s.partsOf {
+		if !used[k] {
+			delete(s.partsOf, k)
 		}
 	}
 	return keep

@@ -65,6 +65,9 @@ type Server struct {
 	conns    map[string]*conn
 	streams  map[int64]string // stream id → node id
 	gens     map[string]*genEntry
+	// partsOf lists, per endpoint side key, the cache keys of the
+	// per-service parts it was assembled from (kept while it is).
+	partsOf map[string][]string
 
 	deb      debouncer
 	throttle *throttle
@@ -98,7 +101,7 @@ func NewServer(cfg Config) *Server {
 	s := &Server{
 		cfg: cfg, log: cfg.Log, m: newMetrics(cfg.Registry),
 		cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil),
-		conns: map[string]*conn{}, streams: map[int64]string{}, gens: map[string]*genEntry{},
+		conns: map[string]*conn{}, streams: map[int64]string{}, gens: map[string]*genEntry{}, partsOf: map[string][]string{},
 	}
 	s.throttle = newThrottle(cfg.MaxInflight, cfg.MaxInflightWait)
 	s.deb = debouncer{clock: cfg.Clock, quiet: cfg.Debounce, max: cfg.MaxDebounce, fire: s.push}

@@ -139,7 +139,10 @@ func (g *gen) applyLB(c *cluster.Cluster, lb *networking.LoadBalancerSettings) {
 			c.LbPolicy = cluster.Cluster_ROUND_ROBIN
 		}
 	}
-	if loc := lb.GetLocalityLbSetting(); loc != nil && loc.GetEnabled().GetValue() && g.proxy.Type != mesh.ProxyGRPC {
+	// Locality weights only matter with distribute (Istio sets the config
+	// then, since it changes how e.g. LEAST_REQUEST picks hosts); grpc
+	// always balances localities by weight.
+	if s, _ := localityLB(policy{lb: lb}); distributes(s) && g.proxy.Type != mesh.ProxyGRPC {
 		c.CommonLbConfig = &cluster.Cluster_CommonLbConfig{LocalityConfigSpecifier: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig_{
 			LocalityWeightedLbConfig: &cluster.Cluster_CommonLbConfig_LocalityWeightedLbConfig{},
 		}}

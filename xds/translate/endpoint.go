@@ -13,71 +13,39 @@ import (
 
 // endpoints builds the ClusterLoadAssignment of a service port, keeping the
 // workloads that carry every subset label, grouped by locality. Locality
-// weights are the sum of their endpoints' weights: grpc drops localities
-// without a positive load_balancing_weight.
+// weights are the sum of their endpoints' weights (grpc drops localities
+// without a positive load_balancing_weight); locality load balancing then
+// sets weights or priorities relative to the proxy (applyLocality).
 func (g *gen) endpoints(name string, svc *mesh.Service, port mesh.Port, labels map[string]string, pol policy) *endpoint.ClusterLoadAssignment {
-	byLoc := map[string]*endpoint.LocalityLbEndpoints{}
+	byLoc := map[string]*locGroup{}
 	for _, ep := range g.ix.snap.Endpoints(svc, port) {
 		w := ep.Workload
 		if !mesh.Selector(labels).Matches(w.Labels) {
 			continue
 		}
-		loc := byLoc[w.Locality]
-		if loc == nil {
-			loc = &endpoint.LocalityLbEndpoints{Locality: parseLocality(w.Locality)}
-			byLoc[w.Locality] = loc
+		gr := byLoc[w.Locality]
+		if gr == nil {
+			gr = &locGroup{lle: &endpoint.LocalityLbEndpoints{Locality: parseLocality(w.Locality)}}
+			byLoc[w.Locality] = gr
 		}
 		weight := w.Weight
 		if weight == 0 {
 			weight = 1
 		}
-		loc.LbEndpoints = append(loc.LbEndpoints, lbEndpoint(w.Address, ep.Port, weight))
-		loc.LoadBalancingWeight = wrapperspb.UInt32(loc.GetLoadBalancingWeight().GetValue() + weight)
+		gr.lle.LbEndpoints = append(gr.lle.LbEndpoints, lbEndpoint(w.Address, ep.Port, weight))
+		gr.lle.LoadBalancingWeight = wrapperspb.UInt32(gr.lle.GetLoadBalancingWeight().GetValue() + weight)
+		gr.workloads = append(gr.workloads, w)
 	}
-	applyDistribute(byLoc, pol)
 	keys := make([]string, 0, len(byLoc))
 	for k := range byLoc {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	cla := &endpoint.ClusterLoadAssignment{ClusterName: name}
-	for _, k := range keys {
-		cla.Endpoints = append(cla.Endpoints, byLoc[k])
+	groups := make([]locGroup, len(keys))
+	for i, k := range keys {
+		groups[i] = *byLoc[k]
 	}
-	return cla
-}
-
-// applyDistribute overrides locality weights from localityLbSetting.distribute
-// ("from" is ignored: one control plane output serves one proxy whose
-// locality we match against "from").
-func applyDistribute(byLoc map[string]*endpoint.LocalityLbEndpoints, pol policy) {
-	loc := pol.lb.GetLocalityLbSetting()
-	if loc == nil || !loc.GetEnabled().GetValue() || len(loc.GetDistribute()) == 0 {
-		return
-	}
-	to := loc.GetDistribute()[0].GetTo()
-	for name, l := range byLoc {
-		var w uint32
-		for pattern, pct := range to {
-			if localityMatches(pattern, name) {
-				w = max(w, pct)
-			}
-		}
-		if w == 0 {
-			w = 1 // grpc drops zero-weight localities; keep them reachable but rare
-		}
-		l.LoadBalancingWeight = wrapperspb.UInt32(w)
-	}
-}
-
-func localityMatches(pattern, loc string) bool {
-	if pattern == "*" {
-		return true
-	}
-	if p, ok := strings.CutSuffix(pattern, "/*"); ok {
-		return loc == p || strings.HasPrefix(loc, p+"/")
-	}
-	return pattern == loc
+	return &endpoint.ClusterLoadAssignment{ClusterName: name, Endpoints: g.applyLocality(groups, pol)}
 }
 
 func parseLocality(s string) *core.Locality {

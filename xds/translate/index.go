@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +36,10 @@ type Index struct {
 	// svcConfigPrint leaves out endpoint details clusters do not depend on
 	svcConfigPrint map[*mesh.Service]string
 	delegate       string // hash of every host-less (delegate) VirtualService
+	// vsHosts hashes the mesh VirtualServices with a host that may be
+	// outside a proxy's registry view (vsHostVhosts): no service, a
+	// wildcard, or a service not exported everywhere.
+	vsHosts string
 	meshHash       string
 	// srcLabelKeys are the label keys any VirtualService sourceLabels
 	// match tests: the only proxy labels outbound output depends on.
@@ -106,6 +111,7 @@ func NewIndex(snap *mesh.Snapshot) *Index {
 		ix.svcPrint[svc] = ix.serviceFingerprint(svc, true)
 		ix.svcConfigPrint[svc] = ix.serviceFingerprint(svc, false)
 	}
+	ix.vsHosts = ix.outsideRegistryVS()
 	ix.meshHash = hashStrings(string(snap.Mesh().OutboundTrafficPolicy), snap.Mesh().TrustDomain, snap.Mesh().RootNamespace)
 	return ix
 }
@@ -201,7 +207,16 @@ func (ix *Index) GatewayVirtualServices(gw string) []*mesh.Config {
 // then the root namespace, then any other exported one; exact hosts beat
 // wildcards; older beats newer.
 func (ix *Index) DestinationRule(host, ns, svcNS string) *mesh.Config {
-	best, bestRank := (*mesh.Config)(nil), 1<<30
+	if e := ix.destinationRule(host, ns, svcNS); e != nil {
+		return e.cfg
+	}
+	return nil
+}
+
+// destinationRule is DestinationRule returning the index entry (with its
+// precomputed content hash).
+func (ix *Index) destinationRule(host, ns, svcNS string) *drEntry {
+	best, bestRank := (*drEntry)(nil), 1<<30
 	root := ix.snap.Mesh().RootNamespace
 	for _, e := range concat(ix.drByHost[host], ix.drWildcard) {
 		if !hostMatches(e.host, host) || !exportedTo(e.spec.GetExportTo(), e.cfg.Namespace, ns) {
@@ -221,7 +236,7 @@ func (ix *Index) DestinationRule(host, ns, svcNS string) *mesh.Config {
 			rank++
 		}
 		if rank < bestRank {
-			best, bestRank = e.cfg, rank
+			best, bestRank = e, rank
 		}
 	}
 	return best
@@ -351,4 +366,36 @@ func concat[T any](a, b []T) []T {
 		return b
 	}
 	return append(append(make([]T, 0, len(a)+len(b)), a...), b...)
+}
+
+// outsideRegistryVS hashes the VirtualServices vsHostVhosts may add for
+// hosts that are not (visible) services; every outbound fingerprint
+// includes it.
+func (ix *Index) outsideRegistryVS() string {
+	h := sha256.New()
+	for _, e := range ix.vs {
+		if !boundTo(e, "mesh") {
+			continue
+		}
+		for _, host := range e.hosts {
+			if ix.outsideRegistry(host) {
+				writeStr(h, e.hash)
+				break
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:10])
+}
+
+func (ix *Index) outsideRegistry(host string) bool {
+	svcs := ix.snap.ServicesByHost(host)
+	if strings.HasPrefix(host, "*") || len(svcs) == 0 {
+		return true
+	}
+	for _, svc := range svcs {
+		if len(svc.ExportTo) > 0 && !slices.Contains(svc.ExportTo, "*") {
+			return true
+		}
+	}
+	return false
 }

@@ -23,6 +23,9 @@ type Scope struct {
 	Inbound []*mesh.Service
 	// Gateways lists the Gateways selecting a router proxy.
 	Gateways []*mesh.Config
+	// Locality is the proxy's "region/zone/subzone" (node locality,
+	// istio-locality or topology labels, or its WorkloadEntry's).
+	Locality string
 	// ports is where the proxy's workload serves (inbound listeners).
 	ports []inboundPort
 }
@@ -31,7 +34,7 @@ func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 // Scope computes the proxy's view of the mesh.
 func (ix *Index) Scope(p *mesh.Proxy) *Scope {
-	sc := &Scope{Proxy: p, Sidecar: ix.sidecarFor(p), Outbound: ix.snap.Mesh().OutboundTrafficPolicy}
+	sc := &Scope{Proxy: p, Sidecar: ix.sidecarFor(p), Outbound: ix.snap.Mesh().OutboundTrafficPolicy, Locality: ix.proxyLocality(p)}
 	var sidecar *networking.Sidecar
 	if sc.Sidecar != nil {
 		sidecar = sc.Sidecar.Spec.(*networking.Sidecar)
@@ -118,22 +121,28 @@ func (ix *Index) sidecarFor(p *mesh.Proxy) *mesh.Config {
 // egressAllows applies Sidecar egress hosts ("ns/host", "./*", "*/*",
 // "~/*") to a service.
 func egressAllows(sc *networking.Sidecar, proxyNS string, svc *mesh.Service) bool {
+	return egressAllowsHost(sc, proxyNS, svc.Namespace, svc.Hostname)
+}
+
+// egressAllowsHost applies Sidecar egress hosts to host declared in
+// namespace ns.
+func egressAllowsHost(sc *networking.Sidecar, proxyNS, ns, host string) bool {
 	if sc == nil || len(sc.GetEgress()) == 0 {
 		return true
 	}
 	for _, eg := range sc.GetEgress() {
 		for _, h := range eg.GetHosts() {
-			ns, host, ok := strings.Cut(h, "/")
+			egNS, egHost, ok := strings.Cut(h, "/")
 			if !ok {
-				ns, host = "*", h
+				egNS, egHost = "*", h
 			}
-			if ns == "~" {
+			if egNS == "~" {
 				continue
 			}
-			if ns == "." {
-				ns = proxyNS
+			if egNS == "." {
+				egNS = proxyNS
 			}
-			if (ns == "*" || ns == svc.Namespace) && hostMatches(strings.ToLower(host), svc.Hostname) {
+			if (egNS == "*" || egNS == ns) && hostMatches(strings.ToLower(egHost), host) {
 				return true
 			}
 		}
@@ -168,38 +177,6 @@ func (ix *Index) OutboundFingerprint(sc *Scope) string {
 	return ix.outboundFingerprint(sc, ix.svcPrint, "full/")
 }
 
-// EndpointsFingerprint hashes what the outbound endpoint sets depend on:
-// the visible services with their members, the DestinationRule each
-// resolves to from the proxy's namespace (subsets, locality weights), and
-// whether the proxy is proxyless gRPC (which changes cluster types). Not
-// the namespace itself: proxies of every namespace that see the same
-// services through the same rules share one result.
-func (ix *Index) EndpointsFingerprint(sc *Scope) string {
-	p := sc.Proxy
-	class := "envoy"
-	if p.Type == mesh.ProxyGRPC {
-		class = "grpc"
-	}
-	key := "eds/" + class + "/" + p.Namespace + "/"
-	if sc.Sidecar != nil {
-		key += sc.Sidecar.Namespace + "/" + sc.Sidecar.Name
-	}
-	if v, ok := ix.printCache.Load(key); ok {
-		return v.(string)
-	}
-	h := sha256.New()
-	writeStr(h, "eds", class)
-	for _, svc := range sc.Services {
-		writeStr(h, ix.svcPrint[svc])
-		if dr := ix.DestinationRule(svc.Hostname, p.Namespace, svc.Namespace); dr != nil {
-			writeStr(h, configHash(dr))
-		}
-	}
-	fp := hex.EncodeToString(h.Sum(nil)[:12])
-	ix.printCache.Store(key, fp)
-	return fp
-}
-
 // OutboundConfigFingerprint is OutboundFingerprint without endpoint churn
 // (addresses, ports, weights, localities of members): what clusters,
 // listeners and routes depend on.
@@ -230,7 +207,7 @@ func (ix *Index) outboundFingerprint(sc *Scope, prints map[*mesh.Service]string,
 		ix.printCache.Store(key, svcs)
 	}
 	h := sha256.New()
-	writeStr(h, kind, string(p.Type), p.Namespace, ix.meshHash, ix.delegate, string(sc.Outbound), svcs)
+	writeStr(h, kind, string(p.Type), p.Namespace, ix.meshHash, ix.delegate, ix.vsHosts, string(sc.Outbound), svcs)
 	rel := map[string]string{}
 	for k := range ix.srcLabelKeys {
 		if v, ok := p.Labels[k]; ok {
