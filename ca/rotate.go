@@ -70,7 +70,12 @@ func (c *CA) phase() string {
 	if c.state == nil {
 		return PhasePlugin
 	}
-	for _, r := range c.state.Roots {
+	return phaseOf(c.state)
+}
+
+// phaseOf is the rotation phase s is in.
+func phaseOf(s *State) string {
+	for _, r := range s.Roots {
 		if !r.SwitchAt.IsZero() {
 			return PhaseStaged
 		}
@@ -89,9 +94,6 @@ func (c *CA) Rotate(ctx context.Context, overlap time.Duration) error {
 	if c.state == nil {
 		return ErrRotationUnsupported
 	}
-	if c.phase() != PhaseStable {
-		return ErrRotationInProgress
-	}
 	now := c.clock.Now()
 	root, err := newRoot(c.cfg.TrustDomain, c.cfg.RootKey, now, c.cfg.RootTTL)
 	if err != nil {
@@ -101,9 +103,17 @@ func (c *CA) Rotate(ctx context.Context, overlap time.Duration) error {
 		overlap = c.cfg.RotationOverlap
 	}
 	root.SwitchAt = now.Add(overlap)
-	next := c.cloneState()
-	next.Roots = append(next.Roots, root)
-	if err := c.commit(ctx, next); err != nil {
+	err = c.apply(ctx, func(s *State) error {
+		if phaseOf(s) != PhaseStable {
+			return ErrRotationInProgress
+		}
+		s.Roots = append(s.Roots, root)
+		return nil
+	})
+	if errors.Is(err, ErrRotationInProgress) {
+		return err
+	}
+	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
 	c.log.Info("root rotation staged", "switch_at", root.SwitchAt)
@@ -128,11 +138,16 @@ func (c *CA) Reconcile(ctx context.Context) error {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	now := c.clock.Now()
-	next := c.cloneState()
-	if !advance(next, now, c.cfg.MaxTTL) {
+	err := c.apply(ctx, func(s *State) error {
+		if !advance(s, now, c.cfg.MaxTTL) {
+			return errUnchanged
+		}
+		return nil
+	})
+	if errors.Is(err, errUnchanged) {
 		return nil
 	}
-	if err := c.commit(ctx, next); err != nil {
+	if err != nil {
 		return fmt.Errorf("reconcile rotation: %w", err)
 	}
 	c.log.Info("root rotation phase", "phase", c.phase())
@@ -175,20 +190,6 @@ func (c *CA) cloneState() *State {
 	return &State{Roots: append([]RootState(nil), c.state.Roots...)}
 }
 
-// commit persists next, then publishes it. stateMu must be held.
-func (c *CA) commit(ctx context.Context, next *State) error {
-	a, err := authorityFromState(c.td, c.clock.Now(), next)
-	if err != nil {
-		return err
-	}
-	if err := c.cfg.Store.Save(ctx, next); err != nil {
-		return err
-	}
-	c.state = next
-	c.publish(a)
-	return nil
-}
-
 // reserve extends the signing root's IssuedUntil reservation to cover a
 // leaf expiring at notAfter, persisting it before the leaf exists.
 // The slack is a quarter of the leaf's lifetime, at most reservationSlack,
@@ -203,17 +204,40 @@ func (c *CA) reserve(a *authority, now, notAfter time.Time) error {
 	if until.After(a.notAfter) {
 		until = a.notAfter
 	}
-	next := c.cloneState()
-	for i := range next.Roots {
-		if next.Roots[i].Signing {
-			next.Roots[i].IssuedUntil = until
+	next, err := c.update(context.Background(), func(s *State) error {
+		i := signingIndex(s, a.signer)
+		if i < 0 {
+			return errSignerChanged
 		}
+		if s.Roots[i].IssuedUntil.Before(until) {
+			s.Roots[i].IssuedUntil = until
+		}
+		return nil
+	})
+	if errors.Is(err, errSignerChanged) {
+		// Another replica rotated: take its state, so the retry signs
+		// with the current root.
+		if rerr := c.reloadLocked(context.Background()); rerr != nil {
+			return fmt.Errorf("reserve issuance window: %w", rerr)
+		}
+		return err
 	}
-	if err := c.cfg.Store.Save(context.Background(), next); err != nil {
+	if err != nil {
+		return fmt.Errorf("reserve issuance window: %w", err)
+	}
+	if sameRoots(c.state, next) {
+		c.state = next
+		a.reserved.Store(until.Unix())
+		return nil
+	}
+	// The store held changes made elsewhere (read-modify-write): publish
+	// them.
+	na, err := authorityFromState(c.td, c.clock.Now(), next)
+	if err != nil {
 		return fmt.Errorf("reserve issuance window: %w", err)
 	}
 	c.state = next
-	a.reserved.Store(until.Unix())
+	c.publish(na)
 	return nil
 }
 

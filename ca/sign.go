@@ -48,11 +48,20 @@ func (c *CA) ClampTTL(ttl time.Duration) time.Duration {
 }
 
 // Sign issues a certificate for p in three steps: build the template,
-// sign it, validate what was signed.
+// sign it, validate what was signed. When another replica rotated the
+// signing root meanwhile (shared state), it signs again with the new one.
 func (c *CA) Sign(p Params) (*Issued, error) {
 	if p.ID.TrustDomain() != c.td {
 		return nil, fmt.Errorf("sign %s: trust domain is not %s", p.ID, c.td)
 	}
+	iss, err := c.sign(p)
+	if errors.Is(err, errSignerChanged) {
+		iss, err = c.sign(p)
+	}
+	return iss, err
+}
+
+func (c *CA) sign(p Params) (*Issued, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	a := c.current()
