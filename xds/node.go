@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/translate"
 )
 
 // Node metadata keys Ward reads (Istio's spelling).
@@ -65,6 +66,9 @@ func ProxyFromNode(n *core.Node) *mesh.Proxy {
 	sort.Strings(p.IPs)
 	for k, v := range fields[MetaLabels].GetStructValue().GetFields() {
 		p.Labels[k] = v.GetStringValue()
+	}
+	if l := n.GetLocality(); l.GetRegion() != "" && p.Metadata[translate.MetaLocality] == "" {
+		p.Metadata[translate.MetaLocality] = strings.TrimRight(l.GetRegion()+"/"+l.GetZone()+"/"+l.GetSubZone(), "/")
 	}
 	if strings.EqualFold(p.Metadata[MetaGenerator], "grpc") || strings.HasPrefix(p.ID, "grpc~") {
 		p.Type = mesh.ProxyGRPC

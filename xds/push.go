@@ -342,6 +342,7 @@ func (s *Server) push(snap *mesh.Snapshot, since time.Time) {
 	defer s.pushMu.Unlock()
 	start := s.cfg.Clock.Now()
 	ix := translate.NewIndex(snap)
+	s.warnConfig(ix)
 	s.mu.Lock()
 	s.seq++
 	seq := s.seq
@@ -476,4 +477,22 @@ func (s *Server) current(node string) *generated {
 		return c.gen
 	}
 	return nil
+}
+
+// warnConfig logs configuration that has no effect (Istio ignores it
+// too), once per change of the set of warnings.
+func (s *Server) warnConfig(ix *translate.Index) {
+	ws := ix.LocalityWarnings()
+	msgs := make([]string, len(ws))
+	for i, w := range ws {
+		msgs[i] = w.Error()
+	}
+	key := strings.Join(msgs, "\n")
+	if key == s.lastWarnings {
+		return
+	}
+	s.lastWarnings = key
+	for _, w := range ws {
+		s.log.Warn("config has no effect", "err", w)
+	}
 }

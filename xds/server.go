@@ -73,6 +73,8 @@ type Server struct {
 	throttle *throttle
 	// pushMu serialises pushes so snapshots are applied in order.
 	pushMu sync.Mutex
+	// lastWarnings is the config warnings last logged (under pushMu).
+	lastWarnings string
 }
 
 // NewServer builds a server; it serves nothing until Register and Update.

@@ -35,6 +35,9 @@ var goldenCases = []struct {
 	{"grpc", "server-v1", mesh.Proxy{ID: "grpc~127.0.0.1~echo-v1.test~test.svc.cluster.local", Type: mesh.ProxyGRPC, Namespace: "test", IPs: []string{"127.0.0.1"}, Labels: mesh.Labels{"app": "echo", "version": "v1"}}},
 	{"gateway", "ingress", mesh.Proxy{ID: "router~10.0.0.10~ingress.istio-system~istio-system.svc.cluster.local", Type: mesh.ProxyRouter, Namespace: "istio-system", IPs: []string{"10.0.0.10"}, Labels: mesh.Labels{"istio": "ingressgateway"}}},
 	{"tcp", "app", mesh.Proxy{ID: "sidecar~10.2.0.9~app-1.data~data.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "data", IPs: []string{"10.2.0.9"}, Labels: mesh.Labels{"app": "app"}}},
+	{"vshosts", "productpage", mesh.Proxy{ID: "sidecar~10.0.3.1~productpage-1.bookinfo~bookinfo.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "bookinfo", IPs: []string{"10.0.3.1"}, Labels: mesh.Labels{"app": "productpage"}}},
+	{"locality", "us-east", localityProxy(mesh.ProxySidecar, "us-east/a/1")},
+	{"locality", "grpc-us-east", localityProxy(mesh.ProxyGRPC, "us-east/a/1")},
 }
 
 func load(t testing.TB, dir string) *mesh.Snapshot {

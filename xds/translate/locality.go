@@ -1,7 +1,9 @@
 package translate
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -350,4 +352,65 @@ func renumber(ls []*endpoint.LocalityLbEndpoints) {
 	for _, l := range ls {
 		l.Priority = rank[l.Priority]
 	}
+}
+
+// LocalityWarnings lists DestinationRule locality settings that have no
+// effect, as in Istio: failover or failoverPriority where the effective
+// policy (top level, port level, subset) has no outlierDetection (Envoy
+// would never leave priority 0), and failover next to distribute (one of
+// them applies: distribute). The server logs them; nothing is rejected,
+// since Istio accepts such rules too.
+func (ix *Index) LocalityWarnings() []error {
+	var out []error
+	for _, e := range ix.dr {
+		seen := map[string]bool{}
+		for _, subset := range append([]string{""}, subsetNames(e.spec)...) {
+			for _, port := range drPorts(e.spec, subset) {
+				pol := effectivePolicy(e.spec, subset, port)
+				s, failover := localityLB(pol)
+				fo := len(s.GetFailover()) > 0 || len(s.GetFailoverPriority()) > 0
+				var msg string
+				switch {
+				case fo && distributes(s):
+					msg = "localityLbSetting.failover/failoverPriority are ignored next to distribute"
+				case fo && !failover:
+					msg = "localityLbSetting.failover/failoverPriority have no effect without outlierDetection"
+				default:
+					continue
+				}
+				where := "trafficPolicy"
+				if subset != "" {
+					where = "subset " + subset
+				}
+				if port != 0 {
+					where += " port " + itoa(port)
+				}
+				if k := where + msg; !seen[k] {
+					seen[k] = true
+					out = append(out, fmt.Errorf("DestinationRule %s/%s (%s): %s", e.cfg.Namespace, e.cfg.Name, where, msg))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// drPorts lists 0 (no port) and every port with port-level settings that
+// can change subset's effective policy.
+func drPorts(dr *networking.DestinationRule, subset string) []uint32 {
+	out := []uint32{0}
+	add := func(tp *networking.TrafficPolicy) {
+		for _, pl := range tp.GetPortLevelSettings() {
+			if n := pl.GetPort().GetNumber(); n != 0 && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	add(dr.GetTrafficPolicy())
+	for _, s := range dr.GetSubsets() {
+		if s.GetName() == subset {
+			add(s.GetTrafficPolicy())
+		}
+	}
+	return out
 }
