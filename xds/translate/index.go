@@ -39,8 +39,8 @@ type Index struct {
 	// vsHosts hashes the mesh VirtualServices with a host that may be
 	// outside a proxy's registry view (vsHostVhosts): no service, a
 	// wildcard, or a service not exported everywhere.
-	vsHosts string
-	meshHash       string
+	vsHosts  string
+	meshHash string
 	// srcLabelKeys are the label keys any VirtualService sourceLabels
 	// match tests: the only proxy labels outbound output depends on.
 	srcLabelKeys map[string]bool
