@@ -30,7 +30,10 @@ type SecretStore struct {
 	Name      string // default DefaultCASecret
 }
 
-var _ ca.Store = SecretStore{}
+var (
+	_ ca.Store   = SecretStore{}
+	_ ca.Updater = SecretStore{}
+)
 
 func (s SecretStore) name() string {
 	if s.Name == "" {
@@ -83,4 +86,45 @@ func (s SecretStore) Save(ctx context.Context, st *ca.State) error {
 		return fmt.Errorf("save ca state secret %s/%s: %w", s.Namespace, s.name(), err)
 	}
 	return nil
+}
+
+// Update applies mutate to the state in the Secret and writes it back with
+// the resourceVersion it read as precondition, re-reading and re-applying
+// on a conflict, so concurrent writers (the leader's rotation, another
+// replica's reservation) never undo each other. An error from mutate is
+// returned as is, with nothing written.
+func (s SecretStore) Update(ctx context.Context, mutate func(*ca.State) error) (*ca.State, error) {
+	secrets := s.Client.CoreV1().Secrets(s.Namespace)
+	var out *ca.State
+	var mutateErr error
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := secrets.Get(ctx, s.name(), metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		var st ca.State
+		if err := json.Unmarshal(cur.Data[CAStateKey], &st); err != nil {
+			return err
+		}
+		if mutateErr = mutate(&st); mutateErr != nil {
+			return nil
+		}
+		b, err := json.Marshal(&st)
+		if err != nil {
+			return err
+		}
+		cur.Data = map[string][]byte{CAStateKey: b}
+		if _, err := secrets.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			return err // a Conflict when the resourceVersion moved: retried
+		}
+		out = &st
+		return nil
+	})
+	if mutateErr != nil {
+		return nil, mutateErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update ca state secret %s/%s: %w", s.Namespace, s.name(), err)
+	}
+	return out, nil
 }
