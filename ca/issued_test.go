@@ -45,10 +45,9 @@ func serialsOf(recs []IssuedCert) []string {
 
 func sorted(s []string) []string { return slices.Sorted(slices.Values(s)) }
 
-// fileLines reads the issuance log after flushing it.
+// fileLines reads the issuance log.
 func fileLines(t *testing.T, c *CA) [][]byte {
 	t.Helper()
-	c.cfg.IssuanceLog.(*FileLog).Flush()
 	b, err := os.ReadFile(IssuedLogPath(c.cfg.StateDir))
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +131,6 @@ func TestIssuedSurvivesRestart(t *testing.T) {
 		t.Errorf("after restart (-want +got):\n%s", diff)
 	}
 	more := signN(t, c2, 1, "spiffe://example.org/ns/shop/sa/cart", 2*time.Hour)
-	c2.cfg.IssuanceLog.(*FileLog).Flush()
 	got, err := ReadIssuedLog(IssuedLogPath(dir), t0)
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +244,7 @@ func TestIssuedConcurrentSigning(t *testing.T) {
 			t.Errorf("record %s was never issued", r.Serial)
 		}
 	}
-	onDisk, err := readRecordsFlushed(c)
+	onDisk, err := readRecordsOnDisk(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,9 +253,8 @@ func TestIssuedConcurrentSigning(t *testing.T) {
 	}
 }
 
-func readRecordsFlushed(c *CA) ([]IssuedCert, error) {
+func readRecordsOnDisk(c *CA) ([]IssuedCert, error) {
 	l := c.cfg.IssuanceLog.(*FileLog)
-	l.Flush()
 	recs, _, err := readRecords(l.path) // file order, unlike ReadIssuedLog
 	if err != nil {
 		return nil, err

@@ -3,8 +3,11 @@ package ca
 import (
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +30,11 @@ func (c *CA) openIssuanceLog() error {
 		lc := LogConfig{MaxRecords: c.cfg.MaxIssuedRecords, Clock: c.clock, Log: c.log, Metrics: c.cfg.Metrics}
 		var err error
 		if c.cfg.localState {
-			c.cfg.IssuanceLog, err = OpenFileLog(IssuedLogPath(c.cfg.StateDir), lc)
+			path := IssuedLogPath(c.cfg.StateDir)
+			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+				return fmt.Errorf("issuance log: %w", err)
+			}
+			c.cfg.IssuanceLog, err = OpenFileLog(path, lc)
 		} else {
 			c.cfg.IssuanceLog, err = NewMemoryLog(lc)
 		}
