@@ -76,6 +76,7 @@ func assembleEndpoints(sets []*svcEndpoints) *partial {
 	for i, it := range items {
 		res.Endpoints[i], p.anys[3][i], p.names[3][i] = it.cla, it.any, it.cla.GetClusterName()
 	}
+	p.refs = res.Refs()
 	v := p.versions
 	p.byType = [4]cachev3.Resources{
 		cachev3.NewResources(v.Listeners, nil),

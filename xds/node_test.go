@@ -29,6 +29,11 @@ func TestProxyFromNode(t *testing.T) {
 			want: mesh.Proxy{ID: "sidecar~10.0.0.1~reviews-v1-abc.bookinfo~bookinfo.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "bookinfo", IPs: []string{"10.0.0.1"}, Labels: mesh.Labels{}, Metadata: map[string]string{}},
 		},
 		{
+			name: "node locality",
+			node: &core.Node{Id: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", Locality: &core.Locality{Region: "us-east", Zone: "a"}},
+			want: mesh.Proxy{ID: "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "ns", IPs: []string{"10.0.0.1"}, Labels: mesh.Labels{}, Metadata: map[string]string{"LOCALITY": "us-east/a"}},
+		},
+		{
 			name: "router with metadata overriding the id",
 			node: &core.Node{Id: "router~10.0.0.2~gw.istio-system~istio-system.svc.cluster.local", Metadata: meta(map[string]any{
 				"NAMESPACE": "edge", "SERVICE_ACCOUNT": "gw", "INSTANCE_IPS": "10.0.0.3, 10.0.0.2", "LABELS": map[string]any{"istio": "ingressgateway"},

@@ -96,11 +96,12 @@ type partial struct {
 	byType   [4]cachev3.Resources // listener, route, cluster, endpoint
 	anys     [4][]*anypb.Any      // marshalled once, in name order
 	names    [4][]string
+	refs     *translate.Refs // what the side references and provides
 }
 
 func newPartial(res *translate.Resources) *partial {
 	v := res.Versions()
-	return &partial{res: res, versions: v,
+	return &partial{res: res, versions: v, refs: res.Refs(),
 		anys: [4][]*anypb.Any{marshalAll(res.Listeners), marshalAll(res.Routes), marshalAll(res.Clusters), marshalAll(res.Endpoints)},
 		names: [4][]string{
 			names(res.Listeners, func(m *listener.Listener) string { return m.GetName() }),
@@ -118,19 +119,42 @@ func newPartial(res *translate.Resources) *partial {
 
 var cacheTypes = [4]types.ResponseType{types.Listener, types.Route, types.Cluster, types.Endpoint}
 
-// combine joins the sides into one proxy config. A type only one side has
-// reuses that side's resources (and version) as is, so replicas and
-// proxies of one namespace share maps; other types get a merged map and a
-// version hashed from the sides'.
-func combine(parts ...*partial) (*generated, error) {
-	res := &translate.Resources{}
-	for _, p := range parts {
-		res = translate.Merge(res, p.res)
+// pair is the outbound config and endpoint sides joined, shared by every
+// proxy with both: their resources merged once and their references
+// checked once (for the full mesh that is 8,000 clusters and endpoint
+// sets, which no proxy should pay for again).
+type pair struct {
+	merged *partial
+	needs  *translate.Refs // references neither side provides
+}
+
+func newPair(o, e *partial) *pair {
+	merged := &partial{res: translate.MergeSorted(o.res, e.res), refs: translate.Join(o.refs, e.refs)}
+	merged.versions = o.versions
+	merged.versions.Endpoints = e.versions.Endpoints
+	for i := range cacheTypes {
+		src := o
+		if len(o.byType[i].Items) == 0 && len(e.byType[i].Items) > 0 {
+			src = e
+		}
+		merged.byType[i], merged.anys[i], merged.names[i] = src.byType[i], src.anys[i], src.names[i]
 	}
-	if err := res.Consistent(); err != nil {
-		return nil, err
+	return &pair{merged: merged, needs: translate.Join(o.refs, e.refs).Resolve(o.refs, e.refs)}
+}
+
+// combine joins a pair with the inbound side into one proxy config. A type
+// only one side has reuses that side's resources (and version) as is, so
+// replicas and proxies of one namespace share maps; other types get a
+// merged map and a version hashed from the sides'. References are checked
+// incrementally: the pair's leftovers against the inbound side, the
+// inbound side's against everything.
+func combine(pr *pair, o, e, in *partial) (*generated, []error, error) {
+	fatal, dangling := translate.Join(pr.needs.Resolve(in.refs), in.refs.Resolve(o.refs, e.refs, in.refs)).Errors()
+	if len(fatal) > 0 {
+		return nil, nil, errors.Join(fatal...)
 	}
-	g := &generated{seq: genSeq.Add(1), res: res, snap: &cachev3.Snapshot{}}
+	parts := []*partial{pr.merged, in}
+	g := &generated{seq: genSeq.Add(1), res: translate.MergeSorted(pr.merged.res, in.res), snap: &cachev3.Snapshot{}}
 	var vs [4]string
 	for i, t := range cacheTypes {
 		var with []*partial
@@ -148,7 +172,12 @@ func combine(parts ...*partial) (*generated, error) {
 			g.snap.Resources[t] = with[0].byType[i]
 			g.anys[i], g.names[i] = with[0].anys[i], with[0].names[i]
 		default:
-			items := map[string]types.ResourceWithTTL{}
+			n := 0
+			for _, p := range with {
+				n += len(p.byType[i].Items)
+			}
+			items := make(map[string]types.ResourceWithTTL, n)
+			g.anys[i], g.names[i] = make([]*anypb.Any, 0, n), make([]string, 0, n)
 			for _, p := range with {
 				vs[i] = translate.CombineVersions(vs[i], p.versions.List()[i])
 				for k, v := range p.byType[i].Items {
@@ -161,7 +190,7 @@ func combine(parts ...*partial) (*generated, error) {
 		}
 	}
 	g.versions = translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}
-	return g, nil
+	return g, dangling, nil
 }
 
 func names[T any](in []T, name func(T) string) []string {
@@ -267,7 +296,7 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3
 		return v.(*partial), nil
 	}
 	v, err := s.cached(strings.Join(keys[:], "|"), func() (any, error) {
-		parts := make([]*partial, len(keys))
+		var parts [3]*partial
 		for i := range keys {
 			p, err := side(i)
 			if err != nil {
@@ -275,13 +304,14 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3
 			}
 			parts[i] = p
 		}
-		g, err := combine(parts...)
+		pv, _ := s.cached(pairKey(keys[0], keys[1]), func() (any, error) { return newPair(parts[0], parts[1]), nil })
+		g, dangling, err := combine(pv.(*pair), parts[0], parts[1], parts[2])
 		if err != nil {
 			return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
 		}
-		// Once per combined config, not per proxy: the check walks every route.
-		if d := g.res.Dangling(); len(d) > 0 {
-			s.log.Warn("routes name clusters the proxy does not have", "proxy", sc.Proxy.ID, "err", errors.Join(d...))
+		// Once per combined config, not per proxy refresh.
+		if len(dangling) > 0 {
+			s.log.Warn("routes name clusters the proxy does not have", "proxy", sc.Proxy.ID, "err", errors.Join(dangling...))
 		}
 		return g, nil
 	})
@@ -290,6 +320,9 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3
 	}
 	return v.(*generated), nil
 }
+
+// pairKey is the cache key of an outbound config and endpoints pair.
+func pairKey(o, e string) string { return "p:" + o + "|" + e }
 
 // refresh recomputes one proxy under ix and hands the result to the cache
 // when it changed. since is when the config change reached the server.
@@ -394,6 +427,9 @@ func (s *Server) pruneLocked() map[uint64]bool {
 			keep[c.prev.seq] = true
 		}
 		used[c.fingerprint] = true
+		if ks := strings.Split(c.fingerprint, "|"); len(ks) == 3 {
+			used[pairKey(ks[0], ks[1])] = true
+		}
 		for _, k := range strings.Split(c.fingerprint, "|") {
 			used[k] = true
 			for _, pk := range s.partsOf[k] {

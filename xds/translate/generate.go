@@ -147,3 +147,26 @@ func (g *gen) clusters() {
 		}
 	}
 }
+
+// MergeSorted is Merge for parts whose lists are already sorted by name
+// (every generated part is): a linear merge, no sort.
+func MergeSorted(a, b *Resources) *Resources {
+	return &Resources{
+		Listeners: mergeByName(a.Listeners, b.Listeners, (*listener.Listener).GetName),
+		Routes:    mergeByName(a.Routes, b.Routes, (*route.RouteConfiguration).GetName),
+		Clusters:  mergeByName(a.Clusters, b.Clusters, (*cluster.Cluster).GetName),
+		Endpoints: mergeByName(a.Endpoints, b.Endpoints, (*endpoint.ClusterLoadAssignment).GetClusterName),
+	}
+}
+
+func mergeByName[T any](a, b []T, name func(T) string) []T {
+	out := make([]T, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if name(b[0]) < name(a[0]) {
+			out, b = append(out, b[0]), b[1:]
+		} else {
+			out, a = append(out, a[0]), a[1:]
+		}
+	}
+	return append(append(out, a...), b...)
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
@@ -131,54 +130,10 @@ func visitMessage(m protoreflect.Message, f func(string, *anypb.Any) error, path
 	return walkAnys(m, f, path)
 }
 
-// consistency checks references: every RDS name used by a listener
-// (including api_listener HCMs, which go-control-plane's Consistent()
-// does not see) has a route config; every cluster used by a route or
-// tcp_proxy exists; every EDS cluster has its endpoints.
+// consistency checks r's references against r itself (see Refs).
 func (r *Resources) consistency() (fatal, dangling []error) {
-	var errs []error
-	routes := map[string]bool{}
-	for _, rc := range r.Routes {
-		routes[rc.GetName()] = true
-	}
-	clusters := map[string]bool{}
-	for _, c := range r.Clusters {
-		clusters[c.GetName()] = true
-	}
-	eds := map[string]bool{}
-	for _, e := range r.Endpoints {
-		eds[e.GetClusterName()] = true
-	}
-	for _, l := range r.Listeners {
-		for _, h := range listenerHCMs(l) {
-			if rds := h.GetRds(); rds != nil && !routes[rds.GetRouteConfigName()] {
-				errs = append(errs, fmt.Errorf("listener %q: route config %q is not generated", l.GetName(), rds.GetRouteConfigName()))
-			}
-			if rc := h.GetRouteConfig(); rc != nil {
-				dangling = append(dangling, routeClusterRefs("listener "+l.GetName(), rc, clusters)...)
-			}
-		}
-		for _, c := range listenerTCPClusters(l) {
-			if !clusters[c] {
-				dangling = append(dangling, fmt.Errorf("listener %q: tcp_proxy cluster %q is not generated", l.GetName(), c))
-			}
-		}
-	}
-	for _, rc := range r.Routes {
-		dangling = append(dangling, routeClusterRefs("route "+rc.GetName(), rc, clusters)...)
-	}
-	for _, c := range r.Clusters {
-		if c.GetEdsClusterConfig() != nil {
-			name := c.GetEdsClusterConfig().GetServiceName()
-			if name == "" {
-				name = c.GetName()
-			}
-			if !eds[name] {
-				errs = append(errs, fmt.Errorf("cluster %q: endpoints %q are not generated", c.GetName(), name))
-			}
-		}
-	}
-	return errs, dangling
+	x := r.Refs()
+	return x.Resolve(x).Errors()
 }
 
 func listenerHCMs(l *listener.Listener) []*hcmv3.HttpConnectionManager {
@@ -217,32 +172,4 @@ func listenerTCPClusters(l *listener.Listener) []string {
 		}
 	}
 	return out
-}
-
-// routeClusterRefs reports clusters named by routes that do not exist.
-// Destinations on services outside the proxy's scope are a configuration
-// error Envoy would answer with 503; we surface them here instead.
-func routeClusterRefs(where string, rc *route.RouteConfiguration, clusters map[string]bool) []error {
-	var errs []error
-	for _, vh := range rc.GetVirtualHosts() {
-		for _, rt := range vh.GetRoutes() {
-			a := rt.GetRoute()
-			if a == nil {
-				continue
-			}
-			names := []string{a.GetCluster()}
-			for _, w := range a.GetWeightedClusters().GetClusters() {
-				names = append(names, w.GetName())
-			}
-			for _, m := range a.GetRequestMirrorPolicies() {
-				names = append(names, m.GetCluster())
-			}
-			for _, n := range names {
-				if n != "" && !clusters[n] {
-					errs = append(errs, fmt.Errorf("%s: virtual host %q route %q: cluster %q is not generated", where, vh.GetName(), rt.GetName(), n))
-				}
-			}
-		}
-	}
-	return errs
 }
