@@ -129,7 +129,7 @@ type pair struct {
 }
 
 func newPair(o, e *partial) *pair {
-	merged := &partial{res: translate.MergeSorted(o.res, e.res), refs: translate.Join(o.refs, e.refs)}
+	merged := &partial{res: translate.MergeSorted(o.res, e.res)}
 	merged.versions = o.versions
 	merged.versions.Endpoints = e.versions.Endpoints
 	for i := range cacheTypes {
@@ -139,7 +139,7 @@ func newPair(o, e *partial) *pair {
 		}
 		merged.byType[i], merged.anys[i], merged.names[i] = src.byType[i], src.anys[i], src.names[i]
 	}
-	return &pair{merged: merged, needs: translate.Join(o.refs, e.refs).Resolve(o.refs, e.refs)}
+	return &pair{merged: merged, needs: translate.Join(o.refs.Resolve(o.refs, e.refs), e.refs.Resolve(o.refs, e.refs))}
 }
 
 // combine joins a pair with the inbound side into one proxy config. A type
