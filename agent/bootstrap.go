@@ -93,6 +93,9 @@ func GRPCBootstrap(c GRPCBootstrapConfig, id spiffeid.ID, dir string) ([]byte, e
 	if c.IP != "" {
 		meta["INSTANCE_IPS"] = c.IP
 	}
+	if c.Name != "" {
+		meta["NAME"] = c.Name // Istio's node metadata: the pod (or WorkloadEntry) name
+	}
 	if c.Authz != "" {
 		meta[MetaAuthz] = c.Authz
 	}

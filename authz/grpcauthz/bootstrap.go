@@ -21,7 +21,9 @@ const (
 // Workload is the protected workload as its bootstrap describes it.
 type Workload struct {
 	Namespace string
-	Labels    map[string]string
+	// Name is node.metadata NAME, the workload's name ("" when absent).
+	Name   string
+	Labels map[string]string
 	// Authz is the WARD_AUTHZ node metadata ("" when absent).
 	Authz string
 }
@@ -41,7 +43,7 @@ func ReadBootstrap(path string) (Workload, error) {
 	return w, nil
 }
 
-// ParseBootstrap reads node.metadata NAMESPACE, LABELS and WARD_AUTHZ
+// ParseBootstrap reads node.metadata NAMESPACE, NAME, LABELS and WARD_AUTHZ
 // from grpc xDS bootstrap contents. A missing namespace is an error.
 func ParseBootstrap(contents []byte) (Workload, error) {
 	var doc struct {
@@ -61,6 +63,9 @@ func ParseBootstrap(contents []byte) (Workload, error) {
 		return Workload{}, fmt.Errorf("node metadata has no %s", metaNamespace)
 	}
 	if err := decodeField(md, metaLabels, &w.Labels); err != nil {
+		return Workload{}, err
+	}
+	if err := decodeField(md, "NAME", &w.Name); err != nil {
 		return Workload{}, err
 	}
 	if err := decodeField(md, MetaAuthz, &w.Authz); err != nil {

@@ -29,7 +29,7 @@ func TestReadBootstrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Workload{Namespace: "shop", Labels: map[string]string{"app": "cart", "version": "v1"}, Authz: AuthzExtAuthz}
+	want := Workload{Namespace: "shop", Name: "cart-0", Labels: map[string]string{"app": "cart", "version": "v1"}, Authz: AuthzExtAuthz}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("workload (-want +got):\n%s", d)
 	}
