@@ -140,7 +140,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	defer decisions.Close()
-	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry})
+	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry, Keys: cp.jwks})
 	hc := hooks.Config{Keys: cp.jwks, Log: log}
 	if o.authzReach != "" {
 		if hc.ExtAuthz, err = hooks.ParseExtAuthzTarget(o.authzReach); err != nil {
