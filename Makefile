@@ -6,7 +6,7 @@ CONFIG   ?= examples
 PKGS     := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-short bench lint fuzz tools clean
+.PHONY: all build run demo test test-short bench lint fuzz tools clean
 
 all: build
 
@@ -16,6 +16,10 @@ build:
 ## run: the control plane on the example mesh, state in ./.state (git-ignored)
 run: build
 	$(BIN) serve --config $(CONFIG) --state $(STATE)
+
+## demo: a loopback mesh of proxyless gRPC workloads showing mTLS, canary, authz and JWT (see README)
+demo: build
+	$(BIN) demo
 
 ## test: everything CI runs; installs what the tests need first
 test:
