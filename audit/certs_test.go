@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -255,5 +256,59 @@ func TestIssuedRenderingIsBounded(t *testing.T) {
 	}
 	if len(back.Certificates.Issued) != 3000 || back.Certificates.Issued[0].NotAfter.After(back.Certificates.Issued[1].NotAfter) {
 		t.Errorf("JSON lists %d issued certificates (want all 3000, soonest first)", len(back.Certificates.Issued))
+	}
+}
+
+// TestGoldenIssuedInventory pins the certificates section and its
+// findings for a fixed CA status with issuance records (the examples'
+// golden file has no CA).
+func TestGoldenIssuedInventory(t *testing.T) {
+	now := time.Date(2026, 1, 1, 20, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	root := ca.CertStatus{Subject: "CN=Ward Root CA,O=cluster.local", Serial: "r1", NotBefore: now.Add(-300 * day), NotAfter: now.Add(60 * day)}
+	rec := func(serial, id string, issuedAgo, ttl time.Duration, method string) ca.IssuedCert {
+		nb := now.Add(-issuedAgo)
+		return ca.IssuedCert{Serial: serial, SPIFFEID: id, NotBefore: nb, NotAfter: nb.Add(ttl), IssuedAt: nb, Signer: "r1", Root: "r1", Method: method}
+	}
+	st := &ca.Status{TrustDomain: "cluster.local", Mode: "self-signed", Phase: ca.PhaseStable, Signer: root,
+		Roots: []ca.RootStatus{{CertStatus: root, Signing: true}},
+		Issued: &ca.IssuedReport{Scope: ca.ScopeState, Certificates: []ca.IssuedCert{
+			rec("a1", idProductpage, 20*time.Hour, day, ca.MethodJoinToken),
+			rec("a2", idRatings, 8*time.Hour, day, ca.MethodMTLS),
+			rec("a3", idGone, 20*time.Hour, day, ca.MethodK8sJWT),
+			rec("a4", "spiffe://cluster.local/ns/ward-system/sa/ward", time.Hour, day, ca.MethodControlPlane),
+			rec("a5", "spiffe://cluster.local/ns/payments/sa/payments", 10*day, 90*day, ca.MethodK8sJWT),
+			rec("x0", idRatings, 30*time.Hour, day, ca.MethodMTLS), // expired
+		}}}
+	res, err := file.Load("../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Build(Input{Snapshot: res.Snapshot, CA: st, Now: now})
+	var certFindings []Finding
+	for _, f := range r.Findings {
+		if f.Category == "certificates" {
+			certFindings = append(certFindings, f)
+		}
+	}
+	got, err := json.MarshalIndent(struct {
+		Certificates Certificates `json:"certificates"`
+		Findings     []Finding    `json:"findings"`
+	}{r.Certificates, certFindings}, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "issued.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden (run with -update): %v", err)
+	}
+	if d := cmp.Diff(strings.TrimSpace(string(want)), string(got)); d != "" {
+		t.Errorf("issued inventory differs from %s (-want +got):\n%s", golden, d)
 	}
 }
