@@ -184,6 +184,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer cp.ca.Close() // flushes the issuance log
 	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr, o.authzAddr}
 	if o.kube.enabled {
 		addrs = append(addrs, o.kube.webhookAddr)
@@ -323,6 +324,7 @@ func (cp *controlPlane) debugMux() *http.ServeMux {
 	mux.Handle("GET /debug/syncz", cp.xds.Handler())
 	mux.Handle("GET /debug/connections", cp.xds.Handler())
 	mux.Handle("GET /debug/ca", cp.ca.DebugHandler())
+	mux.Handle("GET /debug/ca/issued", cp.ca.IssuedHandler())
 	mux.Handle("GET /debug/jwks", cp.jwks.Handler())
 	mux.HandleFunc("GET /debug/configz", func(w http.ResponseWriter, _ *http.Request) {
 		if cp.source == nil {
@@ -478,6 +480,13 @@ func (k *kubeMode) start(ctx context.Context, g *errgroup.Group, c *ca.CA, webho
 		g.Go(func() error { return c.Run(ctx) }) // every replica reloads cacerts
 	} else {
 		g.Go(func() error { return whileLeading(ctx, k.leader, c.Run) })
+		// Every replica follows the ward-ca Secret, so a rotation made by
+		// the leader reaches the followers' signing too.
+		caWatch, err := kube.NewCAWatch(kube.CAWatchConfig{Store: kube.SecretStore{Client: k.clients.Kube, Namespace: k.opts.namespace}, CA: c, Log: k.log})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return caWatch.Run(ctx) })
 	}
 	g.Go(func() error { return bundles.Run(ctx) })
 	g.Go(func() error { return wh.Run(ctx) })
