@@ -270,6 +270,9 @@ func lbPriority(proxy, ep *core.Locality) uint32 {
 // applyFailover sets priorities by proximity on top of any already
 // assigned (failoverPriority's, each spanning five locality levels).
 func applyFailover(ls []*endpoint.LocalityLbEndpoints, proxyLoc string, rules []*networking.LocalityLoadBalancerSetting_Failover) {
+	if len(ls) == 1 && ls[0].Priority == 0 {
+		return // one locality: priority 0 whatever the proxy's
+	}
 	pl := parseLocality(proxyLoc)
 	for _, l := range ls {
 		p := lbPriority(pl, l.GetLocality())
@@ -336,6 +339,10 @@ func (g *gen) labelPriority(w *mesh.Workload, prio []string) uint32 {
 // renumber maps the priorities in use to 0..n-1, keeping their order
 // (Envoy requires priorities without gaps).
 func renumber(ls []*endpoint.LocalityLbEndpoints) {
+	if len(ls) == 1 {
+		ls[0].Priority = 0
+		return
+	}
 	used := map[uint32]bool{}
 	for _, l := range ls {
 		used[l.Priority] = true
