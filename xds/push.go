@@ -54,6 +54,10 @@ type generated struct {
 	seq      uint64 // unique per generated config
 	res      *translate.Resources
 	versions translate.Versions
+	// parts are the sides the config was combined from; snapshot builds
+	// go-control-plane's per-type maps from them only for delta streams.
+	parts    []*partial
+	snapOnce sync.Once
 	snap     *cachev3.Snapshot
 	anys     [4][]*anypb.Any
 	names    [4][]string
@@ -154,43 +158,71 @@ func combine(pr *pair, o, e, in *partial) (*generated, []error, error) {
 		return nil, nil, errors.Join(fatal...)
 	}
 	parts := []*partial{pr.merged, in}
-	g := &generated{seq: genSeq.Add(1), res: translate.MergeSorted(pr.merged.res, in.res), snap: &cachev3.Snapshot{}}
+	g := &generated{seq: genSeq.Add(1), res: translate.MergeSorted(pr.merged.res, in.res), parts: parts}
 	var vs [4]string
-	for i, t := range cacheTypes {
-		var with []*partial
-		for _, p := range parts {
-			if len(p.byType[i].Items) > 0 {
-				with = append(with, p)
-			}
-		}
+	for i := range cacheTypes {
+		with := withItems(parts, i)
 		switch len(with) {
 		case 0:
 			vs[i] = parts[0].versions.List()[i]
-			g.snap.Resources[t] = parts[0].byType[i]
 		case 1:
 			vs[i] = with[0].versions.List()[i]
-			g.snap.Resources[t] = with[0].byType[i]
 			g.anys[i], g.names[i] = with[0].anys[i], with[0].names[i]
 		default:
 			n := 0
 			for _, p := range with {
-				n += len(p.byType[i].Items)
+				n += len(p.anys[i])
 			}
-			items := make(map[string]types.ResourceWithTTL, n)
 			g.anys[i], g.names[i] = make([]*anypb.Any, 0, n), make([]string, 0, n)
 			for _, p := range with {
 				vs[i] = translate.CombineVersions(vs[i], p.versions.List()[i])
-				for k, v := range p.byType[i].Items {
-					items[k] = v
-				}
 				g.anys[i] = append(g.anys[i], p.anys[i]...)
 				g.names[i] = append(g.names[i], p.names[i]...)
 			}
-			g.snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
 		}
 	}
 	g.versions = translate.Versions{Listeners: vs[0], Routes: vs[1], Clusters: vs[2], Endpoints: vs[3]}
 	return g, dangling, nil
+}
+
+func withItems(parts []*partial, t int) []*partial {
+	var with []*partial
+	for _, p := range parts {
+		if len(p.byType[t].Items) > 0 {
+			with = append(with, p)
+		}
+	}
+	return with
+}
+
+// snapshot is the config as go-control-plane's snapshot cache wants it
+// (for delta streams), built on first use: a type only one side has
+// reuses that side's map; others get a merged map. State-of-the-world
+// streams never need it, so a full-mesh push does not copy 8,000 clusters
+// into a map per proxy.
+func (g *generated) snapshot() *cachev3.Snapshot {
+	g.snapOnce.Do(func() {
+		g.snap = &cachev3.Snapshot{}
+		vs := g.versions.List()
+		for i, t := range cacheTypes {
+			with := withItems(g.parts, i)
+			switch len(with) {
+			case 0:
+				g.snap.Resources[t] = g.parts[0].byType[i]
+			case 1:
+				g.snap.Resources[t] = with[0].byType[i]
+			default:
+				items := map[string]types.ResourceWithTTL{}
+				for _, p := range with {
+					for k, v := range p.byType[i].Items {
+						items[k] = v
+					}
+				}
+				g.snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
+			}
+		}
+	})
+	return g.snap
 }
 
 func names[T any](in []T, name func(T) string) []string {
@@ -501,6 +533,7 @@ func (s *Server) detach(streamID int64) {
 	delete(s.conns, id)
 	s.m.connected.Set(float64(len(s.conns)))
 	s.mu.Unlock()
+	s.watch.forgetDelta(id)
 	s.cache.ClearSnapshot(id)
 	s.log.Info("proxy disconnected", "proxy", id)
 }

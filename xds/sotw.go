@@ -34,6 +34,10 @@ type watcher struct {
 	// diffs caches wildcard incremental responses by (previous config,
 	// current config, type): proxies sharing configs share the diff.
 	diffs map[diffKey][]*anypb.Any
+	// delta marks nodes with a delta stream: only they need the snapshot
+	// cache (and its per-type maps); deltaMu orders SetSnapshot calls.
+	delta   map[string]bool
+	deltaMu sync.Mutex
 }
 
 type diffKey struct {
@@ -55,7 +59,7 @@ type sotwWatch struct {
 var _ cachev3.Cache = (*watcher)(nil)
 
 func newWatcher(s *Server) *watcher {
-	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}, diffs: map[diffKey][]*anypb.Any{}}
+	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}, diffs: map[diffKey][]*anypb.Any{}, delta: map[string]bool{}}
 }
 
 // CreateWatch answers at once when the proxy lacks the current version (or
@@ -102,7 +106,50 @@ func (w *watcher) set(node string, g *generated) error {
 	for _, f := range out {
 		f()
 	}
-	return w.SnapshotCache.SetSnapshot(context.Background(), node, g.snap)
+	w.mu.Lock()
+	delta := w.delta[node]
+	w.mu.Unlock()
+	if !delta {
+		return nil
+	}
+	return w.setDelta(node)
+}
+
+// CreateDeltaWatch hands delta streams to the snapshot cache, giving it
+// the node's config first if this is the node's first delta stream (set
+// skips nodes that have none).
+func (w *watcher) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	node := req.GetNode().GetId()
+	w.mu.Lock()
+	first := !w.delta[node]
+	w.delta[node] = true
+	w.mu.Unlock()
+	if first {
+		if err := w.setDelta(node); err != nil {
+			return nil, err
+		}
+	}
+	return w.SnapshotCache.CreateDeltaWatch(req, sub, ch)
+}
+
+// setDelta gives the snapshot cache the node's current config. deltaMu
+// orders concurrent callers, and each reads the config inside it, so the
+// cache never ends on an older config than the node's current one.
+func (w *watcher) setDelta(node string) error {
+	w.deltaMu.Lock()
+	defer w.deltaMu.Unlock()
+	g := w.s.current(node)
+	if g == nil {
+		return nil
+	}
+	return w.SnapshotCache.SetSnapshot(context.Background(), node, g.snapshot())
+}
+
+// forgetDelta drops a node's delta mark when its last stream closes.
+func (w *watcher) forgetDelta(node string) {
+	w.mu.Lock()
+	delete(w.delta, node)
+	w.mu.Unlock()
 }
 
 // respond builds the response a watch needs now, or nil. w.mu is held.
