@@ -174,8 +174,11 @@ func servedKeys(policies []*mesh.Config, keys authn.KeySets) []string {
 // explain is Decision.Explain, plus the authentication failure this
 // server adds for proxyless checks.
 func explain(d *authz.Decision) string {
-	if d.Reason == ReasonUnauthenticated {
+	switch d.Reason {
+	case ReasonUnauthenticated:
 		return "denied: unauthenticated: " + d.Detail
+	case ReasonCallerUnauthenticated, ReasonCallerForbidden:
+		return "denied: " + string(d.Reason) + ": " + d.Detail
 	}
 	return d.Explain()
 }

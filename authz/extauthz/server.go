@@ -158,9 +158,14 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.Serve
 // it can read: every failure is a denial in the response, so Envoy's
 // failure mode never applies.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return s.check(ctx, req, nil)
+}
+
+// check is Check with an optional caller authentication (RegisterMTLS).
+func (s *Server) check(ctx context.Context, req *authv3.CheckRequest, auth callerCheck) (*authv3.CheckResponse, error) {
 	start := s.cfg.Clock.Now()
 	id := newID()
-	d, r, w, err := s.decide(ctx, req)
+	d, r, w, err := s.decide(ctx, req, auth)
 	if err != nil {
 		s.cfg.Log.Warn("authorization failed closed", "decision_id", id, "workload", w, "reason", d.Reason, "error", err)
 	}
@@ -169,12 +174,25 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 	return response(id, d, r, s.cfg.ReasonHeader, proxyless(req)), nil
 }
 
-func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest) (*authz.Decision, *authz.Request, string, error) {
+func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth callerCheck) (*authz.Decision, *authz.Request, string, error) {
+	var caller *mesh.Identity
+	if auth != nil { // authenticate the caller before reading anything it sent
+		c, err := auth(ctx)
+		if err != nil {
+			return authz.FailClosed(ReasonCallerUnauthenticated, err), nil, "", err
+		}
+		caller = &c
+	}
 	w, err := s.workload(ctx, req)
 	if err != nil {
 		return authz.FailClosed(authz.ReasonBadRequest, err), nil, "", err
 	}
 	name := w.Namespace + "/" + w.Name
+	if caller != nil {
+		if err := bindCaller(*caller, w); err != nil {
+			return authz.FailClosed(ReasonCallerForbidden, err), nil, name, err
+		}
+	}
 	r, err := authz.RequestFromCheck(req, authz.CheckOptions{JWTPayloadKey: s.cfg.JWTPayloadKey, XFFTrustedHops: s.cfg.XFFTrustedHops})
 	if err != nil {
 		return authz.FailClosed(authz.ReasonBadRequest, err), nil, name, err
