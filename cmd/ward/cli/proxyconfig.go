@@ -11,6 +11,10 @@ import (
 	"strings"
 	"time"
 
+	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +22,7 @@ import (
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/xds/hooks"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
@@ -36,13 +41,17 @@ func newProxyConfigCmd() *cobra.Command {
 		Short: "Show the xDS config Ward generates for a proxy",
 		Long: `Show the listeners, routes, clusters and endpoints of a proxy, either
 computed offline from a config directory for a described proxy (--config,
---type, --namespace, --labels, --ip) with the same translators the server
-uses, or fetched from a running server's /debug/config_dump (--server,
---proxy).`,
+--type, --namespace, --labels, --ip) with the same translators and security
+hooks the server uses, or fetched from a running server's
+/debug/config_dump (--server, --proxy).
+
+Without a subcommand it prints every type; the subcommands print one type
+as a table (or its Envoy resources with -o json|yaml), and "secrets" shows
+the identity a workload holds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
 	}
-	f := cmd.Flags()
+	f := cmd.PersistentFlags()
 	f.StringVar(&o.configDir, "config", "", "config directory (offline mode)")
 	f.StringVar(&o.server, "server", "", "debug address of a running ward serve, e.g. http://127.0.0.1:15014")
 	f.StringVar(&o.proxyID, "proxy", "", "proxy (node) id, with --server")
@@ -50,11 +59,15 @@ uses, or fetched from a running server's /debug/config_dump (--server,
 	f.StringVar(&o.namespace, "namespace", "default", "proxy namespace (offline)")
 	f.StringVar(&o.ip, "ip", "", "proxy IP (offline)")
 	f.StringSliceVar(&o.labels, "labels", nil, "proxy labels k=v (offline)")
-	f.BoolVar(&o.summary, "summary", false, "print resource names only")
-	_ = f.MarkDeprecated("summary", "use -o table (the default)")
+	cmd.Flags().BoolVar(&o.summary, "summary", false, "print resource names only")
+	_ = cmd.Flags().MarkDeprecated("summary", "use -o table (the default)")
 	addOutputFlag(cmd, &o.output, stdFormats...)
 	_ = cmd.RegisterFlagCompletionFunc("proxy", completeProxyIDs("server"))
 	_ = cmd.RegisterFlagCompletionFunc("type", cobra.FixedCompletions([]string{"sidecar", "router", "grpc"}, cobra.ShellCompDirectiveNoFileComp))
+	for _, k := range resourceKinds {
+		cmd.AddCommand(newProxyConfigKindCmd(o, k))
+	}
+	cmd.AddCommand(newProxyConfigSecretsCmd())
 	return cmd
 }
 
@@ -72,21 +85,30 @@ func (o *proxyConfigOptions) run(w io.Writer) error {
 }
 
 func (o *proxyConfigOptions) fetch(w io.Writer) error {
+	body, err := o.fetchDump()
+	if err != nil {
+		return err
+	}
+	return writeDump(w, o.output, body)
+}
+
+// fetchDump returns the /debug/config_dump body (JSON) of --proxy.
+func (o *proxyConfigOptions) fetchDump() ([]byte, error) {
 	c := &http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Get(strings.TrimRight(o.server, "/") + "/debug/config_dump?proxy=" + url.QueryEscape(o.proxyID))
 	if err != nil {
-		return fmt.Errorf("proxy-config: fetch config dump of %s: %w", o.proxyID, err)
+		return nil, fmt.Errorf("proxy-config: fetch config dump of %s: %w", o.proxyID, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("proxy-config: fetch config dump of %s: %s: %s", o.proxyID, resp.Status, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("proxy-config: fetch config dump of %s: %s: %s", o.proxyID, resp.Status, strings.TrimSpace(string(b)))
 	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return fmt.Errorf("proxy-config: read config dump of %s: %w", o.proxyID, err)
+		return nil, fmt.Errorf("proxy-config: read config dump of %s: %w", o.proxyID, err)
 	}
-	return writeDump(w, o.output, body)
+	return body, nil
 }
 
 // writeDump prints a /debug/config_dump body (JSON) in format.
@@ -156,28 +178,10 @@ func (d dumpSummary) print(w io.Writer) error {
 }
 
 func (o *proxyConfigOptions) generate(w io.Writer) error {
-	res, err := file.Load(o.configDir)
+	out, err := o.offline()
 	if err != nil {
-		return fmt.Errorf("proxy-config: load %s: %w", o.configDir, err)
+		return err
 	}
-	p := &mesh.Proxy{ID: "offline", Type: mesh.ProxyType(o.proxyType), Namespace: o.namespace, Labels: mesh.Labels{}}
-	switch p.Type {
-	case mesh.ProxySidecar, mesh.ProxyRouter, mesh.ProxyGRPC:
-	default:
-		return fmt.Errorf("proxy-config: --type %q: must be sidecar, router or grpc", o.proxyType)
-	}
-	if o.ip != "" {
-		p.IPs = []string{o.ip}
-	}
-	for _, l := range o.labels {
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			return fmt.Errorf("proxy-config: --labels %q: want key=value", l)
-		}
-		p.Labels[k] = v
-	}
-	ix := translate.NewIndex(res.Snapshot)
-	out := translate.Generate(ix, ix.Scope(p), translate.Hooks{})
 	if err := out.Validate(); err != nil {
 		fmt.Fprintf(w, "# generated config does not validate: %v\n", err)
 	}
@@ -192,6 +196,101 @@ func (o *proxyConfigOptions) generate(w io.Writer) error {
 		return writeDump(w, outYAML, b.Bytes())
 	}
 	return printJSON(w, out)
+}
+
+// offline loads --config and generates the described proxy's resources
+// with the server's translators and security hooks (mTLS, JWT, RBAC).
+func (o *proxyConfigOptions) offline() (*translate.Resources, error) {
+	res, err := file.Load(o.configDir)
+	if err != nil {
+		return nil, fmt.Errorf("proxy-config: load %s: %w", o.configDir, err)
+	}
+	p, err := o.offlineProxy()
+	if err != nil {
+		return nil, err
+	}
+	ix := translate.NewIndex(res.Snapshot)
+	return translate.Generate(ix, ix.Scope(p), hooks.New(hooks.Config{})), nil
+}
+
+// offlineProxy is the proxy described by --type, --namespace, --ip and
+// --labels.
+func (o *proxyConfigOptions) offlineProxy() (*mesh.Proxy, error) {
+	p := &mesh.Proxy{ID: "offline", Type: mesh.ProxyType(o.proxyType), Namespace: o.namespace, Labels: mesh.Labels{}}
+	switch p.Type {
+	case mesh.ProxySidecar, mesh.ProxyRouter, mesh.ProxyGRPC:
+	default:
+		return nil, fmt.Errorf("proxy-config: --type %q: must be sidecar, router or grpc", o.proxyType)
+	}
+	if o.ip != "" {
+		p.IPs = []string{o.ip}
+	}
+	for _, l := range o.labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return nil, fmt.Errorf("proxy-config: --labels %q: want key=value", l)
+		}
+		p.Labels[k] = v
+	}
+	return p, nil
+}
+
+// resources returns the proxy's resources from the server (--server,
+// --proxy) or generated offline (--config).
+func (o *proxyConfigOptions) resources() (*translate.Resources, error) {
+	switch {
+	case o.server != "" && o.proxyID != "":
+		body, err := o.fetchDump()
+		if err != nil {
+			return nil, err
+		}
+		return decodeDump(body)
+	case o.configDir != "":
+		return o.offline()
+	}
+	return nil, errors.New("proxy-config: give --config DIR (offline) or --server URL --proxy ID")
+}
+
+// decodeDump parses a /debug/config_dump body back into Envoy resources.
+func decodeDump(body []byte) (*translate.Resources, error) {
+	var d struct {
+		Listeners, Routes, Clusters, Endpoints []json.RawMessage
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		return nil, fmt.Errorf("proxy-config: decode config dump: %w", err)
+	}
+	r := &translate.Resources{}
+	var err error
+	if r.Listeners, err = decodeList[listener.Listener](d.Listeners); err != nil {
+		return nil, err
+	}
+	if r.Routes, err = decodeList[route.RouteConfiguration](d.Routes); err != nil {
+		return nil, err
+	}
+	if r.Clusters, err = decodeList[cluster.Cluster](d.Clusters); err != nil {
+		return nil, err
+	}
+	if r.Endpoints, err = decodeList[endpoint.ClusterLoadAssignment](d.Endpoints); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// decodeList unmarshals protojson resources (Any payloads resolve from
+// the types linked into ward, which generated them).
+func decodeList[T any, P interface {
+	*T
+	proto.Message
+}](raw []json.RawMessage) ([]*T, error) {
+	out := make([]*T, 0, len(raw))
+	for i, b := range raw {
+		m := P(new(T))
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, m); err != nil {
+			return nil, fmt.Errorf("proxy-config: decode config dump %T %d: %w", m, i, err)
+		}
+		out = append(out, (*T)(m))
+	}
+	return out, nil
 }
 
 func printSummary(w io.Writer, r *translate.Resources) error {
