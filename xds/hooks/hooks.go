@@ -45,7 +45,7 @@ func New(cfg Config) translate.Hooks {
 		Fingerprint:     cfg.fingerprint,
 	}
 	if t := cfg.ExtAuthz; t != nil {
-		h.Clusters = func(*mesh.Snapshot, *mesh.Proxy) []*cluster.Cluster { return []*cluster.Cluster{t.Cluster()} }
+		h.Clusters = func(s *mesh.Snapshot, _ *mesh.Proxy) []*cluster.Cluster { return []*cluster.Cluster{t.Cluster(s.Mesh())} }
 	}
 	return h
 }
@@ -91,7 +91,7 @@ func (c Config) fingerprint(s *mesh.Snapshot, p *mesh.Proxy) string {
 		fp += "/" + MetaAuthz + "=" + AuthzExtAuthz
 	}
 	if c.ExtAuthz != nil {
-		fp += "/" + c.ExtAuthz.ClusterName() + "@" + c.ExtAuthz.Address
+		fp += "/" + c.ExtAuthz.fingerprint(s.Mesh())
 	}
 	return fp
 }
