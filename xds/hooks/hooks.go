@@ -45,7 +45,9 @@ func New(cfg Config) translate.Hooks {
 		Fingerprint:     cfg.fingerprint,
 	}
 	if t := cfg.ExtAuthz; t != nil {
-		h.Clusters = func(s *mesh.Snapshot, _ *mesh.Proxy) []*cluster.Cluster { return []*cluster.Cluster{t.Cluster(s.Mesh())} }
+		h.Clusters = func(s *mesh.Snapshot, _ *mesh.Proxy) []*cluster.Cluster {
+			return []*cluster.Cluster{t.Cluster(s.Mesh())}
+		}
 	}
 	return h
 }
