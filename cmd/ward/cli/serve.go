@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,7 @@ type serveOptions struct {
 	secureAddr  string
 	authzAddr   string
 	authzReach  string
+	authzTLS    string
 	serverNames []string
 	quiet       time.Duration
 	maxWait     time.Duration
@@ -95,8 +97,9 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.debugAddr, "debug-addr", ":15014", "address of the health, metrics and debug HTTP server")
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010", "address of the plaintext ADS server (local development)")
 	f.StringVar(&o.secureAddr, "secure-addr", ":15012", "address of the TLS server: certificate signing (IstioCertificateService) and ADS over mTLS")
-	f.StringVar(&o.authzAddr, "authz-addr", ":9191", "address of the ext_authz (envoy.service.auth.v3) server; decisions are logged to <state>/decisions.log")
+	f.StringVar(&o.authzAddr, "authz-addr", ":9191", "address of the plaintext ext_authz (envoy.service.auth.v3) server, which trusts the workload each check names: keep it local (e.g. 127.0.0.1:9191); empty disables it. ext_authz is always served over mTLS on --secure-addr, bound to the caller's certificate. Decisions are logged to <state>/decisions.log")
 	f.StringVar(&o.authzReach, "ext-authz-target", "", "IP:port at which Envoy proxies reach this ext_authz server; when set they enforce AuthorizationPolicy through it (OPA, failing closed) instead of native RBAC")
+	f.StringVar(&o.authzTLS, "ext-authz-target-tls", extAuthzTLSAuto, "how Envoy proxies reach --ext-authz-target: mtls (their workload certificate; the server must be the control plane's SPIFFE ID), plaintext, or auto (mtls when the target's port is --secure-addr's)")
 	f.StringSliceVar(&o.serverNames, "server-name", []string{"localhost", "127.0.0.1"}, "DNS names or IPs agents use to reach the control plane (in its serving certificate)")
 	f.DurationVar(&o.quiet, "debounce", 100*time.Millisecond, "quiet period before config changes are applied")
 	f.DurationVar(&o.maxWait, "debounce-max", time.Second, "longest a stream of changes can delay an update")
@@ -142,10 +145,11 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	defer decisions.Close()
 	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry, Keys: cp.jwks})
 	hc := hooks.Config{Keys: cp.jwks, Log: log}
-	if o.authzReach != "" {
-		if hc.ExtAuthz, err = hooks.ParseExtAuthzTarget(o.authzReach); err != nil {
-			return err
-		}
+	if hc.ExtAuthz, err = extAuthzTarget(o); err != nil {
+		return err
+	}
+	if t := hc.ExtAuthz; t != nil {
+		log.Info("envoy proxies enforce authorization through ext_authz", "target", o.authzReach, "mtls", t.TLS)
 	}
 	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait,
 		Hooks: hooks.New(hc)})
@@ -185,9 +189,9 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	defer cp.ca.Close() // flushes the issuance log
-	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr, o.authzAddr}
-	if o.kube.enabled {
-		addrs = append(addrs, o.kube.webhookAddr)
+	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr, o.authzAddr, o.kube.webhookAddr}
+	if !o.kube.enabled {
+		addrs[4] = ""
 	}
 	listeners, err := listenAll(addrs...)
 	if err != nil {
@@ -195,12 +199,17 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	log.Info("ward serving", "config", o.configDir, "kube", o.kube.enabled, "state", o.stateDir, "trust_domain", meshCfg.WithDefaults().TrustDomain,
 		"debug_addr", listeners[0].Addr().String(), "xds_addr", listeners[1].Addr().String(),
-		"secure_addr", listeners[2].Addr().String(), "authz_addr", listeners[3].Addr().String())
+		"secure_addr", listeners[2].Addr().String(), "authz_addr", addrOf(listeners[3]))
 	plain := grpc.NewServer()
 	cp.xds.Register(plain)
 	secure := grpc.NewServer(grpc.Creds(credentials.NewTLS(cp.ca.ServerTLSConfig())))
 	cp.ca.Register(secure)
 	cp.xds.Register(secure)
+	// ext_authz over mTLS shares the secure port: it needs exactly its
+	// TLS (the CA's serving certificate, client certificates verified
+	// against the current roots), and Envoy and proxyless workloads already
+	// reach and pin it.
+	cp.authz.RegisterMTLS(secure, extauthz.PeerConfig{TrustDomain: cp.ca.TrustDomain(), Roots: cp.ca.Roots})
 	g, ctx := errgroup.WithContext(ctx)
 	if cp.source != nil {
 		g.Go(func() error { return cp.source.Run(ctx) })
@@ -213,7 +222,9 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		g.Go(func() error { return cp.ca.Run(ctx) })
 	}
 	g.Go(func() error { return cp.jwks.Run(ctx) })
-	g.Go(func() error { return cp.authz.Serve(ctx, listeners[3]) })
+	if listeners[3] != nil {
+		g.Go(func() error { return cp.authz.Serve(ctx, listeners[3]) })
+	}
 	g.Go(func() error { return serveHTTP(ctx, listeners[0], cp.debugMux()) })
 	g.Go(func() error { return serveGRPC(ctx, listeners[1], plain) })
 	g.Go(func() error { return serveGRPC(ctx, listeners[2], secure) })
@@ -230,20 +241,64 @@ func newCA(o serveOptions, m mesh.MeshConfig, log *slog.Logger, reg prometheus.R
 	})
 }
 
-// listenAll opens every address or none.
+// listenAll opens every address or none; an empty address (a disabled
+// server) gets a nil listener.
 func listenAll(addrs ...string) ([]net.Listener, error) {
 	var out []net.Listener
 	for _, a := range addrs {
+		if a == "" {
+			out = append(out, nil)
+			continue
+		}
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			for _, o := range out {
-				o.Close()
+				if o != nil {
+					o.Close()
+				}
 			}
 			return nil, fmt.Errorf("listen %s: %w", a, err)
 		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return "disabled"
+	}
+	return l.Addr().String()
+}
+
+// --ext-authz-target-tls values.
+const (
+	extAuthzTLSAuto      = "auto"
+	extAuthzTLSMTLS      = "mtls"
+	extAuthzTLSPlaintext = "plaintext"
+)
+
+// extAuthzTarget is where Envoy proxies reach ext_authz (nil: nowhere,
+// they enforce native RBAC), and whether over mTLS.
+func extAuthzTarget(o serveOptions) (*hooks.ExtAuthzTarget, error) {
+	if o.authzReach == "" {
+		return nil, nil
+	}
+	t, err := hooks.ParseExtAuthzTarget(o.authzReach)
+	if err != nil {
+		return nil, err
+	}
+	switch o.authzTLS {
+	case extAuthzTLSMTLS:
+		t.TLS = true
+	case extAuthzTLSPlaintext:
+	case extAuthzTLSAuto:
+		_, port, err := net.SplitHostPort(o.secureAddr)
+		t.TLS = err == nil && port == strconv.FormatUint(uint64(t.Port), 10)
+	default:
+		return nil, fmt.Errorf("serve: --ext-authz-target-tls %q: want %s, %s or %s", o.authzTLS, extAuthzTLSAuto, extAuthzTLSMTLS, extAuthzTLSPlaintext)
+	}
+	return t, nil
 }
 
 func (cp *controlPlane) onFileSnapshot(s *mesh.Snapshot) {
