@@ -50,8 +50,7 @@ func (r *kubeReplica) waitServing(t *testing.T) {
 func TestKubeTwoReplicasShareOneRootAndHandOver(t *testing.T) {
 	env := kubetest.Require(t)
 	env.ApplyCRDs(t)
-	const ns = "ward-ha"
-	env.Namespace(t, ns, nil)
+	ns := env.UniqueNamespace(t, "ward-ha", nil)
 	reps := []*kubeReplica{startKubeReplica(t, env, ns, "replica-a"), startKubeReplica(t, env, ns, "replica-b")}
 	created := 0
 	for _, r := range reps {
@@ -133,8 +132,8 @@ func TestKubeTwoReplicasShareOneRootAndHandOver(t *testing.T) {
 		t.Fatalf("lease holder %q after the leader died, want %q", h, follower.id)
 	}
 	// The new leader keeps the trust bundle in new namespaces.
-	env.Namespace(t, "ha-new", nil)
-	eventually(t, "trust bundle in a namespace created after the handover", func() error { return bundleIn("ha-new") })
+	fresh := env.UniqueNamespace(t, "ha-new", nil)
+	eventually(t, "trust bundle in a namespace created after the handover", func() error { return bundleIn(fresh) })
 	after, err := kube.SecretStore{Client: env.Clients.Kube, Namespace: ns}.Load(ctx)
 	if err != nil || len(after.Roots) != 1 || after.Roots[0].CertPEM != st.Roots[0].CertPEM {
 		t.Fatalf("the root changed across the handover: %+v, %v", after, err)

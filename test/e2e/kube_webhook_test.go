@@ -36,8 +36,7 @@ func freePort(t *testing.T) int {
 func TestKubeServeWebhooksMatchWardInject(t *testing.T) {
 	env := kubetest.Require(t)
 	env.ApplyCRDs(t)
-	const ns = "ward-wh"
-	env.Namespace(t, ns, nil)
+	ns := env.UniqueNamespace(t, "ward-wh", nil)
 	port := freePort(t)
 	dir := t.TempDir()
 	p := startWard(t, "serve", "--kube", "--kubeconfig", env.Kubeconfig, "--kube-namespace", ns, "--kube-identity", "wh",
@@ -49,15 +48,15 @@ func TestKubeServeWebhooksMatchWardInject(t *testing.T) {
 	env.InstallWebhooks(t, fmt.Sprintf("https://127.0.0.1:%d", port))
 	env.WaitCABundle(t, waitForKube)
 
-	env.Namespace(t, "wh-inj", map[string]string{"istio-injection": "enabled"})
-	podYAML := `apiVersion: v1
+	inj := env.UniqueNamespace(t, "wh-inj", map[string]string{"istio-injection": "enabled"})
+	podYAML := fmt.Sprintf(`apiVersion: v1
 kind: Pod
-metadata: {name: web, namespace: wh-inj, labels: {app: web}}
+metadata: {name: web, namespace: %s, labels: {app: web}}
 spec:
   containers: [{name: app, image: web:1}]
-`
+`, inj)
 	env.Kubectl(t, podYAML, "apply", "-f", "-")
-	stored, err := env.Clients.Kube.CoreV1().Pods("wh-inj").Get(context.Background(), "web", metav1.GetOptions{})
+	stored, err := env.Clients.Kube.CoreV1().Pods(inj).Get(context.Background(), "web", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,17 +79,17 @@ spec:
 		t.Errorf("stored pod labels %v", stored.Labels)
 	}
 
-	bad := `apiVersion: networking.istio.io/v1
+	bad := fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {name: bad, namespace: wh-inj}
+metadata: {name: bad, namespace: %s}
 spec:
   hosts: [web]
   gateways: ["istio-system/bad_gw"]
   http:
   - route: [{destination: {host: web}}]
-`
+`, inj)
 	msg, err := env.KubectlErr(bad, "apply", "-f", "-")
-	if err == nil || !strings.Contains(msg, `admission webhook "validation.wardmesh.io" denied the request: VirtualService wh-inj/bad: spec.gateways[0]`) {
+	if err == nil || !strings.Contains(msg, `admission webhook "validation.wardmesh.io" denied the request: VirtualService `+inj+`/bad: spec.gateways[0]`) {
 		t.Errorf("invalid VirtualService: err %v, output:\n%s", err, msg)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,11 +22,10 @@ import (
 func TestKubeServicesAndIstioObjectsDriveXDS(t *testing.T) {
 	env := kubetest.Require(t)
 	env.ApplyCRDs(t)
-	const ns = "e2e-kube"
-	env.Namespace(t, ns, nil)
+	ns := env.UniqueNamespace(t, "e2e-kube", nil)
 	m := newXDSMesh(t)
 	src, err := kube.NewSource(kube.Config{
-		Client: env.Clients.Kube, Dynamic: env.Clients.Dynamic, Namespace: "ward-e2e",
+		Client: env.Clients.Kube, Dynamic: env.Clients.Dynamic, Namespace: env.UniqueNamespace(t, "ward-e2e", nil),
 		Log:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		OnSnapshot: func(s *mesh.Snapshot) { m.srv.UpdateNow(s) },
 	})
@@ -87,7 +87,7 @@ func TestKubeServicesAndIstioObjectsDriveXDS(t *testing.T) {
 		return nil
 	})
 
-	env.Kubectl(t, `
+	env.Kubectl(t, strings.ReplaceAll(`
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: echo, namespace: e2e-kube}
@@ -104,7 +104,7 @@ spec:
   hosts: [echo.e2e-kube.svc.cluster.local]
   http:
   - route: [{destination: {host: echo.e2e-kube.svc.cluster.local, subset: v2}}]
-`, "apply", "-f", "-")
+`, "e2e-kube", ns), "apply", "-f", "-")
 	eventually(t, "the VirtualService sends everything to v2", func() error {
 		if h, err := hits(20); err != nil || h["echo-v1"] != 0 {
 			return fmt.Errorf("hits %v, err %v", h, err)
