@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
@@ -57,11 +59,14 @@ spec:
 // TestAuthzProxylessThroughExtAuthz: a grpc-go xDS server whose bootstrap
 // opts into ext_authz enforcement (WARD_AUTHZ=ext-authz) gets STRICT mTLS
 // and no RBAC from Ward's production hooks; the grpcauthz interceptor
-// sends each RPC to Ward's ext_authz server, which verifies the JWT with
-// keys from the JWKS resolver (as ward serve wires it) and decides with
-// the full policy: a requestPrincipals rule that native RBAC could never
-// match. A client through xds:/// sees the allowing rule, PermissionDenied
-// with the reason without a token, Unauthenticated with a bad one.
+// sends each RPC to Ward's ext_authz server over mTLS (the agent's files,
+// grpcauthz.MTLSFromDir; the server on a secure port assembled as ward
+// serve's 15012), which verifies the JWT with keys from the JWKS resolver
+// (as ward serve wires it) and decides with the full policy: a
+// requestPrincipals rule that native RBAC could never match. A client
+// through xds:/// sees the allowing rule, PermissionDenied with the
+// reason without a token, Unauthenticated with a bad one. The interceptor
+// of a workload in another namespace cannot ask about this one.
 func TestAuthzProxylessThroughExtAuthz(t *testing.T) {
 	rsaKey := loadTestKey(t, "rsa")
 	iss, idpClient := startIdP(t, rsaKey)
@@ -91,14 +96,10 @@ func TestAuthzProxylessThroughExtAuthz(t *testing.T) {
 	if err := az.Update(res.Snapshot); err != nil {
 		t.Fatal(err)
 	}
-	azLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	azAddr := serveSecureExtAuthz(t, m, az)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = resolver.Run(ctx) }()
-	go func() { defer wg.Done(); _ = az.Serve(ctx, azLis) }()
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	select {
 	case <-changed:
@@ -113,8 +114,12 @@ func TestAuthzProxylessThroughExtAuthz(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	authzr, err := grpcauthz.New(grpcauthz.Config{Target: azLis.Addr().String(), Namespace: w.Namespace, Labels: w.Labels, Timeout: time.Minute,
-		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}})
+	creds, err := grpcauthz.MTLSFromDir(identityDir(t, boot), m.ca.ServerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	authzr, err := grpcauthz.New(grpcauthz.Config{Target: azAddr, Namespace: w.Namespace, Labels: w.Labels, Timeout: time.Minute,
+		DialOptions: []grpc.DialOption{creds}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,16 +166,71 @@ func TestAuthzProxylessThroughExtAuthz(t *testing.T) {
 		}
 	}
 
+	// A workload of namespace other, holding its own agent files, tries
+	// to have ns's policy evaluated (or to learn it): denied, the caller's
+	// certificate binds it to its namespace.
+	otherCreds, err := grpcauthz.MTLSFromDir(identityDir(t, m.identity("other", "default", "spy-1", "127.0.0.1", map[string]string{"app": "spy"})), m.ca.ServerID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spy, err := grpcauthz.New(grpcauthz.Config{Target: azAddr, Namespace: "ns", Labels: w.Labels, Timeout: time.Minute, DialOptions: []grpc.DialOption{otherCreds}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { spy.Close() })
+	_, err = spy.UnaryServerInterceptor()(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/grpc.testing.TestService/EmptyCall"},
+		func(context.Context, any) (any, error) { return nil, nil })
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "caller_forbidden") {
+		t.Errorf("namespace other asking about ns: %v, want PermissionDenied (caller_forbidden)", err)
+	}
+
 	log := decisions.String()
-	if n := strings.Count(log, "\n"); n != 6 {
-		t.Errorf("%d decision log entries, want 6:\n%s", n, log)
+	if n := strings.Count(log, "\n"); n != 7 {
+		t.Errorf("%d decision log entries, want 7:\n%s", n, log)
 	}
 	for _, want := range []string{`"request_principal":"` + iss + `/alice"`, `"source_principal":"spiffe://cluster.local/ns/ns/sa/client"`,
-		`"rule":"ns[ns]-policy[require-jwt]-rule[0]"`, `"reason":"unauthenticated"`, `"reason":"no_allow_match"`} {
+		`"rule":"ns[ns]-policy[require-jwt]-rule[0]"`, `"reason":"unauthenticated"`, `"reason":"no_allow_match"`, `"reason":"caller_forbidden"`} {
 		if !strings.Contains(log, want) {
 			t.Errorf("decision log lacks %s:\n%s", want, log)
 		}
 	}
+}
+
+// serveSecureExtAuthz serves az as ward serve does on its secure port:
+// the CA's server TLS config, checks bound to the caller's certificate.
+func serveSecureExtAuthz(t *testing.T, m *authnMesh, az *extauthz.Server) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(m.ca.ServerTLSConfig())))
+	m.ca.Register(g)
+	az.RegisterMTLS(g, extauthz.PeerConfig{TrustDomain: m.ca.TrustDomain(), Roots: m.ca.Roots})
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	return lis.Addr().String()
+}
+
+// identityDir is the directory of the agent files a grpc bootstrap's
+// identity certificate provider watches.
+func identityDir(t *testing.T, boot []byte) string {
+	t.Helper()
+	var doc struct {
+		Providers map[string]struct {
+			Config struct {
+				Cert string `json:"certificate_file"`
+			} `json:"config"`
+		} `json:"certificate_providers"`
+	}
+	if err := json.Unmarshal(boot, &doc); err != nil {
+		t.Fatal(err)
+	}
+	cert := doc.Providers["default"].Config.Cert
+	if cert == "" {
+		t.Fatalf("bootstrap has no identity certificate file:\n%s", boot)
+	}
+	return filepath.Dir(cert)
 }
 
 // startIdP serves OIDC discovery and a JWKS holding k over HTTPS; it
