@@ -256,20 +256,27 @@ func viewOf(c *x509.Certificate, now time.Time) certView {
 	return v
 }
 
-// expiresIn is the time left, rounded, or how long ago it expired.
+// expiresIn is the time left, or how long ago it expired.
 func expiresIn(notAfter, now time.Time) string {
 	d := notAfter.Sub(now)
 	if d < 0 {
-		return "expired " + roundDuration(-d).String() + " ago"
+		return "expired " + humanDuration(-d) + " ago"
 	}
-	return roundDuration(d).String()
+	return humanDuration(d)
 }
 
-func roundDuration(d time.Duration) time.Duration {
-	if d > time.Hour {
-		return d.Round(time.Minute)
+// humanDuration rounds d for people: "3649d23h", "23h1m", "42s".
+func humanDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d >= 2*day:
+		d = d.Round(time.Hour)
+		return fmt.Sprintf("%dd%dh", d/day, (d%day)/time.Hour)
+	case d >= time.Hour:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh%dm", d/time.Hour, (d%time.Hour)/time.Minute)
 	}
-	return d.Round(time.Second)
+	return d.Round(time.Second).String()
 }
 
 // secretTable prints one row per certificate, then the bundle's roots.
