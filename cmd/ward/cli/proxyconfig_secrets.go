@@ -193,12 +193,12 @@ func keys(m map[string][]byte) string {
 // deliberately never opened.
 func readCertDir(dir string) (map[string][]byte, error) {
 	out := map[string][]byte{}
-	for name, file := range map[string]string{sds.SecretDefault: agent.FileCertChain, sds.SecretRootCA: agent.FileRoots} {
-		b, err := os.ReadFile(filepath.Join(dir, file))
+	for _, f := range []struct{ name, file string }{{sds.SecretDefault, agent.FileCertChain}, {sds.SecretRootCA, agent.FileRoots}} {
+		b, err := os.ReadFile(filepath.Join(dir, f.file))
 		if err != nil {
-			return nil, fmt.Errorf("proxy-config secrets: read %s: %w", file, err)
+			return nil, fmt.Errorf("proxy-config secrets: read %s: %w", f.file, err)
 		}
-		out[name] = b
+		out[f.name] = b
 	}
 	return out, nil
 }
