@@ -6,13 +6,19 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
@@ -314,4 +320,92 @@ func (l *syncLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestServeExtAuthzOverMTLS runs `ward serve` with the plaintext ext_authz
+// listener disabled and reaches ext_authz on its secure port as a
+// proxyless workload would: `ward agent` enrols bookinfo/productpage with
+// a join token, and the grpcauthz interceptor dials with the agent's
+// files (grpcauthz.MTLSFromDir), pinning the control plane's default
+// SPIFFE ID. Its checks are decided by policy; the same certificate
+// asking about another namespace, and a caller with no certificate, are
+// denied before any policy.
+func TestServeExtAuthzOverMTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the ward binary")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config")
+	if err := os.MkdirAll(cfg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	policy := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: open-get, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: productpage}}
+  rules: [{to: [{operation: {paths: ["/shop.Catalog/Get"]}}]}]
+`
+	if err := os.WriteFile(filepath.Join(cfg, "policy.yaml"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	p := startWard(t, "serve", "--config", cfg, "--state", state, "--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0",
+		"--secure-addr", "127.0.0.1:0", "--authz-addr", "", "--debounce", "20ms")
+	m := p.waitLine(t, regexp.MustCompile(`xds_addr=(\S+) secure_addr=(\S+) authz_addr=(\S+)`), time.Minute)
+	xdsAddr, secureAddr := m[1], m[2]
+	if m[3] != "disabled" {
+		t.Errorf("authz_addr=%s with --authz-addr \"\", want disabled", m[3])
+	}
+	enrolAgent(t, dir, state, secureAddr, xdsAddr)
+	controlPlane := spiffeid.RequireFromString("spiffe://cluster.local/ns/ward-system/sa/ward")
+	creds, err := grpcauthz.MTLSFromDir(filepath.Join(dir, "agent-out"), controlPlane)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(ns, method string) error {
+		a, err := grpcauthz.New(grpcauthz.Config{Target: secureAddr, DialOptions: []grpc.DialOption{creds}, Namespace: ns,
+			Labels: map[string]string{"app": "productpage"}, Timeout: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		_, err = a.UnaryServerInterceptor()(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: method},
+			func(context.Context, any) (any, error) { return nil, nil })
+		return err
+	}
+	if err := call("bookinfo", "/shop.Catalog/Get"); err != nil {
+		t.Errorf("productpage's allowed method through ext_authz on the secure port: %v", err)
+	}
+	for _, tc := range []struct{ ns, method, reason string }{
+		{"bookinfo", "/shop.Catalog/Put", "no ALLOW policy matched"},
+		{"payments", "/shop.Catalog/Get", "caller_forbidden"},
+	} {
+		err := call(tc.ns, tc.method)
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), tc.reason) {
+			t.Errorf("%s %s: %v, want PermissionDenied naming %q", tc.ns, tc.method, err, tc.reason)
+		}
+	}
+
+	// No client certificate: TLS to the control plane, but denied.
+	roots, err := x509bundle.Load(controlPlane.TrustDomain(), filepath.Join(dir, "root.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(secureAddr, grpc.WithTransportCredentials(credentials.NewTLS(
+		tlsconfig.TLSClientConfig(roots, tlsconfig.AuthorizeID(controlPlane)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: map[string]string{"ward.namespace": "bookinfo", "ward.labels": `{"app":"productpage"}`},
+		Request:           &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "POST", Path: "/shop.Catalog/Get"}},
+	}})
+	if err != nil {
+		t.Fatalf("check without a client certificate: %v, want a denial", err)
+	}
+	if resp.GetStatus().GetCode() != int32(codes.PermissionDenied) || !strings.Contains(resp.GetStatus().GetMessage(), "caller_unauthenticated") {
+		t.Errorf("check without a client certificate: %v, want PERMISSION_DENIED (caller_unauthenticated)", resp.GetStatus())
+	}
 }
