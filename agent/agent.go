@@ -117,7 +117,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: initial ca bundle is required")
 	}
 	if cfg.CAServerID.IsZero() {
-		cfg.CAServerID, err = mesh.Identity{TrustDomain: td.Name(), Namespace: "ward-system", ServiceAccount: "ward"}.SPIFFEID()
+		cfg.CAServerID, err = mesh.ControlPlaneIdentity(td.Name()).SPIFFEID()
 		if err != nil {
 			return nil, err
 		}

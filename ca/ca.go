@@ -131,7 +131,7 @@ func (c *Config) setDefaults() error {
 		c.RootKey = KeyECDSAP256
 	}
 	if c.ServerIdentity == (mesh.Identity{}) {
-		c.ServerIdentity = mesh.Identity{Namespace: "ward-system", ServiceAccount: "ward"}
+		c.ServerIdentity = mesh.ControlPlaneIdentity("")
 	}
 	c.ServerIdentity.TrustDomain = c.TrustDomain
 	if _, err := c.ServerIdentity.SPIFFEID(); err != nil {

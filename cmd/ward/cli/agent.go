@@ -95,7 +95,7 @@ func (o agentOptions) serverID() (spiffeid.ID, error) {
 	if o.caServerID != "" {
 		return spiffeid.FromString(o.caServerID)
 	}
-	return mesh.Identity{TrustDomain: o.trustDomain, Namespace: "ward-system", ServiceAccount: "ward"}.SPIFFEID()
+	return mesh.ControlPlaneIdentity(o.trustDomain).SPIFFEID()
 }
 
 func runAgent(cmd *cobra.Command, o agentOptions) error {
