@@ -2,20 +2,20 @@ package demo
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/wardmesh/ward/authz/grpcauthz"
+	"github.com/wardmesh/ward/mesh"
 )
 
 // extAuthzInterceptor enforces AuthorizationPolicy (JWT included) for a
 // server workload through Ward's ext_authz, as `ward agent --authz
 // ext-authz` declared to Ward. The workload's namespace and labels come
 // from the agent's bootstrap, so the check names the same workload Ward
-// generated the listener for. The channel is plaintext on loopback; see
-// docs/authz.md for production.
+// generated the listener for.
 func extAuthzInterceptor(c WorkloadConfig) (grpc.UnaryServerInterceptor, func(), error) {
 	w, err := grpcauthz.ReadBootstrap(c.Bootstrap)
 	if err != nil {
@@ -24,7 +24,17 @@ func extAuthzInterceptor(c WorkloadConfig) (grpc.UnaryServerInterceptor, func(),
 	if w.Authz != grpcauthz.AuthzExtAuthz {
 		return nil, nil, fmt.Errorf("demo %s: the bootstrap declares authz %q; the agent must run with --authz %s", c.Role, w.Authz, grpcauthz.AuthzExtAuthz)
 	}
-	a, err := grpcauthz.New(grpcauthz.Config{Target: c.ExtAuthz, DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+	// mTLS with the agent's files (next to the bootstrap), pinned to the
+	// control plane's identity: ext_authz binds the check to this caller.
+	sid, err := mesh.ControlPlaneIdentity(TrustDomain).SPIFFEID()
+	if err != nil {
+		return nil, nil, err
+	}
+	creds, err := grpcauthz.MTLSFromDir(filepath.Dir(c.Bootstrap), sid)
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo %s: %w", c.Role, err)
+	}
+	a, err := grpcauthz.New(grpcauthz.Config{Target: c.ExtAuthz, DialOptions: []grpc.DialOption{creds},
 		Namespace: w.Namespace, Name: w.Name, Labels: w.Labels, Log: c.Log})
 	if err != nil {
 		return nil, nil, err

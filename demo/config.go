@@ -25,6 +25,9 @@ var configFS embed.FS
 
 var templates = template.Must(template.ParseFS(configFS, "config/*.tmpl"))
 
+// TrustDomain is the mesh's (Ward's default).
+const TrustDomain = "cluster.local"
+
 // Issuer is the demo identity provider's issuer; its key is made per run.
 const Issuer = "https://idp.demo.ward.example"
 

@@ -51,7 +51,7 @@ type Result struct {
 
 // ports the demo allocates on 127.0.0.1.
 type ports struct {
-	debug, xds, secure, authz int
+	debug, xds, secure int
 }
 
 func (c *Config) defaults() error {
@@ -138,13 +138,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		{Name: "reviews-v3", App: "reviews", Version: "v3", ServiceAccount: "reviews"},
 		{Name: "ratings", App: "ratings", ServiceAccount: "ratings"},
 	}
-	pp, err := freePorts(4 + len(ws) - 1)
+	pp, err := freePorts(3 + len(ws) - 1)
 	if err != nil {
 		return nil, err
 	}
-	pt := ports{debug: pp[0], xds: pp[1], secure: pp[2], authz: pp[3]}
+	pt := ports{debug: pp[0], xds: pp[1], secure: pp[2]}
 	for i := 1; i < len(ws); i++ {
-		ws[i].Port = pp[3+i]
+		ws[i].Port = pp[2+i]
 	}
 	cfgDir, stateDir := filepath.Join(dir, "config"), filepath.Join(dir, "state")
 	for _, d := range []string{cfgDir, stateDir} {
@@ -167,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// The control plane.
 	serve, err := start(ctx, dir, "ward-serve", cfg.Ward, nil, "serve", "--config", cfgDir, "--state", stateDir,
-		"--debug-addr", loop(pt.debug), "--xds-addr", loop(pt.xds), "--secure-addr", loop(pt.secure), "--authz-addr", loop(pt.authz),
+		"--debug-addr", loop(pt.debug), "--xds-addr", loop(pt.xds), "--secure-addr", loop(pt.secure), "--authz-addr", "",
 		"--server-name", "127.0.0.1", "--debounce", "20ms")
 	if err != nil {
 		return nil, err
@@ -177,8 +177,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := waitReady(ctx, serve, debugURL+"/readyz", cfg.StartTimeout); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(out, "  ward serve     config %s; xDS and CA on %s (mTLS), ext_authz on %s, debug %s\n",
-		cfgDir, loop(pt.secure), loop(pt.authz), debugURL)
+	fmt.Fprintf(out, "  ward serve     config %s; CA, xDS and ext_authz on %s (TLS), debug %s\n", cfgDir, loop(pt.secure), debugURL)
 	bundle, err := output(ctx, cfg.Ward, "ca", "bundle", "--state", stateDir)
 	if err != nil {
 		return nil, err
@@ -219,7 +218,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	for _, wl := range ws {
-		fmt.Fprintf(out, "  ward agent     %-10s spiffe://cluster.local/ns/bookinfo/sa/%s (join token; key made locally)\n", wl.Name, wl.ServiceAccount)
+		fmt.Fprintf(out, "  ward agent     %-10s spiffe://%s/ns/bookinfo/sa/%s (join token; key made locally)\n", wl.Name, TrustDomain, wl.ServiceAccount)
 	}
 
 	// The servers; each is ready when Ward's listener for it arrived.
@@ -262,7 +261,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 func startWorkload(ctx context.Context, cfg Config, dir string, wl workload, boot string, pt ports, tokenFile string) (*proc, error) {
 	role := wl.App
-	args := []string{"demo", "workload", "--role", role, "--bootstrap", boot, "--ext-authz", loop(pt.authz), "--interval", cfg.Interval.String()}
+	args := []string{"demo", "workload", "--role", role, "--bootstrap", boot, "--ext-authz", loop(pt.secure), "--interval", cfg.Interval.String()}
 	if wl.Version != "" {
 		args = append(args, "--version", wl.Version)
 	}

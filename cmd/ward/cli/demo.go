@@ -58,7 +58,7 @@ func newDemoWorkloadCmd() *cobra.Command {
 	f.StringVar(&c.Version, "version", "", "reviews version label (v1, v2, v3)")
 	f.StringVar(&c.Listen, "listen", "", "address to serve on (servers)")
 	f.StringVar(&c.Bootstrap, "bootstrap", "", "the grpc xDS bootstrap written by ward agent")
-	f.StringVar(&c.ExtAuthz, "ext-authz", "", "Ward's ext_authz server (host:port)")
+	f.StringVar(&c.ExtAuthz, "ext-authz", "", "Ward's ext_authz over mTLS (ward serve --secure-addr)")
 	f.StringVar(&c.TokenFile, "token-file", "", "frontend: JWT to present to ratings' admin method")
 	f.DurationVar(&c.Interval, "interval", 150*time.Millisecond, "frontend: pause between rounds")
 	o.addFlags(cmd)
