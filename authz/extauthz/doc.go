@@ -6,5 +6,8 @@
 // interceptors, package authz/grpcauthz, after authenticating the raw JWT
 // with the workload's jwt_authn config), answers with opa-envoy-plugin
 // compatible responses, names the deciding policy and rule, logs every
-// decision and fails closed on anything it cannot evaluate.
+// decision and fails closed on anything it cannot evaluate. Served over
+// mTLS (RegisterMTLS, ward serve's secure port) it decides only for a
+// caller with a verified Ward workload certificate, and only about that
+// certificate's namespace.
 package extauthz

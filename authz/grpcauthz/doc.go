@@ -8,5 +8,6 @@
 // PermissionDenied (Unauthenticated for a rejected token) carrying the
 // server's reason; any failure to get a verdict denies (fail closed). The
 // workload's namespace and labels come from the grpc xDS bootstrap that
-// `ward agent --output-dir` writes.
+// `ward agent --output-dir` writes; MTLSFromDir dials the server over
+// mTLS with the certificate files it writes there.
 package grpcauthz
