@@ -62,14 +62,8 @@ func (t *ExtAuthzTarget) ServerSAN(m mesh.MeshConfig) string {
 	if !t.ServerID.IsZero() {
 		return t.ServerID.String()
 	}
-	return mesh.Identity{TrustDomain: m.WithDefaults().TrustDomain, Namespace: controlPlaneNamespace, ServiceAccount: controlPlaneServiceAccount}.String()
+	return mesh.ControlPlaneIdentity(m.WithDefaults().TrustDomain).String()
 }
-
-// The control plane's default identity (ca.Config.ServerIdentity).
-const (
-	controlPlaneNamespace      = "ward-system"
-	controlPlaneServiceAccount = "ward"
-)
 
 // transportSocket is upstream auto-mTLS's context (authn.EnvoyClientTLS:
 // SDS certificate and roots, the mesh's TLS profile, an exact URI SAN)
