@@ -54,7 +54,12 @@ proxyless workload (--cert-dir: cert-chain.pem, root-cert.pem).
 Private keys are never printed or kept: the key in the SDS response is
 wiped on receipt, and key.pem is never read.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.Context(), cmd.OutOrStdout()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := noProxySource(cmd); err != nil {
+				return err
+			}
+			return o.run(cmd.Context(), cmd.OutOrStdout())
+		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.sdsSocket, "sds-socket", "", "the agent's SDS Unix socket (e.g. STATE/var/run/ward/sds.sock)")
@@ -65,6 +70,17 @@ wiped on receipt, and key.pem is never read.`,
 	_ = cmd.MarkFlagFilename("sds-socket", "sock")
 	_ = cmd.MarkFlagDirname("cert-dir")
 	return cmd
+}
+
+// noProxySource rejects proxy-config's source flags (inherited from the
+// parent), which secrets does not read, instead of ignoring them.
+func noProxySource(cmd *cobra.Command) error {
+	for _, f := range []string{"config", "server", "proxy", "type", "namespace", "ip", "labels"} {
+		if cmd.Flags().Changed(f) {
+			return fmt.Errorf("proxy-config secrets: --%s does not apply; give --sds-socket PATH or --cert-dir DIR", f)
+		}
+	}
+	return nil
 }
 
 // secretView is one secret: the workload's chain or the trust bundle.

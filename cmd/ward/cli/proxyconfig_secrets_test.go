@@ -186,6 +186,9 @@ func TestProxyConfigSecretsUnavailable(t *testing.T) {
 	if _, err := execRoot(t, "proxy-config", "secrets"); err == nil || !strings.Contains(err.Error(), "--sds-socket PATH or --cert-dir DIR") {
 		t.Errorf("no source: %v", err)
 	}
+	if _, err := execRoot(t, "proxy-config", "secrets", "--cert-dir", t.TempDir(), "--server", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "--server does not apply") {
+		t.Errorf("--server with secrets: %v", err)
+	}
 }
 
 func TestHumanDuration(t *testing.T) {
