@@ -223,6 +223,9 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	g.Go(func() error { return cp.jwks.Run(ctx) })
 	if listeners[3] != nil {
+		if ip := listeners[3].Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+			log.Warn("the plaintext ext_authz listener trusts the workload each check names and is not loopback-only; bind it to 127.0.0.1 or disable it (--authz-addr \"\") and use the secure port", "authz_addr", listeners[3].Addr().String())
+		}
 		g.Go(func() error { return cp.authz.Serve(ctx, listeners[3]) })
 	}
 	g.Go(func() error { return serveHTTP(ctx, listeners[0], cp.debugMux()) })
