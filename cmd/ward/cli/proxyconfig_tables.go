@@ -28,8 +28,36 @@ func pickListeners(r *translate.Resources, name string) []proto.Message {
 	return pick(r.Listeners, (*listener.Listener).GetName, name)
 }
 
+// pickRoutes picks the RDS route configurations, then those inlined in
+// listeners (a sidecar's inbound routes, as istioctl lists them too).
 func pickRoutes(r *translate.Resources, name string) []proto.Message {
-	return pick(r.Routes, (*route.RouteConfiguration).GetName, name)
+	return append(pick(r.Routes, (*route.RouteConfiguration).GetName, name),
+		pick(inlineRoutes(r.Listeners), (*route.RouteConfiguration).GetName, name)...)
+}
+
+// inlineRoutes returns the route configurations inlined in the HTTP
+// connection managers of ls.
+func inlineRoutes(ls []*listener.Listener) []*route.RouteConfiguration {
+	var out []*route.RouteConfiguration
+	add := func(a *anypb.Any) {
+		var hcm hcmv3.HttpConnectionManager
+		if a != nil && a.UnmarshalTo(&hcm) == nil && hcm.GetRouteConfig() != nil {
+			out = append(out, hcm.GetRouteConfig())
+		}
+	}
+	for _, l := range ls {
+		add(l.GetApiListener().GetApiListener())
+		chains := l.GetFilterChains()
+		if d := l.GetDefaultFilterChain(); d != nil {
+			chains = append(chains[:len(chains):len(chains)], d)
+		}
+		for _, fc := range chains {
+			for _, f := range fc.GetFilters() {
+				add(f.GetTypedConfig())
+			}
+		}
+	}
+	return out
 }
 
 func pickClusters(r *translate.Resources, name string) []proto.Message {

@@ -109,6 +109,7 @@ func TestProxyConfigTables(t *testing.T) {
 		{"routes", []string{"routes"}, []string{
 			"8080 cart.shop.svc.cluster.local:8080 cart.shop.svc.cluster.local,cart.shop.svc.cluster.local:8080 /api* x-beta=yes outbound|8080|v2|cart.shop.svc.cluster.local",
 			"8080 cart.shop.svc.cluster.local:8080 cart.shop.svc.cluster.local,cart.shop.svc.cluster.local:8080 /* outbound|8080|v1|cart.shop.svc.cluster.local 90%, outbound|8080|v2|cart.shop.svc.cluster.local 10%",
+			"inbound|9090|| inbound|http|9090 * /* inbound|9090||", // inlined in virtualInbound
 		}},
 		{"clusters", []string{"clusters"}, []string{
 			"outbound|8080|v1|cart.shop.svc.cluster.local EDS v1 mTLS spiffe://example.org/ns/shop/sa/cart",
