@@ -175,23 +175,9 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest, auth calle
 }
 
 func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth callerCheck) (*authz.Decision, *authz.Request, string, error) {
-	var caller *mesh.Identity
-	if auth != nil { // authenticate the caller before reading anything it sent
-		c, err := auth(ctx)
-		if err != nil {
-			return authz.FailClosed(ReasonCallerUnauthenticated, err), nil, "", err
-		}
-		caller = &c
-	}
-	w, err := s.workload(ctx, req)
-	if err != nil {
-		return authz.FailClosed(authz.ReasonBadRequest, err), nil, "", err
-	}
-	name := w.Namespace + "/" + w.Name
-	if caller != nil {
-		if err := bindCaller(*caller, w); err != nil {
-			return authz.FailClosed(ReasonCallerForbidden, err), nil, name, err
-		}
+	w, name, d, err := s.identify(ctx, req, auth)
+	if d != nil {
+		return d, nil, name, err
 	}
 	r, err := authz.RequestFromCheck(req, authz.CheckOptions{JWTPayloadKey: s.cfg.JWTPayloadKey, XFFTrustedHops: s.cfg.XFFTrustedHops})
 	if err != nil {
@@ -215,8 +201,33 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth call
 	if err != nil {
 		return authz.FailClosed(authz.ReasonError, err), r, name, err
 	}
-	d, err := p.Decide(ctx, r)
+	d, err = p.Decide(ctx, r)
 	return d, r, name, err
+}
+
+// identify returns the workload a check is about and its name; with
+// auth (RegisterMTLS) it authenticates the caller first, before reading
+// anything it sent, and binds the workload to the caller's namespace. A
+// failure comes with its denying decision.
+func (s *Server) identify(ctx context.Context, req *authv3.CheckRequest, auth callerCheck) (authz.Workload, string, *authz.Decision, error) {
+	var caller mesh.Identity
+	if auth != nil {
+		var err error
+		if caller, err = auth(ctx); err != nil {
+			return authz.Workload{}, "", authz.FailClosed(ReasonCallerUnauthenticated, err), err
+		}
+	}
+	w, err := s.workload(ctx, req)
+	if err != nil {
+		return w, "", authz.FailClosed(authz.ReasonBadRequest, err), err
+	}
+	name := w.Namespace + "/" + w.Name
+	if auth != nil {
+		if err := bindCaller(caller, w); err != nil {
+			return w, name, authz.FailClosed(ReasonCallerForbidden, err), err
+		}
+	}
+	return w, name, nil, nil
 }
 
 // workload identifies the protected workload: the pinned one, else the
