@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -166,7 +167,9 @@ func fetchSDSSecrets(ctx context.Context, socket string, timeout time.Duration) 
 			if err != nil {
 				return nil, fmt.Errorf("proxy-config secrets: sds on %s: %w", socket, err)
 			}
-			got[name] = pem
+			if slices.Contains(names, name) {
+				got[name] = pem
+			}
 		}
 		req = &discovery.DiscoveryRequest{Node: req.Node, TypeUrl: resourcev3.SecretType, ResourceNames: names,
 			VersionInfo: resp.GetVersionInfo(), ResponseNonce: resp.GetNonce()}
