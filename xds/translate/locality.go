@@ -60,12 +60,16 @@ func (ix *Index) proxyLocality(p *mesh.Proxy) string {
 func localityLB(pol policy) (setting *networking.LocalityLoadBalancerSetting, failover bool) {
 	setting = pol.lb.GetLocalityLbSetting()
 	if setting == nil {
-		setting = &networking.LocalityLoadBalancerSetting{}
+		setting = meshLocalityDefault
 	} else if e := setting.GetEnabled(); e != nil && !e.GetValue() {
 		return nil, false
 	}
 	return setting, pol.od != nil
 }
+
+// meshLocalityDefault is Istio's default mesh localityLbSetting: enabled,
+// no rules. Shared and never modified.
+var meshLocalityDefault = &networking.LocalityLoadBalancerSetting{}
 
 // distributes reports whether locality weights from distribute apply.
 func distributes(s *networking.LocalityLoadBalancerSetting) bool { return len(s.GetDistribute()) > 0 }
