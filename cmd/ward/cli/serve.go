@@ -97,7 +97,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&o.debugAddr, "debug-addr", ":15014", "address of the health, metrics and debug HTTP server")
 	f.StringVar(&o.xdsAddr, "xds-addr", ":15010", "address of the plaintext ADS server (local development)")
 	f.StringVar(&o.secureAddr, "secure-addr", ":15012", "address of the TLS server: certificate signing (IstioCertificateService) and ADS over mTLS")
-	f.StringVar(&o.authzAddr, "authz-addr", ":9191", "address of the plaintext ext_authz (envoy.service.auth.v3) server, which trusts the workload each check names: keep it local (e.g. 127.0.0.1:9191); empty disables it. ext_authz is always served over mTLS on --secure-addr, bound to the caller's certificate. Decisions are logged to <state>/decisions.log")
+	f.StringVar(&o.authzAddr, "authz-addr", "127.0.0.1:9191", "address of the plaintext ext_authz (envoy.service.auth.v3) server, which trusts the workload each check names, so it listens on loopback by default; empty disables it. ext_authz is always served over mTLS on --secure-addr, bound to the caller's certificate. Decisions are logged to <state>/decisions.log")
 	f.StringVar(&o.authzReach, "ext-authz-target", "", "IP:port at which Envoy proxies reach this ext_authz server; when set they enforce AuthorizationPolicy through it (OPA, failing closed) instead of native RBAC")
 	f.StringVar(&o.authzTLS, "ext-authz-target-tls", extAuthzTLSAuto, "how Envoy proxies reach --ext-authz-target: mtls (their workload certificate; the server must be the control plane's SPIFFE ID), plaintext, or auto (mtls when the target's port is --secure-addr's)")
 	f.StringSliceVar(&o.serverNames, "server-name", []string{"localhost", "127.0.0.1"}, "DNS names or IPs agents use to reach the control plane (in its serving certificate)")
