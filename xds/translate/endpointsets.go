@@ -38,8 +38,7 @@ type baseParts struct {
 // routing config), the DestinationRule it resolves to from the proxy's
 // namespace, the proxy class (Envoy or gRPC) and, where locality load
 // balancing makes the output depend on them, the proxy's locality and the
-// failoverPriority labels' values. The returned slice is shared: do not
-// modify it.
+// failoverPriority labels' values.
 func (ix *Index) EndpointParts(sc *Scope) []EndpointPart {
 	b := ix.baseParts(sc)
 	out := make([]EndpointPart, len(b.parts))
