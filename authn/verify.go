@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	jwtv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
@@ -180,10 +181,41 @@ func extractTokens(p *jwtv3.JwtProvider, r TokenRequest) []string {
 	return out
 }
 
-func verifyToken(p *jwtv3.JwtProvider, tok string, now time.Time) (map[string]any, error) {
-	set, err := jwk.Parse([]byte(p.GetLocalJwks().GetInlineString()))
+// parsedSets memoises parsed inline JWKS: a config is evaluated for many
+// tokens, and parsing its keys dominated a verification. Bounded: when
+// full it starts over (configs change rarely; the live set is small).
+var parsedSets = struct {
+	sync.Mutex
+	m map[string]jwk.Set
+}{m: map[string]jwk.Set{}}
+
+const maxParsedSets = 256
+
+func providerKeys(p *jwtv3.JwtProvider) (jwk.Set, error) {
+	inline := p.GetLocalJwks().GetInlineString()
+	parsedSets.Lock()
+	set, ok := parsedSets.m[inline]
+	parsedSets.Unlock()
+	if ok {
+		return set, nil
+	}
+	set, err := jwk.Parse([]byte(inline))
 	if err != nil {
 		return nil, fmt.Errorf("provider keys: %w", err)
+	}
+	parsedSets.Lock()
+	if len(parsedSets.m) >= maxParsedSets {
+		clear(parsedSets.m)
+	}
+	parsedSets.m[inline] = set
+	parsedSets.Unlock()
+	return set, nil
+}
+
+func verifyToken(p *jwtv3.JwtProvider, tok string, now time.Time) (map[string]any, error) {
+	set, err := providerKeys(p)
+	if err != nil {
+		return nil, err
 	}
 	t, err := jwt.ParseString(tok,
 		jwt.WithKeySet(set, jws.WithRequireKid(false), jws.WithInferAlgorithmFromKey(true)),
