@@ -50,19 +50,30 @@ etcd=$("$here/build-etcd.sh")
 mkdir -p "$dir/pki" "$dir/etcd"
 dir="$(cd "$dir" && pwd)"
 
-# freeport prints a TCP port nobody listens on (checked with ss).
+# freeport prints a TCP port no socket uses (listening or connected,
+# checked with ss), below the kernel's ephemeral range so that the many
+# outgoing connections of tests running beside us cannot take it between
+# this check and the bind.
+ephemeral_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "$ephemeral_low" -gt 12000 ] || ephemeral_low=32768
 freeport() {
+  local span=$(( ephemeral_low - 10000 ))
   while :; do
-    p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then
+    p=$(( 10000 + (RANDOM * 32768 + RANDOM) % span ))
+    if ! ss -tanH "( sport = :$p )" 2>/dev/null | grep -q .; then
       echo "$p"
       return
     fi
   done
 }
-ETCD_PORT="${ETCD_PORT:-$(freeport)}"
-ETCD_PEER_PORT="${ETCD_PEER_PORT:-$(freeport)}"
-APISERVER_PORT="${APISERVER_PORT:-$(freeport)}"
+fixed_ports=""
+[ -n "${ETCD_PORT:-}${ETCD_PEER_PORT:-}${APISERVER_PORT:-}" ] && fixed_ports=1
+pick_ports() {
+  ETCD_PORT="${fixed_etcd:-$(freeport)}"
+  ETCD_PEER_PORT="${fixed_peer:-$(freeport)}"
+  APISERVER_PORT="${fixed_api:-$(freeport)}"
+}
+fixed_etcd="${ETCD_PORT:-}" fixed_peer="${ETCD_PEER_PORT:-}" fixed_api="${APISERVER_PORT:-}"
 
 pki="$dir/pki"
 ossl() { openssl "$@" 2>/dev/null; }
@@ -82,6 +93,8 @@ leaf admin "/O=system:masters/CN=ward-test-admin" "extendedKeyUsage=clientAuth"
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
 ossl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 
+for attempt in 1 2 3; do
+pick_ports
 "$etcd" --name default --data-dir "$dir/etcd" --unsafe-no-fsync \
   --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
   --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -142,6 +155,13 @@ for _ in $(seq 1 600); do
   fi
   for name in etcd kube-apiserver; do
     if ! kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null; then
+      if [ -z "$fixed_ports" ] && [ "$attempt" -lt 3 ] && grep -q "address already in use" "$dir/$name.log"; then
+        # Lost a race for a port: start again on other ports.
+        echo "$name: port taken, retrying on other ports" >&2
+        stop
+        rm -rf "$dir/etcd" && mkdir -p "$dir/etcd"
+        continue 3
+      fi
       echo "$name exited; last log lines:" >&2
       tail -20 "$dir/$name.log" >&2
       stop
@@ -154,3 +174,4 @@ echo "kube-apiserver not ready after 60s; last log lines:" >&2
 tail -20 "$dir/kube-apiserver.log" >&2
 stop
 exit 1
+done
