@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -77,10 +79,13 @@ func (c *Config) defaults() error {
 	return nil
 }
 
-// freePorts reserves n loopback ports. They are released just before the
-// processes bind them; a collision makes that process fail with a clear
+// freePorts finds n loopback ports the processes can bind. They are taken
+// from below the kernel's ephemeral range, so the outgoing connections the
+// demo (and anything beside it) makes cannot take one between this check
+// and the bind; a collision would still fail that process clearly with
 // "address already in use".
 func freePorts(n int) ([]int, error) {
+	low := ephemeralLow()
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -88,15 +93,32 @@ func freePorts(n int) ([]int, error) {
 		}
 	}()
 	out := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("demo: no free loopback port below %d", low)
+		}
+		p := 10000 + rand.IntN(low-10000)
+		l, err := net.Listen("tcp", loop(p))
 		if err != nil {
-			return nil, err
+			continue
 		}
 		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		out = append(out, p)
 	}
 	return out, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 12000 {
+				return v
+			}
+		}
+	}
+	return 32768
 }
 
 func loop(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
