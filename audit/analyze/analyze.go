@@ -39,6 +39,7 @@ var (
 	GatewayNotFound    = Code{"WA0105", "ReferencedGatewayNotFound"}
 	ConflictingVSHosts = Code{"WA0106", "ConflictingVirtualServiceHosts"}
 	SubsetNoWorkload   = Code{"WA0107", "SubsetSelectsNoWorkload"}
+	LocalityNoEffect   = Code{"WA0108", "LocalityFailoverHasNoEffect"}
 	SelectorNoMatch    = Code{"WA0201", "SelectorMatchesNothing"}
 	AuthzInvalid       = Code{"WA0301", "AuthorizationPolicyDeniesAll"}
 	AuthzHTTPOnTCP     = Code{"WA0302", "AuthorizationPolicyHTTPFieldsOnTCPPort"}
@@ -57,7 +58,7 @@ var (
 
 // Codes lists every code, in order.
 func Codes() []Code {
-	return []Code{ConfigRejected, DocumentIgnored, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound, ConflictingVSHosts, SubsetNoWorkload,
+	return []Code{ConfigRejected, DocumentIgnored, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound, ConflictingVSHosts, SubsetNoWorkload, LocalityNoEffect,
 		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, PeerShadowed, PeerRootSelector, PeerPortLevel, GRPCPermissive, GRPCTLSProfile,
 		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored, MixedIdentity}
 }

@@ -188,6 +188,17 @@ spec:
   host: web
   subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
 `},
+		{code: LocalityNoEffect, obj: "DestinationRule app/dr", yaml: `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: dr, namespace: app}
+spec:
+  host: web
+  trafficPolicy:
+    loadBalancer:
+      localityLbSetting:
+        enabled: true
+        failover: [{from: us-east, to: eu-west}]
+`},
 		{code: SelectorNoMatch, obj: "AuthorizationPolicy app/ap", yaml: `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: ap, namespace: app}

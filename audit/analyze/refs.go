@@ -160,6 +160,11 @@ func (a *analyzer) destinationRules() {
 			a.subsetMembers(c, dr, i, s)
 		}
 	}
+	// Locality failover that Envoy would never use, from the translator's
+	// own reading of the rules.
+	for _, w := range a.ix.LocalityWarnings() {
+		a.add(LocalityNoEffect, Warning, w.Rule.Key().String(), w.Where+": "+w.Message)
+	}
 }
 
 // drTLS flags SIMPLE/MUTUAL origination that verifies no server name:

@@ -365,14 +365,25 @@ func renumber(ls []*endpoint.LocalityLbEndpoints) {
 	}
 }
 
+// LocalityWarning is a DestinationRule locality setting with no effect.
+type LocalityWarning struct {
+	Rule    *mesh.Config
+	Where   string // "trafficPolicy", "subset v1", "trafficPolicy port 8080"
+	Message string
+}
+
+func (w LocalityWarning) Error() string {
+	return fmt.Sprintf("DestinationRule %s/%s (%s): %s", w.Rule.Namespace, w.Rule.Name, w.Where, w.Message)
+}
+
 // LocalityWarnings lists DestinationRule locality settings that have no
 // effect, as in Istio: failover or failoverPriority where the effective
 // policy (top level, port level, subset) has no outlierDetection (Envoy
 // would never leave priority 0), and failover next to distribute (one of
-// them applies: distribute). The server logs them; nothing is rejected,
-// since Istio accepts such rules too.
-func (ix *Index) LocalityWarnings() []error {
-	var out []error
+// them applies: distribute). The server logs them and `ward analyze`
+// reports them; nothing is rejected, since Istio accepts such rules too.
+func (ix *Index) LocalityWarnings() []LocalityWarning {
+	var out []LocalityWarning
 	for _, e := range ix.dr {
 		seen := map[string]bool{}
 		for _, subset := range append([]string{""}, subsetNames(e.spec)...) {
@@ -398,7 +409,7 @@ func (ix *Index) LocalityWarnings() []error {
 				}
 				if k := where + msg; !seen[k] {
 					seen[k] = true
-					out = append(out, fmt.Errorf("DestinationRule %s/%s (%s): %s", e.cfg.Namespace, e.cfg.Name, where, msg))
+					out = append(out, LocalityWarning{Rule: e.cfg, Where: where, Message: msg})
 				}
 			}
 		}
