@@ -7,6 +7,7 @@ import (
 
 	security "istio.io/api/security/v1beta1"
 
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/mesh"
 )
 
@@ -35,7 +36,7 @@ func BenchmarkPeerPolicyFor(b *testing.B) {
 
 // BenchmarkJWTAuthn: the filter config for 3 policies × 2 rules.
 func BenchmarkJWTAuthn(b *testing.B) {
-	jwks := publicJWKS(b, loadKey(b, "rsa"), loadKey(b, "ec"))
+	jwks := authntest.PublicJWKS(b, authntest.Key(b, "rsa"), authntest.Key(b, "ec"))
 	var pols []*mesh.Config
 	for i := range 3 {
 		pols = append(pols, ra("ns", fmt.Sprintf("p%d", i), nil,
@@ -57,10 +58,10 @@ func BenchmarkJWTAuthn(b *testing.B) {
 // BenchmarkAuthenticate: one RS256 token against a single provider (the
 // proxyless path; Envoy does this natively for sidecars).
 func BenchmarkAuthenticate(b *testing.B) {
-	k := loadKey(b, "rsa")
+	k := authntest.Key(b, "rsa")
 	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	cfg, _ := JWTAuthn([]*mesh.Config{ra("ns", "p", nil, &security.JWTRule{Issuer: "https://i.example", Jwks: publicJWKS(b, k)})}, nil)
-	req := bearer(mint(b, k, claims{iss: "https://i.example", sub: "s", exp: now.Add(time.Hour)}))
+	cfg, _ := JWTAuthn([]*mesh.Config{ra("ns", "p", nil, &security.JWTRule{Issuer: "https://i.example", Jwks: authntest.PublicJWKS(b, k)})}, nil)
+	req := bearer(authntest.Token(b, k, authntest.Claims{Issuer: "https://i.example", Subject: "s", Expiry: now.Add(time.Hour)}))
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := Authenticate(cfg, req, now); err != nil {

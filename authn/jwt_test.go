@@ -4,78 +4,19 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 	"google.golang.org/protobuf/types/known/durationpb"
 	security "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/mesh"
 )
-
-func loadKey(t testing.TB, name string) jwk.Key {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name + ".private.jwk.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := jwk.ParseKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-// publicJWKS renders the public halves of keys as a JWKS document.
-func publicJWKS(t testing.TB, keys ...jwk.Key) string {
-	t.Helper()
-	set := jwk.NewSet()
-	for _, k := range keys {
-		p, err := k.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := set.AddKey(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-type claims struct {
-	iss, sub string
-	aud      []string
-	exp      time.Time
-	extra    map[string]any
-}
-
-func mint(t testing.TB, k jwk.Key, c claims) string {
-	t.Helper()
-	b := jwt.NewBuilder().Issuer(c.iss).Subject(c.sub).Audience(c.aud).IssuedAt(c.exp.Add(-time.Hour)).Expiration(c.exp)
-	for n, v := range c.extra {
-		b = b.Claim(n, v)
-	}
-	tok, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alg, _ := k.Algorithm()
-	signed, err := jwt.Sign(tok, jwt.WithKey(alg, k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(signed)
-}
 
 func ra(ns, name string, sel map[string]string, rules ...*security.JWTRule) *mesh.Config {
 	spec := &security.RequestAuthentication{JwtRules: rules}
@@ -94,8 +35,8 @@ func (s staticKeys) JWKS(issuer, uri string) (string, bool) {
 }
 
 func TestJWTAuthnGolden(t *testing.T) {
-	rsaKey, ecKey := loadKey(t, "rsa"), loadKey(t, "ec")
-	one := ra("ns", "one", nil, &security.JWTRule{Issuer: "https://issuer.example", Jwks: publicJWKS(t, rsaKey)})
+	rsaKey, ecKey := authntest.Key(t, "rsa"), authntest.Key(t, "ec")
+	one := ra("ns", "one", nil, &security.JWTRule{Issuer: "https://issuer.example", Jwks: authntest.PublicJWKS(t, rsaKey)})
 	full := ra(rootNS, "full", nil,
 		&security.JWTRule{
 			Issuer: "https://b.example", Audiences: []string{"api", "web"}, JwksUri: "https://b.example/keys",
@@ -106,7 +47,7 @@ func TestJWTAuthnGolden(t *testing.T) {
 		},
 		&security.JWTRule{Issuer: "https://a.example"}, // discovery, unavailable
 	)
-	keys := staticKeys{"https://b.example|https://b.example/keys": publicJWKS(t, ecKey)}
+	keys := staticKeys{"https://b.example|https://b.example/keys": authntest.PublicJWKS(t, ecKey)}
 	cases := map[string][]*mesh.Config{"jwt-single": {one}, "jwt-multi": {full, one}}
 	for name, pols := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -132,13 +73,13 @@ func bearer(tok string) TokenRequest {
 }
 
 func TestAuthenticateTokens(t *testing.T) {
-	rsaKey, ecKey, rotated := loadKey(t, "rsa"), loadKey(t, "ec"), loadKey(t, "rsa-rotated")
+	rsaKey, ecKey, rotated := authntest.Key(t, "rsa"), authntest.Key(t, "ec"), authntest.Key(t, "rsa-rotated")
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	const iss = "https://issuer.example"
 	pol := ra("ns", "jwt", nil, &security.JWTRule{Issuer: iss, Audiences: []string{"api"}, JwksUri: "https://issuer.example/jwks"})
-	good := claims{iss: iss, sub: "alice", aud: []string{"api"}, exp: now.Add(time.Hour)}
-	with := func(f func(*claims)) claims { c := good; f(&c); return c }
-	keys := staticKeys{iss + "|https://issuer.example/jwks": publicJWKS(t, rsaKey, ecKey)}
+	good := authntest.Claims{Issuer: iss, Subject: "alice", Audience: []string{"api"}, IssuedAt: now, Expiry: now.Add(time.Hour)}
+	with := func(f func(*authntest.Claims)) authntest.Claims { c := good; f(&c); return c }
+	keys := staticKeys{iss + "|https://issuer.example/jwks": authntest.PublicJWKS(t, rsaKey, ecKey)}
 	cfg, _ := JWTAuthn([]*mesh.Config{pol}, keys)
 	failClosed, _ := JWTAuthn([]*mesh.Config{pol}, staticKeys{})
 
@@ -149,17 +90,17 @@ func TestAuthenticateTokens(t *testing.T) {
 		wantErr error
 		wantPr  string
 	}{
-		{name: "valid RS256", req: bearer(mint(t, rsaKey, good)), wantPr: iss + "/alice"},
-		{name: "valid ES256", req: bearer(mint(t, ecKey, good)), wantPr: iss + "/alice"},
+		{name: "valid RS256", req: bearer(authntest.Token(t, rsaKey, good)), wantPr: iss + "/alice"},
+		{name: "valid ES256", req: bearer(authntest.Token(t, ecKey, good)), wantPr: iss + "/alice"},
 		{name: "no token passes", req: TokenRequest{Method: "GET"}},
-		{name: "expired", req: bearer(mint(t, rsaKey, with(func(c *claims) { c.exp = now.Add(-2 * time.Minute) }))), wantErr: ErrJWTInvalid},
-		{name: "expired within skew", req: bearer(mint(t, rsaKey, with(func(c *claims) { c.exp = now.Add(-30 * time.Second) }))), wantPr: iss + "/alice"},
-		{name: "wrong issuer", req: bearer(mint(t, rsaKey, with(func(c *claims) { c.iss = "https://evil.example" }))), wantErr: ErrJWTInvalid},
-		{name: "wrong audience", req: bearer(mint(t, rsaKey, with(func(c *claims) { c.aud = []string{"other"} }))), wantErr: ErrJWTInvalid},
-		{name: "unknown kid", req: bearer(mint(t, rotated, good)), wantErr: ErrJWTInvalid},
+		{name: "expired", req: bearer(authntest.Token(t, rsaKey, with(func(c *authntest.Claims) { c.Expiry = now.Add(-2 * time.Minute) }))), wantErr: ErrJWTInvalid},
+		{name: "expired within skew", req: bearer(authntest.Token(t, rsaKey, with(func(c *authntest.Claims) { c.Expiry = now.Add(-30 * time.Second) }))), wantPr: iss + "/alice"},
+		{name: "wrong issuer", req: bearer(authntest.Token(t, rsaKey, with(func(c *authntest.Claims) { c.Issuer = "https://evil.example" }))), wantErr: ErrJWTInvalid},
+		{name: "wrong audience", req: bearer(authntest.Token(t, rsaKey, with(func(c *authntest.Claims) { c.Audience = []string{"other"} }))), wantErr: ErrJWTInvalid},
+		{name: "unknown kid", req: bearer(authntest.Token(t, rotated, good)), wantErr: ErrJWTInvalid},
 		{name: "garbage token", req: bearer("not.a.jwt"), wantErr: ErrJWTInvalid},
-		{name: "token in default query param", req: TokenRequest{Method: "GET", Query: url.Values{"access_token": {mint(t, rsaKey, good)}}}, wantPr: iss + "/alice"},
-		{name: "fail closed rejects a valid token", cfg: failClosed, req: bearer(mint(t, rsaKey, good)), wantErr: ErrJWTInvalid},
+		{name: "token in default query param", req: TokenRequest{Method: "GET", Query: url.Values{"access_token": {authntest.Token(t, rsaKey, good)}}}, wantPr: iss + "/alice"},
+		{name: "fail closed rejects a valid token", cfg: failClosed, req: bearer(authntest.Token(t, rsaKey, good)), wantErr: ErrJWTInvalid},
 		{name: "fail closed lets token-less requests through", cfg: failClosed, req: TokenRequest{Method: "GET"}},
 		{name: "cors preflight bypassed", req: TokenRequest{Method: "OPTIONS", Headers: map[string]string{
 			"origin": "https://x", "access-control-request-method": "GET", "authorization": "Bearer junk"}}},
@@ -182,17 +123,17 @@ func TestAuthenticateTokens(t *testing.T) {
 }
 
 func TestAuthenticateMultipleProviders(t *testing.T) {
-	rsaKey, ecKey := loadKey(t, "rsa"), loadKey(t, "ec")
+	rsaKey, ecKey := authntest.Key(t, "rsa"), authntest.Key(t, "ec")
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	pols := []*mesh.Config{
-		ra("ns", "a", nil, &security.JWTRule{Issuer: "https://a.example", Jwks: publicJWKS(t, rsaKey)}),
-		ra("ns", "b", nil, &security.JWTRule{Issuer: "https://b.example", Jwks: publicJWKS(t, ecKey),
+		ra("ns", "a", nil, &security.JWTRule{Issuer: "https://a.example", Jwks: authntest.PublicJWKS(t, rsaKey)}),
+		ra("ns", "b", nil, &security.JWTRule{Issuer: "https://b.example", Jwks: authntest.PublicJWKS(t, ecKey),
 			FromHeaders: []*security.JWTHeader{{Name: "x-b-token"}}}),
 	}
 	cfg, _ := JWTAuthn(pols, nil)
 	exp := now.Add(time.Hour)
-	tokA := mint(t, rsaKey, claims{iss: "https://a.example", sub: "a", exp: exp})
-	tokB := mint(t, ecKey, claims{iss: "https://b.example", sub: "b", exp: exp})
+	tokA := authntest.Token(t, rsaKey, authntest.Claims{Issuer: "https://a.example", Subject: "a", Expiry: exp})
+	tokB := authntest.Token(t, ecKey, authntest.Claims{Issuer: "https://b.example", Subject: "b", Expiry: exp})
 	if a, err := Authenticate(cfg, bearer(tokA), now); err != nil || a.Principal != "https://a.example/a" {
 		t.Errorf("issuer a: %v %v", a, err)
 	}
@@ -249,7 +190,7 @@ func TestRequestAuthFindingsTCPPorts(t *testing.T) {
 	se := &mesh.Config{Meta: mesh.Meta{Kind: mesh.KindServiceEntry, Namespace: "ns", Name: "svc", CreationTimestamp: t0}, Spec: serviceEntry("svc.ns", app)}
 	snap := mesh.NewSnapshot(mesh.MeshConfig{}, []*mesh.Config{
 		weConfig("ns", "w1", "10.0.0.1", app), se,
-		ra("ns", "jwt", app, &security.JWTRule{Issuer: "i", Jwks: publicJWKS(t, loadKey(t, "ec"))}),
+		ra("ns", "jwt", app, &security.JWTRule{Issuer: "i", Jwks: authntest.PublicJWKS(t, authntest.Key(t, "ec"))}),
 	})
 	fs := RequestAuthFindings(snap, nil)
 	if len(fs) != 1 || fs[0].Reason != ReasonHTTPOnlyOnTCP || !strings.Contains(fs[0].Message, "port 5432") {
@@ -258,7 +199,7 @@ func TestRequestAuthFindingsTCPPorts(t *testing.T) {
 }
 
 func TestNormalizeJWKS(t *testing.T) {
-	rsaKey, ecKey := loadKey(t, "rsa"), loadKey(t, "ec")
+	rsaKey, ecKey := authntest.Key(t, "rsa"), authntest.Key(t, "ec")
 	priv, _ := json.Marshal(rsaKey)
 	cases := []struct {
 		name    string
@@ -266,7 +207,7 @@ func TestNormalizeJWKS(t *testing.T) {
 		kids    []string
 		wantErr bool
 	}{
-		{name: "rsa and ec", in: publicJWKS(t, rsaKey, ecKey), kids: []string{"ward-test-ec", "ward-test-rsa"}},
+		{name: "rsa and ec", in: authntest.PublicJWKS(t, rsaKey, ecKey), kids: []string{"ward-test-ec", "ward-test-rsa"}},
 		{name: "private key reduced to public", in: `{"keys":[` + string(priv) + `]}`, kids: []string{"ward-test-rsa"}},
 		{name: "symmetric only", in: `{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`, wantErr: true},
 		{name: "encryption key only", in: `{"keys":[{"kty":"RSA","use":"enc","n":"AQAB","e":"AQAB"}]}`, wantErr: true},
@@ -299,11 +240,11 @@ func TestNormalizeJWKS(t *testing.T) {
 
 func TestFailClosedJWKSVerifiesNoToken(t *testing.T) {
 	// A token claiming the fail-closed kid, signed by some other key.
-	k := loadKey(t, "rsa")
+	k := authntest.Key(t, "rsa")
 	c, _ := k.Clone()
 	_ = c.Set(jwk.KeyIDKey, "ward-fail-closed-no-key")
 	_ = c.Set(jwk.AlgorithmKey, jwa.RS256())
-	tok := mint(t, c, claims{iss: "i", sub: "s", exp: time.Now().Add(time.Hour)})
+	tok := authntest.Token(t, c, authntest.Claims{Issuer: "i", Subject: "s", Expiry: time.Now().Add(time.Hour)})
 	cfg, _ := JWTAuthn([]*mesh.Config{ra("ns", "x", nil, &security.JWTRule{Issuer: "i", JwksUri: "https://i/keys"})}, nil)
 	if _, err := Authenticate(cfg, bearer(tok), time.Now()); !errors.Is(err, ErrJWTInvalid) {
 		t.Fatalf("token against the fail-closed JWKS: err = %v, want invalid", err)

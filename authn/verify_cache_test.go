@@ -7,6 +7,7 @@ import (
 
 	security "istio.io/api/security/v1beta1"
 
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/mesh"
 )
 
@@ -14,14 +15,14 @@ import (
 // text, so the old key stops verifying at once and the new one starts,
 // in either order of use.
 func TestAuthenticateFollowsKeyRotationThroughTheKeyCache(t *testing.T) {
-	oldKey, newKey := loadKey(t, "rsa"), loadKey(t, "rsa-rotated")
+	oldKey, newKey := authntest.Key(t, "rsa"), authntest.Key(t, "rsa-rotated")
 	const iss = "https://issuer.example"
 	pol := ra("ns", "jwt", nil, &security.JWTRule{Issuer: iss, JwksUri: "https://issuer.example/jwks"})
-	before, _ := JWTAuthn([]*mesh.Config{pol}, staticKeys{iss + "|https://issuer.example/jwks": publicJWKS(t, oldKey)})
-	after, _ := JWTAuthn([]*mesh.Config{pol}, staticKeys{iss + "|https://issuer.example/jwks": publicJWKS(t, newKey)})
+	before, _ := JWTAuthn([]*mesh.Config{pol}, staticKeys{iss + "|https://issuer.example/jwks": authntest.PublicJWKS(t, oldKey)})
+	after, _ := JWTAuthn([]*mesh.Config{pol}, staticKeys{iss + "|https://issuer.example/jwks": authntest.PublicJWKS(t, newKey)})
 	now := time.Now()
-	c := claims{iss: iss, sub: "alice", exp: now.Add(time.Hour)}
-	oldTok, newTok := mint(t, oldKey, c), mint(t, newKey, c)
+	c := authntest.Claims{Issuer: iss, Subject: "alice", Expiry: now.Add(time.Hour)}
+	oldTok, newTok := authntest.Token(t, oldKey, c), authntest.Token(t, newKey, c)
 	for range 2 { // the second round is served from the cache
 		if _, err := Authenticate(before, bearer(oldTok), now); err != nil {
 			t.Fatalf("old key under the old JWKS: %v", err)

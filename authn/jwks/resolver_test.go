@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,11 +13,11 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 	"github.com/prometheus/client_golang/prometheus"
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/wardmesh/ward/authn"
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/mesh"
 )
 
@@ -98,31 +97,9 @@ type idp struct {
 	hits          atomic.Int32
 }
 
-func loadKey(t *testing.T, name string) jwk.Key {
-	t.Helper()
-	b, err := os.ReadFile("../testdata/" + name + ".private.jwk.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := jwk.ParseKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func pubSet(t *testing.T, k jwk.Key) string {
-	t.Helper()
-	p, _ := k.PublicKey()
-	set := jwk.NewSet()
-	_ = set.AddKey(p)
-	b, _ := json.Marshal(set)
-	return string(b)
-}
-
 func newIDP(t *testing.T, issuerOverride string) *idp {
 	t.Helper()
-	p := &idp{good: pubSet(t, loadKey(t, "rsa")), rotated: pubSet(t, loadKey(t, "rsa-rotated"))}
+	p := &idp{good: authntest.PublicJWKS(t, authntest.Key(t, "rsa")), rotated: authntest.PublicJWKS(t, authntest.Key(t, "rsa-rotated"))}
 	p.mode.Store("down")
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
@@ -157,18 +134,10 @@ func snapWith(rules ...*security.JWTRule) *mesh.Snapshot {
 	}})
 }
 
+// mint signs a token for alice from iss, valid for an hour from now.
 func mint(t *testing.T, k jwk.Key, iss string, now time.Time) string {
 	t.Helper()
-	tok, err := jwt.NewBuilder().Issuer(iss).Subject("alice").Expiration(now.Add(time.Hour)).Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alg, _ := k.Algorithm()
-	b, err := jwt.Sign(tok, jwt.WithKey(alg, k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return authntest.Token(t, k, authntest.Claims{Issuer: iss, Subject: "alice", Expiry: now.Add(time.Hour)})
 }
 
 type harness struct {
@@ -230,7 +199,7 @@ func TestDiscoveryDownAtStartRecoversRotatesAndKeepsLastGood(t *testing.T) {
 	iss := p.srv.URL
 	snap := snapWith(&security.JWTRule{Issuer: iss}) // OIDC discovery
 	h := start(t, p, snap)
-	rsaKey, rotatedKey := loadKey(t, "rsa"), loadKey(t, "rsa-rotated")
+	rsaKey, rotatedKey := authntest.Key(t, "rsa"), authntest.Key(t, "rsa-rotated")
 
 	// Down at start: fail closed, retry fast.
 	if d := h.clock.waitSleep(t); d != time.Second {
