@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/wardmesh/ward/authn/authntest"
 )
 
 // BenchmarkCheck measures Check without the gRPC transport: request
@@ -25,11 +27,11 @@ func BenchmarkCheck(b *testing.B) {
 // carrying an RS256 token the server verifies itself (memoised jwt_authn
 // config; signature verification per check).
 func BenchmarkProxylessJWTCheck(b *testing.B) {
-	rsa := testKey(b, "rsa")
+	rsa := authntest.Key(b, "rsa")
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(b, rsa)}}
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": authntest.PublicJWKS(b, rsa)}}
 	s := newServer(b, Config{Timeout: time.Second, Keys: keys, Clock: fixedClock{now}}, "", jwtPolicies)
-	req := proxylessCheck(sign(b, rsa, tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)}), true)
+	req := proxylessCheck(authntest.Token(b, rsa, authntest.Claims{Issuer: jwtIssuer, Subject: "alice", Audience: []string{"cart"}, Expiry: now.Add(time.Hour)}), true)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

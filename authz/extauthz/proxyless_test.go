@@ -2,8 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"encoding/json"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -12,10 +10,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/authz/decisionlog"
 )
@@ -65,62 +63,6 @@ func (k *keySets) set(issuer, uri, jwks string) {
 	k.sets[issuer+"|"+uri] = jwks
 }
 
-func testKey(t testing.TB, name string) jwk.Key {
-	t.Helper()
-	b, err := os.ReadFile("../../authn/testdata/" + name + ".private.jwk.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := jwk.ParseKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-func jwksOf(t testing.TB, keys ...jwk.Key) string {
-	t.Helper()
-	set := jwk.NewSet()
-	for _, k := range keys {
-		p, err := k.PublicKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := set.AddKey(p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-type tokenClaims struct {
-	iss, sub, scope string
-	aud             string
-	exp             time.Time
-}
-
-func sign(t testing.TB, k jwk.Key, c tokenClaims) string {
-	t.Helper()
-	b := jwt.NewBuilder().Issuer(c.iss).Subject(c.sub).Audience([]string{c.aud}).Expiration(c.exp)
-	if c.scope != "" {
-		b = b.Claim("scope", c.scope)
-	}
-	tok, err := b.Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alg, _ := k.Algorithm()
-	s, err := jwt.Sign(tok, jwt.WithKey(alg, k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(s)
-}
-
 // proxylessCheck is what the grpcauthz interceptor sends for one RPC.
 func proxylessCheck(token string, marker bool) *authv3.CheckRequest {
 	req := check("shop", `{"app":"cart"}`, "spiffe://cluster.local/ns/shop/sa/web", "POST", "/shop.Cart/Admin")
@@ -150,17 +92,17 @@ func okReason(r *authv3.CheckResponse) string {
 // valid one's claims decide, a missing one leaves it to the policy; the
 // same token without the marker (an Envoy check) is not trusted.
 func TestProxylessJWT(t *testing.T) {
-	rsa, ec, rotated := testKey(t, "rsa"), testKey(t, "ec"), testKey(t, "rsa-rotated")
+	rsa, ec, rotated := authntest.Key(t, "rsa"), authntest.Key(t, "ec"), authntest.Key(t, "rsa-rotated")
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(t, rsa, ec)}}
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": authntest.PublicJWKS(t, rsa, ec)}}
 	var logbuf syncBuffer
 	dl, err := decisionlog.New(decisionlog.Config{Writer: &logbuf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := start(t, newServer(t, Config{Keys: keys, Clock: fixedClock{now}, Decisions: dl}, "", jwtPolicies))
-	good := tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)}
-	with := func(f func(*tokenClaims)) tokenClaims { c := good; f(&c); return c }
+	good := authntest.Claims{Issuer: jwtIssuer, Subject: "alice", Audience: []string{"cart"}, Expiry: now.Add(time.Hour)}
+	with := func(f func(*authntest.Claims)) authntest.Claims { c := good; f(&c); return c }
 
 	cases := []struct {
 		name       string
@@ -169,24 +111,24 @@ func TestProxylessJWT(t *testing.T) {
 		wantHTTP   int32 // denied status; 0 for allow
 		wantReason string
 	}{
-		{"valid RS256", proxylessCheck(sign(t, rsa, good), true), code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[0]"},
-		{"valid ES256", proxylessCheck(sign(t, ec, good), true), code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[0]"},
-		{"space-delimited scope claim", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.sub, c.scope = "bob", "read write" })), true),
+		{"valid RS256", proxylessCheck(authntest.Token(t, rsa, good), true), code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[0]"},
+		{"valid ES256", proxylessCheck(authntest.Token(t, ec, good), true), code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[0]"},
+		{"space-delimited scope claim", proxylessCheck(authntest.Token(t, rsa, with(func(c *authntest.Claims) { c.Subject, c.Extra = "bob", map[string]any{"scope": "read write"} })), true),
 			code.Code_OK, 0, "allowed by ns[shop]-policy[require-jwt]-rule[1]"},
-		{"valid, principal not allowed", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.sub = "bob" })), true),
+		{"valid, principal not allowed", proxylessCheck(authntest.Token(t, rsa, with(func(c *authntest.Claims) { c.Subject = "bob" })), true),
 			code.Code_PERMISSION_DENIED, 403, "denied: no ALLOW policy matched (1 candidates)"},
 		{"missing token: the policy decides", proxylessCheck("", true), code.Code_PERMISSION_DENIED, 403, "denied: no ALLOW policy matched (1 candidates)"},
-		{"expired", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.exp = now.Add(-2 * time.Minute) })), true),
+		{"expired", proxylessCheck(authntest.Token(t, rsa, with(func(c *authntest.Claims) { c.Expiry = now.Add(-2 * time.Minute) })), true),
 			code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
-		{"wrong issuer", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.iss = "https://evil.example" })), true),
+		{"wrong issuer", proxylessCheck(authntest.Token(t, rsa, with(func(c *authntest.Claims) { c.Issuer = "https://evil.example" })), true),
 			code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
-		{"wrong audience", proxylessCheck(sign(t, rsa, with(func(c *tokenClaims) { c.aud = "billing" })), true),
+		{"wrong audience", proxylessCheck(authntest.Token(t, rsa, with(func(c *authntest.Claims) { c.Audience = []string{"billing"} })), true),
 			code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
-		{"unknown kid", proxylessCheck(sign(t, rotated, good), true), code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
+		{"unknown kid", proxylessCheck(authntest.Token(t, rotated, good), true), code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
 		{"garbage", proxylessCheck("not.a.jwt", true), code.Code_UNAUTHENTICATED, 401, "denied: unauthenticated: jwt verification fails"},
 		// Without the marker this is an Envoy check: raw tokens are not
 		// claims (jwt_authn would have put verified ones in metadata).
-		{"Envoy check with a raw token", proxylessCheck(sign(t, rsa, good), false), code.Code_PERMISSION_DENIED, 403, "denied: no ALLOW policy matched (1 candidates)"},
+		{"Envoy check with a raw token", proxylessCheck(authntest.Token(t, rsa, good), false), code.Code_PERMISSION_DENIED, 403, "denied: no ALLOW policy matched (1 candidates)"},
 	}
 	for _, tc := range cases {
 		resp, err := c.Check(context.Background(), tc.req)
@@ -246,15 +188,15 @@ func TestProxylessJWTMetadataRefused(t *testing.T) {
 // key provider: a token signed with a new key is rejected until the
 // provider serves it, then accepted; unchanged keys reuse the config.
 func TestProxylessJWTKeyRotation(t *testing.T) {
-	rsa, rotated := testKey(t, "rsa"), testKey(t, "rsa-rotated")
+	rsa, rotated := authntest.Key(t, "rsa"), authntest.Key(t, "rsa-rotated")
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	keys := &keySets{sets: map[string]string{}} // nothing fetched yet: fail closed
 	s := newServer(t, Config{Keys: keys, Clock: fixedClock{now}}, "", jwtPolicies)
 	c := start(t, s)
-	good := tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)}
+	good := authntest.Claims{Issuer: jwtIssuer, Subject: "alice", Audience: []string{"cart"}, Expiry: now.Add(time.Hour)}
 	do := func(k jwk.Key) code.Code {
 		t.Helper()
-		resp, err := c.Check(context.Background(), proxylessCheck(sign(t, k, good), true))
+		resp, err := c.Check(context.Background(), proxylessCheck(authntest.Token(t, k, good), true))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -263,7 +205,7 @@ func TestProxylessJWTKeyRotation(t *testing.T) {
 	if got := do(rsa); got != code.Code_UNAUTHENTICATED {
 		t.Fatalf("before any keys: %v, want UNAUTHENTICATED (fail closed)", got)
 	}
-	keys.set(jwtIssuer, jwtIssuer+"/jwks", jwksOf(t, rsa))
+	keys.set(jwtIssuer, jwtIssuer+"/jwks", authntest.PublicJWKS(t, rsa))
 	if got := do(rsa); got != code.Code_OK {
 		t.Fatalf("after the keys arrived: %v, want OK", got)
 	}
@@ -277,7 +219,7 @@ func TestProxylessJWTKeyRotation(t *testing.T) {
 	if got := do(rotated); got != code.Code_UNAUTHENTICATED {
 		t.Fatalf("rotated key not yet served: %v, want UNAUTHENTICATED", got)
 	}
-	keys.set(jwtIssuer, jwtIssuer+"/jwks", jwksOf(t, rotated))
+	keys.set(jwtIssuer, jwtIssuer+"/jwks", authntest.PublicJWKS(t, rotated))
 	if got := do(rotated); got != code.Code_OK {
 		t.Fatalf("rotated key served: %v, want OK", got)
 	}
@@ -309,12 +251,12 @@ kind: AuthorizationPolicy
 metadata: {name: ext, namespace: shop}
 spec: {selector: {matchLabels: {app: cart}}, action: CUSTOM, provider: {name: only-alice}, rules: [{}]}
 `
-	rsa := testKey(t, "rsa")
+	rsa := authntest.Key(t, "rsa")
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(t, rsa)}}
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": authntest.PublicJWKS(t, rsa)}}
 	s := newServer(t, Config{Keys: keys, Clock: fixedClock{now}}, meshYAML, jwtPolicies+custom)
 	for sub, want := range map[string]code.Code{"alice": code.Code_OK, "bob": code.Code_PERMISSION_DENIED} {
-		req := proxylessCheck(sign(t, rsa, tokenClaims{iss: jwtIssuer, sub: sub, aud: "cart", exp: now.Add(time.Hour)}), true)
+		req := proxylessCheck(authntest.Token(t, rsa, authntest.Claims{Issuer: jwtIssuer, Subject: sub, Audience: []string{"cart"}, Expiry: now.Add(time.Hour)}), true)
 		resp, err := s.Check(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
@@ -332,11 +274,11 @@ spec: {selector: {matchLabels: {app: cart}}, action: CUSTOM, provider: {name: on
 // locations, the server answers (never an RPC error) and allows only a
 // request presenting the one validly signed token.
 func FuzzProxylessCheck(f *testing.F) {
-	rsa := testKey(f, "rsa")
+	rsa := authntest.Key(f, "rsa")
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": jwksOf(f, rsa)}}
+	keys := &keySets{sets: map[string]string{jwtIssuer + "|" + jwtIssuer + "/jwks": authntest.PublicJWKS(f, rsa)}}
 	s := newServer(f, Config{Keys: keys, Clock: fixedClock{now}}, "", jwtPolicies)
-	valid := sign(f, rsa, tokenClaims{iss: jwtIssuer, sub: "alice", aud: "cart", exp: now.Add(time.Hour)})
+	valid := authntest.Token(f, rsa, authntest.Claims{Issuer: jwtIssuer, Subject: "alice", Audience: []string{"cart"}, Expiry: now.Add(time.Hour)})
 	sig := valid[strings.LastIndex(valid, ".")+1:]
 	f.Add("Bearer "+valid, "", "/shop.Cart/Admin")
 	f.Add("Bearer "+valid[:len(valid)-2], "a=b", "/x?access_token="+valid)

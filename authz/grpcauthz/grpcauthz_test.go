@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"math/big"
 	"net"
 	"net/url"
@@ -20,9 +19,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -31,6 +28,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/authz/extauthz"
@@ -236,50 +234,6 @@ func client(t *testing.T, p *pki, addr, spiffeID string) testgrpc.TestServiceCli
 	return testgrpc.NewTestServiceClient(conn)
 }
 
-func signToken(t *testing.T, sub string, exp time.Time) (token, jwks string) {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signWith(t, priv, sub, exp), publicJWKS(t, priv)
-}
-
-func signWith(t *testing.T, priv *ecdsa.PrivateKey, sub string, exp time.Time) string {
-	t.Helper()
-	k, err := jwk.Import(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = k.Set(jwk.KeyIDKey, "test-key")
-	tok, err := jwt.NewBuilder().Issuer(issuer).Subject(sub).Audience([]string{"cart"}).Expiration(exp).Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := jwt.Sign(tok, jwt.WithKey(jwa.ES256(), k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-func publicJWKS(t *testing.T, priv *ecdsa.PrivateKey) string {
-	t.Helper()
-	k, err := jwk.Import(priv.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = k.Set(jwk.KeyIDKey, "test-key")
-	_ = k.Set(jwk.AlgorithmKey, jwa.ES256())
-	set := jwk.NewSet()
-	_ = set.AddKey(k)
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 func bearer(ctx context.Context, tok string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 }
@@ -293,12 +247,9 @@ func reasonIn(md metadata.MD) string { return strings.Join(md.Get(DefaultReasonH
 // learn the allowing rule, denied ones get PermissionDenied with the
 // reason, rejected tokens Unauthenticated, and every decision is logged.
 func TestInterceptorAgainstExtAuthz(t *testing.T) {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := authntest.NewKey(t, "test-key")
 	var log syncBuffer
-	rec := &recorder{AuthorizationClient: extAuthz(t, snapshot(t, policies(publicJWKS(t, priv))), &log)}
+	rec := &recorder{AuthorizationClient: extAuthz(t, snapshot(t, policies(authntest.PublicJWKS(t, key))), &log)}
 	a, err := New(Config{Client: rec, Namespace: "shop", Labels: map[string]string{"app": "cart"}, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +287,10 @@ func TestInterceptorAgainstExtAuthz(t *testing.T) {
 
 	// Tokens (the server verifies them itself).
 	now := time.Now()
-	alice, bob := signWith(t, priv, "alice", now.Add(time.Hour)), signWith(t, priv, "bob", now.Add(time.Hour))
+	token := func(k jwk.Key, sub string, exp time.Time) string {
+		return authntest.Token(t, k, authntest.Claims{Issuer: issuer, Subject: sub, Audience: []string{"cart"}, Expiry: exp})
+	}
+	alice, bob := token(key, "alice", now.Add(time.Hour)), token(key, "bob", now.Add(time.Hour))
 	if _, err := other.EmptyCall(bearer(ctx, alice), &testgrpc.Empty{}, grpc.Header(&hdr)); err != nil {
 		t.Errorf("EmptyCall with alice's token: %v", err)
 	} else if got := reasonIn(hdr); got != "allowed by ns[shop]-policy[allow-cart]-rule[1]" {
@@ -348,8 +302,8 @@ func TestInterceptorAgainstExtAuthz(t *testing.T) {
 	if _, err := other.EmptyCall(ctx, &testgrpc.Empty{}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("EmptyCall without a token: %v, want PermissionDenied", err)
 	}
-	expired := signWith(t, priv, "alice", now.Add(-time.Hour))
-	strange, _ := signToken(t, "alice", now.Add(time.Hour))
+	expired := token(key, "alice", now.Add(-time.Hour))
+	strange := token(authntest.NewKey(t, "test-key"), "alice", now.Add(time.Hour)) // same kid, other key
 	for name, tok := range map[string]string{"expired": expired, "foreign key": strange, "garbage": "a.b.c"} {
 		_, err := other.EmptyCall(bearer(ctx, tok), &testgrpc.Empty{})
 		if status.Code(err) != codes.Unauthenticated || !strings.Contains(status.Convert(err).Message(), "unauthenticated") {
