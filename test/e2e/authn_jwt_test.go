@@ -16,12 +16,12 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jwt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wardmesh/ward/authn"
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/authn/jwks"
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/authz/extauthz"
@@ -75,34 +75,37 @@ func (c *jwtClock) waitSleep(t *testing.T) time.Duration {
 	}
 }
 
-func loadTestKey(t *testing.T, name string) jwk.Key {
-	t.Helper()
-	b, err := os.ReadFile("../../authn/testdata/" + name + ".private.jwk.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := jwk.ParseKey(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
+// signJWT signs a token from iss for sub with the test key k; the
+// audience is "cart" unless aud is given.
 func signJWT(t *testing.T, k jwk.Key, iss, sub string, exp time.Time, aud ...string) string {
 	t.Helper()
 	if len(aud) == 0 {
 		aud = []string{"cart"}
 	}
-	tok, err := jwt.NewBuilder().Issuer(iss).Subject(sub).Audience(aud).Expiration(exp).Build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	alg, _ := k.Algorithm()
-	b, err := jwt.Sign(tok, jwt.WithKey(alg, k))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return authntest.Token(t, k, authntest.Claims{Issuer: iss, Subject: sub, Audience: aud, Expiry: exp})
+}
+
+// startIdP serves OIDC discovery and a JWKS holding keys over HTTPS; while
+// up is false (when not nil) the JWKS endpoint answers 502. It returns the
+// issuer and a client trusting it.
+func startIdP(t *testing.T, up *atomic.Bool, keys ...jwk.Key) (string, *http.Client) {
+	t.Helper()
+	set := authntest.PublicJWKS(t, keys...)
+	var idp *httptest.Server
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": idp.URL, "jwks_uri": idp.URL + "/jwks"})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		if up != nil && !up.Load() {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		_, _ = w.Write([]byte(set))
+	})
+	idp = httptest.NewTLSServer(mux)
+	t.Cleanup(idp.Close)
+	return idp.URL, idp.Client()
 }
 
 // envoyLike plays the data path of a sidecar for one request: the
@@ -166,28 +169,9 @@ func sockAddr(ip string, port uint32) *corev3.Address {
 // tokens are judged by jwt_authn semantics and Ward's ext_authz server
 // with an AuthorizationPolicy requiring a request principal.
 func TestAuthnJWTThroughExtAuthz(t *testing.T) {
-	rsaKey, ecKey := loadTestKey(t, "rsa"), loadTestKey(t, "ec")
+	rsaKey, ecKey := authntest.Key(t, "rsa"), authntest.Key(t, "ec")
 	var up atomic.Bool
-	var idp *httptest.Server
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": idp.URL, "jwks_uri": idp.URL + "/jwks"})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
-		if !up.Load() {
-			http.Error(w, "down", http.StatusBadGateway)
-			return
-		}
-		set := jwk.NewSet()
-		for _, k := range []jwk.Key{rsaKey, ecKey} {
-			p, _ := k.PublicKey()
-			_ = set.AddKey(p)
-		}
-		_ = json.NewEncoder(w).Encode(set)
-	})
-	idp = httptest.NewTLSServer(mux)
-	t.Cleanup(idp.Close)
-	iss := idp.URL
+	iss, idpClient := startIdP(t, &up, rsaKey, ecKey)
 
 	dir := t.TempDir()
 	if err := os.WriteFile(dir+"/policy.yaml", []byte(`apiVersion: security.istio.io/v1
@@ -236,7 +220,7 @@ spec:
 	// The resolver, with a push counter standing in for the xDS server.
 	clock := &jwtClock{sleeps: make(chan time.Duration, 100)}
 	pushes := make(chan string, 10)
-	r := jwks.New(jwks.Config{Clock: clock, Client: idp.Client(), OnChange: func(i string) { pushes <- i }})
+	r := jwks.New(jwks.Config{Clock: clock, Client: idpClient, OnChange: func(i string) { pushes <- i }})
 	r.Track(snap)
 	runDone := make(chan error, 1)
 	go func() { runDone <- r.Run(ctx) }()
@@ -290,7 +274,7 @@ spec:
 		{"expired", signJWT(t, rsaKey, iss, "alice", now.Add(-time.Hour)), http.StatusUnauthorized},
 		{"wrong issuer", signJWT(t, rsaKey, "https://evil.example", "alice", now.Add(time.Hour)), http.StatusUnauthorized},
 		{"wrong audience", signJWT(t, rsaKey, iss, "alice", now.Add(time.Hour), "billing"), http.StatusUnauthorized},
-		{"unknown kid", signJWT(t, loadTestKey(t, "rsa-rotated"), iss, "alice", now.Add(time.Hour)), http.StatusUnauthorized},
+		{"unknown kid", signJWT(t, authntest.Key(t, "rsa-rotated"), iss, "alice", now.Add(time.Hour)), http.StatusUnauthorized},
 	}
 	for _, tc := range cases {
 		if got := envoy.do(tc.token); got != tc.want {

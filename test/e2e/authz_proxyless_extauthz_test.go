@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -31,6 +28,7 @@ import (
 	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/wardmesh/ward/agent"
+	"github.com/wardmesh/ward/authn/authntest"
 	"github.com/wardmesh/ward/authn/jwks"
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/authz/extauthz"
@@ -74,8 +72,8 @@ spec:
 // reason without a token, Unauthenticated with a bad one. The interceptor
 // of a workload in another namespace cannot ask about this one.
 func TestAuthzProxylessThroughExtAuthz(t *testing.T) {
-	rsaKey := loadTestKey(t, "rsa")
-	iss, idpClient := startIdP(t, rsaKey)
+	rsaKey := authntest.Key(t, "rsa")
+	iss, idpClient := startIdP(t, nil, rsaKey)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +163,7 @@ func TestAuthzProxylessThroughExtAuthz(t *testing.T) {
 	for name, tok := range map[string]string{
 		"expired":      signJWT(t, rsaKey, iss, "alice", now.Add(-time.Hour)),
 		"wrong issuer": signJWT(t, rsaKey, "https://evil.example", "alice", now.Add(time.Hour)),
-		"unknown kid":  signJWT(t, loadTestKey(t, "rsa-rotated"), iss, "alice", now.Add(time.Hour)),
+		"unknown kid":  signJWT(t, authntest.Key(t, "rsa-rotated"), iss, "alice", now.Add(time.Hour)),
 	} {
 		if _, err := client.UnaryCall(withToken(tok), &testgrpc.SimpleRequest{}); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("UnaryCall with a %s token: %v, want Unauthenticated", name, err)
@@ -237,26 +235,6 @@ func identityDir(t *testing.T, boot []byte) string {
 		t.Fatalf("bootstrap has no identity certificate file:\n%s", boot)
 	}
 	return filepath.Dir(cert)
-}
-
-// startIdP serves OIDC discovery and a JWKS holding k over HTTPS; it
-// returns the issuer and a client trusting it.
-func startIdP(t *testing.T, k jwk.Key) (string, *http.Client) {
-	t.Helper()
-	var idp *httptest.Server
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": idp.URL, "jwks_uri": idp.URL + "/jwks"})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
-		p, _ := k.PublicKey()
-		set := jwk.NewSet()
-		_ = set.AddKey(p)
-		_ = json.NewEncoder(w).Encode(set)
-	})
-	idp = httptest.NewTLSServer(mux)
-	t.Cleanup(idp.Close)
-	return idp.URL, idp.Client()
 }
 
 // optIntoExtAuthz sets WARD_AUTHZ=ext-authz in a grpc bootstrap's node
