@@ -1,20 +1,12 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -27,23 +19,9 @@ func TestCLIProxyConfigAgainstServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the ward binary")
 	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config")
-	if err := os.CopyFS(cfg, os.DirFS(examplesDir(t))); err != nil {
-		t.Fatal(err)
-	}
-	p := startWard(t, "serve", "--config", cfg, "--state", filepath.Join(dir, "state"),
-		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0")
-	m := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+) xds_addr=(\S+)`), time.Minute)
-	server, xdsAddr := "http://"+m[1], m[2]
-
-	cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	server, cc := serveExamples(t)
 	const id = "sidecar~127.0.0.20~productpage-1.bookinfo~bookinfo.svc.cluster.local"
-	register(t, cc, &core.Node{Id: id, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+	openADS(t, cc, &core.Node{Id: id, Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
 		"NAMESPACE": structpb.NewStringValue("bookinfo"),
 		"LABELS": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
 			"app": structpb.NewStringValue("productpage"), "version": structpb.NewStringValue("v1")}}),
@@ -115,31 +93,5 @@ func TestCLIProxyConfigAgainstServe(t *testing.T) {
 	ids, _, code := runWard(t, "__complete", "proxy-config", "clusters", "--server", server, "--proxy", "sidecar~127.0.0.20")
 	if code != 0 || !strings.Contains(ids, id) {
 		t.Errorf("__complete clusters --proxy: exit %d:\n%s", code, ids)
-	}
-}
-
-// register opens an ADS stream for node (with its Istio metadata: labels,
-// namespace) and waits for its clusters, so the server has generated its
-// config. The stream stays open until the test ends.
-func register(t *testing.T, cc *grpc.ClientConn, node *core.Node) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil {
-		t.Fatal(err)
-	}
-	errc := make(chan error, 1)
-	go func() { _, err := st.Recv(); errc <- err }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("%s: no clusters: %v", node.GetId(), err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s: no clusters within 30s", node.GetId())
 	}
 }

@@ -1,21 +1,15 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestCLIProxyStatusAgainstServe runs `ward proxy-status` (the binary)
@@ -26,21 +20,7 @@ func TestCLIProxyStatusAgainstServe(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the ward binary")
 	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config")
-	if err := os.CopyFS(cfg, os.DirFS(examplesDir(t))); err != nil {
-		t.Fatal(err)
-	}
-	p := startWard(t, "serve", "--config", cfg, "--state", filepath.Join(dir, "state"),
-		"--debug-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0", "--secure-addr", "127.0.0.1:0", "--authz-addr", "127.0.0.1:0")
-	m := p.waitLine(t, regexp.MustCompile(`debug_addr=(\S+) xds_addr=(\S+)`), time.Minute)
-	server, xdsAddr := "http://"+m[1], m[2]
-
-	cc, err := grpc.NewClient(xdsAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
+	server, cc := serveExamples(t)
 	const (
 		good = "sidecar~10.9.0.1~productpage-1.bookinfo~bookinfo.svc.cluster.local"
 		bad  = "sidecar~10.9.0.2~reviews-1.bookinfo~bookinfo.svc.cluster.local"
@@ -101,40 +81,13 @@ func TestCLIProxyStatusAgainstServe(t *testing.T) {
 	}
 }
 
-// ack opens an ADS stream for node id, asks for clusters and ACKs them,
+// ack opens an ADS stream for node id (openADS) and ACKs its clusters,
 // or NACKs them with nack when it is not empty. The stream stays open
 // until the test ends.
 func ack(t *testing.T, cc *grpc.ClientConn, id, nack string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	node := &core.Node{Id: id}
-	if err := st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		r   *discovery.DiscoveryResponse
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		r, err := st.Recv()
-		ch <- result{r, err}
-	}()
-	var r *discovery.DiscoveryResponse
-	select {
-	case res := <-ch:
-		if res.err != nil {
-			t.Fatalf("%s: no clusters: %v", id, res.err)
-		}
-		r = res.r
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s: no clusters within 30s", id)
-	}
+	st, r := openADS(t, cc, node)
 	req := &discovery.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}
 	if nack != "" {
 		req.VersionInfo = ""
