@@ -19,7 +19,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
@@ -186,30 +185,8 @@ func TestAuthnStrictRefusesPlaintextThenDisable(t *testing.T) {
 
 	// The server: a grpc xDS server whose security comes from Ward.
 	srvBoot := m.identity("ns", "default", "echo-1", "127.0.0.1", map[string]string{"app": "echo", mesh.LabelTLSMode: "istio"})
-	serverCreds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan struct{})
-	var once sync.Once
-	s, err := grpcxds.NewGRPCServer(grpc.Creds(serverCreds), grpcxds.BootstrapContentsForTesting(srvBoot),
-		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
-			if a.Mode == connectivity.ServingModeServing {
-				once.Do(func() { close(serving) })
-			}
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
 	be := &peerBackend{}
-	testgrpc.RegisterTestServiceServer(s, be)
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	select {
-	case <-serving:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the grpc server never got its listener from Ward")
-	}
+	serveXDS(t, "the grpc server", lis, srvBoot, be, wardServerCreds(t))
 
 	// A plaintext client dialling the server directly.
 	plainConn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
@@ -37,29 +35,7 @@ func newAuthzMesh(t *testing.T, initial string) *authnMesh {
 func authzServer(t *testing.T, m *authnMesh, lis net.Listener) {
 	t.Helper()
 	boot := m.identity("ns", "default", "echo-1", "127.0.0.1", map[string]string{"app": "echo", mesh.LabelTLSMode: "istio"})
-	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan struct{})
-	var once sync.Once
-	s, err := grpcxds.NewGRPCServer(grpc.Creds(creds), grpcxds.BootstrapContentsForTesting(boot),
-		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
-			if a.Mode == connectivity.ServingModeServing {
-				once.Do(func() { close(serving) })
-			}
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testgrpc.RegisterTestServiceServer(s, &peerBackend{})
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	select {
-	case <-serving:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the grpc server never got its listener from Ward")
-	}
+	serveXDS(t, "the grpc server", lis, boot, &peerBackend{}, wardServerCreds(t))
 }
 
 // meshClient dials echo.test through Ward with a Ward identity ns/sa.

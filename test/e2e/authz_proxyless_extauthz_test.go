@@ -18,14 +18,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	grpcxds "google.golang.org/grpc/xds"
 
 	"github.com/wardmesh/ward/agent"
 	"github.com/wardmesh/ward/authn/authntest"
@@ -256,30 +252,8 @@ func optIntoExtAuthz(t *testing.T, boot []byte) []byte {
 // startInterceptedServer is authzServer with the grpcauthz interceptors.
 func startInterceptedServer(t *testing.T, boot []byte, lis net.Listener, a *grpcauthz.Authorizer) {
 	t.Helper()
-	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving := make(chan struct{})
-	var once sync.Once
-	s, err := grpcxds.NewGRPCServer(grpc.Creds(creds), grpcxds.BootstrapContentsForTesting(boot),
-		grpc.UnaryInterceptor(a.UnaryServerInterceptor()), grpc.StreamInterceptor(a.StreamServerInterceptor()),
-		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
-			if a.Mode == connectivity.ServingModeServing {
-				once.Do(func() { close(serving) })
-			}
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	testgrpc.RegisterTestServiceServer(s, &peerBackend{})
-	go func() { _ = s.Serve(lis) }()
-	t.Cleanup(s.Stop)
-	select {
-	case <-serving:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the grpc server never got its listener from Ward")
-	}
+	serveXDS(t, "the grpc server", lis, boot, &peerBackend{}, wardServerCreds(t),
+		grpc.UnaryInterceptor(a.UnaryServerInterceptor()), grpc.StreamInterceptor(a.StreamServerInterceptor()))
 }
 
 // syncLog is a goroutine-safe decision log sink.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 	grpcxds "google.golang.org/grpc/xds"
@@ -122,30 +124,47 @@ func (m *xdsMesh) listen(name string) (*backend, net.Listener) {
 // waits until Ward's server listener puts it in serving mode.
 func (m *xdsMesh) serve(b *backend, lis net.Listener, ns string, labels map[string]string) {
 	m.t.Helper()
-	serving := make(chan struct{})
-	var once atomic.Bool
 	id := fmt.Sprintf("grpc~127.0.0.1~%s.%s~%s.svc.cluster.local", b.name, ns, ns)
 	boot := m.bootstrap(id, map[string]any{"GENERATOR": "grpc", "NAMESPACE": ns, "INSTANCE_IPS": "127.0.0.1", "LABELS": labels})
-	s, err := grpcxds.NewGRPCServer(
-		grpc.Creds(insecure.NewCredentials()),
-		grpcxds.BootstrapContentsForTesting(boot),
+	serveXDS(m.t, "backend "+b.name, lis, boot, b, grpc.Creds(insecure.NewCredentials()))
+}
+
+// serveXDS starts a proxyless grpc-go xDS server on lis with the bootstrap
+// boot, serving svc as the TestService, and waits (20s at most) until
+// Ward's server listener puts it in serving mode. name says which server
+// in the failure message; opts are its credentials, interceptors and so on.
+func serveXDS(t *testing.T, name string, lis net.Listener, boot []byte, svc testgrpc.TestServiceServer, opts ...grpc.ServerOption) {
+	t.Helper()
+	serving := make(chan struct{})
+	var once sync.Once
+	s, err := grpcxds.NewGRPCServer(append(opts, grpcxds.BootstrapContentsForTesting(boot),
 		grpcxds.ServingModeCallback(func(_ net.Addr, a grpcxds.ServingModeChangeArgs) {
-			if a.Mode == connectivity.ServingModeServing && once.CompareAndSwap(false, true) {
-				close(serving)
+			if a.Mode == connectivity.ServingModeServing {
+				once.Do(func() { close(serving) })
 			}
-		}),
-	)
+		}))...)
 	if err != nil {
-		m.t.Fatal(err)
+		t.Fatal(err)
 	}
-	testgrpc.RegisterTestServiceServer(s, b)
+	testgrpc.RegisterTestServiceServer(s, svc)
 	go func() { _ = s.Serve(lis) }()
-	m.t.Cleanup(s.Stop)
+	t.Cleanup(s.Stop)
 	select {
 	case <-serving:
 	case <-time.After(20 * time.Second):
-		m.t.Fatalf("backend %s never got its server listener from Ward", b.name)
+		t.Fatalf("%s never got its server listener from Ward", name)
 	}
+}
+
+// wardServerCreds are the transport credentials of a proxyless server
+// whose security comes from Ward over xDS (plaintext when Ward sends none).
+func wardServerCreds(t *testing.T) grpc.ServerOption {
+	t.Helper()
+	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpc.Creds(creds)
 }
 
 // client dials target through Ward as node id.
