@@ -86,19 +86,9 @@ func or(s, def string) string {
 // source does.
 func parseConfigs(t testing.TB, src string) []*mesh.Config {
 	t.Helper()
-	docs, err := schema.SplitYAML([]byte(src))
+	out, _, err := schema.DecodeAll([]byte(src), mesh.Source{})
 	if err != nil {
-		t.Fatalf("split policies: %v", err)
-	}
-	var out []*mesh.Config
-	for _, d := range docs {
-		dec, err := schema.Decode(d, mesh.Source{})
-		if err != nil {
-			t.Fatalf("decode policy: %v", err)
-		}
-		if dec.Config != nil {
-			out = append(out, dec.Config)
-		}
+		t.Fatalf("decode policies: %v", err)
 	}
 	return out
 }

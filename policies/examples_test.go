@@ -18,20 +18,14 @@ func TestZeroTrustExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	docs, err := schema.SplitYAML(b)
+	cfgs, _, err := schema.DecodeAll(b, mesh.Source{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfgs []*mesh.Config
-	for _, d := range docs {
-		dec, err := schema.Decode(d, mesh.Source{})
-		if err != nil {
-			t.Fatal(err)
+	for _, c := range cfgs {
+		if errs := schema.Validate(c); len(errs) > 0 {
+			t.Fatalf("%s: %v", c.Key(), errs)
 		}
-		if errs := schema.Validate(dec.Config); len(errs) > 0 {
-			t.Fatalf("%s: %v", dec.Config.Key(), errs)
-		}
-		cfgs = append(cfgs, dec.Config)
 	}
 	eng, err := authz.NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), authz.EngineConfig{})
 	if err != nil {

@@ -32,22 +32,14 @@ func snapshot(t testing.TB, meshYAML, policies string) *mesh.Snapshot {
 		if src == "" {
 			continue
 		}
-		docs, err := schema.SplitYAML([]byte(src))
+		cs, m, err := schema.DecodeAll([]byte(src), mesh.Source{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, d := range docs {
-			dec, err := schema.Decode(d, mesh.Source{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if dec.MeshConfig != nil {
-				mc = *dec.MeshConfig
-			}
-			if dec.Config != nil {
-				cfgs = append(cfgs, dec.Config)
-			}
+		if m != nil {
+			mc = *m
 		}
+		cfgs = append(cfgs, cs...)
 	}
 	return mesh.NewSnapshot(mc, cfgs)
 }

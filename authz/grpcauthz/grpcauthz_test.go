@@ -63,17 +63,9 @@ spec:
 
 func snapshot(t *testing.T, yaml string) *mesh.Snapshot {
 	t.Helper()
-	docs, err := schema.SplitYAML([]byte(yaml))
+	cfgs, _, err := schema.DecodeAll([]byte(yaml), mesh.Source{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	var cfgs []*mesh.Config
-	for _, d := range docs {
-		dec, err := schema.Decode(d, mesh.Source{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfgs = append(cfgs, dec.Config)
 	}
 	return mesh.NewSnapshot(mesh.MeshConfig{}, cfgs)
 }

@@ -119,17 +119,9 @@ func TestAuthzLoadServerProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := extauthz.New(extauthz.Config{Timeout: time.Second, DecisionCache: cache})
-	docs, err := schema.SplitYAML([]byte(authzLoadPolicies(policies)))
+	cfgs, _, err := schema.DecodeAll([]byte(authzLoadPolicies(policies)), mesh.Source{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	var cfgs []*mesh.Config
-	for _, d := range docs {
-		dec, err := schema.Decode(d, mesh.Source{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfgs = append(cfgs, dec.Config)
 	}
 	if err := s.Update(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs)); err != nil {
 		t.Fatal(err)

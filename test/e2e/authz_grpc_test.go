@@ -146,17 +146,9 @@ func verdict(c testgrpc.TestServiceClient, tenant string, allow bool) error {
 // checkRego decides the same call with the Rego engine.
 func checkRego(t *testing.T, policies string, c caller, allow bool) {
 	t.Helper()
-	docs, err := schema.SplitYAML([]byte(policies))
+	cfgs, _, err := schema.DecodeAll([]byte(policies), mesh.Source{})
 	if err != nil {
 		t.Fatal(err)
-	}
-	var cfgs []*mesh.Config
-	for _, d := range docs {
-		dec, err := schema.Decode(d, mesh.Source{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfgs = append(cfgs, dec.Config)
 	}
 	eng, err := authz.NewEngine(mesh.NewSnapshot(mesh.MeshConfig{}, cfgs), authz.EngineConfig{Timeout: time.Minute})
 	if err != nil {
