@@ -39,6 +39,11 @@ import (
 
 const xdsServerModeEnv = "WARD_XDS_LOAD_SERVER_DIR"
 
+// xdsConnectProfileEnv names a file for a CPU profile of the server covering
+// only the initial connect (first proxy dialled → all proxies ACKed);
+// WARD_XDS_LOAD_CPUPROFILE profiles the server's whole life.
+const xdsConnectProfileEnv = "WARD_XDS_LOAD_CONNECT_CPUPROFILE"
+
 // TestXDSLoadServerProcess is the child's entry point; it is skipped in a
 // normal test run.
 func TestXDSLoadServerProcess(t *testing.T) {
@@ -76,9 +81,28 @@ func TestXDSLoadServerProcess(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		// "MEM" asks for the live heap after a full GC; EOF (parent gone) exits.
+		// "MEM" asks for the live heap after a full GC; "PROF START"/"PROF
+		// STOP" bracket the connect profile; EOF (parent gone) exits.
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
+			switch sc.Text() {
+			case "PROF START":
+				f, err := os.Create(os.Getenv(xdsConnectProfileEnv))
+				if err == nil {
+					err = pprof.StartCPUProfile(f)
+				}
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "connect profile: %v\n", err)
+				}
+				mu.Lock()
+				fmt.Printf("PROF started\n")
+				mu.Unlock()
+			case "PROF STOP":
+				pprof.StopCPUProfile()
+				mu.Lock()
+				fmt.Printf("PROF done\n")
+				mu.Unlock()
+			}
 			if sc.Text() == "MEM" {
 				runtime.GC()
 				debug.FreeOSMemory()
@@ -194,7 +218,15 @@ type xdsServer struct {
 	addr  string
 	snaps chan time.Time
 	mem   chan float64
+	prof  chan struct{}
 	stdin io.WriteCloser
+}
+
+// command sends one line to the server's stdin.
+func (s *xdsServer) command(b *testing.B, line string) {
+	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // heapMiB asks the server for its live heap after a GC.
@@ -224,7 +256,7 @@ func startXDSServer(b *testing.B, dir string) *xdsServer {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	s := &xdsServer{cmd: cmd, snaps: make(chan time.Time, 100), mem: make(chan float64, 1), stdin: stdin}
+	s := &xdsServer{cmd: cmd, snaps: make(chan time.Time, 100), mem: make(chan float64, 1), prof: make(chan struct{}, 1), stdin: stdin}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -233,6 +265,8 @@ func startXDSServer(b *testing.B, dir string) *xdsServer {
 			switch {
 			case len(f) == 2 && f[0] == "ADDR":
 				addr <- f[1]
+			case len(f) == 2 && f[0] == "PROF":
+				s.prof <- struct{}{}
 			case len(f) == 2 && f[0] == "MEM":
 				n, _ := strconv.ParseFloat(f[1], 64)
 				s.mem <- n / (1 << 20)
@@ -307,6 +341,15 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	}
 	clients := make([]*xdsLoadClient, proxies)
 	ready := make(chan struct{}, proxies)
+	profConnect := os.Getenv(xdsConnectProfileEnv) != ""
+	if profConnect {
+		srv.command(b, "PROF START")
+		select {
+		case <-srv.prof:
+		case <-time.After(30 * time.Second):
+			b.Fatal("connect profile not started")
+		}
+	}
 	start := time.Now()
 	for k := range proxies {
 		i, v := k/2%o.Services, k%2
@@ -329,6 +372,14 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	}
 	initial := time.Since(start)
 	cpu1, rss1, hwm1 := xdsProcStat(pid)
+	if profConnect {
+		srv.command(b, "PROF STOP")
+		select {
+		case <-srv.prof:
+		case <-time.After(30 * time.Second):
+			b.Fatal("connect profile not written")
+		}
+	}
 
 	var perClient, perChange []time.Duration
 	unaffected := 0
