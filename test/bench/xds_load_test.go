@@ -25,6 +25,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wardmesh/ward/mesh"
@@ -135,7 +136,8 @@ type xdsLoadClient struct {
 	mu   sync.Mutex
 	got  map[string]string    // type → last version ACKed
 	at   map[string]time.Time // type → when it was ACKed
-	resp int                  // responses received
+	resp  int                 // responses received
+	bytes int                 // their encoded size
 }
 
 func (c *xdsLoadClient) run(ctx context.Context, cc *grpc.ClientConn, ready chan<- struct{}) error {
@@ -165,6 +167,7 @@ func (c *xdsLoadClient) run(ctx context.Context, cc *grpc.ClientConn, ready chan
 		c.mu.Lock()
 		c.got[r.GetTypeUrl()], c.at[r.GetTypeUrl()] = r.GetVersionInfo(), now
 		c.resp++
+		c.bytes += proto.Size(r)
 		done := len(c.got) == 4
 		c.mu.Unlock()
 		if done && !signalled {
@@ -372,6 +375,12 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	}
 	initial := time.Since(start)
 	cpu1, rss1, hwm1 := xdsProcStat(pid)
+	var resp0, bytes0 int
+	for _, c := range clients {
+		c.mu.Lock()
+		resp0, bytes0 = resp0+c.resp, bytes0+c.bytes
+		c.mu.Unlock()
+	}
 	if profConnect {
 		srv.command(b, "PROF STOP")
 		select {
@@ -436,6 +445,8 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	b.ReportMetric(xdsPercentile(perClient, 0.5).Seconds()*1000, "change-proxy-acked-p50-ms")
 	b.ReportMetric(xdsPercentile(perClient, 0.99).Seconds()*1000, "change-proxy-acked-p99-ms")
 	b.ReportMetric(cpu1-cpu0, "cpu-initial-s")
+	b.ReportMetric(float64(resp0), "initial-responses")
+	b.ReportMetric(float64(bytes0)/(1<<20), "initial-MiB-sent")
 	b.ReportMetric(cpu2-cpu1, "cpu-changes-s")
 	b.ReportMetric(max(hwm1, hwm2), "peak-rss-MiB")
 	b.ReportMetric((rss3-rss0)/float64(proxies), "rss-after-gc-per-proxy-MiB")
