@@ -131,13 +131,13 @@ func TestXDSLoadServerProcess(t *testing.T) {
 // xdsLoadClient is one simulated proxy: a SotW ADS stream subscribing to
 // every type (wildcard) and ACKing every response.
 type xdsLoadClient struct {
-	node *core.Node
-	ns   string
-	mu   sync.Mutex
-	got  map[string]string    // type → last version ACKed
-	at   map[string]time.Time // type → when it was ACKed
-	resp  int                 // responses received
-	bytes int                 // their encoded size
+	node  *core.Node
+	ns    string
+	mu    sync.Mutex
+	got   map[string]string    // type → last version ACKed
+	at    map[string]time.Time // type → when it was ACKed
+	resp  int                  // responses received
+	bytes int                  // their encoded size
 }
 
 func (c *xdsLoadClient) run(ctx context.Context, cc *grpc.ClientConn, ready chan<- struct{}) error {
