@@ -3,17 +3,12 @@ package authn
 import (
 	"errors"
 	"flag"
-	"os"
-	"path/filepath"
+	goldenfile "github.com/wardmesh/ward/internal/golden"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/anypb"
-	"sigs.k8s.io/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -71,38 +66,8 @@ func mustValidate(t *testing.T, m proto.Message) {
 	}
 }
 
-// golden compares got with testdata/<name>.golden.yaml (protojson as YAML),
-// rewriting it with -update.
+// golden compares got with testdata/<name>.golden.yaml (-update rewrites it).
 func golden(t *testing.T, name string, got proto.Message) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden.yaml")
-	js, err := protojson.MarshalOptions{Indent: "  "}.Marshal(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *update {
-		y, err := yaml.JSONToYAML(js)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, y, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	y, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden (run with -update to create): %v", err)
-	}
-	wantJS, err := yaml.YAMLToJSON(y)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := got.ProtoReflect().New().Interface()
-	if err := protojson.Unmarshal(wantJS, want); err != nil {
-		t.Fatalf("decode golden %s: %v", path, err)
-	}
-	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
-		t.Errorf("%s mismatch (-golden +got); rerun with -update if intended:\n%s", path, diff)
-	}
+	goldenfile.Proto(t, name, got, *update)
 }

@@ -2,18 +2,14 @@ package hooks
 
 import (
 	"flag"
-	"os"
-	"path/filepath"
+	goldenfile "github.com/wardmesh/ward/internal/golden"
 	"testing"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/testing/protocmp"
-	"sigs.k8s.io/yaml"
 
 	"github.com/wardmesh/ward/authn"
 	"github.com/wardmesh/ward/mesh"
@@ -22,43 +18,10 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
 
-// golden compares got with testdata/<name>.golden.yaml (protojson as
-// YAML), rewriting it with -update.
+// golden compares got with testdata/<name>.golden.yaml (-update rewrites it).
 func golden(t *testing.T, name string, got proto.Message) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden.yaml")
-	js, err := protojson.MarshalOptions{Indent: "  "}.Marshal(got)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *update {
-		y, err := yaml.JSONToYAML(js)
-		if err == nil {
-			err = os.MkdirAll("testdata", 0o755)
-		}
-		if err == nil {
-			err = os.WriteFile(path, y, 0o644)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	y, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden (run with -update to create): %v", err)
-	}
-	wantJS, err := yaml.YAMLToJSON(y)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := got.ProtoReflect().New().Interface()
-	if err := protojson.Unmarshal(wantJS, want); err != nil {
-		t.Fatalf("decode golden %s: %v", path, err)
-	}
-	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
-		t.Errorf("%s mismatch (-golden +got); rerun with -update if intended:\n%s", path, diff)
-	}
+	goldenfile.Proto(t, name, got, *update)
 }
 
 func upstreamTLS(t *testing.T, c *cluster.Cluster) *tlsv3.UpstreamTlsContext {
