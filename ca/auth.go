@@ -169,12 +169,18 @@ func (a joinAuthenticator) Authenticate(ctx context.Context) (*Caller, error) {
 	return a.ca.caller(id, MethodJoinToken, func() error { return a.ca.tokens.Consume(t) })
 }
 
-// caller checks id is a workload identity in the CA's trust domain.
+// caller checks id is a workload identity in the CA's trust domain that
+// is not reserved for the control plane. Every authenticator ends here, so
+// none can yield a reserved identity.
 func (c *CA) caller(id spiffeid.ID, method string, commit func() error) (*Caller, error) {
 	if id.TrustDomain() != c.td {
 		return nil, fmt.Errorf("identity %s is outside trust domain %s", id, c.td)
 	}
-	if _, err := mesh.IdentityFromID(id); err != nil {
+	wid, err := mesh.IdentityFromID(id)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.reserved.Check(wid.Namespace, wid.ServiceAccount); err != nil {
 		return nil, err
 	}
 	return &Caller{ID: id, Method: method, commit: commit}, nil

@@ -88,6 +88,14 @@ type Config struct {
 	// MaxIssuedRecords bounds the default issuance log
 	// (DefaultMaxIssuedRecords).
 	MaxIssuedRecords int
+
+	// Limits bounds the certificate service's work per second, in
+	// flight, per identity and per source (see Limits for defaults).
+	Limits Limits
+	// AllowReserved lists "namespace/serviceaccount" identities in the
+	// control plane's namespace that callers may still obtain; every other
+	// identity there, and always the control plane's own, is refused.
+	AllowReserved []string
 }
 
 func (c *Config) setDefaults() error {
@@ -137,6 +145,7 @@ func (c *Config) setDefaults() error {
 	if _, err := c.ServerIdentity.SPIFFEID(); err != nil {
 		return fmt.Errorf("ca: server identity: %w", err)
 	}
+	c.Limits.setDefaults()
 	return nil
 }
 
@@ -154,6 +163,11 @@ type CA struct {
 	td      spiffeid.TrustDomain
 	metrics *metrics
 	tokens  *TokenStore
+	// reserved is the control plane's reserved identities; limits and
+	// logLimit bound the certificate service's work and its logs.
+	reserved *Reservation
+	limits   *limiter
+	logLimit *logLimiter
 
 	// mu guards transitions of auth against in-flight signing: Sign holds
 	// it shared, rotation phase changes hold it exclusively, so no leaf is
@@ -179,7 +193,14 @@ func New(cfg Config) (*CA, error) {
 	}
 	c := &CA{cfg: cfg, log: cfg.Log.With("component", "ca"), clock: cfg.Clock, changed: make(chan struct{})}
 	c.td = spiffeid.RequireTrustDomainFromString(cfg.TrustDomain)
-	c.tokens = NewTokenStore(TokenDir(cfg.StateDir), cfg.Clock)
+	res, err := NewReservation(cfg.ServerIdentity, cfg.AllowReserved)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	c.reserved = res
+	c.tokens = NewTokenStore(TokenDir(cfg.StateDir), cfg.Clock).WithReservation(res)
+	c.limits = newLimiter(cfg.Limits, cfg.Clock)
+	c.logLimit = newLogLimiter(cfg.Clock, cfg.Limits.LogEvery)
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err

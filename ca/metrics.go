@@ -15,12 +15,14 @@ type metrics struct {
 	phase        *prometheus.GaugeVec
 	bundleRoots  prometheus.Gauge
 	recordErrors prometheus.Counter
+	rateLimited  *prometheus.CounterVec
+	suppressed   prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		csrs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ward_ca_csr_total", Help: "Certificate signing requests by result (issued, invalid, unauthenticated, error).",
+			Name: "ward_ca_csr_total", Help: "Certificate signing requests by result (issued, invalid, unauthenticated, rate_limited, error).",
 		}, []string{"result"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ward_ca_auth_failures_total", Help: "Failed caller authentications by method.",
@@ -44,8 +46,14 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		recordErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ward_ca_issuance_record_errors_total", Help: "Issued certificates whose issuance record could not be written.",
 		}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ward_ca_rate_limited_total", Help: "CSRs answered RESOURCE_EXHAUSTED, by the limit hit (global, unauthenticated, concurrency, identity, source).",
+		}, []string{"limit"}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ward_ca_log_lines_suppressed_total", Help: "Warnings about failed or refused CSRs not logged because of the log rate limit.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.csrs, m.authFailures, m.latency, m.rootExpiry, m.chainExpiry, m.phase, m.bundleRoots, m.recordErrors} {
+	for _, c := range []prometheus.Collector{m.csrs, m.authFailures, m.latency, m.rootExpiry, m.chainExpiry, m.phase, m.bundleRoots, m.recordErrors, m.rateLimited, m.suppressed} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("ca metrics: %w", err)
 		}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/wardmesh/ward/mesh"
 )
 
 // backdate is how far before "now" leaves become valid, for clock skew.
@@ -54,11 +56,28 @@ func (c *CA) Sign(p Params) (*Issued, error) {
 	if p.ID.TrustDomain() != c.td {
 		return nil, fmt.Errorf("sign %s: trust domain is not %s", p.ID, c.td)
 	}
+	if err := c.checkReserved(p); err != nil {
+		return nil, fmt.Errorf("sign %s: %w", p.ID, err)
+	}
 	iss, err := c.sign(p)
 	if errors.Is(err, errSignerChanged) {
 		iss, err = c.sign(p)
 	}
 	return iss, err
+}
+
+// checkReserved refuses a reserved identity unless the certificate is the
+// control plane's own (MethodControlPlane: signed in-process, never on
+// behalf of a caller).
+func (c *CA) checkReserved(p Params) error {
+	if p.Method == MethodControlPlane {
+		return nil
+	}
+	id, err := mesh.IdentityFromID(p.ID)
+	if err != nil {
+		return nil // not a workload path: no namespace to reserve
+	}
+	return c.reserved.Check(id.Namespace, id.ServiceAccount)
 }
 
 func (c *CA) sign(p Params) (*Issued, error) {

@@ -76,8 +76,9 @@ type tokenRecord struct {
 // directory; a token is consumed by removing its file, which succeeds for
 // exactly one caller even across processes.
 type TokenStore struct {
-	dir   string
-	clock Clock
+	dir      string
+	clock    Clock
+	reserved *Reservation
 }
 
 // TokenDir is where a CA with state directory stateDir keeps join tokens.
@@ -88,12 +89,23 @@ func NewTokenStore(dir string, clock Clock) *TokenStore {
 	if clock == nil {
 		clock = SystemClock{}
 	}
-	return &TokenStore{dir: dir, clock: clock}
+	return &TokenStore{dir: dir, clock: clock, reserved: DefaultReservation()}
+}
+
+// WithReservation makes the store refuse, at creation and at every check,
+// tokens for identities r reserves (the default reserves ward-system/ward
+// and its namespace). It returns s.
+func (s *TokenStore) WithReservation(r *Reservation) *TokenStore {
+	s.reserved = r
+	return s
 }
 
 // Create mints a single-use token for namespace/account valid for ttl.
 func (s *TokenStore) Create(namespace, account string, ttl time.Duration) (JoinToken, error) {
 	if _, err := (mesh.Identity{TrustDomain: "example.org", Namespace: namespace, ServiceAccount: account}).SPIFFEID(); err != nil {
+		return JoinToken{}, fmt.Errorf("create join token: %w", err)
+	}
+	if err := s.reserved.Check(namespace, account); err != nil {
 		return JoinToken{}, fmt.Errorf("create join token: %w", err)
 	}
 	if ttl <= 0 {
@@ -146,6 +158,11 @@ func (s *TokenStore) Check(t JoinToken) (namespace, account string, err error) {
 	if !s.clock.Now().Before(rec.Expires) {
 		_ = os.Remove(s.path(t.ID))
 		return "", "", ErrTokenExpired
+	}
+	// A record is only ever written by Create, which refuses reserved
+	// identities; one naming them was written by someone else.
+	if err := s.reserved.Check(rec.Namespace, rec.Account); err != nil {
+		return "", "", fmt.Errorf("check join token %s: %w", t.ID, err)
 	}
 	return rec.Namespace, rec.Account, nil
 }
