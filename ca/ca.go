@@ -183,6 +183,9 @@ type CA struct {
 
 	server    serverCert
 	pluginSum [32]byte // guarded by mu
+
+	// testHook, when set, runs at named crash points (see rotate.go).
+	testHook func(point string) error
 }
 
 // New loads the CA's state (creating and persisting a root on first start)

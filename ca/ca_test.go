@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -421,5 +423,74 @@ func TestRotationRequestOverlap(t *testing.T) {
 	mustReconcile(t, c)
 	if len(c.Roots()) != 2 {
 		t.Errorf("a request during a rotation staged another root (%d roots)", len(c.Roots()))
+	}
+}
+
+// TestRotationRequestSurvivesCrash kills the CA (a hook error stops the
+// take as kill -9 would) between picking up a rotation request and saving
+// the new state, restarts it on the same state dir, and checks the request
+// is reported and then applied, not lost.
+func TestRotationRequestSurvivesCrash(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	dir := t.TempDir()
+	crash := errors.New("killed")
+	c := newTestCA(t, clk, func(c *Config) { c.StateDir = dir })
+	if err := RequestRotation(dir, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c.testHook = func(p string) error {
+		if p == hookRotationPicked {
+			return crash
+		}
+		return nil
+	}
+	if err := c.Reconcile(context.Background()); !errors.Is(err, crash) {
+		t.Fatalf("reconcile with the crash hook: %v", err)
+	}
+	logs := &syncBuffer{}
+	restarted := newTestCA(t, clk, func(c *Config) { c.StateDir = dir; c.Log = slog.New(slog.NewTextHandler(logs, nil)) })
+	if st := restarted.Status(); st.PendingRotation == nil || st.Phase != PhaseStable {
+		t.Fatalf("after the crash the request is not reported: %+v", st)
+	}
+	if !strings.Contains(logs.String(), "pending root rotation request found at startup") {
+		t.Errorf("startup log does not report the interrupted request:\n%s", logs)
+	}
+	mustReconcile(t, restarted)
+	st := restarted.Status()
+	if st.Phase != PhaseStaged || len(st.Roots) != 2 || st.PendingRotation != nil {
+		t.Fatalf("the interrupted rotation was not resumed: %+v", st)
+	}
+}
+
+// TestRotationRequestNotAppliedTwice crashes after the state is saved but
+// before the request is removed: the restarted CA must not stage a second
+// root for the same request.
+func TestRotationRequestNotAppliedTwice(t *testing.T) {
+	clk := &fakeClock{now: t0}
+	dir := t.TempDir()
+	c := newTestCA(t, clk, func(c *Config) { c.StateDir = dir })
+	if err := RequestRotation(dir, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c.testHook = func(p string) error {
+		if p == hookRotationSaved {
+			return errors.New("killed")
+		}
+		return nil
+	}
+	if err := c.Reconcile(context.Background()); err == nil {
+		t.Fatal("crash hook did not stop the take")
+	}
+	logs := &syncBuffer{}
+	restarted := newTestCA(t, clk, func(c *Config) { c.StateDir = dir; c.Log = slog.New(slog.NewTextHandler(logs, nil)) })
+	mustReconcile(t, restarted)
+	st := restarted.Status()
+	if len(st.Roots) != 2 || st.PendingRotation != nil {
+		t.Fatalf("request applied twice or left behind: %d roots, pending %+v", len(st.Roots), st.PendingRotation)
+	}
+	// The state's record of the request, not the rotation phase, is what
+	// recognised it.
+	if !strings.Contains(logs.String(), "rotation request already applied") {
+		t.Errorf("the restarted CA did not recognise the applied request:\n%s", logs)
 	}
 }

@@ -18,11 +18,22 @@ type Status struct {
 	DefaultTTL      string       `json:"defaultTTL"`
 	MaxTTL          string       `json:"maxTTL"`
 	RotationOverlap string       `json:"rotationOverlap"`
+	// PendingRotation is a `ward ca rotate` request not applied yet: one
+	// waiting for the next reconcile, or one a stopped run picked up but
+	// never saved (it is applied at the next start).
+	PendingRotation *PendingRotation `json:"pendingRotation,omitempty"`
 	// Issued is never set by Status and /debug/ca (the issuance records
 	// can run to MaxIssuedRecords; /debug/ca/issued serves them): readers
 	// that fetch or load them (ward audit --server, --ca-state) attach
 	// them here. Nil means no records were read.
 	Issued *IssuedReport `json:"issued,omitempty"`
+}
+
+// PendingRotation is a rotation request still on disk.
+type PendingRotation struct {
+	ID        string    `json:"id"`
+	Requested time.Time `json:"requested"`
+	Error     string    `json:"error,omitempty"` // the request file is unreadable
 }
 
 // CertStatus names one certificate.
@@ -55,6 +66,7 @@ func (c *CA) Status() Status {
 	if c.state == nil {
 		st.Mode = "plugin"
 	}
+	st.PendingRotation = c.pendingRotationStatus()
 	for i, r := range a.roots {
 		rs := RootStatus{CertStatus: certStatus(r), Signing: r.Equal(a.signingRoot)}
 		if c.state != nil && i < len(c.state.Roots) {
@@ -64,6 +76,20 @@ func (c *CA) Status() Status {
 		st.Roots = append(st.Roots, rs)
 	}
 	return st
+}
+
+func (c *CA) pendingRotationStatus() *PendingRotation {
+	if c.cfg.PluginDir != "" {
+		return nil
+	}
+	req, err := pendingRotation(c.cfg.StateDir)
+	if err != nil {
+		return &PendingRotation{Error: err.Error()}
+	}
+	if req == nil {
+		return nil
+	}
+	return &PendingRotation{ID: req.id(), Requested: req.Requested}
 }
 
 func certStatus(c *x509.Certificate) CertStatus {

@@ -2,6 +2,8 @@ package ca
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,7 +57,24 @@ func (c *CA) loadOrCreate(ctx context.Context) error {
 	}
 	c.state = s
 	c.publish(a)
+	c.reportPendingRotation()
 	return nil
+}
+
+// reportPendingRotation logs a rotation request found at startup: Run's
+// first reconcile applies it (or removes it when the state shows a
+// previous run already did).
+func (c *CA) reportPendingRotation() {
+	req, err := pendingRotation(c.cfg.StateDir)
+	switch {
+	case err != nil:
+		c.log.Error("rotation request unreadable; fix or remove it", "err", err)
+	case req != nil && req.id() == c.state.RotationRequest:
+		c.log.Info("rotation request was applied before the last stop; it is removed at the first reconcile", "request", req.id())
+	case req != nil:
+		c.log.Warn("pending root rotation request found at startup (not yet applied, or interrupted by a stop); applying it at the first reconcile",
+			"request", req.id(), "requested", req.Requested)
+	}
 }
 
 // Phase returns the current rotation phase.
@@ -86,9 +105,18 @@ func phaseOf(s *State) string {
 	return PhaseStable
 }
 
+// errRequestApplied means the state already carries a rotation request.
+var errRequestApplied = errors.New("rotation request already applied")
+
 // Rotate stages a new root: it is published in the bundle now and starts
 // signing after overlap (0 = Config.RotationOverlap).
 func (c *CA) Rotate(ctx context.Context, overlap time.Duration) error {
+	return c.rotate(ctx, overlap, "")
+}
+
+// rotate stages a new root; a non-empty request is recorded in the same
+// save, and a state that already records it is left alone.
+func (c *CA) rotate(ctx context.Context, overlap time.Duration, request string) error {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
 	if c.state == nil {
@@ -104,13 +132,19 @@ func (c *CA) Rotate(ctx context.Context, overlap time.Duration) error {
 	}
 	root.SwitchAt = now.Add(overlap)
 	err = c.apply(ctx, func(s *State) error {
+		if request != "" && s.RotationRequest == request {
+			return errRequestApplied
+		}
 		if phaseOf(s) != PhaseStable {
 			return ErrRotationInProgress
 		}
 		s.Roots = append(s.Roots, root)
+		if request != "" {
+			s.RotationRequest = request
+		}
 		return nil
 	})
-	if errors.Is(err, ErrRotationInProgress) {
+	if errors.Is(err, ErrRotationInProgress) || errors.Is(err, errRequestApplied) {
 		return err
 	}
 	if err != nil {
@@ -187,7 +221,7 @@ func laterOf(a, b time.Time) time.Time {
 
 // cloneState needs stateMu held.
 func (c *CA) cloneState() *State {
-	return &State{Roots: append([]RootState(nil), c.state.Roots...)}
+	return &State{Roots: append([]RootState(nil), c.state.Roots...), RotationRequest: c.state.RotationRequest}
 }
 
 // reserve extends the signing root's IssuedUntil reservation to cover a
@@ -246,18 +280,35 @@ func rotationRequestPath(stateDir string) string {
 	return filepath.Join(stateDir, "ca", "rotate-request")
 }
 
-// rotationRequest is the content of the request file.
+// rotationRequest is the content of the request file. The file stays on
+// disk until the state that applies it is saved (the state records the
+// request's ID), so a CA killed in between applies it on restart instead
+// of losing it, and a CA killed after saving does not apply it twice.
 type rotationRequest struct {
+	ID        string    `json:"id,omitempty"`
 	Requested time.Time `json:"requested"`
 	// Overlap overrides Config.RotationOverlap when set (a Go duration).
 	Overlap string `json:"overlap,omitempty"`
+}
+
+// id names the request; files written before IDs existed are named by
+// their time.
+func (r rotationRequest) id() string {
+	if r.ID != "" {
+		return r.ID
+	}
+	return r.Requested.UTC().Format(time.RFC3339Nano)
 }
 
 // RequestRotation asks the CA using stateDir to stage a new root at its
 // next reconcile (the CLI's `ward ca rotate`), with the given overlap
 // (0 = the CA's configured one). Only the CA writes its state.
 func RequestRotation(stateDir string, overlap time.Duration) error {
-	req := rotationRequest{Requested: time.Now().UTC()}
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return fmt.Errorf("request rotation: %w", err)
+	}
+	req := rotationRequest{ID: hex.EncodeToString(id[:]), Requested: time.Now().UTC()}
 	if overlap > 0 {
 		req.Overlap = overlap.String()
 	}
@@ -271,29 +322,69 @@ func RequestRotation(stateDir string, overlap time.Duration) error {
 	return nil
 }
 
-func (c *CA) takeRotationRequest(ctx context.Context) error {
-	p := rotationRequestPath(c.cfg.StateDir)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil
+// pendingRotation reads the request file; nil when there is none.
+func pendingRotation(stateDir string) (*rotationRequest, error) {
+	b, err := os.ReadFile(rotationRequestPath(stateDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	if err := os.Remove(p); err != nil {
-		return fmt.Errorf("take rotation request: %w", err)
+	if err != nil {
+		return nil, fmt.Errorf("read rotation request: %w", err)
 	}
 	var req rotationRequest
-	var overlap time.Duration
 	if err := json.Unmarshal(b, &req); err != nil {
-		return fmt.Errorf("take rotation request: %w", err)
+		return nil, fmt.Errorf("read rotation request %s: %w", rotationRequestPath(stateDir), err)
 	}
+	return &req, nil
+}
+
+// Rotation request crash points, for tests: hooks run there and a hook's
+// error stops the take as a crash would.
+const (
+	hookRotationPicked = "rotation-picked" // request read, state not saved
+	hookRotationSaved  = "rotation-saved"  // state saved, request not removed
+)
+
+// takeRotationRequest applies a pending request: stage a new root and save
+// the state marked with the request's ID, and only then remove the
+// request. A request whose ID the state already carries was applied by a
+// run that stopped before removing it.
+func (c *CA) takeRotationRequest(ctx context.Context) error {
+	req, err := pendingRotation(c.cfg.StateDir)
+	if err != nil || req == nil {
+		return err
+	}
+	if err := c.hook(hookRotationPicked); err != nil {
+		return err
+	}
+	var overlap time.Duration
 	if req.Overlap != "" {
 		if overlap, err = time.ParseDuration(req.Overlap); err != nil || overlap <= 0 {
 			return fmt.Errorf("take rotation request: overlap %q: %v", req.Overlap, err)
 		}
 	}
-	err = c.Rotate(ctx, overlap)
-	if errors.Is(err, ErrRotationInProgress) {
-		c.log.Warn("rotation request ignored", "reason", err)
+	err = c.rotate(ctx, overlap, req.id())
+	switch {
+	case errors.Is(err, errRequestApplied):
+		c.log.Info("rotation request already applied before a restart; removing it", "request", req.id())
+	case errors.Is(err, ErrRotationInProgress):
+		c.log.Warn("rotation request ignored", "request", req.id(), "reason", err)
+	case err != nil:
+		return err
+	}
+	if err := c.hook(hookRotationSaved); err != nil {
+		return err
+	}
+	if err := os.Remove(rotationRequestPath(c.cfg.StateDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("take rotation request: %w", err)
+	}
+	return nil
+}
+
+// hook runs the test hook for point, if any.
+func (c *CA) hook(point string) error {
+	if c.testHook == nil {
 		return nil
 	}
-	return err
+	return c.testHook(point)
 }

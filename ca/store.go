@@ -17,6 +17,10 @@ import (
 // Secret.
 type State struct {
 	Roots []RootState `json:"roots"`
+	// RotationRequest is the ID of the last `ward ca rotate` request
+	// applied, saved with the rotation it caused; the request file is
+	// removed only after that save.
+	RotationRequest string `json:"rotationRequest,omitempty"`
 }
 
 // RootState is one root CA and its place in a rotation.

@@ -56,7 +56,11 @@ func loadCAStatus(cmd *cobra.Command, o caOptions, server string) (*ca.Status, e
 func caStatusTable(w io.Writer, st *ca.Status) error {
 	fmt.Fprintf(w, "Trust domain:  %s\nMode:          %s\nPhase:         %s\n", st.TrustDomain, st.Mode, st.Phase)
 	fmt.Fprintf(w, "Signer:        %s (serial %s) expires %s\n", st.Signer.Subject, st.Signer.Serial, ts(st.Signer.NotAfter))
-	fmt.Fprintf(w, "Leaf TTL:      default %s, max %s; rotation overlap %s\n\n", st.DefaultTTL, st.MaxTTL, st.RotationOverlap)
+	fmt.Fprintf(w, "Leaf TTL:      default %s, max %s; rotation overlap %s\n", st.DefaultTTL, st.MaxTTL, st.RotationOverlap)
+	if p := st.PendingRotation; p != nil {
+		fmt.Fprintf(w, "Pending:       rotation request %s of %s not applied yet (applied at the CA's next reconcile or start) %s\n", p.ID, ts(p.Requested), p.Error)
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ROOT\tSERIAL\tSIGNING\tNOT AFTER\tSWITCH AT\tDROP AT")
 	for _, r := range st.Roots {
