@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,7 +148,8 @@ func TestBrokenFileKeepsItsObjects(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "shop.yaml")
 	write(t, path, goodPA)
-	src, err := New(Config{Dir: dir})
+	clk := &fakeClock{now: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)}
+	src, err := New(Config{Dir: dir, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,8 +168,12 @@ func TestBrokenFileKeepsItsObjects(t *testing.T) {
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	s, _ = src.Reload()
-	if s.Len() != 0 {
+	// A removal is applied once it has been stable for the quiet period.
+	if s, _ = src.Reload(); s.Len() != 1 {
+		t.Fatalf("a removal applied before it was stable: %d objects", s.Len())
+	}
+	clk.Advance(100 * time.Millisecond)
+	if s, _ = src.Reload(); s.Len() != 0 {
 		t.Fatalf("removed file still served: %d objects", s.Len())
 	}
 }
@@ -210,4 +216,22 @@ func waitStatus(t *testing.T, reloads <-chan Status, ok func(Status) bool) {
 			t.Fatal("no reload reached the expected status within 10s")
 		}
 	}
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -12,9 +11,6 @@ import (
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
 )
-
-// maxFileSize bounds one config file; larger files are rejected.
-const maxFileSize = 8 << 20
 
 // Rejection is an object or file that failed to load.
 type Rejection struct {
@@ -34,6 +30,8 @@ type Result struct {
 	BrokenFiles []string
 	// Ignored lists documents that are not Istio or Ward objects.
 	Ignored []string
+	// Files is the fingerprint of every config file read whole.
+	Files map[string]Fingerprint
 	// Snapshot is built from Objects and Mesh alone (no last-good merge).
 	Snapshot *mesh.Snapshot
 }
@@ -48,16 +46,27 @@ func (r *Result) Errs() []error {
 }
 
 // Load reads every *.yaml, *.yml and *.json file under dir (hidden files and
-// directories are skipped) and returns the valid objects and every
-// rejection. It fails only when dir itself cannot be walked.
-func Load(dir string) (*Result, error) {
+// directories are skipped) within the default Limits and returns the valid
+// objects and every rejection.
+func Load(dir string) (*Result, error) { return LoadLimited(dir, Limits{}) }
+
+// LoadLimited is Load within lim. It fails when dir itself cannot be
+// walked or the tree is larger than lim.MaxTreeBytes (a
+// *TreeTooLargeError naming the file that crossed the bound).
+func LoadLimited(dir string, lim Limits) (*Result, error) {
 	files, err := configFiles(dir)
 	if err != nil {
 		return nil, err
 	}
-	l := &loader{res: &Result{}, seen: map[mesh.Key]mesh.Source{}}
+	r, err := newReader(dir, lim)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{res: &Result{Files: map[string]Fingerprint{}}, seen: map[mesh.Key]mesh.Source{}, read: r}
 	for _, f := range files {
-		l.file(dir, f)
+		if err := l.file(dir, f); err != nil {
+			return nil, err
+		}
 	}
 	var mc mesh.MeshConfig
 	if l.res.Mesh != nil {
@@ -102,37 +111,61 @@ func isConfigFile(path string) bool {
 type loader struct {
 	res  *Result
 	seen map[mesh.Key]mesh.Source
+	read *reader
 }
 
-func (l *loader) file(root, path string) {
+// file loads one file whole or not at all: when any document fails to
+// parse, nothing the file's earlier documents produced is kept (the file
+// is broken and its last good objects stay). Documents are parsed one at
+// a time, so only one is held in parsed form. Only a tree over its size
+// bound is returned as an error.
+func (l *loader) file(root, path string) error {
 	name := path
 	if rel, err := filepath.Rel(root, path); err == nil {
 		name = rel
 	}
-	data, err := readFile(path)
+	data, fp, err := l.read.read(path, name)
+	if isTreeTooLarge(err) {
+		return err
+	}
 	if err != nil {
 		l.broken(name, err)
-		return
+		return nil
 	}
-	docs, err := schema.SplitYAML(data)
-	if err != nil {
-		l.broken(name, err)
-		return
-	}
-	for _, d := range docs {
+	mark := l.mark()
+	err = schema.EachDocument(data, l.read.lim.YAML, func(d *schema.Document) error {
 		l.doc(name, d)
+		return nil
+	})
+	if err != nil {
+		l.rollback(mark)
+		l.broken(name, err)
+		return nil
 	}
+	l.res.Files[name] = fp
+	return nil
 }
 
-func readFile(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
+// mark is how far a result had grown before a file.
+type mark struct {
+	objects, rejected, ignored int
+	mesh                       *mesh.MeshConfig
+	meshSrc                    mesh.Source
+}
+
+func (l *loader) mark() mark {
+	return mark{len(l.res.Objects), len(l.res.Rejected), len(l.res.Ignored), l.res.Mesh, l.res.MeshSource}
+}
+
+// rollback forgets everything added since m.
+func (l *loader) rollback(m mark) {
+	for _, c := range l.res.Objects[m.objects:] {
+		delete(l.seen, c.Key())
 	}
-	if fi.Size() > maxFileSize {
-		return nil, fmt.Errorf("file is larger than %d bytes", maxFileSize)
-	}
-	return os.ReadFile(path)
+	l.res.Objects = l.res.Objects[:m.objects]
+	l.res.Rejected = l.res.Rejected[:m.rejected]
+	l.res.Ignored = l.res.Ignored[:m.ignored]
+	l.res.Mesh, l.res.MeshSource = m.mesh, m.meshSrc
 }
 
 func (l *loader) broken(name string, err error) {

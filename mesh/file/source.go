@@ -28,7 +28,23 @@ type Config struct {
 	OnReload func(Status)
 	// Registry receives the source's metrics; nil means none.
 	Registry prometheus.Registerer
+	// Limits bounds file, tree and document sizes (see Limits).
+	Limits Limits
+	// Clock tells the time for the stability check and stuck detection;
+	// default the wall clock.
+	Clock Clock
+	// StuckAfter is how long a reload may run, or a seen change wait for
+	// one, before Healthy reports reloads stuck; default 10 × (Quiet +
+	// MaxWait).
+	StuckAfter time.Duration
 }
+
+// Clock tells the time; tests move it by hand.
+type Clock interface{ Now() time.Time }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
 
 // Source watches a config tree and keeps the last good snapshot.
 type Source struct {
@@ -41,6 +57,13 @@ type Source struct {
 	lastGood map[mesh.Key]*mesh.Config
 	lastMesh *mesh.MeshConfig
 	meshSrc  mesh.Source
+	// observed is the last observation of every file, for the stability
+	// check (stable.go).
+	observed map[string]observation
+
+	health health
+	// testHook, when set, is called at the start of every reload.
+	testHook func()
 }
 
 // New checks cfg and returns a Source; nothing is read until Run or Reload.
@@ -57,11 +80,24 @@ func New(cfg Config) (*Source, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = time.Second
 	}
-	m, err := newMetrics(cfg.Registry)
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	if cfg.StuckAfter <= 0 {
+		cfg.StuckAfter = 10 * (cfg.Quiet + cfg.MaxWait)
+	}
+	s := &Source{cfg: cfg, lastGood: map[mesh.Key]*mesh.Config{}, observed: map[string]observation{}}
+	m, err := newMetrics(cfg.Registry, func() float64 {
+		if s.Healthy() != nil {
+			return 1
+		}
+		return 0
+	})
 	if err != nil {
 		return nil, err
 	}
-	return &Source{cfg: cfg, metrics: m, lastGood: map[mesh.Key]*mesh.Config{}}, nil
+	s.metrics = m
+	return s, nil
 }
 
 // Snapshot returns the current snapshot, or nil before the first load.
@@ -78,25 +114,33 @@ func (s *Source) Status() Status {
 	return s.status
 }
 
-// Reload reads the tree once, merges it with the last good objects and
-// publishes the result if it changed. It returns the new snapshot.
+// Reload reads the tree once, holds back files that are not yet stable
+// (stable.go), merges the rest with the last good objects and publishes
+// the result if it changed. It returns the new snapshot.
 func (s *Source) Reload() (*mesh.Snapshot, error) {
-	res, err := Load(s.cfg.Dir)
+	started := s.health.begin(s.cfg.Clock.Now())
+	defer s.health.end(started)
+	if s.testHook != nil {
+		s.testHook()
+	}
+	res, err := LoadLimited(s.cfg.Dir, s.cfg.Limits)
 	if err != nil {
 		s.metrics.reloads.WithLabelValues("error").Inc()
 		return nil, err
 	}
 	s.mu.Lock()
-	objects, kept := s.merge(res)
-	mc := s.mergeMesh(res)
+	held := s.hold(res, s.cfg.Clock.Now())
+	objects, kept := s.merge(res, held)
+	mc := s.mergeMesh(res, held)
 	snap := mesh.NewSnapshot(mc, objects)
 	changed := s.snap == nil || s.snap.Version() != snap.Version()
 	if changed {
 		s.snap = snap
 	}
-	s.status = newStatus(s.snap, res, kept, time.Now())
+	s.status = newStatus(s.snap, res, kept, s.cfg.Clock.Now())
+	s.status.Pending = sortedKeys(held)
 	s.mu.Unlock()
-
+	s.metrics.pending.Set(float64(len(held)))
 	s.record(res, kept)
 	if changed && s.cfg.OnSnapshot != nil {
 		s.cfg.OnSnapshot(snap)
@@ -110,7 +154,7 @@ func (s *Source) Reload() (*mesh.Snapshot, error) {
 // merge returns the objects to serve: every valid object of res, plus the
 // last good version of each object that is now rejected or sits in a file
 // that could not be parsed. It also updates lastGood.
-func (s *Source) merge(res *Result) ([]*mesh.Config, map[mesh.Key]bool) {
+func (s *Source) merge(res *Result, held map[string]bool) ([]*mesh.Config, map[mesh.Key]bool) {
 	next := make(map[mesh.Key]*mesh.Config, len(res.Objects))
 	for _, c := range res.Objects {
 		next[c.Key()] = c
@@ -131,6 +175,9 @@ func (s *Source) merge(res *Result) ([]*mesh.Config, map[mesh.Key]bool) {
 	for _, f := range res.BrokenFiles {
 		broken[f] = true
 	}
+	for f := range held {
+		broken[f] = true
+	}
 	for k, c := range s.lastGood {
 		if broken[c.Source.File] {
 			keep(k)
@@ -144,11 +191,11 @@ func (s *Source) merge(res *Result) ([]*mesh.Config, map[mesh.Key]bool) {
 	return out, kept
 }
 
-func (s *Source) mergeMesh(res *Result) mesh.MeshConfig {
+func (s *Source) mergeMesh(res *Result, held map[string]bool) mesh.MeshConfig {
 	switch {
 	case res.Mesh != nil:
 		s.lastMesh, s.meshSrc = res.Mesh, res.MeshSource
-	case s.lastMesh != nil && s.meshRejected(res):
+	case s.lastMesh != nil && (s.meshRejected(res) || held[s.meshSrc.File]):
 		// keep the last good mesh config
 	default:
 		s.lastMesh = nil
@@ -192,9 +239,14 @@ func (s *Source) Run(ctx context.Context) error {
 	if _, err := s.Reload(); err != nil {
 		return err
 	}
-	return debounce(ctx, w, s.cfg.Quiet, s.cfg.MaxWait, func() {
+	return debounce(ctx, w, s.cfg.Quiet, s.cfg.MaxWait, func() { s.health.changed(s.cfg.Clock.Now()) }, func() {
 		if _, err := s.Reload(); err != nil {
 			s.cfg.Log.Error("config reload failed", "dir", s.cfg.Dir, "error", err.Error())
+		}
+		// Files held for stability are looked at again after the quiet
+		// period, with or without a new event.
+		if len(s.Status().Pending) > 0 {
+			w.notify()
 		}
 	})
 }

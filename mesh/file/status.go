@@ -16,6 +16,9 @@ type Status struct {
 	Objects  []ObjectStatus    `json:"objects"`
 	Rejected []RejectionStatus `json:"rejected"`
 	Ignored  []string          `json:"ignored,omitempty"`
+	// Pending lists files changed or removed but not yet stable for the
+	// quiet period; their last applied version is still served.
+	Pending []string `json:"pending,omitempty"`
 }
 
 // ObjectStatus is one served object.
@@ -57,9 +60,11 @@ func newStatus(snap *mesh.Snapshot, res *Result, kept map[mesh.Key]bool, now tim
 type metrics struct {
 	reloads  *prometheus.CounterVec
 	rejected prometheus.Gauge
+	pending  prometheus.Gauge
+	stuck    prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, stuck func() float64) (*metrics, error) {
 	m := &metrics{
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ward_config_reloads_total", Help: "Config directory reloads by result (ok, rejected, error).",
@@ -67,11 +72,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		rejected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ward_config_rejected_objects", Help: "Objects or files rejected by the last config load.",
 		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ward_config_pending_files", Help: "Config files changed or removed but not applied yet: not stable for the quiet period.",
+		}),
+		stuck: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ward_config_reload_stuck", Help: "1 when a config reload has been running, or a seen change waiting for one, for longer than the stuck threshold (/readyz fails too).",
+		}, stuck),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.reloads, m.rejected} {
+	for _, c := range []prometheus.Collector{m.reloads, m.rejected, m.pending, m.stuck} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -96,8 +96,9 @@ func (w *watcher) close() {
 }
 
 // debounce calls fire once the watcher has been quiet for quiet, or at most
-// maxWait after the first event of a burst, until ctx ends.
-func debounce(ctx context.Context, w *watcher, quiet, maxWait time.Duration, fire func()) error {
+// maxWait after the first event of a burst, until ctx ends. seen is called
+// on every event.
+func debounce(ctx context.Context, w *watcher, quiet, maxWait time.Duration, seen, fire func()) error {
 	var quietT, maxT <-chan time.Time
 	for {
 		select {
@@ -106,6 +107,7 @@ func debounce(ctx context.Context, w *watcher, quiet, maxWait time.Duration, fir
 		case err := <-w.errs:
 			return fmt.Errorf("watch: %w", err)
 		case <-w.events:
+			seen()
 			quietT = time.After(quiet)
 			if maxT == nil {
 				maxT = time.After(maxWait)

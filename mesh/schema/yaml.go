@@ -1,10 +1,7 @@
 package schema
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
@@ -59,39 +56,34 @@ func parent(p string) string {
 // maxDocuments bounds how many documents one stream may hold.
 const maxDocuments = 10000
 
-// SplitYAML parses a multi-document YAML (or JSON) stream. Empty documents
-// are skipped.
+// SplitYAML parses a multi-document YAML (or JSON) stream within the
+// default Limits. Empty documents are skipped.
 func SplitYAML(data []byte) ([]*Document, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var docs []*Document
-	for {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return docs, nil
-		}
-		if err != nil {
-			return docs, fmt.Errorf("yaml: %w", err)
-		}
-		if len(docs) >= maxDocuments {
-			return docs, fmt.Errorf("yaml: more than %d documents", maxDocuments)
-		}
-		d := &Document{Lines: map[string]int{}}
-		if len(n.Content) == 0 {
-			continue
-		}
-		root := n.Content[0]
-		d.Line = root.Line
-		v, err := d.convert(root, "", 0)
-		if err != nil {
-			return docs, fmt.Errorf("yaml: line %d: %w", root.Line, err)
-		}
-		if v == nil {
-			continue
-		}
-		d.Value = v
+	err := EachDocument(data, Limits{}, func(d *Document) error {
 		docs = append(docs, d)
+		return nil
+	})
+	return docs, err
+}
+
+// newDocument converts one parsed document; nil when it is empty.
+func newDocument(n *yaml.Node) (*Document, error) {
+	if len(n.Content) == 0 {
+		return nil, nil
 	}
+	d := &Document{Lines: map[string]int{}}
+	root := n.Content[0]
+	d.Line = root.Line
+	v, err := d.convert(root, "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("yaml: line %d: %w", root.Line, err)
+	}
+	if v == nil {
+		return nil, nil
+	}
+	d.Value = v
+	return d, nil
 }
 
 // maxDepth bounds nesting so hostile input cannot exhaust the stack.
