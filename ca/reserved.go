@@ -21,8 +21,9 @@ func (e *ReservedError) Error() string {
 	if e.Server {
 		return fmt.Sprintf("identity %s/%s is the control plane's own and is never issued to a caller", e.Namespace, e.ServiceAccount)
 	}
-	return fmt.Sprintf("identity %s/%s is in the control plane's reserved namespace %s; allow it explicitly (ward serve --ca-allow-reserved %s/%s)",
-		e.Namespace, e.ServiceAccount, e.Namespace, e.Namespace, e.ServiceAccount)
+	id := e.Namespace + "/" + e.ServiceAccount
+	return fmt.Sprintf("identity %s is in the control plane's reserved namespace %s; allow it explicitly (ward serve --ca-allow-reserved %s, and ward ca token create --allow-reserved %s)",
+		id, e.Namespace, id, id)
 }
 
 // IsReserved reports whether err is a ReservedError.

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/mesh"
 )
 
 // caOptions are the flags shared by the `ward ca` subcommands.
@@ -37,6 +38,7 @@ func newCATokenCmd() *cobra.Command {
 	o := caOptions{}
 	var ns, sa string
 	var ttl time.Duration
+	var allowReserved []string
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Mint a single-use join token for one namespace/service account",
@@ -44,7 +46,11 @@ func newCATokenCmd() *cobra.Command {
 			"hash in <state>/tokens; `ward agent --join-token-file` spends it on enrolment.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := ca.NewTokenStore(ca.TokenDir(o.stateDir), nil).Create(ns, sa, ttl)
+			res, err := ca.NewReservation(mesh.ControlPlaneIdentity(""), allowReserved)
+			if err != nil {
+				return err
+			}
+			t, err := ca.NewTokenStore(ca.TokenDir(o.stateDir), nil).WithReservation(res).Create(ns, sa, ttl)
 			if err != nil {
 				return err
 			}
@@ -56,6 +62,7 @@ func newCATokenCmd() *cobra.Command {
 	create.Flags().StringVar(&ns, "ns", "", "namespace of the identity (required)")
 	create.Flags().StringVar(&sa, "sa", "default", "service account of the identity")
 	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token can be used")
+	create.Flags().StringSliceVar(&allowReserved, "allow-reserved", nil, "namespace/serviceaccount in the control plane's namespace (ward-system) to mint a token for anyway; ward serve must allow it too (--ca-allow-reserved). The control plane's own identity is always refused")
 	_ = create.MarkFlagRequired("ns")
 	token.AddCommand(create)
 	return token

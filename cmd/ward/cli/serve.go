@@ -53,6 +53,7 @@ type serveOptions struct {
 	maxWait     time.Duration
 	log         logOptions
 	kube        kubeOptions
+	limits      limitOptions
 }
 
 // kubeOptions are the flags of Kubernetes mode (--kube).
@@ -105,6 +106,7 @@ func newServeCmd() *cobra.Command {
 	f.DurationVar(&o.maxWait, "debounce-max", time.Second, "longest a stream of changes can delay an update")
 	o.log.addFlags(cmd)
 	o.kube.addFlags(cmd)
+	o.limits.addFlags(cmd)
 	return cmd
 }
 
@@ -165,7 +167,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if o.configDir != "" {
 		src, err := file.New(file.Config{
 			Dir: o.configDir, Log: log, Quiet: o.quiet, MaxWait: o.maxWait,
-			Registry: cp.registry, OnSnapshot: cp.onFileSnapshot,
+			Registry: cp.registry, OnSnapshot: cp.onFileSnapshot, Limits: o.limits.config,
 		})
 		if err != nil {
 			return err
@@ -237,11 +239,13 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 }
 
 func newCA(o serveOptions, m mesh.MeshConfig, log *slog.Logger, reg prometheus.Registerer) (*ca.CA, error) {
-	return ca.New(ca.Config{
+	cfg := ca.Config{
 		StateDir: o.stateDir, TrustDomain: m.TrustDomain, Log: log, Metrics: reg,
 		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
 		ServerNames: o.serverNames,
-	})
+	}
+	o.limits.applyCA(&cfg)
+	return ca.New(cfg)
 }
 
 // listenAll opens every address or none; an empty address (a disabled
@@ -370,13 +374,11 @@ func (cp *controlPlane) onKeysChanged(issuer string) {
 func (cp *controlPlane) debugMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !cp.ready.Load() {
-			http.Error(w, "waiting for the first config snapshot", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	var reloads func() error
+	if cp.source != nil {
+		reloads = cp.source.Healthy
+	}
+	mux.HandleFunc("GET /readyz", readyz(cp.ready.Load, reloads))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.registry, promhttp.HandlerOpts{}))
 	mux.Handle("GET /debug/config_dump", cp.xds.Handler())
 	mux.Handle("GET /debug/syncz", cp.xds.Handler())
@@ -506,6 +508,7 @@ func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig,
 		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
 		ServerNames: o.serverNames, TokenReviewer: kube.TokenReviewer{Client: k.clients.Kube},
 	}
+	o.limits.applyCA(&cfg)
 	if k.opts.pluginDir != "" {
 		if _, err := os.Stat(k.opts.pluginDir + "/ca-cert.pem"); err == nil {
 			cfg.PluginDir = k.opts.pluginDir
