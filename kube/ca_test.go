@@ -117,7 +117,7 @@ func TestCAStateCreatedOnceUnderLeaderElectionAndHandedOver(t *testing.T) {
 	// Both sign, chaining to the one root.
 	for i, r := range reps {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		iss, err := r.ca.Sign(ca.Params{ID: r.ca.ServerID(), PublicKey: key.Public(), TTL: time.Hour})
+		iss, err := r.ca.Sign(ca.Params{ID: r.ca.ServerID(), PublicKey: key.Public(), TTL: time.Hour, Method: ca.MethodControlPlane})
 		if err != nil {
 			t.Fatalf("replica %d sign: %v", i, err)
 		}
