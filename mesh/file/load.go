@@ -32,6 +32,8 @@ type Result struct {
 	Ignored []string
 	// Files is the fingerprint of every config file read whole.
 	Files map[string]Fingerprint
+	// Deferred lists files read but not parsed (see load).
+	Deferred []string
 	// Snapshot is built from Objects and Mesh alone (no last-good merge).
 	Snapshot *mesh.Snapshot
 }
@@ -53,7 +55,12 @@ func Load(dir string) (*Result, error) { return LoadLimited(dir, Limits{}) }
 // LoadLimited is Load within lim. It fails when dir itself cannot be
 // walked or the tree is larger than lim.MaxTreeBytes (a
 // *TreeTooLargeError naming the file that crossed the bound).
-func LoadLimited(dir string, lim Limits) (*Result, error) {
+func LoadLimited(dir string, lim Limits) (*Result, error) { return load(dir, lim, nil) }
+
+// load is LoadLimited; files for which defer returns true are read and
+// fingerprinted but not parsed (listed in Result.Deferred): the source
+// would hold them back anyway, so parsing them would be wasted work.
+func load(dir string, lim Limits, deferParse func(name string, fp Fingerprint) bool) (*Result, error) {
 	files, err := configFiles(dir)
 	if err != nil {
 		return nil, err
@@ -62,7 +69,7 @@ func LoadLimited(dir string, lim Limits) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &loader{res: &Result{Files: map[string]Fingerprint{}}, seen: map[mesh.Key]mesh.Source{}, read: r}
+	l := &loader{res: &Result{Files: map[string]Fingerprint{}}, seen: map[mesh.Key]mesh.Source{}, read: r, deferParse: deferParse}
 	for _, f := range files {
 		if err := l.file(dir, f); err != nil {
 			return nil, err
@@ -109,9 +116,10 @@ func isConfigFile(path string) bool {
 }
 
 type loader struct {
-	res  *Result
-	seen map[mesh.Key]mesh.Source
-	read *reader
+	res        *Result
+	seen       map[mesh.Key]mesh.Source
+	read       *reader
+	deferParse func(name string, fp Fingerprint) bool
 }
 
 // file loads one file whole or not at all: when any document fails to
@@ -130,6 +138,11 @@ func (l *loader) file(root, path string) error {
 	}
 	if err != nil {
 		l.broken(name, err)
+		return nil
+	}
+	if l.deferParse != nil && l.deferParse(name, fp) {
+		l.res.Deferred = append(l.res.Deferred, name)
+		l.res.Files[name] = fp
 		return nil
 	}
 	mark := l.mark()

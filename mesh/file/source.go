@@ -123,7 +123,7 @@ func (s *Source) Reload() (*mesh.Snapshot, error) {
 	if s.testHook != nil {
 		s.testHook()
 	}
-	res, err := LoadLimited(s.cfg.Dir, s.cfg.Limits)
+	res, err := load(s.cfg.Dir, s.cfg.Limits, s.unstable)
 	if err != nil {
 		s.metrics.reloads.WithLabelValues("error").Inc()
 		return nil, err

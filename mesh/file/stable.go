@@ -45,6 +45,11 @@ func (s *Source) hold(res *Result, now time.Time) map[string]bool {
 			held[name] = true
 		}
 	}
+	// A file left unparsed is held whatever the clock says now; once
+	// stable it is parsed and applied at the next reload.
+	for _, name := range res.Deferred {
+		held[name] = true
+	}
 	for name, o := range s.observed {
 		if present[name] {
 			continue
@@ -57,6 +62,22 @@ func (s *Source) hold(res *Result, now time.Time) map[string]bool {
 	}
 	res.dropFiles(held)
 	return held
+}
+
+// unstable reports, without recording anything, whether a file seen with
+// fp would be held back now; such files are not even parsed. It is nil
+// before the first load, which applies everything.
+func (s *Source) unstable(name string, fp Fingerprint) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.snap == nil {
+		return false
+	}
+	o, ok := s.observed[name]
+	if !ok || o.removed || !sameFingerprint(o.fp, fp) {
+		return true
+	}
+	return !o.applied && s.cfg.Clock.Now().Sub(o.since) < s.cfg.Quiet
 }
 
 // stable records the observation cur of name and reports whether it may
