@@ -3,6 +3,9 @@
 // SPIFFE X.509-SVID issuance for workloads (template, sign and validate as
 // separate steps), the Istio-compatible certificate-signing gRPC service with
 // its caller authenticators (mesh client certificate, Kubernetes TokenReview,
-// one-time join tokens), root rotation with overlap, the trust bundle, and a
-// small client that agents use to request certificates.
+// one-time join tokens), the limits that bound what callers may cost (global
+// rate and concurrency, per identity, per source), the identities reserved
+// for the control plane, root rotation with overlap (requested rotations are
+// durable across a crash), the trust bundle, and a small client that agents
+// use to request certificates.
 package ca

@@ -4,5 +4,8 @@
 // the tree with fsnotify, and publishes a new mesh.Snapshot after each
 // debounced change. An invalid file or object never displaces the last good
 // version of that object: the rest of the change applies, the rejection is
-// logged, counted and reported by Status.
+// logged, counted and reported by Status. The tree is untrusted input: only
+// regular files are read (symlinks only inside the tree), within size and
+// YAML-node bounds, and a changed or removed file is applied only once it
+// has been stable for the quiet period.
 package file
