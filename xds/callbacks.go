@@ -100,13 +100,13 @@ func (s *Server) acknowledge(node, url, nonce, version, detail string, nack bool
 		return // an answer to a superseded response
 	}
 	if nack {
-		detail = s.clip(detail)
+		detail = s.clipTo(detail, MaxNackDetail)
 		st.Nacks++
 		st.NackedVer, st.LastNack = st.Sent, detail
 		nodeID := s.conns[node].node
 		s.mu.Unlock()
 		s.m.rejects.WithLabelValues(shortType(url)).Inc()
-		s.log.Warn("proxy rejected config", "proxy", s.clip(nodeID), "connection", s.clip(node), "type", shortType(url), "version", st.NackedVer, "err", detail)
+		s.log.Warn("proxy rejected config", "proxy", s.clip(nodeID), "connection", s.clip(node), "type", shortType(url), "version", st.NackedVer, "err", s.clip(detail))
 		return
 	}
 	if version == "" {

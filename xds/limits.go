@@ -21,6 +21,8 @@ const (
 	DefaultMaxConcurrentStreams = 256
 	// MaxLogString is how much of a client-supplied string is logged.
 	MaxLogString = 256
+	// MaxNackDetail is how much of a NACK's error detail /debug/syncz keeps.
+	MaxNackDetail = 16 << 10
 )
 
 // Limits bound what one client can make the server hold. Zero fields take
@@ -81,12 +83,15 @@ func (l Limits) checkNode(n *core.Node) error {
 // clip shortens a client-supplied string for a log line or debug page:
 // the first MaxLogString bytes (cut at a rune boundary) and the full
 // length. Every clip is counted in ward_xds_log_truncations_total.
-func (s *Server) clip(v string) string {
-	if len(v) <= MaxLogString {
+func (s *Server) clip(v string) string { return s.clipTo(v, MaxLogString) }
+
+// clipTo is clip with another length.
+func (s *Server) clipTo(v string, n int) string {
+	if len(v) <= n {
 		return v
 	}
 	s.m.truncations.Inc()
-	cut := MaxLogString
+	cut := n
 	for cut > 0 && !utf8.RuneStart(v[cut]) {
 		cut--
 	}
