@@ -208,10 +208,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	defer cp.ca.Close() // flushes the issuance log
-	if o.kube.enabled && !o.xdsAddrSet {
-		o.xdsAddr = "" // plaintext ADS only when asked for
-	}
-	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr, o.authzAddr, o.kube.webhookAddr, o.debugTLSAddr}
+	addrs := []string{o.debugAddr, plainXDSAddr(o), o.secureAddr, o.authzAddr, o.kube.webhookAddr, o.debugTLSAddr}
 	if !o.kube.enabled {
 		addrs[4] = ""
 	}
@@ -408,6 +405,15 @@ func (cp *controlPlane) onKeysChanged(issuer string) {
 	if cp.kube != nil {
 		cp.kube.source.Refresh() // RequestAuthentication status
 	}
+}
+
+// plainXDSAddr is where plaintext ADS listens: --xds-addr (loopback by
+// default), but in Kubernetes mode only when --xds-addr was given.
+func plainXDSAddr(o serveOptions) string {
+	if o.kube.enabled && !o.xdsAddrSet {
+		return ""
+	}
+	return o.xdsAddr
 }
 
 // httpsConfig is the CA's serving TLS config offering HTTP/1.1 beside h2
