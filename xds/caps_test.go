@@ -138,3 +138,32 @@ func TestAttackHugeNodeIDLogBounded(t *testing.T) {
 		t.Fatalf("truncations metric = %v", n)
 	}
 }
+
+// Concurrent streams per connection (ward serve's
+// --max-concurrent-streams, grpc.MaxConcurrentStreams): a third stream on
+// a connection allowed two is not served while both are open, and is once
+// one closes.
+func TestAttackConcurrentStreamsPerConnection(t *testing.T) {
+	s := newServer(t, xds.Config{})
+	cc := dial(t, serve(t, s, nil, grpc.MaxConcurrentStreams(2)), nil)
+	var cancels []context.CancelFunc
+	for i := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		if _, err := listenersCtx(t, ctx, cc, sidecar(i)); err != nil {
+			t.Fatalf("stream %d: %v", i, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := listenersCtx(t, ctx, cc, sidecar(2)); status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("3rd concurrent stream on one connection: %v; want it held back (DeadlineExceeded)", err)
+	}
+	cancels[0]()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel2()
+	if _, err := listenersCtx(t, ctx2, cc, sidecar(3)); err != nil {
+		t.Fatalf("stream after one closed: %v", err)
+	}
+	cancels[1]()
+}
