@@ -2,6 +2,8 @@ package xds
 
 import (
 	"fmt"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -96,4 +98,48 @@ func (s *Server) clipTo(v string, n int) string {
 		cut--
 	}
 	return fmt.Sprintf("%s…(%d bytes)", v[:cut], len(v))
+}
+
+// logLimiter lets through at most burst log lines per interval; the
+// lines it drops are reported (as "suppressed") with the next one let
+// through. Refusals are counted in metrics regardless: the limiter only
+// keeps a flood of bad clients from flooding the log.
+type logLimiter struct {
+	burst    int
+	interval time.Duration
+
+	mu         sync.Mutex
+	start      time.Time
+	n          int
+	suppressed int
+}
+
+// allow reports whether to log now, and how many lines were dropped since
+// the last one logged.
+func (l *logLimiter) allow(now time.Time) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.start) >= l.interval {
+		l.start, l.n = now, 0
+	}
+	if l.n >= l.burst {
+		l.suppressed++
+		return false, 0
+	}
+	l.n++
+	dropped := l.suppressed
+	l.suppressed = 0
+	return true, dropped
+}
+
+// warnRefusal logs a refused stream or connection, rate-limited.
+func (s *Server) warnRefusal(msg string, args ...any) {
+	ok, dropped := s.refusals.allow(s.cfg.Clock.Now())
+	if !ok {
+		return
+	}
+	if dropped > 0 {
+		args = append(args, "suppressed", dropped)
+	}
+	s.log.Warn(msg, args...)
 }

@@ -50,7 +50,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		src := hostOf(c.RemoteAddr())
 		if reason := l.admit(src); reason != "" {
 			l.s.m.rejectedConns.WithLabelValues(reason).Inc()
-			l.s.log.Warn("connection refused: too many connections", "reason", reason, "source", src)
+			l.s.warnRefusal("connection refused: too many connections", "reason", reason, "source", src)
 			c.Close()
 			continue
 		}

@@ -3,7 +3,6 @@ package xds
 import (
 	"context"
 	"errors"
-	"net"
 
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -71,7 +70,7 @@ func (s *Server) RegisterSecure(g grpc.ServiceRegistrar, auth Authenticator) {
 		id, err := auth.Authenticate(ctx)
 		if err != nil {
 			s.m.rejectedStreams.WithLabelValues(rejectUnauthenticated).Inc()
-			s.log.Warn("xds stream refused: caller not authenticated", "source", sourceIP(ctx), "err", err)
+			s.warnRefusal("xds stream refused: caller not authenticated", "source", sourceIP(ctx), "err", err)
 			return streamPeer{}, status.Error(codes.Unauthenticated, "xDS on the secure port requires a verified Ward workload certificate")
 		}
 		return streamPeer{secure: true, identity: id, source: sourceIP(ctx)}, nil
@@ -134,11 +133,8 @@ func (p peerStream) Context() context.Context { return p.ctx }
 
 func sourceIP(ctx context.Context) string {
 	p, ok := peer.FromContext(ctx)
-	if !ok || p.Addr == nil {
+	if !ok {
 		return ""
 	}
-	if host, _, err := net.SplitHostPort(p.Addr.String()); err == nil {
-		return host
-	}
-	return p.Addr.String()
+	return hostOf(p.Addr)
 }

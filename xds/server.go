@@ -76,6 +76,9 @@ type Server struct {
 
 	deb      debouncer
 	throttle *throttle
+	// refusals rate-limits the log lines of refused streams and
+	// connections (10 per second, then a count of the dropped ones).
+	refusals logLimiter
 	// pushMu serialises pushes so snapshots are applied in order.
 	pushMu sync.Mutex
 	// lastWarnings is the config warnings last logged (under pushMu).
@@ -111,6 +114,7 @@ func NewServer(cfg Config) *Server {
 		cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil),
 		conns: map[string]*conn{}, streams: map[int64]*streamState{}, sources: map[string]int{}, gens: map[string]*genEntry{}, partsOf: map[string][]string{},
 	}
+	s.refusals = logLimiter{burst: 10, interval: time.Second}
 	s.throttle = newThrottle(cfg.MaxInflight, cfg.MaxInflightWait, s.m.inflightWaits.Inc)
 	s.deb = debouncer{clock: cfg.Clock, quiet: cfg.Debounce, max: cfg.MaxDebounce, fire: s.push}
 	s.watch = newWatcher(s)

@@ -48,7 +48,7 @@ func (s *Server) openStream(ctx context.Context, stream int64) error {
 		return nil
 	}
 	s.m.rejectedStreams.WithLabelValues(reason).Inc()
-	s.log.Warn("xds stream refused: too many streams", "reason", reason, "source", p.source)
+	s.warnRefusal("xds stream refused: too many streams", "reason", reason, "source", p.source)
 	return status.Errorf(codes.ResourceExhausted, "too many xDS streams (%s)", reason)
 }
 
@@ -71,20 +71,20 @@ func (s *Server) bind(stream int64, n *core.Node) (*core.Node, error) {
 	if bound.conn != "" {
 		if id := n.GetId(); id != "" && id != bound.nodeID && id != bound.conn {
 			s.m.rejectedStreams.WithLabelValues(rejectNode).Inc()
-			s.log.Warn("xds stream refused: node changed mid-stream", "proxy", s.clip(bound.nodeID), "new_node", s.clip(id))
+			s.warnRefusal("xds stream refused: node changed mid-stream", "proxy", s.clip(bound.nodeID), "new_node", s.clip(id))
 			return nil, status.Error(codes.InvalidArgument, "node.id changed mid-stream")
 		}
 		return bound.pinned, nil
 	}
 	if err := s.cfg.Limits.checkNode(n); err != nil {
 		s.m.rejectedStreams.WithLabelValues(rejectNode).Inc()
-		s.log.Warn("xds stream refused: invalid node", "proxy", s.clip(n.GetId()), "source", bound.peer.source, "err", err)
+		s.warnRefusal("xds stream refused: invalid node", "proxy", s.clip(n.GetId()), "source", bound.peer.source, "err", err)
 		return nil, err
 	}
 	p := ProxyFromNode(n)
 	if err := s.authorize(bound.peer, p); err != nil {
 		s.m.rejectedStreams.WithLabelValues(rejectIdentity).Inc()
-		s.log.Warn("xds stream refused", "proxy", s.clip(p.ID), "source", bound.peer.source, "err", err)
+		s.warnRefusal("xds stream refused", "proxy", s.clip(p.ID), "source", bound.peer.source, "err", err)
 		return nil, err
 	}
 	return s.attachConn(st, p), nil
@@ -100,7 +100,7 @@ func (s *Server) authorize(peer streamPeer, p *mesh.Proxy) error {
 			if v, ok := p.Metadata[k]; ok {
 				delete(p.Metadata, k)
 				s.m.ignoredMeta.WithLabelValues(k).Inc()
-				s.log.Warn("node metadata ignored on an unauthenticated stream", "proxy", s.clip(p.ID), "key", k, "value", s.clip(v))
+				s.warnRefusal("node metadata ignored on an unauthenticated stream", "proxy", s.clip(p.ID), "key", k, "value", s.clip(v))
 			}
 		}
 		return nil
