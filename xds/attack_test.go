@@ -474,3 +474,69 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// A stream cannot switch to another node id after its first request
+// (go-control-plane would otherwise take the new node for later
+// requests).
+func TestAttackNodeSwitchMidStream(t *testing.T) {
+	s := newServer(t, xds.Config{})
+	cc := dial(t, serve(t, s, nil), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := &core.Node{Id: "sidecar~10.6.0.1~app.attacker~attacker.svc.cluster.local"}
+	if err := st.Send(&discovery.DiscoveryRequest{Node: own, TypeUrl: resource.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Send(&discovery.DiscoveryRequest{Node: victimNode(nil), TypeUrl: resource.ClusterType, VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()})
+	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("switching node mid-stream: %v; want InvalidArgument", err)
+	}
+}
+
+// Squatting over delta xDS: the victim's delta stream is served from its
+// own metadata, not from a squatter's earlier delta stream.
+func TestAttackNodeSquattingDelta(t *testing.T) {
+	s := newServer(t, xds.Config{})
+	cc := dial(t, serve(t, s, nil), nil)
+	deltaListeners := func(node *core.Node) []*listener.Listener {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: resource.ListenerType}); err != nil {
+			t.Fatal(err)
+		}
+		ch := make(chan *discovery.DeltaDiscoveryResponse, 1)
+		go func() { r, _ := st.Recv(); ch <- r }()
+		select {
+		case r := <-ch:
+			var out []*listener.Listener
+			for _, res := range r.GetResources() {
+				l := &listener.Listener{}
+				if err := res.GetResource().UnmarshalTo(l); err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, l)
+			}
+			return out
+		case <-time.After(10 * time.Second):
+			t.Fatal("no delta listener response within 10s")
+			return nil
+		}
+	}
+	deltaListeners(victimNode(map[string]any{"WARD_AUTHZ": "ext-authz", "LABELS": map[string]any{"app": "nobody"}}))
+	if inbound, rbac := inboundAuthz(t, deltaListeners(victimNode(nil))); !inbound || !rbac {
+		t.Fatalf("victim's delta stream after a squatter: inbound %v RBAC %v; want both", inbound, rbac)
+	}
+}
