@@ -16,6 +16,8 @@ import (
 	"net/http"
 	"strings"
 
+	authnv1 "k8s.io/api/authentication/v1"
+
 	"github.com/wardmesh/ward/mesh"
 )
 
@@ -147,4 +149,29 @@ func ServiceAccountUser(u string) (ns, sa string, ok bool) {
 	}
 	ns, sa, ok = strings.Cut(rest, ":")
 	return ns, sa, ok && ns != "" && sa != "" && !strings.Contains(sa, ":")
+}
+
+// Reviewer checks a Kubernetes service-account token (kube.TokenReviewer:
+// the TokenReview API, pod-bound tokens only).
+type Reviewer interface {
+	Review(ctx context.Context, token string, audiences []string) (*authnv1.TokenReview, error)
+}
+
+// TokenReview returns a Config.Token that authenticates a bearer token
+// with r (the API server's default audience) as its service account.
+func TokenReview(r Reviewer) func(ctx context.Context, token string) (mesh.Identity, error) {
+	return func(ctx context.Context, token string) (mesh.Identity, error) {
+		tr, err := r.Review(ctx, token, nil)
+		if err != nil {
+			return mesh.Identity{}, err
+		}
+		if !tr.Status.Authenticated {
+			return mesh.Identity{}, fmt.Errorf("token not authenticated: %s", tr.Status.Error)
+		}
+		ns, sa, ok := ServiceAccountUser(tr.Status.User.Username)
+		if !ok {
+			return mesh.Identity{}, fmt.Errorf("user %q is not a service account", tr.Status.User.Username)
+		}
+		return mesh.Identity{Namespace: ns, ServiceAccount: sa}, nil
+	}
 }

@@ -1,12 +1,15 @@
 package access
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	authnv1 "k8s.io/api/authentication/v1"
 
 	"github.com/wardmesh/ward/mesh"
 )
@@ -69,6 +72,30 @@ func TestServiceAccountUser(t *testing.T) {
 	} {
 		if _, _, ok := ServiceAccountUser(u); ok != want {
 			t.Errorf("%s: ok %v, want %v", u, ok, want)
+		}
+	}
+}
+
+type fakeReviewer map[string]authnv1.TokenReviewStatus
+
+func (f fakeReviewer) Review(_ context.Context, token string, _ []string) (*authnv1.TokenReview, error) {
+	return &authnv1.TokenReview{Status: f[token]}, nil
+}
+
+// TestTokenReview: a reviewed, pod-bound service-account token is its
+// service account; anything else is refused.
+func TestTokenReview(t *testing.T) {
+	review := TokenReview(fakeReviewer{
+		"good": {Authenticated: true, User: authnv1.UserInfo{Username: "system:serviceaccount:bookinfo:reviews"}},
+		"user": {Authenticated: true, User: authnv1.UserInfo{Username: "alice"}},
+		"bad":  {Authenticated: false, Error: "token is not bound to a pod"},
+	})
+	if id, err := review(context.Background(), "good"); err != nil || id.Namespace != "bookinfo" || id.ServiceAccount != "reviews" {
+		t.Errorf("good token: %+v %v", id, err)
+	}
+	for _, tok := range []string{"user", "bad", "unknown"} {
+		if _, err := review(context.Background(), tok); err == nil {
+			t.Errorf("token %q accepted", tok)
 		}
 	}
 }

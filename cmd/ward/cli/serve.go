@@ -466,21 +466,7 @@ func (cp *controlPlane) debugGate(o serveOptions) (*access.Gate, error) {
 		cfg.Operators = append(cfg.Operators, mesh.Identity{Namespace: ns, ServiceAccount: sa})
 	}
 	if cp.kube != nil {
-		reviewer := kube.TokenReviewer{Client: cp.kube.clients.Kube}
-		cfg.Token = func(ctx context.Context, token string) (mesh.Identity, error) {
-			tr, err := reviewer.Review(ctx, token, nil)
-			if err != nil {
-				return mesh.Identity{}, err
-			}
-			if !tr.Status.Authenticated {
-				return mesh.Identity{}, errors.New("token not authenticated")
-			}
-			ns, sa, ok := access.ServiceAccountUser(tr.Status.User.Username)
-			if !ok {
-				return mesh.Identity{}, fmt.Errorf("user %q is not a service account", tr.Status.User.Username)
-			}
-			return mesh.Identity{Namespace: ns, ServiceAccount: sa}, nil
-		}
+		cfg.Token = access.TokenReview(kube.TokenReviewer{Client: cp.kube.clients.Kube})
 	}
 	return access.New(cfg), nil
 }
