@@ -8,13 +8,29 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wardmesh/ward/mesh"
 )
 
-// GRPCServerListenerPrefix is the server_listener_resource_name_template
-// Ward's proxyless bootstrap sets, followed by "IP:port".
-const GRPCServerListenerPrefix = "grpc/server?xds.resource.listening_address="
+// Server listener name prefixes: a grpc xDS server asks for its bootstrap's
+// server_listener_resource_name_template with %s = the "IP:port" it
+// listens on. GRPCServerListenerPrefix is grpc-go's default (and what
+// Ward's agent writes), IstioGRPCServerListenerPrefix what Istio's agent
+// writes. Ward serves both.
+const (
+	GRPCServerListenerPrefix      = "grpc/server?xds.resource.listening_address="
+	IstioGRPCServerListenerPrefix = "xds.istio.io/grpc/lds/inbound/"
+)
+
+// grpcServerListenerPrefixes are the templates server listeners are
+// published under.
+var grpcServerListenerPrefixes = []string{GRPCServerListenerPrefix, IstioGRPCServerListenerPrefix}
+
+// grpcWildcardAddrs are the addresses a server listening on ":port" asks
+// for: grpc-go names the listener by net.Listener.Addr, "0.0.0.0:P" or
+// "[::]:P".
+var grpcWildcardAddrs = []string{"0.0.0.0", "::"}
 
 // GRPCServerListenerName names the inbound listener a grpc xDS server bound
 // to addr:port asks for.
@@ -30,10 +46,38 @@ func (g *gen) grpc() {
 		g.grpcOutbound()
 	}
 	if g.part&partInbound != 0 {
+		wildcard := map[uint32]bool{}
 		for _, in := range g.sc.ports {
-			g.res.Listeners = append(g.res.Listeners, g.grpcServerListener(in))
+			l := g.grpcServerListener(in)
+			g.res.Listeners = append(g.res.Listeners, grpcServerListenerNames(l, in, wildcard)...)
 		}
 	}
+}
+
+// grpcServerListenerNames publishes a server listener under every name a
+// grpc server bound to its port may ask for, as Istio matches server
+// listeners by port: each template prefix × the bound IP, and (for the
+// first inbound address of each workload port) 0.0.0.0 and [::]. Each
+// copy's address equals the address in its name, which grpc-go checks.
+func grpcServerListenerNames(l *listener.Listener, in inboundPort, wildcard map[uint32]bool) []*listener.Listener {
+	addrs := []string{in.addr}
+	if !wildcard[in.target] {
+		wildcard[in.target] = true
+		addrs = append(addrs, grpcWildcardAddrs...)
+	}
+	out := make([]*listener.Listener, 0, len(addrs)*len(grpcServerListenerPrefixes))
+	for _, addr := range addrs {
+		for _, prefix := range grpcServerListenerPrefixes {
+			c := l
+			if len(out) > 0 {
+				c = proto.Clone(l).(*listener.Listener)
+			}
+			c.Name = prefix + net.JoinHostPort(addr, strconv.FormatUint(uint64(in.target), 10))
+			c.Address = socketAddress(addr, in.target)
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (g *gen) grpcOutbound() {
