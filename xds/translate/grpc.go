@@ -8,6 +8,7 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wardmesh/ward/mesh"
@@ -85,19 +86,53 @@ func (g *gen) grpcOutbound() {
 	if g.part&partConfig == 0 {
 		return
 	}
+	taken := map[string]bool{} // listener names: every host:port first
+	for _, svc := range g.sc.Services {
+		for _, p := range svc.Ports {
+			taken[fmt.Sprintf("%s:%d", svc.Hostname, p.Number)] = true
+		}
+	}
+	known := g.knownHosts()
 	for _, svc := range g.sc.Services {
 		for _, p := range svc.Ports {
 			name := fmt.Sprintf("%s:%d", svc.Hostname, p.Number)
 			h := g.rdsHCM(name, name, Outbound, p.Number)
-			g.res.Listeners = append(g.res.Listeners, &listener.Listener{
-				Name:        name,
-				ApiListener: &listener.ApiListener{ApiListener: mustAny(h)},
-			})
+			vh := g.vhostFor(svc, p, "mesh")
+			g.res.Listeners = append(g.res.Listeners, grpcAPIListener(name, h))
+			for _, alt := range g.grpcAltNames(svc, p.Number, taken, known) {
+				g.res.Listeners = append(g.res.Listeners, grpcAPIListener(alt, h))
+				vh.Domains = append(vh.Domains, alt)
+			}
 			g.res.Routes = append(g.res.Routes, &route.RouteConfiguration{
-				Name: name, VirtualHosts: []*route.VirtualHost{g.vhostFor(svc, p, "mesh")},
+				Name: name, VirtualHosts: []*route.VirtualHost{vh},
 			})
 		}
 	}
+}
+
+func grpcAPIListener(name string, h *hcmv3.HttpConnectionManager) *listener.Listener {
+	return &listener.Listener{Name: name, ApiListener: &listener.ApiListener{ApiListener: mustAny(h)}}
+}
+
+// grpcAltNames are the short xds:/// targets of a service port, as
+// Istio's proxyless gRPC resolves them: "svc.ns:P", "svc.ns.svc:P" and,
+// from the service's namespace, "svc:P" (altHosts). Each names an
+// api_listener sharing the service port's route config, whose virtual
+// host lists it too (grpc-go picks the virtual host by the target's
+// authority). A name that is taken (another service's host:port or an
+// earlier short name) or whose host is another service's hostname is
+// skipped: listener names are unique and a real name wins.
+func (g *gen) grpcAltNames(svc *mesh.Service, port uint32, taken, known map[string]bool) []string {
+	var out []string
+	for _, a := range altHosts(svc.Hostname, g.proxy.Namespace) {
+		name := a + ":" + itoa(port)
+		if known[a] || taken[name] {
+			continue
+		}
+		taken[name] = true
+		out = append(out, name)
+	}
+	return out
 }
 
 // inboundPort is one address:port the proxy's workload serves.
