@@ -59,12 +59,15 @@ func serviceAltDomains(svc *mesh.Service, port uint32, ns string) []string {
 
 // knownHosts is every visible service's own name: a short form that is
 // another service's real hostname names that service, never this one.
+// Built once per generation run.
 func (g *gen) knownHosts() map[string]bool {
-	out := make(map[string]bool, len(g.sc.Services))
-	for _, svc := range g.sc.Services {
-		out[svc.Hostname] = true
+	if g.known == nil {
+		g.known = make(map[string]bool, len(g.sc.Services))
+		for _, svc := range g.sc.Services {
+			g.known[svc.Hostname] = true
+		}
 	}
-	return out
+	return g.known
 }
 
 // addAltDomains adds to each service virtual host of an outbound route
