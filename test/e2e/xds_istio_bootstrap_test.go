@@ -117,18 +117,21 @@ spec:
 `
 }
 
-// TestXDSIstioBootstrapWildcardServerShortNames runs unmodified grpc-go
-// xDS servers that listen on every address, as real servers do, so the
-// server listener they ask Ward for is "0.0.0.0:P" (or "[::]:P"), not
-// 127.0.0.1:P: v1 is bootstrapped exactly as Istio's agent does it
-// (certificate provider "default" only, Istio's listener template, a
-// sidecar~ node id with GENERATOR=grpc), v2 by Ward's agent (grpc-go's
-// default template). A client bootstrapped the Istio way, in the
-// service's namespace, calls the short names xds:///echo:7070 and
-// xds:///echo.ns:7070: routing by header picks the subset, every call is
-// mTLS under STRICT with the client's SPIFFE ID, and plaintext is refused.
-// Traffic goes to 127.0.0.1 only.
-func TestXDSIstioBootstrapWildcardServerShortNames(t *testing.T) {
+// istioCompatMesh is a control plane with security hooks and two
+// unmodified grpc-go xDS servers of echo.ns.svc.cluster.local:7070 that
+// listen on every address, as real servers do, so the server listener
+// they ask Ward for is "0.0.0.0:P" or "[::]:P", not 127.0.0.1:P: v1 is
+// bootstrapped exactly as Istio's agent does it (certificate provider
+// "default" only, Istio's listener template, a sidecar~ node id with
+// GENERATOR=grpc), v2 by Ward's agent (grpc-go's default template). The
+// namespace is STRICT; a header routes to v2.
+type istioCompatMesh struct {
+	*authnMesh
+	ports [2]int
+}
+
+func newIstioCompatMesh(t *testing.T) *istioCompatMesh {
+	t.Helper()
 	// "tcp4": Go names a "tcp" wildcard listener [::] on a dual-stack host.
 	lis1, err := net.Listen("tcp4", "0.0.0.0:0")
 	if err != nil {
@@ -141,10 +144,20 @@ func TestXDSIstioBootstrapWildcardServerShortNames(t *testing.T) {
 	t.Logf("servers listen on %s and %s and ask for their listeners by those names", lis1.Addr(), lis2.Addr())
 	p1, p2 := lis1.Addr().(*net.TCPAddr).Port, lis2.Addr().(*net.TCPAddr).Port
 	m := newAuthnMesh(t, istioCompatConfig(p1, p2))
-
 	serveXDS(t, "v1 (Istio bootstrap, "+lis1.Addr().String()+")", lis1, m.istioBootstrap("ns", "default", "echo-v1", "127.0.0.1", echoLabels("v1")), &namedPeerBackend{name: "v1"}, wardServerCreds(t))
 	serveXDS(t, "v2 (Ward bootstrap, "+lis2.Addr().String()+")", lis2, m.identity("ns", "default", "echo-v2", "127.0.0.1", echoLabels("v2")), &namedPeerBackend{name: "v2"}, wardServerCreds(t))
+	return &istioCompatMesh{authnMesh: m, ports: [2]int{p1, p2}}
+}
 
+// TestXDSIstioBootstrapWildcardServerShortNames: with the servers of
+// newIstioCompatMesh, a grpc-go client bootstrapped the Istio way, in the
+// service's namespace, calls the short names xds:///echo:7070,
+// xds:///echo.ns:7070 and xds:///echo.ns.svc:7070: routing by header picks
+// the subset, every call is mTLS under STRICT with the client's SPIFFE
+// ID, and plaintext is refused. Traffic goes to 127.0.0.1 only.
+func TestXDSIstioBootstrapWildcardServerShortNames(t *testing.T) {
+	m := newIstioCompatMesh(t)
+	p1, p2 := m.ports[0], m.ports[1]
 	cliBoot := m.istioBootstrap("ns", "client", "client-1", "127.0.0.2", map[string]string{"app": "client"})
 	resolver, err := grpcxds.NewXDSResolverWithConfigForTesting(cliBoot)
 	if err != nil {
