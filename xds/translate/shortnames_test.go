@@ -166,3 +166,13 @@ func apiHCM(t *testing.T, l *listener.Listener) *hcmv3.HttpConnectionManager {
 	}
 	return h
 }
+
+// No generated route config, for any golden proxy, has a domain in two
+// virtual hosts (Envoy and grpc reject it); short names must never add one.
+func TestGoldenNoDuplicateDomains(t *testing.T) {
+	for _, tc := range goldenCases {
+		t.Run(tc.dir+"/"+tc.name, func(t *testing.T) {
+			noDuplicateDomains(t, generate(t, load(t, tc.dir), tc.proxy))
+		})
+	}
+}
