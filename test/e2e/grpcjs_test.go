@@ -37,6 +37,9 @@ func grpcJS(t *testing.T) string {
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@grpc", "grpc-js-xds")); err != nil {
 		t.Skipf("@grpc/grpc-js-xds is not installed: %v", err)
 	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skipf("node is not installed: %v", err)
+	}
 	return dir
 }
 
