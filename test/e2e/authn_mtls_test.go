@@ -119,6 +119,19 @@ func (m *xdsMesh) write(yaml string) {
 // proxyless file layout and grpc bootstrap; it returns the bootstrap.
 func (m *authnMesh) identity(ns, sa, name, ip string, labels map[string]string) []byte {
 	m.t.Helper()
+	id, dir := m.issue(ns, sa)
+	boot, err := agent.GRPCBootstrap(agent.GRPCBootstrapConfig{XDSAddress: m.secureAddr, Name: name, IP: ip, Labels: labels}, id, dir)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return boot
+}
+
+// issue issues a Ward certificate for ns/sa and writes the agent's
+// proxyless file layout (cert-chain.pem, key.pem, root-cert.pem, the
+// names Istio's agent uses too) into a new directory.
+func (m *authnMesh) issue(ns, sa string) (spiffeid.ID, string) {
+	m.t.Helper()
 	dir := m.t.TempDir()
 	id := spiffeid.RequireFromString(fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", ns, sa))
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -143,11 +156,7 @@ func (m *authnMesh) identity(ns, sa, name, ip string, labels map[string]string) 
 			m.t.Fatal(err)
 		}
 	}
-	boot, err := agent.GRPCBootstrap(agent.GRPCBootstrapConfig{XDSAddress: m.secureAddr, Name: name, IP: ip, Labels: labels}, id, dir)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	return boot
+	return id, dir
 }
 
 // peerBackend records the SPIFFE ID of each caller (empty for plaintext).
