@@ -13,7 +13,23 @@ type FieldError struct {
 	Path    string
 	Message string
 	Line    int // source line of the field, 0 when unknown
+	// Code classifies a warning for analyzers (CodeStricter, ...); empty
+	// for errors and for Istio's own warnings.
+	Code string
 }
+
+// Warning classes, for analyzers that report them under their own codes.
+const (
+	// CodeMethodTypo: an AuthorizationPolicy method that looks like a typo
+	// of a standard HTTP method, so it probably never matches.
+	CodeMethodTypo = "MethodTypo"
+	// CodeStricter: a check Ward makes beyond Istio's validation; Istio
+	// accepts the object, and so does Ward, with this warning.
+	CodeStricter = "StricterThanIstio"
+	// CodeNotImplemented: a field Ward accepts but does not act on yet
+	// (never a security field: those are rejected instead).
+	CodeNotImplemented = "NotImplemented"
+)
 
 func (e FieldError) Error() string {
 	if e.Path == "" {
@@ -90,6 +106,10 @@ func (e *errs) add(path, format string, args ...any) {
 
 func (e *errs) warn(path, format string, args ...any) {
 	e.warns = append(e.warns, FieldError{Path: path, Message: fmt.Sprintf(format, args...)})
+}
+
+func (e *errs) warnCode(code, path, format string, args ...any) {
+	e.warns = append(e.warns, FieldError{Path: path, Message: fmt.Sprintf(format, args...), Code: code})
 }
 
 func idx(path string, i int) string { return fmt.Sprintf("%s[%d]", path, i) }

@@ -28,8 +28,10 @@ func validateRequestAuthentication(c *mesh.Config, e *errs) {
 }
 
 func checkJWTRule(e *errs, p string, r *security.JWTRule) {
-	if r.GetIssuer() == "" {
-		e.add(p+".issuer", "issuer must be set")
+	if r.GetIssuer() == "" && r.GetJwksUri() == "" {
+		// As Istio: without an issuer the token's "iss" is not checked and
+		// the keys come from jwksUri, so one of the two is needed.
+		e.add(p+".issuer", "issuer or jwksUri must be set")
 	}
 	for i, a := range r.GetAudiences() {
 		if a == "" {
