@@ -57,13 +57,17 @@ func TestPathTemplate(t *testing.T) {
 	}
 }
 
-func TestMethod(t *testing.T) {
-	for m, ok := range map[string]bool{
-		"GET": true, "*": true, "P*": true, "*T": true, "OPTIONS": true,
-		"GIT": false, "get": false, "": false, "X*": false, "*Z": false, "method-prefix-*": false,
+// TestMethodTypo: any method is valid (as in Istio); the ones that look
+// like a typo of a standard method are named with the method meant.
+func TestMethodTypo(t *testing.T) {
+	for m, want := range map[string]string{
+		"GET": "", "*": "", "P*": "", "*T": "", "OPTIONS": "", "X*": "",
+		"PURGE": "", "PROPFIND": "", "MKCOL": "", "LOCK": "", "COPY": "", "PRI": "",
+		"GIT": "GET", "get": "GET", "Post": "POST", "POTS": "POST", "OPTION": "OPTIONS",
+		"DELEET": "DELETE", "PACTH": "PATCH", "HAED": "HEAD",
 	} {
-		if err := Method(m); (err == nil) != ok {
-			t.Errorf("Method(%q) = %v, want ok=%v", m, err, ok)
+		if got := MethodTypo(m); got != want {
+			t.Errorf("MethodTypo(%q) = %q, want %q", m, got, want)
 		}
 	}
 }

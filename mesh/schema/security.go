@@ -125,7 +125,7 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 		if l.name != "requestPrincipals" && l.name != "notRequestPrincipals" {
 			tcp = true
 		}
-		if custom && (strings.Contains(strings.ToLower(l.name), "principals") || strings.Contains(strings.ToLower(l.name), "namespaces")) {
+		if custom && customUnsupported(l.name) {
 			e.add(lp, "%s is not supported with action CUSTOM", l.name)
 		}
 	}
@@ -137,6 +137,14 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 		e.add(p, "serviceAccounts/notServiceAccounts cannot be set together with principals or namespaces")
 	}
 	return tcp
+}
+
+// customUnsupported reports whether a source field is one Istio rejects
+// with action CUSTOM (the identity fields the external authorizer
+// cannot see).
+func customUnsupported(field string) bool {
+	f := strings.ToLower(field)
+	return strings.Contains(f, "principals") || strings.Contains(f, "namespaces") || strings.Contains(f, "serviceaccounts")
 }
 
 // ServiceAccount checks an AuthorizationPolicy serviceAccounts entry:
@@ -167,24 +175,26 @@ func checkEmptyValues(e *errs, p string, vals []string) {
 	}
 }
 
-// httpMethods are the methods an AuthorizationPolicy may name.
+// httpMethods are the standard HTTP methods (RFC 9110 and PATCH).
 var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
 
-// Method checks an AuthorizationPolicy method: an HTTP method, or an
-// Istio prefix ("P*"), suffix ("*T") or full ("*") wildcard that matches at
-// least one. Istio matches methods as plain strings and accepts anything,
-// so a typo ("GIT", "get") would silently never match; in a DENY rule
-// that is a hole, so Ward rejects it.
-func Method(m string) error {
-	for _, k := range httpMethods {
-		switch {
-		case m == k, m == "*",
-			strings.HasSuffix(m, "*") && strings.HasPrefix(k, m[:len(m)-1]),
-			strings.HasPrefix(m, "*") && strings.HasSuffix(k, m[1:]):
-			return nil
-		}
+// MethodTypo reports the standard HTTP method that m most likely
+// misspells, or "" when m is a standard method, a "*" pattern or too far
+// from any to be a typo. As in Istio, any non-empty method is valid —
+// custom and WebDAV methods (PURGE, PROPFIND) are real — and methods
+// match case-sensitively, so "get" or "GIT" would never match a GET
+// request; analyzers warn about them.
+func MethodTypo(m string) string {
+	if m == "" || strings.Contains(m, "*") || slices.Contains(httpMethods, m) {
+		return ""
 	}
-	return fmt.Errorf("invalid method %q (want one of %s, or a * prefix/suffix pattern matching one)", m, strings.Join(httpMethods, ", "))
+	return suggest(m, httpMethods)
+}
+
+func checkMethod(e *errs, p, m string) {
+	if s := MethodTypo(m); s != "" {
+		e.warnCode(CodeMethodTypo, p, "method %q looks like a typo of %s: methods match exactly and case-sensitively, so it never matches a %s request", m, s, s)
+	}
 }
 
 // checkOperation validates one to.operation and reports whether it uses
@@ -222,7 +232,7 @@ func checkOperationValue(e *errs, p, field, v string) {
 	case "ports", "notPorts":
 		checkErr(e, p, portString(v))
 	case "methods", "notMethods":
-		checkErr(e, p, Method(v))
+		checkMethod(e, p, v)
 	case "paths", "notPaths":
 		checkErr(e, p, PathTemplate(v))
 	}
@@ -287,7 +297,7 @@ func checkCondition(e *errs, p string, w *security.Condition, custom bool) {
 		e.add(p+".key", "%v", err)
 		return
 	}
-	if custom && (k == "source.namespace" || k == "source.principal" || strings.HasPrefix(k, "request.auth.")) {
+	if custom && (k == "source.namespace" || k == "source.principal" || k == "source.serviceAccount" || strings.HasPrefix(k, "request.auth.")) {
 		e.add(p+".key", "%s is not supported with action CUSTOM", k)
 	}
 	if len(w.GetValues()) == 0 && len(w.GetNotValues()) == 0 {
