@@ -180,12 +180,18 @@ func TestConditionKeyAndServiceAccount(t *testing.T) {
 			t.Errorf("ConditionKey(%q) = %v, want ok=%v", k, err, ok)
 		}
 	}
-	for sa, ok := range map[string]bool{
-		"prod/web": true, "web": true, "prod/web.v2": true,
-		"/web": false, "prod/": false, "Prod/web": false, "a/b/c": false, "prod/Web": false,
+	// valid: the shape Istio's API defines; syntax: also valid Kubernetes
+	// names (otherwise only a warning, as Istio does not check them).
+	for sa, want := range map[string]struct{ valid, syntax bool }{
+		"prod/web": {true, true}, "web": {true, true}, "prod/web.v2": {true, true},
+		"Prod/web": {true, false}, "prod/Web": {true, false}, "prod/web_1": {true, false},
+		"/web": {false, false}, "prod/": {false, false}, "a/b/c": {false, false}, "prod/*": {false, false}, "*": {false, false},
 	} {
-		if err := ServiceAccount(sa); (err == nil) != ok {
-			t.Errorf("ServiceAccount(%q) = %v, want ok=%v", sa, err, ok)
+		if err := ServiceAccount(sa); (err == nil) != want.valid {
+			t.Errorf("ServiceAccount(%q) = %v, want ok=%v", sa, err, want.valid)
+		}
+		if err := ServiceAccountSyntax(sa); want.valid && (err == nil) != want.syntax {
+			t.Errorf("ServiceAccountSyntax(%q) = %v, want ok=%v", sa, err, want.syntax)
 		}
 	}
 }
@@ -220,9 +226,9 @@ func TestValidateBuiltObjects(t *testing.T) {
 			Meta: mesh.Meta{Kind: mesh.KindRequestAuthentication, Namespace: "prod", Name: "r"},
 			Spec: &security.RequestAuthentication{JwtRules: []*security.JWTRule{{Issuer: "a", Timeout: &durationpb.Duration{Seconds: -1}}}},
 		}, []string{"spec.jwtRules[0].timeout"}},
-		{"dry-run on a VirtualService", &mesh.Config{
-			Meta: mesh.Meta{Kind: mesh.KindVirtualService, Namespace: "prod", Name: "v", Annotations: map[string]string{mesh.AnnotationDryRun: "true"}},
-			Spec: &networking.VirtualService{Hosts: []string{"a"}, Http: []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "a"}}}}}},
+		{"dry-run not a boolean", &mesh.Config{
+			Meta: mesh.Meta{Kind: mesh.KindAuthorizationPolicy, Namespace: "prod", Name: "v", Annotations: map[string]string{mesh.AnnotationDryRun: "yes"}},
+			Spec: &security.AuthorizationPolicy{},
 		}, []string{"metadata.annotations[istio.io/dry-run]"}},
 	}
 	for _, tt := range tests {
@@ -358,6 +364,10 @@ spec:
 	got := map[string]int{}
 	for _, fe := range oe.Errors {
 		got[fe.Path] = fe.Line
+	}
+	// dry-run on a PeerAuthentication is a warning (Istio ignores it).
+	for _, w := range Warnings(dec.Config) {
+		got[w.Path] = docs[0].LineOf(w.Path)
 	}
 	want := map[string]int{"metadata.annotations[istio.io/dry-run]": 7, "spec.portLevelMtls[0]": 14}
 	if diff := cmp.Diff(want, got); diff != "" {

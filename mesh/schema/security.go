@@ -119,7 +119,7 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 			checkIPs(e, lp, l.vals)
 		case "serviceAccounts", "notServiceAccounts":
 			for i, v := range l.vals {
-				checkErr(e, idx(lp, i), ServiceAccount(v))
+				checkServiceAccount(e, idx(lp, i), v)
 			}
 		}
 		if l.name != "requestPrincipals" && l.name != "notRequestPrincipals" {
@@ -149,22 +149,47 @@ func customUnsupported(field string) bool {
 
 // ServiceAccount checks an AuthorizationPolicy serviceAccounts entry:
 // "<namespace>/<serviceaccount>" or a bare "<serviceaccount>" of the
-// policy's namespace.
+// policy's namespace, with no wildcard (the API forbids any). The parts'
+// DNS syntax is only a warning (ServiceAccountSyntax): Istio does not
+// check it, and a name Kubernetes cannot create matches no identity.
 func ServiceAccount(v string) error {
 	if v == "" {
 		return nil // reported as an empty value
 	}
+	if strings.Contains(v, "*") {
+		return fmt.Errorf("invalid service account %q: no form of wildcard is allowed", v)
+	}
+	ns, sa, ok := strings.Cut(v, "/")
+	if ok && (ns == "" || sa == "" || strings.Contains(sa, "/")) {
+		return fmt.Errorf("invalid service account %q: want <namespace>/<name> or <name>", v)
+	}
+	return nil
+}
+
+// ServiceAccountSyntax reports a serviceAccounts entry whose namespace
+// or name is not valid Kubernetes syntax, so it can never match.
+func ServiceAccountSyntax(v string) error {
 	ns, sa, ok := strings.Cut(v, "/")
 	if !ok {
 		ns, sa = "", ns
 	}
-	if ok && (ns == "" || !dns1123Label.MatchString(ns)) {
-		return fmt.Errorf("invalid service account %q: namespace %q is not a DNS-1123 label", v, ns)
+	if ok && !dns1123Label.MatchString(ns) {
+		return fmt.Errorf("service account %q: namespace %q is not a DNS-1123 label, so it never matches", v, ns)
 	}
-	if sa == "" || len(sa) > 253 || !dns1123Subdomain.MatchString(sa) {
-		return fmt.Errorf("invalid service account %q: want <namespace>/<name> with a DNS-1123 name", v)
+	if len(sa) > 253 || !dns1123Subdomain.MatchString(sa) {
+		return fmt.Errorf("service account %q: %q is not a valid service account name, so it never matches", v, sa)
 	}
 	return nil
+}
+
+func checkServiceAccount(e *errs, p, v string) {
+	if err := ServiceAccount(v); err != nil {
+		e.add(p, "%v", err)
+		return
+	}
+	if err := ServiceAccountSyntax(v); v != "" && err != nil {
+		e.warnCode(CodeStricter, p, "%v", err)
+	}
 }
 
 func checkEmptyValues(e *errs, p string, vals []string) {
@@ -230,7 +255,7 @@ func checkOperationValue(e *errs, p, field, v string) {
 	}
 	switch field {
 	case "ports", "notPorts":
-		checkErr(e, p, portString(v))
+		checkPolicyPort(e, p, v)
 	case "methods", "notMethods":
 		checkMethod(e, p, v)
 	case "paths", "notPaths":
@@ -244,6 +269,17 @@ func portString(v string) error {
 		return fmt.Errorf("invalid port %q (want a number in 1..65535)", v)
 	}
 	return nil
+}
+
+// checkPolicyPort checks a port in an operation or a destination.port
+// condition. Istio accepts 0..65535; port 0 carries no traffic, so Ward
+// accepts it with a warning that it never matches.
+func checkPolicyPort(e *errs, p, v string) {
+	if v == "0" {
+		e.warnCode(CodeStricter, p, "port 0 never matches any traffic")
+		return
+	}
+	checkErr(e, p, portString(v))
 }
 
 // condition keys Istio supports in `when`; keys ending in "[" take a
@@ -317,9 +353,9 @@ func checkConditionValues(e *errs, p, k string, vals []string) {
 		case "ip":
 			checkErr(e, idx(p, i), IPOrCIDR(v))
 		case "port":
-			checkErr(e, idx(p, i), portString(v))
+			checkPolicyPort(e, idx(p, i), v)
 		case "sa":
-			checkErr(e, idx(p, i), ServiceAccount(v))
+			checkServiceAccount(e, idx(p, i), v)
 		}
 	}
 }
