@@ -245,6 +245,8 @@ func objErr(doc *Document, src mesh.Source, key mesh.Key, fes ...FieldError) *Ob
 			fes[i].Line = doc.LineOf(fes[i].Path)
 		}
 	}
+	// Top to bottom, as the reader meets them in the file.
+	sort.SliceStable(fes, func(i, j int) bool { return fes[i].Line < fes[j].Line })
 	if src.Line == 0 {
 		src.Line = doc.Line
 	}
