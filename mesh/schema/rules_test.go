@@ -307,7 +307,7 @@ func TestInt64AsString(t *testing.T) {
 // FuzzDecode feeds arbitrary YAML through the whole pipeline: it must
 // never panic, whatever the input.
 func FuzzDecode(f *testing.F) {
-	for _, dir := range []string{"testdata/valid", "testdata/invalid"} {
+	for _, dir := range []string{"testdata/valid", "testdata/invalid", "testdata/compat"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 		for _, file := range files {
 			data, err := os.ReadFile(file)
@@ -321,10 +321,15 @@ func FuzzDecode(f *testing.F) {
 		docs, _ := SplitYAML(data)
 		for _, d := range docs {
 			dec, err := Decode(d, mesh.Source{File: "fuzz.yaml"})
+			if err != nil {
+				_ = err.Error()
+			}
 			if err != nil || dec.Config == nil {
 				continue
 			}
-			_ = ValidateObject(dec.Config, d)
+			if err := ValidateObject(dec.Config, d); err != nil {
+				_ = err.Error()
+			}
 			_ = Warnings(dec.Config)
 		}
 	})
