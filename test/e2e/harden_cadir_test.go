@@ -187,16 +187,6 @@ func hasObject(t *testing.T, debug, name string) error {
 	return fmt.Errorf("%s not served", name)
 }
 
-func httpStatus(t *testing.T, url string) int {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // vmRSS is the resident set size of pid in bytes.
 func vmRSS(t *testing.T, pid int) int64 {
 	t.Helper()
