@@ -30,6 +30,12 @@ const (
 	Inbound  Direction = "inbound"
 	Outbound Direction = "outbound"
 	Gateway  Direction = "gateway"
+	// InboundTCP is an inbound HTTP connection manager serving a port whose
+	// protocol is opaque TCP: a proxyless gRPC server (grpc-go has no
+	// network filters) on a TCP-protocol port. Its authorization follows
+	// TCP semantics (Istio drops ALLOW rules with HTTP-only conditions and
+	// broadens the others).
+	InboundTCP Direction = "inbound-tcp"
 )
 
 // httpFilters is the HTTP filter chain: the hook's filters (authn, authz)
@@ -40,7 +46,7 @@ func (g *gen) httpFilters(dir Direction, port uint32) []*hcmv3.HttpFilter {
 	if g.hooks.HTTPFilters != nil {
 		out = append(out, g.hooks.HTTPFilters(g.ix.snap, g.proxy, dir, port)...)
 	}
-	if dir != Inbound {
+	if dir != Inbound && dir != InboundTCP {
 		out = append(out, typedFilter(FilterFault, &faultv3.HTTPFault{}))
 		if g.proxy.Type != mesh.ProxyGRPC {
 			out = append(out, typedFilter(FilterCORS, &corsv3.Cors{}))
@@ -85,6 +91,16 @@ func hcmFilter(h *hcmv3.HttpConnectionManager) *listener.Filter {
 type weighted struct {
 	cluster string
 	weight  uint32
+}
+
+// tcpFilters is the network filter stack of a chain proxying opaque TCP:
+// the hook's filters (authorization), then tcp_proxy last.
+func (g *gen) tcpFilters(dir Direction, port uint32, stat string, dests []weighted) []*listener.Filter {
+	var out []*listener.Filter
+	if g.hooks.NetworkFilters != nil {
+		out = append(out, g.hooks.NetworkFilters(g.ix.snap, g.proxy, dir, port)...)
+	}
+	return append(out, tcpProxyFilter(stat, dests))
 }
 
 func tcpProxyFilter(stat string, dests []weighted) *listener.Filter {
