@@ -312,9 +312,22 @@ func (s *Server) record(id string, start time.Time, w string, r *authz.Request, 
 			e.RequestPrincipal = r.Auth.Principal
 		}
 		if h := r.HTTP; h != nil {
-			e.Method, e.Path, e.Host = h.Method, authz.NormalizePath(h.Path), h.Host
+			e.Method, e.Path, e.Host = h.Method, s.loggedPath(h.Path), h.Host
 			e.Headers = s.cfg.Decisions.HeaderFilter(h.Headers)
 		}
 	}
 	s.cfg.Decisions.Log(e)
+}
+
+// loggedPath is the path the decision matched: normalised at the loaded
+// snapshot's pathNormalization level, or as sent when it was rejected.
+func (s *Server) loggedPath(p string) string {
+	level := mesh.PathNormalizationBase
+	if e := s.engine.Load(); e != nil {
+		level = e.Snapshot().Mesh().PathNormalizationLevel()
+	}
+	if n, err := authz.NormalizePath(p, level); err == nil {
+		return n
+	}
+	return p
 }

@@ -62,25 +62,60 @@ func typedFilter(name string, m interface{ ProtoReflect() protoreflectMessage })
 // rdsHCM is an HTTP connection manager that fetches route config name
 // over ADS.
 func (g *gen) rdsHCM(stat, routeName string, dir Direction, port uint32) *hcmv3.HttpConnectionManager {
-	return &hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix: stat,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource: adsSource(), RouteConfigName: routeName,
 		}},
 		HttpFilters:      g.httpFilters(dir, port),
 		UseRemoteAddress: wrapperspb.Bool(dir == Gateway),
-		NormalizePath:    wrapperspb.Bool(g.proxy.Type != mesh.ProxyGRPC),
-		MergeSlashes:     g.proxy.Type != mesh.ProxyGRPC,
+	}
+	g.pathNormalization(h)
+	return h
+}
+
+// pathNormalization applies the mesh's pathNormalization level to an
+// Envoy HCM exactly as Istio does (its listener builder sets these three
+// fields on every HCM it builds: sidecar inbound and outbound, gateways):
+//
+//	NONE                      normalize_path false
+//	BASE (default)            normalize_path true
+//	MERGE_SLASHES             normalize_path, merge_slashes
+//	DECODE_AND_MERGE_SLASHES  normalize_path, merge_slashes,
+//	                          path_with_escaped_slashes_action UNESCAPE_AND_FORWARD
+//
+// path_with_escaped_slashes_action is KEEP_UNCHANGED otherwise. Ward's
+// authorisation engine normalises the same way (authz.NormalizePath).
+// Proxyless gRPC gets none of them: grpc-go ignores these fields, and
+// its authorisation normalises through the engine (the ext_authz
+// interceptor) or matches gRPC method paths, which it validates itself.
+func (g *gen) pathNormalization(h *hcmv3.HttpConnectionManager) {
+	if g.proxy.Type == mesh.ProxyGRPC {
+		return
+	}
+	h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_KEEP_UNCHANGED
+	switch g.ix.snap.Mesh().PathNormalizationLevel() {
+	case mesh.PathNormalizationNone:
+		h.NormalizePath = wrapperspb.Bool(false)
+	case mesh.PathNormalizationMergeSlashes:
+		h.NormalizePath, h.MergeSlashes = wrapperspb.Bool(true), true
+	case mesh.PathNormalizationDecodeAndMergeSlashes:
+		h.NormalizePath, h.MergeSlashes = wrapperspb.Bool(true), true
+		h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD
+	default:
+		h.NormalizePath = wrapperspb.Bool(true)
 	}
 }
 
 // inlineHCM is an HTTP connection manager with an inline route config.
 func (g *gen) inlineHCM(stat string, rc *route.RouteConfiguration, dir Direction, port uint32) *hcmv3.HttpConnectionManager {
-	return &hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:     stat,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		HttpFilters:    g.httpFilters(dir, port),
 	}
+	g.pathNormalization(h)
+	return h
 }
 
 func hcmFilter(h *hcmv3.HttpConnectionManager) *listener.Filter {
