@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -331,6 +332,41 @@ func TestProxylessTCPPortTCPSemantics(t *testing.T) {
 		_, isAny := pol.GetPermissions()[0].GetRule().(*rbacv3.Permission_Any)
 		if isAny != wantAny {
 			t.Errorf("port %s: %s permission any = %v, want %v (TCP semantics on TCP ports only): %v", port, rule, isAny, wantAny, pol.GetPermissions())
+		}
+	}
+}
+
+// TestRequestPrincipalWildcardsKeepFilters is issue 12 hole 4 in the
+// assembled output: an issuer-prefix, a subject-suffix or a "/"-holding
+// request principal used to fail the RBAC build, which installed a
+// deny-all filter on every inbound chain of the workload. Now the
+// workload's HTTP chains carry its real ALLOW filter with the rule, and no
+// deny-all.
+func TestRequestPrincipalWildcardsKeepFilters(t *testing.T) {
+	pol := `
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: jwt, namespace: data}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules:
+  - from: [{source: {requestPrincipals: ["https://issuer.example.com*", "*/a/b", "https://issuer.example.com/a/b"]}}]
+`
+	res := gen(t, tcpSnapshot(t, pol, mesh.MeshConfig{}), dbProxy, New(Config{}))
+	var inbound []*listener.Listener
+	for _, l := range res.Listeners {
+		if l.GetName() == translate.VirtualInbound {
+			inbound = append(inbound, l)
+		}
+	}
+	names := httpFilterNames(t, inbound, translate.VirtualInbound)
+	if indexOf(names, "deny_all") >= 0 || indexOf(names, "ward.authz.rbac.allow") < 0 {
+		t.Fatalf("inbound HTTP filters %v: want the ALLOW filter, no deny-all", names)
+	}
+	for k, fs := range tcpChains(t, res, dbProxy) {
+		if indexOf(fs, "deny_all") >= 0 {
+			t.Errorf("TCP chain %s: %v holds the deny-all filter", k, fs)
 		}
 	}
 }
