@@ -251,6 +251,9 @@ func decideRBACAt(set *RBACSet, r *Request, level mesh.PathNormalization) (allow
 		if err != nil {
 			return false, ""
 		}
+		if i := strings.IndexByte(r.HTTP.Path, '?'); i >= 0 {
+			p += r.HTTP.Path[i:] // the HCM keeps the query in :path
+		}
 		h, rr := *r.HTTP, *r
 		h.Path, rr.HTTP = p, &h
 		r = &rr
