@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
@@ -55,6 +56,49 @@ spec:
 		allowed := resp.GetStatus().GetCode() == int32(code.Code_OK)
 		if allowed != tc.allow {
 			t.Errorf("level %q path %q: allowed %v, want %v (reason %q)", tc.level, tc.path, allowed, tc.allow, reasonOf(resp))
+		}
+	}
+}
+
+// TestProxylessTCPPort is issue 12 hole 1 for proxyless workloads that
+// enforce through ext_authz: grpc-go serves a TCP-protocol port with
+// HTTP/2, yet Istio judges it as TCP, so the interceptor's check is judged
+// as the connection: a DENY whose only other condition is HTTP-only is
+// broadened to every call of the principal. On a GRPC port the path
+// condition holds.
+func TestProxylessTCPPort(t *testing.T) {
+	const cfg = `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: cart, namespace: shop}
+spec:
+  hosts: [cart.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: main, protocol: %s}]
+  workloadSelector: {labels: {app: cart}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: cart-1, namespace: shop}
+spec: {address: 10.0.0.2, labels: {app: cart}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-web-admin, namespace: shop}
+spec:
+  action: DENY
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/web"]}}]
+    to: [{operation: {paths: ["/admin"]}}]
+`
+	for proto, allow := range map[string]bool{"TCP": false, "GRPC": true} {
+		s := newServer(t, Config{}, "", strings.Replace(cfg, "%s", proto, 1))
+		resp, err := s.Check(context.Background(), proxylessCheck("", true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := resp.GetStatus().GetCode() == int32(code.Code_OK); got != allow {
+			t.Errorf("%s port: proxyless call allowed %v, want %v (reason %q)", proto, got, allow, reasonOf(resp))
 		}
 	}
 }

@@ -191,7 +191,13 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth call
 		err := errors.New("no policy snapshot loaded yet")
 		return authz.FailClosed(authz.ReasonError, err), r, name, err
 	}
-	if proxyless(req) {
+	if proxyless(req) && tcpPort(e.Snapshot(), w, r.Destination) {
+		// grpc-go serves every port with HTTP/2, but the port is declared
+		// TCP: Istio's semantics for it are a TCP connection's, as the
+		// proxyless RBAC output (translate.InboundTCP) and an Envoy
+		// sidecar's network filters apply them.
+		r = asTCP(r)
+	} else if proxyless(req) {
 		if r.Auth != nil {
 			err := fmt.Errorf("%w: a proxyless check carries jwt_authn metadata; the server verifies proxyless tokens itself", authz.ErrBadCheckRequest)
 			return authz.FailClosed(authz.ReasonBadRequest, err), r, name, err
