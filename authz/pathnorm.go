@@ -139,46 +139,44 @@ func canonicalPath(p string) (string, error) {
 	out := make([]byte, 0, len(p))
 	ok := true
 	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if n := dotLen(p, i); n > 0 {
-			i = canonicalDot(p, i, n, &out)
-			continue
-		}
-		switch {
+		switch c := p[i]; {
+		case dotLen(p, i) > 0:
+			i = canonicalDot(p, i, dotLen(p, i), &out)
 		case c == '\\':
 			out = append(out, '/')
 		case c == '%':
-			v, valid := unhex(p, i)
-			if !valid {
-				out = append(out, '%') // a lone "%" passes, as in Envoy
-				continue
-			}
-			switch pathClass(v) {
-			case pcUnescape:
-				out = append(out, v)
-			case pcInvalid:
-				out = append(out, p[i:i+3]...)
-				ok = false
-			default:
-				out = append(out, p[i:i+3]...) // kept, in the case sent
-			}
-			i += 2
-		default:
-			switch pathClass(c) {
-			case pcInvalid:
-				ok = false
-				out = append(out, '%', upperHex[c>>4], upperHex[c&15])
-			case pcEscape:
-				out = append(out, '%', upperHex[c>>4], upperHex[c&15])
-			default:
-				out = append(out, c)
-			}
+			var valid bool
+			out, i, valid = canonicalEscape(p, i, out)
+			ok = ok && valid
+		case pathClass(c) == pcPass, pathClass(c) == pcUnescape:
+			out = append(out, c)
+		default: // pcEscape; pcInvalid (NUL) was rejected before
+			out = append(out, '%', upperHex[c>>4], upperHex[c&15])
 		}
 	}
 	if !ok {
-		return "", fmt.Errorf("%w: %q holds an invalid character", ErrBadPath, clip(p))
+		return "", fmt.Errorf("%w: %q holds an invalid escaped character", ErrBadPath, clip(p))
 	}
 	return string(out), nil
+}
+
+// canonicalEscape handles the "%" at p[i]: an escaped unreserved
+// character is decoded, other escapes are kept in the case sent, a "%"
+// not followed by two hex digits passes alone (as in Envoy). It returns
+// the output, the index of the last byte consumed and false for an
+// escape Envoy rejects (%00).
+func canonicalEscape(p string, i int, out []byte) ([]byte, int, bool) {
+	v, valid := unhex(p, i)
+	if !valid {
+		return append(out, '%'), i, true
+	}
+	switch pathClass(v) {
+	case pcUnescape:
+		return append(out, v), i + 2, true
+	case pcInvalid:
+		return append(out, p[i:i+3]...), i + 2, false
+	}
+	return append(out, p[i:i+3]...), i + 2, true
 }
 
 // canonicalDot handles the dot of length n ("." or "%2E") at p[i] and
