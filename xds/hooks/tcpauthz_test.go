@@ -370,3 +370,30 @@ spec:
 		}
 	}
 }
+
+// TestTCPChainsGolden pins the assembled output reviewed for issue 12:
+// the db sidecar's virtualInbound listener (network RBAC before tcp_proxy
+// on each TCP variant and the passthrough chain, HTTP RBAC in the HCM
+// with BASE path normalisation) and the gateway's TCP listener.
+func TestTCPChainsGolden(t *testing.T) {
+	snap := tcpSnapshot(t, "", mesh.MeshConfig{})
+	for name, tc := range map[string]struct {
+		proxy    *mesh.Proxy
+		listener string
+	}{
+		"tcp-sidecar-inbound": {dbProxy, translate.VirtualInbound},
+		"tcp-gateway-31400":   {gwProxy, "0.0.0.0_31400"},
+	} {
+		res := gen(t, snap, tc.proxy, New(Config{}))
+		var l *listener.Listener
+		for _, x := range res.Listeners {
+			if x.GetName() == tc.listener {
+				l = x
+			}
+		}
+		if l == nil {
+			t.Fatalf("%s: no listener %s", name, tc.listener)
+		}
+		golden(t, name, l)
+	}
+}
