@@ -136,6 +136,9 @@ const upperHex = "0123456789ABCDEF"
 // Envoy's normalize_path does (Chromium's CanonicalizePath); p starts
 // with "/".
 func canonicalPath(p string) (string, error) {
+	if plainPath(p) {
+		return p, nil // the common case, on every request: no copy
+	}
 	out := make([]byte, 0, len(p))
 	ok := true
 	for i := 0; i < len(p); i++ {
@@ -158,6 +161,21 @@ func canonicalPath(p string) (string, error) {
 		return "", fmt.Errorf("%w: %q holds an invalid escaped character", ErrBadPath, clip(p))
 	}
 	return string(out), nil
+}
+
+// plainPath reports whether canonicalPath would return p unchanged: no
+// dot, escape, backslash or character to escape.
+func plainPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '.' || c == '%' || c == '\\' {
+			return false
+		}
+		if cl := pathClass(c); cl != pcPass && cl != pcUnescape {
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalEscape handles the "%" at p[i]: an escaped unreserved

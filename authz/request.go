@@ -75,10 +75,15 @@ func normalized(req *Request, level mesh.PathNormalization) (*Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, h := *req, *req.HTTP
-	h.normPath, h.normSet = p, true
-	r.HTTP = &h
-	return &r, nil
+	// One allocation for both copies: Decide runs this on every request,
+	// cached ones included.
+	n := &struct {
+		r Request
+		h HTTPRequest
+	}{*req, *req.HTTP}
+	n.h.normPath, n.h.normSet = p, true
+	n.r.HTTP = &n.h
+	return &n.r, nil
 }
 
 // Auth is the result of JWT authentication.
