@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -24,12 +25,16 @@ import (
 )
 
 // grpc certificate-provider instance names; they must match what Ward's
-// xDS translator puts in UpstreamTlsContext/DownstreamTlsContext.
+// xDS translator puts in UpstreamTlsContext/DownstreamTlsContext. Both are
+// Istio's single instance "default" (certificate, key and roots), so a
+// bootstrap written by Istio's agent and one written by Ward's agent are
+// interchangeable.
 const (
 	GRPCIdentityInstance = "default"
-	GRPCRootInstance     = "rootca"
-	// GRPCServerListenerTemplate is the server listener name template;
-	// Ward's translator names inbound listeners this way.
+	GRPCRootInstance     = "default"
+	// GRPCServerListenerTemplate is the server listener name template
+	// (grpc-go's own default); Ward's translator also serves Istio's
+	// "xds.istio.io/grpc/lds/inbound/%s".
 	GRPCServerListenerTemplate = "grpc/server?xds.resource.listening_address=%s"
 )
 
@@ -51,6 +56,10 @@ type GRPCBootstrapConfig struct {
 	// or AuthzExtAuthz (Ward sends no RBAC; the application enforces with
 	// authz/grpcauthz through Ward's ext_authz server).
 	Authz string
+	// Locality is the workload's "region/zone/subzone" ("" = unknown).
+	// node.locality is always written (empty when unknown): grpc-js-xds
+	// refuses a bootstrap without it.
+	Locality string
 }
 
 // WARD_AUTHZ node metadata and its values.
@@ -60,10 +69,10 @@ const (
 	AuthzExtAuthz = "ext-authz"
 )
 
-// GRPCBootstrap renders a grpc-go xDS bootstrap for workload id whose
-// certificate files are in dir: file_watcher certificate providers
-// "default" (identity and roots) and "rootca" (roots), the server listener
-// template, and an Istio-style node id and metadata.
+// GRPCBootstrap renders a grpc xDS bootstrap for workload id whose
+// certificate files are in dir: one file_watcher certificate provider
+// "default" (identity and roots, as Istio's agent writes it), the server
+// listener template, and an Istio-style node id, locality and metadata.
 func GRPCBootstrap(c GRPCBootstrapConfig, id spiffeid.ID, dir string) ([]byte, error) {
 	wid, err := mesh.IdentityFromID(id)
 	if err != nil {
@@ -103,12 +112,9 @@ func GRPCBootstrap(c GRPCBootstrapConfig, id spiffeid.ID, dir string) ([]byte, e
 		"xds_servers": []any{map[string]any{
 			"server_uri": c.XDSAddress, "channel_creds": []any{creds}, "server_features": []string{"xds_v3"},
 		}},
-		"node": map[string]any{"id": NodeID("grpc", c.IP, c.Name, wid.Namespace), "metadata": meta},
+		"node": map[string]any{"id": NodeID("grpc", c.IP, c.Name, wid.Namespace), "locality": nodeLocality(c.Locality), "metadata": meta},
 		"certificate_providers": map[string]any{
 			GRPCIdentityInstance: map[string]any{"plugin_name": "file_watcher", "config": files},
-			GRPCRootInstance: map[string]any{"plugin_name": "file_watcher", "config": map[string]any{
-				"ca_certificate_file": files["ca_certificate_file"], "refresh_interval": refresh,
-			}},
 		},
 		"server_listener_resource_name_template": GRPCServerListenerTemplate,
 	}
@@ -117,6 +123,18 @@ func GRPCBootstrap(c GRPCBootstrapConfig, id spiffeid.ID, dir string) ([]byte, e
 		return nil, fmt.Errorf("grpc bootstrap: %w", err)
 	}
 	return b, nil
+}
+
+// nodeLocality is the bootstrap's node.locality for "region/zone/subzone":
+// only the parts that are set, {} when none is.
+func nodeLocality(l string) map[string]string {
+	out := map[string]string{}
+	for i, part := range strings.SplitN(l, "/", 3) {
+		if part != "" {
+			out[[]string{"region", "zone", "sub_zone"}[i]] = part
+		}
+	}
+	return out
 }
 
 // NodeID is Istio's node id: <type>~<ip>~<name>.<namespace>~<namespace>.svc.cluster.local.

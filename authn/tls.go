@@ -22,10 +22,11 @@ const (
 )
 
 // Certificate-provider plugin instance names a proxyless gRPC bootstrap
-// must define (the agent writes file_watcher instances with these names).
+// must define: one file_watcher instance "default" with the certificate,
+// key and roots, as Istio's agent writes it (and Ward's agent too).
 const (
 	GRPCIdentityInstance = "default"
-	GRPCRootInstance     = "rootca"
+	GRPCRootInstance     = "default"
 )
 
 // Transport socket names.

@@ -3,34 +3,57 @@ package xds
 import (
 	"context"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 )
 
 // callbacks connect go-control-plane's stream events to the server's
-// bookkeeping: attach/detach, sends, ACKs and NACKs.
+// bookkeeping: admission, binding each stream to its own connection
+// state, sends, ACKs and NACKs.
 type callbacks struct{ s *Server }
 
 var _ serverv3.Callbacks = (*callbacks)(nil)
 
-func (c *callbacks) OnStreamOpen(context.Context, int64, string) error { return nil }
+func (c *callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	return c.s.openStream(ctx, id)
+}
+
 func (c *callbacks) OnStreamClosed(id int64, _ *core.Node) {
 	c.s.throttle.closeStream(id)
-	c.s.detach(id)
+	c.s.closeStream(id)
 }
-func (c *callbacks) OnDeltaStreamOpen(context.Context, int64, string) error { return nil }
-func (c *callbacks) OnDeltaStreamClosed(id int64, _ *core.Node)             { c.s.detach(id) }
+
+func (c *callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	return c.s.openStream(ctx, id)
+}
+
+func (c *callbacks) OnDeltaStreamClosed(id int64, _ *core.Node) { c.s.closeStream(id) }
+
+// OnFetchRequest refuses unary fetches: they are bound to no stream, so
+// to no identity, and would serve whatever config a claimed node id has.
 func (c *callbacks) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
-	return nil
+	return status.Error(codes.Unimplemented, "xDS fetch (REST/unary) is not served; use ADS")
 }
+
 func (c *callbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
 
+// OnStreamRequest binds the stream on its first request and from then on
+// replaces every request's node with the stream's pinned node, whose id is
+// the connection key: the cache and every later callback see only this
+// stream's state.
 func (c *callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
-	c.s.attach(id, req.GetNode())
+	node, err := c.s.bind(id, req.GetNode())
+	if err != nil {
+		return err
+	}
+	req.Node = node
 	if req.GetResponseNonce() != "" {
 		c.s.throttle.release(id, req.GetTypeUrl())
-		c.s.acknowledge(req.GetNode().GetId(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+		c.s.acknowledge(node.GetId(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetVersionInfo(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	}
 	return nil
 }
@@ -41,23 +64,19 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, req *discovery
 }
 
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
-	c.s.attach(id, req.GetNode())
+	node, err := c.s.bind(id, req.GetNode())
+	if err != nil {
+		return err
+	}
+	req.Node = node
 	if req.GetResponseNonce() != "" {
-		c.s.acknowledge(c.s.nodeOf(id), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+		c.s.acknowledge(node.GetId(), req.GetTypeUrl(), req.GetResponseNonce(), "", req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 	}
 	return nil
 }
 
 func (c *callbacks) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-	c.s.sent(c.s.nodeOf(id), resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
-}
-
-// nodeOf returns the node id of a stream (delta requests after the first
-// carry no node when the callbacks see them).
-func (s *Server) nodeOf(stream int64) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.streams[stream]
+	c.s.sent(c.s.connOf(id), resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
 }
 
 // sent records a response about to go out.
@@ -81,11 +100,13 @@ func (s *Server) acknowledge(node, url, nonce, version, detail string, nack bool
 		return // an answer to a superseded response
 	}
 	if nack {
+		detail = s.clipTo(detail, MaxNackDetail)
 		st.Nacks++
 		st.NackedVer, st.LastNack = st.Sent, detail
+		nodeID := s.conns[node].node
 		s.mu.Unlock()
 		s.m.rejects.WithLabelValues(shortType(url)).Inc()
-		s.log.Warn("proxy rejected config", "proxy", node, "type", shortType(url), "version", st.NackedVer, "err", detail)
+		s.log.Warn("proxy rejected config", "proxy", s.clip(nodeID), "connection", s.clip(node), "type", shortType(url), "version", st.NackedVer, "err", s.clip(detail))
 		return
 	}
 	if version == "" {
@@ -103,9 +124,9 @@ func (s *Server) acknowledge(node, url, nonce, version, detail string, nack bool
 	}
 }
 
-// status returns the sync state of node/type; s.mu must be held.
-func (s *Server) status(node, url string) *typeStatus {
-	c := s.conns[node]
+// status returns the sync state of connection key/type; s.mu must be held.
+func (s *Server) status(key, url string) *typeStatus {
+	c := s.conns[key]
 	if c == nil {
 		return nil
 	}

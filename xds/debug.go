@@ -9,11 +9,15 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wardmesh/ward/internal/access"
 	"github.com/wardmesh/ward/mesh"
 )
 
 // Handler serves the debug pages under /debug/: config_dump?proxy=ID,
-// syncz and connections. Mount it on the debug port (15014).
+// syncz and connections. Mount it on the debug port (15014) behind an
+// access.Gate: a caller the gate marks as not an operator sees only the
+// proxies of its own namespace. Without a gate's caller in the request
+// context every proxy is shown (in-process use and tests).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/config_dump", s.ConfigDump)
@@ -22,22 +26,28 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// ConfigDump writes what was last handed to the cache for ?proxy=ID, as
-// JSON: versions and every listener, route, cluster and endpoint set.
+// ConfigDump writes what was last handed to the cache for ?proxy=ID (a
+// node id: its most recent connection) or ?connection=KEY, as JSON:
+// versions and every listener, route, cluster and endpoint set.
 func (s *Server) ConfigDump(w http.ResponseWriter, r *http.Request) {
-	id := r.URL.Query().Get("proxy")
+	id, key := r.URL.Query().Get("proxy"), r.URL.Query().Get("connection")
 	s.mu.Lock()
-	c := s.conns[id]
+	c := s.conns[key]
+	if key == "" {
+		c = s.latestOf(id)
+	}
 	var g *generated
-	if c != nil {
+	if c != nil && sees(r, c) {
 		g = c.gen
+	} else {
+		c = nil // another namespace's proxy is as unknown as a missing one
 	}
 	s.mu.Unlock()
 	if c == nil {
-		http.Error(w, "unknown proxy "+id+" (see /debug/connections)", http.StatusNotFound)
+		http.Error(w, "unknown proxy "+s.clip(id+key)+" (see /debug/connections)", http.StatusNotFound)
 		return
 	}
-	out := map[string]any{"proxy": id}
+	out := map[string]any{"proxy": c.node, "connection": c.id}
 	if g != nil {
 		out["versions"] = g.versions
 		out["listeners"] = rawList(g.res.Listeners)
@@ -62,10 +72,13 @@ func rawList[T proto.Message](in []T) []json.RawMessage {
 
 // SyncStatus is one proxy's row in /debug/syncz.
 type SyncStatus struct {
-	Proxy     string               `json:"proxy"`
-	Type      mesh.ProxyType       `json:"type"`
-	Namespace string               `json:"namespace"`
-	Types     map[string]*TypeSync `json:"types"`
+	Proxy string `json:"proxy"`
+	// Connection is the stream's key (nodeID-counter): each stream has
+	// its own state, so one node id may have several rows.
+	Connection string               `json:"connection"`
+	Type       mesh.ProxyType       `json:"type"`
+	Namespace  string               `json:"namespace"`
+	Types      map[string]*TypeSync `json:"types"`
 	// ConnectedAt is when the proxy's first stream attached.
 	ConnectedAt time.Time `json:"connectedAt"`
 	// SnapshotVersion is the control plane's current config snapshot.
@@ -89,7 +102,16 @@ type TypeSync struct {
 // Syncz writes per proxy and type: the latest version generated, the
 // version sent, acked, pending (and since when), NACKs and the last NACK's
 // error; plus when the proxy connected and the control plane's snapshot.
-func (s *Server) Syncz(w http.ResponseWriter, _ *http.Request) { writeJSON(w, s.SyncStatus()) }
+func (s *Server) Syncz(w http.ResponseWriter, r *http.Request) {
+	rows := s.SyncStatus()
+	out := rows[:0]
+	for _, row := range rows {
+		if callerSees(r, row.Namespace) {
+			out = append(out, row)
+		}
+	}
+	writeJSON(w, out)
+}
 
 // SyncStatus returns a copy of every proxy's sync state, sorted by id.
 func (s *Server) SyncStatus() []SyncStatus {
@@ -101,14 +123,14 @@ func (s *Server) SyncStatus() []SyncStatus {
 	}
 	out := make([]SyncStatus, 0, len(s.conns))
 	for _, c := range s.conns {
-		row := SyncStatus{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Types: map[string]*TypeSync{},
+		row := SyncStatus{Proxy: c.node, Connection: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Types: map[string]*TypeSync{},
 			ConnectedAt: c.connectedAt, SnapshotVersion: snapVer}
 		for url, st := range c.status {
 			row.Types[shortType(url)] = typeSync(c, url, st)
 		}
 		out = append(out, row)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
+	sort.Slice(out, func(i, j int) bool { return out[i].Connection < out[j].Connection })
 	return out
 }
 
@@ -127,19 +149,38 @@ func typeSync(c *conn, url string, st *typeStatus) *TypeSync {
 
 // Connection is one row of /debug/connections.
 type Connection struct {
-	Proxy       string         `json:"proxy"`
+	Proxy      string `json:"proxy"`
+	Connection string `json:"connection"`
+	// Secure is true for a stream over mTLS whose node matched the
+	// client certificate's identity.
+	Secure      bool           `json:"secure"`
 	Type        mesh.ProxyType `json:"type"`
 	Namespace   string         `json:"namespace"`
 	Labels      mesh.Labels    `json:"labels,omitempty"`
 	IPs         []string       `json:"ips,omitempty"`
-	Streams     int            `json:"streams"`
 	ConnectedAt time.Time      `json:"connectedAt"`
 }
 
 // Connections writes every connected proxy.
-func (s *Server) Connections(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, s.ConnectionList())
+func (s *Server) Connections(w http.ResponseWriter, r *http.Request) {
+	rows := s.ConnectionList()
+	out := rows[:0]
+	for _, row := range rows {
+		if callerSees(r, row.Namespace) {
+			out = append(out, row)
+		}
+	}
+	writeJSON(w, out)
 }
+
+// callerSees reports whether the request's caller may see proxies of
+// namespace ns (everything without a gate's caller).
+func callerSees(r *http.Request, ns string) bool {
+	c, ok := access.FromContext(r.Context())
+	return !ok || c.Sees(ns)
+}
+
+func sees(r *http.Request, c *conn) bool { return callerSees(r, c.proxy.Namespace) }
 
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -153,9 +194,10 @@ func (s *Server) ConnectionList() []Connection {
 	s.mu.Lock()
 	out := make([]Connection, 0, len(s.conns))
 	for _, c := range s.conns {
-		out = append(out, Connection{Proxy: c.id, Type: c.proxy.Type, Namespace: c.proxy.Namespace, Labels: c.proxy.Labels, IPs: c.proxy.IPs, Streams: c.streams, ConnectedAt: c.connectedAt})
+		out = append(out, Connection{Proxy: c.node, Connection: c.id, Secure: c.secure, Type: c.proxy.Type, Namespace: c.proxy.Namespace,
+			Labels: c.proxy.Labels, IPs: c.proxy.IPs, ConnectedAt: c.connectedAt})
 	}
 	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Proxy < out[j].Proxy })
+	sort.Slice(out, func(i, j int) bool { return out[i].Connection < out[j].Connection })
 	return out
 }

@@ -18,7 +18,7 @@ func TestEndpointSetsMemoisedPerService(t *testing.T) {
 	const id = "sidecar~10.1.0.1~app.test~test.svc.cluster.local"
 	s.attach(1, &core.Node{Id: id})
 	byName := func() map[string]*anypb.Any {
-		g := s.current(id)
+		g := s.currentOf(id)
 		if g == nil {
 			t.Fatal("no config generated")
 		}

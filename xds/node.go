@@ -18,6 +18,9 @@ const (
 	MetaServiceAccount = "SERVICE_ACCOUNT"
 	MetaInstanceIPs    = "INSTANCE_IPS"
 	MetaGenerator      = "GENERATOR"
+	// MetaAuthz=ext-authz on a proxyless gRPC server drops its RBAC
+	// (xds/hooks): privileged, honoured only on an authenticated stream.
+	MetaAuthz = "WARD_AUTHZ"
 )
 
 // ProxyFromNode builds the proxy the translators see from an xDS node.

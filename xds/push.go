@@ -9,7 +9,6 @@ import (
 	"time"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -22,11 +21,13 @@ import (
 	"github.com/wardmesh/ward/xds/translate"
 )
 
-// conn is one connected proxy (all streams sharing its node id).
+// conn is one connected proxy: the state of one xDS stream, never shared
+// with another stream, even one with the same node id.
 type conn struct {
-	id          string
+	id          string // connection key: nodeID-counter
+	node        string // the node id the proxy sent
 	proxy       *mesh.Proxy
-	streams     int
+	secure      bool // the stream came over mTLS and matched its certificate
 	connectedAt time.Time
 	fingerprint string
 	gen         *generated
@@ -318,7 +319,7 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3
 			}
 			res := sideGenerators[i](ix, sc, s.cfg.Hooks)
 			if err := res.ValidateEach(); err != nil { // references are checked once the sides are combined
-				return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
+				return nil, fmt.Errorf("generate config for proxy %s: %w", s.clip(sc.Proxy.ID), err)
 			}
 			return newPartial(res), nil
 		})
@@ -339,11 +340,11 @@ func (s *Server) generationFor(ix *translate.Index, sc *translate.Scope, keys [3
 		pv, _ := s.cached(pairKey(keys[0], keys[1]), func() (any, error) { return newPair(parts[0], parts[1]), nil })
 		g, dangling, err := combine(pv.(*pair), parts[0], parts[1], parts[2])
 		if err != nil {
-			return nil, fmt.Errorf("generate config for proxy %s: %w", sc.Proxy.ID, err)
+			return nil, fmt.Errorf("generate config for proxy %s: %w", s.clip(sc.Proxy.ID), err)
 		}
 		// Once per combined config, not per proxy refresh.
 		if len(dangling) > 0 {
-			s.log.Warn("routes name clusters the proxy does not have", "proxy", sc.Proxy.ID, "err", errors.Join(dangling...))
+			s.log.Warn("routes name clusters the proxy does not have", "proxy", s.clip(sc.Proxy.ID), "err", errors.Join(dangling...))
 		}
 		return g, nil
 	})
@@ -378,7 +379,7 @@ func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Ti
 	g, err := s.generationFor(ix, sc, keys)
 	if err != nil {
 		s.m.genErrors.Inc()
-		s.log.Error("config not pushed: generated resources are invalid; proxy keeps its previous config", "proxy", c.id, "err", err)
+		s.log.Error("config not pushed: generated resources are invalid; proxy keeps its previous config", "proxy", s.clip(c.node), "connection", s.clip(c.id), "err", err)
 		return
 	}
 	s.mu.Lock()
@@ -395,7 +396,7 @@ func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Ti
 	}
 	s.mu.Unlock()
 	if err := s.watch.set(c.id, g); err != nil {
-		s.log.Error("set snapshot", "proxy", c.id, "err", err)
+		s.log.Error("set snapshot", "proxy", s.clip(c.node), "connection", s.clip(c.id), "err", err)
 	}
 }
 
@@ -482,70 +483,26 @@ func (s *Server) pruneLocked() map[uint64]bool {
 	return keep
 }
 
-// attach registers a stream of node n; the first stream of a node
-// computes its config so the first request is answered at once.
-func (s *Server) attach(streamID int64, n *core.Node) {
-	s.mu.Lock()
-	if _, ok := s.streams[streamID]; ok || n.GetId() == "" {
-		s.mu.Unlock()
-		return
-	}
-	s.streams[streamID] = n.GetId()
-	c := s.conns[n.GetId()]
-	if c != nil {
-		c.streams++
-		s.mu.Unlock()
-		return
-	}
-	c = &conn{id: n.GetId(), proxy: ProxyFromNode(n), streams: 1, connectedAt: s.cfg.Clock.Now(), status: map[string]*typeStatus{}}
-	for _, url := range typeURLs {
-		c.status[url] = &typeStatus{}
-	}
-	s.conns[c.id] = c
-	s.m.connected.Set(float64(len(s.conns)))
-	ix, seq, since := s.ix, s.seq, s.cfg.Clock.Now()
-	s.mu.Unlock()
-	s.log.Info("proxy connected", "proxy", c.id, "type", c.proxy.Type, "namespace", c.proxy.Namespace)
-	if ix != nil {
-		s.refresh(ix, seq, c, since)
-	}
-}
-
-// detach forgets a stream; the last one of a node drops its state.
-func (s *Server) detach(streamID int64) {
-	s.mu.Lock()
-	id, ok := s.streams[streamID]
-	if !ok {
-		s.mu.Unlock()
-		return
-	}
-	delete(s.streams, streamID)
-	c := s.conns[id]
-	if c == nil {
-		s.mu.Unlock()
-		return
-	}
-	c.streams--
-	if c.streams > 0 {
-		s.mu.Unlock()
-		return
-	}
-	delete(s.conns, id)
-	s.m.connected.Set(float64(len(s.conns)))
-	s.mu.Unlock()
-	s.watch.forgetDelta(id)
-	s.cache.ClearSnapshot(id)
-	s.log.Info("proxy disconnected", "proxy", id)
-}
-
-// current returns the config last handed out for node, or nil.
-func (s *Server) current(node string) *generated {
+// current returns the config last handed out on connection key, or nil.
+func (s *Server) current(key string) *generated {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c := s.conns[node]; c != nil {
+	if c := s.conns[key]; c != nil {
 		return c.gen
 	}
 	return nil
+}
+
+// latestOf returns the most recent connection of node id, or nil; s.mu
+// must be held. Debug pages look proxies up by node id.
+func (s *Server) latestOf(node string) *conn {
+	var latest *conn
+	for _, c := range s.conns {
+		if c.node == node && (latest == nil || c.connectedAt.After(latest.connectedAt) || (c.connectedAt.Equal(latest.connectedAt) && c.id > latest.id)) {
+			latest = c
+		}
+	}
+	return latest
 }
 
 // warnConfig logs configuration that has no effect (Istio ignores it

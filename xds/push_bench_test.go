@@ -62,7 +62,7 @@ func BenchmarkPushEndpointChange(b *testing.B) {
 		s.UpdateNow(snaps[n%2])
 	}
 	b.StopTimer()
-	if g := s.current(fmt.Sprintf("sidecar~%s~svc0-0.ns0~ns0.svc.cluster.local", benchmesh.WorkloadAddress(0, 0, 0))); g == nil || len(g.res.Endpoints) != 8000 {
+	if g := s.currentOf(fmt.Sprintf("sidecar~%s~svc0-0.ns0~ns0.svc.cluster.local", benchmesh.WorkloadAddress(0, 0, 0))); g == nil || len(g.res.Endpoints) != 8000 {
 		b.Fatalf("proxy config after the pushes is missing or has the wrong endpoint sets")
 	}
 }

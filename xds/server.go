@@ -7,15 +7,9 @@ import (
 	"sync"
 	"time"
 
-	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
-	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
-	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/xds/translate"
@@ -25,6 +19,10 @@ import (
 const (
 	DefaultDebounce    = 100 * time.Millisecond
 	DefaultMaxDebounce = time.Second
+	// DefaultMaxInflight and DefaultMaxInflightWait are Config's
+	// per-stream back-pressure.
+	DefaultMaxInflight     = 4
+	DefaultMaxInflightWait = time.Second
 )
 
 // Config holds the server's collaborators and tunables.
@@ -39,11 +37,16 @@ type Config struct {
 	// PushConcurrency bounds concurrent per-proxy generation and pushes
 	// (default GOMAXPROCS).
 	PushConcurrency int
-	// MaxInflight bounds state-of-the-world responses sent but not yet
-	// answered by their proxy (default 100); MaxInflightWait is how long a
-	// response waits for a slot before going anyway (default 5 s).
+	// MaxInflight bounds the state-of-the-world responses one stream has
+	// sent but not yet answered (default DefaultMaxInflight: one per
+	// resource type); MaxInflightWait is how long a response over it waits
+	// for that stream's answers before going anyway (default
+	// DefaultMaxInflightWait). The bound is per stream: a proxy that never
+	// ACKs delays only itself.
 	MaxInflight     int
 	MaxInflightWait time.Duration
+	// Limits bound node sizes and open streams (zero: the defaults).
+	Limits Limits
 	// Hooks plug authn/authz into the translators (default: plaintext, no
 	// filters).
 	Hooks translate.Hooks
@@ -60,10 +63,12 @@ type Server struct {
 
 	mu       sync.Mutex
 	ix       *translate.Index
-	seq      uint64    // increments with every pushed index
-	updateAt time.Time // when the current snapshot reached Update
-	conns    map[string]*conn
-	streams  map[int64]string // stream id → node id
+	seq      uint64                 // increments with every pushed index
+	updateAt time.Time              // when the current snapshot reached Update
+	conns    map[string]*conn       // by connection key (nodeID-counter)
+	streams  map[int64]*streamState // by go-control-plane stream id
+	sources  map[string]int         // open streams by source IP
+	connSeq  uint64                 // numbers connection keys
 	gens     map[string]*genEntry
 	// partsOf lists, per endpoint side key, the cache keys of the
 	// per-service parts it was assembled from (kept while it is).
@@ -71,6 +76,9 @@ type Server struct {
 
 	deb      debouncer
 	throttle *throttle
+	// refusals rate-limits the log lines of refused streams and
+	// connections (10 per second, then a count of the dropped ones).
+	refusals logLimiter
 	// pushMu serialises pushes so snapshots are applied in order.
 	pushMu sync.Mutex
 	// lastWarnings is the config warnings last logged (under pushMu).
@@ -92,34 +100,26 @@ func NewServer(cfg Config) *Server {
 		cfg.MaxDebounce = DefaultMaxDebounce
 	}
 	if cfg.MaxInflight <= 0 {
-		cfg.MaxInflight = 100
+		cfg.MaxInflight = DefaultMaxInflight
 	}
 	if cfg.MaxInflightWait <= 0 {
-		cfg.MaxInflightWait = 5 * time.Second
+		cfg.MaxInflightWait = DefaultMaxInflightWait
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.PushConcurrency <= 0 {
 		cfg.PushConcurrency = runtime.GOMAXPROCS(0)
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, m: newMetrics(cfg.Registry),
 		cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil),
-		conns: map[string]*conn{}, streams: map[int64]string{}, gens: map[string]*genEntry{}, partsOf: map[string][]string{},
+		conns: map[string]*conn{}, streams: map[int64]*streamState{}, sources: map[string]int{}, gens: map[string]*genEntry{}, partsOf: map[string][]string{},
 	}
-	s.throttle = newThrottle(cfg.MaxInflight, cfg.MaxInflightWait)
+	s.refusals = logLimiter{burst: 10, interval: time.Second}
+	s.throttle = newThrottle(cfg.MaxInflight, cfg.MaxInflightWait, s.m.inflightWaits.Inc)
 	s.deb = debouncer{clock: cfg.Clock, quiet: cfg.Debounce, max: cfg.MaxDebounce, fire: s.push}
 	s.watch = newWatcher(s)
 	s.xds = serverv3.NewServer(context.Background(), s.watch, &callbacks{s: s})
 	return s
-}
-
-// Register adds the ADS service (SotW and delta) and the per-type
-// discovery services to g.
-func (s *Server) Register(g *grpc.Server) {
-	discovery.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
-	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
-	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
-	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
-	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
 }
 
 // Update hands the server a new snapshot. Pushes are debounced: the

@@ -188,9 +188,9 @@ func TestRecomputeOnlyAffectedProxies(t *testing.T) {
 	}
 	// An endpoint-only change regenerates no cluster/listener/route config,
 	// only endpoint sets: new EDS version, same CDS version.
-	before := s.current("sidecar~10.1.0.1~a.test~test.svc.cluster.local").versions
+	before := s.currentOf("sidecar~10.1.0.1~a.test~test.svc.cluster.local").versions
 	s.UpdateNow(snapshotOf(local("10.0.0.7", 82), shared))
-	after := s.current("sidecar~10.1.0.1~a.test~test.svc.cluster.local").versions
+	after := s.currentOf("sidecar~10.1.0.1~a.test~test.svc.cluster.local").versions
 	if g := count(); g["test"] != 2 || g["other"] != 1 {
 		t.Fatalf("an endpoint move regenerated outbound config: %v", g)
 	}

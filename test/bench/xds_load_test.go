@@ -56,7 +56,9 @@ func TestXDSLoadServerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := xds.NewServer(xds.Config{Log: slog.New(slog.DiscardHandler)})
+	// One source (loopback) opens every simulated proxy's stream: lift the
+	// per-source stream cap the load would otherwise hit.
+	srv := xds.NewServer(xds.Config{Log: slog.New(slog.DiscardHandler), Limits: xds.Limits{MaxStreamsPerSource: -1}})
 	g := grpc.NewServer()
 	srv.Register(g)
 	go func() { _ = g.Serve(lis) }()

@@ -56,6 +56,9 @@ func authnHooks() translate.Hooks {
 type authnMesh struct {
 	*xdsMesh
 	ca *ca.CA
+	// secureAddr is ADS over mTLS, assembled as ward serve's 15012: the
+	// bootstraps identity writes use it with the workload's certificate.
+	secureAddr string
 }
 
 func newAuthnMesh(t *testing.T, initial string) *authnMesh {
@@ -86,11 +89,19 @@ func newSecureMesh(t *testing.T, initial string, hooks translate.Hooks) *authnMe
 	done := make(chan struct{})
 	go func() { _ = src.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done; g.Stop(); srv.Close() })
-	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local", Log: log})
+	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local", Log: log, ServerNames: []string{"127.0.0.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &authnMesh{xdsMesh: m, ca: authority}
+	slis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg := grpc.NewServer(grpc.Creds(credentials.NewTLS(authority.ServerTLSConfig())))
+	srv.RegisterSecure(sg, xds.AuthenticatorFunc(authority.PeerIdentity))
+	go func() { _ = sg.Serve(slis) }()
+	t.Cleanup(sg.Stop)
+	return &authnMesh{xdsMesh: m, ca: authority, secureAddr: slis.Addr().String()}
 }
 
 func (m *xdsMesh) write(yaml string) {
@@ -107,6 +118,19 @@ func (m *xdsMesh) write(yaml string) {
 // identity issues a Ward certificate for ns/sa and writes the agent's
 // proxyless file layout and grpc bootstrap; it returns the bootstrap.
 func (m *authnMesh) identity(ns, sa, name, ip string, labels map[string]string) []byte {
+	m.t.Helper()
+	id, dir := m.issue(ns, sa)
+	boot, err := agent.GRPCBootstrap(agent.GRPCBootstrapConfig{XDSAddress: m.secureAddr, Name: name, IP: ip, Labels: labels}, id, dir)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return boot
+}
+
+// issue issues a Ward certificate for ns/sa and writes the agent's
+// proxyless file layout (cert-chain.pem, key.pem, root-cert.pem, the
+// names Istio's agent uses too) into a new directory.
+func (m *authnMesh) issue(ns, sa string) (spiffeid.ID, string) {
 	m.t.Helper()
 	dir := m.t.TempDir()
 	id := spiffeid.RequireFromString(fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", ns, sa))
@@ -132,11 +156,7 @@ func (m *authnMesh) identity(ns, sa, name, ip string, labels map[string]string) 
 			m.t.Fatal(err)
 		}
 	}
-	boot, err := agent.GRPCBootstrap(agent.GRPCBootstrapConfig{XDSAddress: m.addr, XDSInsecure: true, Name: name, IP: ip, Labels: labels}, id, dir)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	return boot
+	return id, dir
 }
 
 // peerBackend records the SPIFFE ID of each caller (empty for plaintext).

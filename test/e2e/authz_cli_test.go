@@ -79,6 +79,12 @@ spec:
   rules:
   - when: [{key: "request.auth.claims[groups]", values: ["admins"]}]
 ---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: app}
+spec:
+  jwtRules: [{issuer: "https://i.example", jwksUri: "https://i.example/jwks"}]
+---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {name: api-1, namespace: app}
@@ -86,9 +92,15 @@ spec: {address: 10.0.0.5, labels: {app: api}}
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, code := runAuthzCheck(t, "--config", dir, "--to", "app/api-1", "--jwt-claims", `{"iss":"i","sub":"s","groups":["dev","admins"]}`)
+	out, code := runAuthzCheck(t, "--config", dir, "--to", "app/api-1", "--jwt-claims", `{"iss":"https://i.example","sub":"s","groups":["dev","admins"]}`)
 	if code != 0 || !strings.Contains(out, "ns[app]-policy[admins]-rule[0]") {
 		t.Errorf("exit %d:\n%s", code, out)
+	}
+	// A token from an issuer the workload does not trust never reaches
+	// authorization: jwt_authn answers 401.
+	out, code = runAuthzCheck(t, "--config", dir, "--to", "app/api-1", "--jwt-claims", `{"iss":"https://evil.example","sub":"s","groups":["admins"]}`)
+	if code != 2 || !strings.Contains(out, `rejected by authentication: issuer "https://evil.example" is not trusted`) {
+		t.Errorf("untrusted issuer: exit %d:\n%s", code, out)
 	}
 	if out, code = runAuthzCheck(t, "--config", dir, "--to", "app/api-1", "--show-rego"); code != 2 ||
 		!strings.Contains(out, "denied: no ALLOW policy matched (1 candidates)") ||
@@ -100,5 +112,70 @@ spec: {address: 10.0.0.5, labels: {app: api}}
 	}
 	if out, code = runAuthzCheck(t, "--config", dir, "--to", "app/api-1", "--jwt-claims", "{"); code != 1 {
 		t.Errorf("bad claims: exit %d:\n%s", code, out)
+	}
+}
+
+// TestAuthzCheckPorts judges a request on the protocol of the port it
+// reaches (a TCP port is never judged as HTTP), defaults --port to the
+// workload's only port and lists the ports when there are several.
+func TestAuthzCheckPorts(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, dir, "p.yaml", `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: db, namespace: app}
+spec:
+  selector: {matchLabels: {app: db}}
+  rules:
+  - to: [{operation: {methods: ["GET"]}}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: app}
+spec:
+  hosts: [db.app.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 5432, name: tcp-pg, protocol: TCP}]
+  workloadSelector: {labels: {app: db}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: app}
+spec:
+  hosts: [web.app.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 8080}, {number: 9090, name: grpc, protocol: GRPC}]
+  workloadSelector: {labels: {app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: db-1, namespace: app}
+spec: {address: 10.0.0.6, labels: {app: db}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: app}
+spec: {address: 10.0.0.7, labels: {app: web}}
+`)
+	// The only port is TCP: the ALLOW rule on methods is dropped (Istio's
+	// TCP semantics), so even a "GET" is denied.
+	out, code := runAuthzCheck(t, "--config", dir, "--to", "app/db-1", "--method", "GET")
+	if code != 2 || !strings.Contains(out, "no ALLOW policy matched") {
+		t.Errorf("TCP port judged as HTTP: exit %d:\n%s", code, out)
+	}
+	out, code = runAuthzCheck(t, "--config", dir, "--to", "app/web-1")
+	if code != 1 || !strings.Contains(out, "several ports (8080/HTTP, 9090/GRPC)") {
+		t.Errorf("several ports: exit %d:\n%s", code, out)
+	}
+	if out, code = runAuthzCheck(t, "--config", dir, "--to", "app/web-1", "--port", "9090"); code != 0 {
+		t.Errorf("grpc port: exit %d:\n%s", code, out)
+	}
+}
+
+func writeConfig(t *testing.T, dir, name, body string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -65,7 +65,7 @@ func TestXDSWorkloadEntryChangeMovesTrafficWithoutReconnect(t *testing.T) {
 		return nil
 	})
 	after := connection(t, m.srv, id)
-	if after.Streams != 1 || !after.ConnectedAt.Equal(before.ConnectedAt) {
+	if after.Connection != before.Connection || !after.ConnectedAt.Equal(before.ConnectedAt) {
 		t.Fatalf("xDS stream was re-established: before %+v after %+v", before, after)
 	}
 }

@@ -59,6 +59,7 @@ type gen struct {
 	hooks Hooks
 	res   *Resources
 	part  part
+	known map[string]bool // visible service hostnames (knownHosts)
 }
 
 // part selects the outbound side (what the proxy calls), the inbound side

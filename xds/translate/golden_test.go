@@ -38,6 +38,8 @@ var goldenCases = []struct {
 	{"vshosts", "productpage", mesh.Proxy{ID: "sidecar~10.0.3.1~productpage-1.bookinfo~bookinfo.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "bookinfo", IPs: []string{"10.0.3.1"}, Labels: mesh.Labels{"app": "productpage"}}},
 	{"locality", "us-east", localityProxy(mesh.ProxySidecar, "us-east/a/1")},
 	{"locality", "grpc-us-east", localityProxy(mesh.ProxyGRPC, "us-east/a/1")},
+	{"shortnames", "sidecar-bookinfo", shortNamesProxy(mesh.ProxySidecar, "bookinfo")},
+	{"shortnames", "grpc-bookinfo", shortNamesProxy(mesh.ProxyGRPC, "bookinfo")},
 }
 
 func load(t testing.TB, dir string) *mesh.Snapshot {

@@ -8,13 +8,30 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wardmesh/ward/mesh"
 )
 
-// GRPCServerListenerPrefix is the server_listener_resource_name_template
-// Ward's proxyless bootstrap sets, followed by "IP:port".
-const GRPCServerListenerPrefix = "grpc/server?xds.resource.listening_address="
+// Server listener name prefixes: a grpc xDS server asks for its bootstrap's
+// server_listener_resource_name_template with %s = the "IP:port" it
+// listens on. GRPCServerListenerPrefix is grpc-go's default (and what
+// Ward's agent writes), IstioGRPCServerListenerPrefix what Istio's agent
+// writes. Ward serves both.
+const (
+	GRPCServerListenerPrefix      = "grpc/server?xds.resource.listening_address="
+	IstioGRPCServerListenerPrefix = "xds.istio.io/grpc/lds/inbound/"
+)
+
+// grpcServerListenerPrefixes are the templates server listeners are
+// published under.
+var grpcServerListenerPrefixes = []string{GRPCServerListenerPrefix, IstioGRPCServerListenerPrefix}
+
+// grpcWildcardAddrs are the addresses a server listening on ":port" asks
+// for: grpc-go names the listener by net.Listener.Addr, "0.0.0.0:P" or
+// "[::]:P".
+var grpcWildcardAddrs = []string{"0.0.0.0", "::"}
 
 // GRPCServerListenerName names the inbound listener a grpc xDS server bound
 // to addr:port asks for.
@@ -30,10 +47,38 @@ func (g *gen) grpc() {
 		g.grpcOutbound()
 	}
 	if g.part&partInbound != 0 {
+		wildcard := map[uint32]bool{}
 		for _, in := range g.sc.ports {
-			g.res.Listeners = append(g.res.Listeners, g.grpcServerListener(in))
+			l := g.grpcServerListener(in)
+			g.res.Listeners = append(g.res.Listeners, grpcServerListenerNames(l, in, wildcard)...)
 		}
 	}
+}
+
+// grpcServerListenerNames publishes a server listener under every name a
+// grpc server bound to its port may ask for, as Istio matches server
+// listeners by port: each template prefix × the bound IP, and (for the
+// first inbound address of each workload port) 0.0.0.0 and [::]. Each
+// copy's address equals the address in its name, which grpc-go checks.
+func grpcServerListenerNames(l *listener.Listener, in inboundPort, wildcard map[uint32]bool) []*listener.Listener {
+	addrs := []string{in.addr}
+	if !wildcard[in.target] {
+		wildcard[in.target] = true
+		addrs = append(addrs, grpcWildcardAddrs...)
+	}
+	out := make([]*listener.Listener, 0, len(addrs)*len(grpcServerListenerPrefixes))
+	for _, addr := range addrs {
+		for _, prefix := range grpcServerListenerPrefixes {
+			c := l
+			if len(out) > 0 {
+				c = proto.Clone(l).(*listener.Listener)
+			}
+			c.Name = prefix + net.JoinHostPort(addr, strconv.FormatUint(uint64(in.target), 10))
+			c.Address = socketAddress(addr, in.target)
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (g *gen) grpcOutbound() {
@@ -41,19 +86,53 @@ func (g *gen) grpcOutbound() {
 	if g.part&partConfig == 0 {
 		return
 	}
+	taken := map[string]bool{} // listener names: every host:port first
+	for _, svc := range g.sc.Services {
+		for _, p := range svc.Ports {
+			taken[fmt.Sprintf("%s:%d", svc.Hostname, p.Number)] = true
+		}
+	}
+	known := g.knownHosts()
 	for _, svc := range g.sc.Services {
 		for _, p := range svc.Ports {
 			name := fmt.Sprintf("%s:%d", svc.Hostname, p.Number)
 			h := g.rdsHCM(name, name, Outbound, p.Number)
-			g.res.Listeners = append(g.res.Listeners, &listener.Listener{
-				Name:        name,
-				ApiListener: &listener.ApiListener{ApiListener: mustAny(h)},
-			})
+			vh := g.vhostFor(svc, p, "mesh")
+			g.res.Listeners = append(g.res.Listeners, grpcAPIListener(name, h))
+			for _, alt := range g.grpcAltNames(svc, p.Number, taken, known) {
+				g.res.Listeners = append(g.res.Listeners, grpcAPIListener(alt, h))
+				vh.Domains = append(vh.Domains, alt)
+			}
 			g.res.Routes = append(g.res.Routes, &route.RouteConfiguration{
-				Name: name, VirtualHosts: []*route.VirtualHost{g.vhostFor(svc, p, "mesh")},
+				Name: name, VirtualHosts: []*route.VirtualHost{vh},
 			})
 		}
 	}
+}
+
+func grpcAPIListener(name string, h *hcmv3.HttpConnectionManager) *listener.Listener {
+	return &listener.Listener{Name: name, ApiListener: &listener.ApiListener{ApiListener: mustAny(h)}}
+}
+
+// grpcAltNames are the short xds:/// targets of a service port, as
+// Istio's proxyless gRPC resolves them: "svc.ns:P", "svc.ns.svc:P" and,
+// from the service's namespace, "svc:P" (altHosts). Each names an
+// api_listener sharing the service port's route config, whose virtual
+// host lists it too (grpc-go picks the virtual host by the target's
+// authority). A name that is taken (another service's host:port or an
+// earlier short name) or whose host is another service's hostname is
+// skipped: listener names are unique and a real name wins.
+func (g *gen) grpcAltNames(svc *mesh.Service, port uint32, taken, known map[string]bool) []string {
+	var out []string
+	for _, a := range altHosts(svc.Hostname, g.proxy.Namespace) {
+		name := a + ":" + itoa(port)
+		if known[a] || taken[name] {
+			continue
+		}
+		taken[name] = true
+		out = append(out, name)
+	}
+	return out
 }
 
 // inboundPort is one address:port the proxy's workload serves.

@@ -85,6 +85,7 @@ func (g *gen) httpOutbound(port uint32, sps []svcPort) {
 		rc.VirtualHosts = append(rc.VirtualHosts, g.vhostFor(sp.svc, sp.port, "mesh"))
 	}
 	g.vsHostVhosts(rc, port, sps)
+	g.addAltDomains(rc, sps)
 	rc.VirtualHosts = append(rc.VirtualHosts, g.catchAllVhost())
 	g.res.Routes = append(g.res.Routes, rc)
 	g.res.Listeners = append(g.res.Listeners, &listener.Listener{

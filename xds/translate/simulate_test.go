@@ -391,7 +391,7 @@ func TestSimulateGRPC(t *testing.T) {
 		vc := ctx.GetCommonTlsContext().GetValidationContext()
 		//nolint:staticcheck // grpc reads only the deprecated field
 		if len(vc.GetMatchSubjectAltNames()) != 1 || len(vc.GetMatchTypedSubjectAltNames()) != 1 || vc.GetCaCertificateProviderInstance().GetInstanceName() != translate.GRPCRootInstance {
-			t.Errorf("cluster %s: SAN pinning must use both fields and the rootca provider: %v", c.GetName(), vc)
+			t.Errorf("cluster %s: SAN pinning must use both fields and the root provider instance: %v", c.GetName(), vc)
 		}
 	}
 }

@@ -21,10 +21,13 @@ const (
 )
 
 // grpc certificate-provider plugin instance names expected in the
-// proxyless bootstrap (file_watcher plugin).
+// proxyless bootstrap (file_watcher plugin). Istio's agent writes one
+// instance, "default", holding the certificate, key and roots, and its
+// grpc generator names it for both; Ward does the same so that workloads
+// bootstrapped by Istio's agent work unchanged.
 const (
 	GRPCIdentityInstance = "default"
-	GRPCRootInstance     = "rootca"
+	GRPCRootInstance     = "default"
 )
 
 const tlsSocketName = "envoy.transport_sockets.tls"

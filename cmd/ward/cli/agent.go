@@ -38,6 +38,7 @@ type agentOptions struct {
 	name          string
 	ip            string
 	labels        map[string]string
+	locality      string
 	ttl           time.Duration
 	metricsAddr   string
 	log           logOptions
@@ -84,6 +85,7 @@ func (o *agentOptions) addIdentityFlags(cmd *cobra.Command) {
 	f.StringVar(&o.name, "name", hostname(), "workload name (pod or VM name) for the node id")
 	f.StringVar(&o.ip, "ip", "", "workload IP for the node id and INSTANCE_IPS")
 	f.StringToStringVar(&o.labels, "labels", nil, "workload labels, k=v,...")
+	f.StringVar(&o.locality, "locality", "", "workload locality region/zone/subzone for the grpc bootstrap's node.locality")
 }
 
 func hostname() string {
@@ -125,7 +127,7 @@ func runAgent(cmd *cobra.Command, o agentOptions) error {
 		cfg.JoinToken = strings.TrimSpace(string(b))
 	}
 	if o.outputDir != "" {
-		cfg.Bootstrap = &agent.GRPCBootstrapConfig{XDSAddress: o.xdsAddr, XDSInsecure: o.xdsInsecure, Name: o.name, IP: o.ip, Labels: o.labels, Authz: o.authz}
+		cfg.Bootstrap = &agent.GRPCBootstrapConfig{XDSAddress: o.xdsAddr, XDSInsecure: o.xdsInsecure, Name: o.name, IP: o.ip, Labels: o.labels, Authz: o.authz, Locality: o.locality}
 	}
 	g, ctx := errgroup.WithContext(cmd.Context())
 	if !o.noSDS {

@@ -67,7 +67,7 @@ func newAuthzCheckCmd() *cobra.Command {
 	f.StringVar(&o.from, "from", "", "source identity (SPIFFE ID); empty = plaintext")
 	f.StringVar(&o.sourceIP, "source-ip", "10.0.0.1", "source (direct peer) IP")
 	f.StringVar(&o.remoteIP, "remote-ip", "", "original client IP (remote.ip); default the source IP")
-	f.Uint32Var(&o.port, "port", 8080, "destination port")
+	f.Uint32Var(&o.port, "port", defaultCheckPort, "destination port (default: the workload's only port; its protocol comes from the workload's services)")
 	f.StringVar(&o.sni, "sni", "", "TLS server name (connection.sni)")
 	f.BoolVar(&o.tcp, "tcp", false, "a TCP connection: no HTTP attributes")
 	f.StringVar(&o.method, "method", "GET", "HTTP method")
@@ -88,15 +88,41 @@ func runAuthzCheck(cmd *cobra.Command, o authzCheckOptions) error {
 		return fmt.Errorf("authz check: load %s: %w", o.configDir, err)
 	}
 	for _, rj := range res.Rejected {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: rejected: %v\n", rj.Err)
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped rejected object: %v\n", rj.Err)
 	}
-	w, err := resolveWorkload(res.Snapshot, o.to, o.labels)
+	w, we, err := resolveWorkload(res.Snapshot, o.to, o.labels)
 	if err != nil {
 		return err
+	}
+	port, err := choosePort(workloadPorts(res.Snapshot, w, we), o.port, cmd.Flags().Changed("port"))
+	if err != nil {
+		return err
+	}
+	o.port = port.Port
+	var notes []string
+	switch {
+	case port.Service == "":
+		notes = append(notes, fmt.Sprintf("port %d is declared by no service selecting the workload: judged as %s", port.Port, map[bool]string{true: "TCP", false: "HTTP (--tcp for a TCP connection)"}[o.tcp]))
+	case !o.tcp && !port.Protocol.IsHTTP():
+		o.tcp = true
+		notes = append(notes, fmt.Sprintf("port %d is %s: judged as a TCP connection, HTTP attributes ignored", port.Port, protoName(port.Protocol)))
 	}
 	req, err := o.request(w)
 	if err != nil {
 		return err
+	}
+	if req.Auth != nil {
+		verdict, why := judgeClaims(trustedIssuers(res.Snapshot, w), req.Auth.Claims)
+		switch verdict {
+		case claimsIgnored:
+			req.Auth = nil
+			notes = append(notes, "--jwt-claims: "+why)
+		case claimsRejected:
+			return printAuthnReject(cmd.OutOrStdout(), o, w, why)
+		}
+	}
+	for _, n := range notes {
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: %s\n", n)
 	}
 	// Offline: no request is waiting, so no tight evaluation deadline.
 	eng, err := authz.NewEngine(res.Snapshot, authz.EngineConfig{Timeout: 30 * time.Second})
@@ -122,29 +148,43 @@ func runAuthzCheck(cmd *cobra.Command, o authzCheckOptions) error {
 
 // resolveWorkload turns --to (and --label) into a workload: a
 // WorkloadEntry by name, or a namespace plus explicit labels.
-func resolveWorkload(snap *mesh.Snapshot, to string, labels []string) (authz.Workload, error) {
+func resolveWorkload(snap *mesh.Snapshot, to string, labels []string) (authz.Workload, *mesh.Workload, error) {
 	ns, name, _ := strings.Cut(to, "/")
 	w := authz.Workload{Namespace: ns, Name: name, Labels: mesh.Labels{}}
 	if ns == "" {
-		return w, fmt.Errorf("authz check: --to %q: want <namespace>/<workload>", to)
+		return w, nil, fmt.Errorf("authz check: --to %q: want <namespace>/<workload>", to)
 	}
 	for _, l := range labels {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return w, fmt.Errorf("authz check: --label %q: want k=v", l)
+			return w, nil, fmt.Errorf("authz check: --label %q: want k=v", l)
 		}
 		w.Labels[k] = v
 	}
 	if name == "" || len(labels) > 0 {
-		return w, nil
+		return w, nil, nil
 	}
 	for _, we := range snap.WorkloadsInNamespace(ns) {
 		if we.Name == name {
 			w.Labels = we.Labels
-			return w, nil
+			return w, we, nil
 		}
 	}
-	return w, fmt.Errorf("authz check: no WorkloadEntry %s/%s (use --label to give labels directly)", ns, name)
+	return w, nil, fmt.Errorf("authz check: no WorkloadEntry %s/%s (use --label to give labels directly)", ns, name)
+}
+
+// printAuthnReject reports a request that authentication rejects before
+// any authorization policy runs.
+func printAuthnReject(out io.Writer, o authzCheckOptions, w authz.Workload, why string) error {
+	co := checkOutput{Workload: w.Namespace + "/" + w.Name, Explanation: "rejected by authentication: " + why}
+	if o.output != outTable {
+		if err := writeData(out, o.output, co, nil); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "DENY  %s\nworkload: %s %v\n", co.Explanation, co.Workload, map[string]string(w.Labels))
+	}
+	return &ExitError{Code: 2, Err: errDenied}
 }
 
 func (o authzCheckOptions) request(w authz.Workload) (*authz.Request, error) {

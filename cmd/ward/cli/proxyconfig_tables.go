@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 
@@ -102,7 +103,7 @@ func listenerAddress(l *listener.Listener) string {
 	if sa == nil {
 		return none
 	}
-	return sa.GetAddress() + ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10)
+	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }
 
 // chainMatch summarises a FilterChainMatch; "ALL" when it matches every
@@ -448,7 +449,7 @@ func endpointAddress(e *endpoint.LbEndpoint) string {
 	if sa == nil {
 		return none
 	}
-	return sa.GetAddress() + ":" + strconv.FormatUint(uint64(sa.GetPortValue()), 10)
+	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }
 
 // endpointWeight is the load-balancing weight (Envoy's default 1).

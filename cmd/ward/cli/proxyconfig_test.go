@@ -107,8 +107,8 @@ func TestProxyConfigTables(t *testing.T) {
 			"0.0.0.0_5432 0.0.0.0:5432 1 outbound|5432||legacy.shop.svc.cluster.local ALL none cluster: outbound|5432||legacy.shop.svc.cluster.local",
 		}},
 		{"routes", []string{"routes"}, []string{
-			"8080 cart.shop.svc.cluster.local:8080 cart.shop.svc.cluster.local,cart.shop.svc.cluster.local:8080 /api* x-beta=yes outbound|8080|v2|cart.shop.svc.cluster.local",
-			"8080 cart.shop.svc.cluster.local:8080 cart.shop.svc.cluster.local,cart.shop.svc.cluster.local:8080 /* outbound|8080|v1|cart.shop.svc.cluster.local 90%, outbound|8080|v2|cart.shop.svc.cluster.local 10%",
+			"8080 cart.shop.svc.cluster.local:8080 cart.shop.svc.cluster.local,cart.shop.svc.cluster.local:8080,cart +5 more /api* x-beta=yes outbound|8080|v2|cart.shop.svc.cluster.local",
+			"8080 cart.shop.svc.cluster.local:8080 cart.shop.svc.cluster.local,cart.shop.svc.cluster.local:8080,cart +5 more /* outbound|8080|v1|cart.shop.svc.cluster.local 90%, outbound|8080|v2|cart.shop.svc.cluster.local 10%",
 			"inbound|9090|| inbound|http|9090 * /* inbound|9090||", // inlined in virtualInbound
 		}},
 		{"clusters", []string{"clusters"}, []string{

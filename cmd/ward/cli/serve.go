@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +33,7 @@ import (
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/authz/extauthz"
 	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/internal/access"
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
@@ -51,8 +54,16 @@ type serveOptions struct {
 	serverNames []string
 	quiet       time.Duration
 	maxWait     time.Duration
-	log         logOptions
-	kube        kubeOptions
+	// xdsAddrSet: --xds-addr was given (Kubernetes mode serves no
+	// plaintext ADS unless it was).
+	xdsAddrSet           bool
+	debugTLSAddr         string
+	operators            []string
+	limits               xds.Limits
+	connLimits           xds.ConnLimits
+	maxConcurrentStreams uint32
+	log                  logOptions
+	kube                 kubeOptions
 }
 
 // kubeOptions are the flags of Kubernetes mode (--kube).
@@ -88,14 +99,22 @@ func newServeCmd() *cobra.Command {
 			"watches the directory and serves health, metrics and debug endpoints.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.xdsAddrSet = cmd.Flags().Changed("xds-addr")
 			return runServe(cmd.Context(), o, o.log.logger(cmd.ErrOrStderr()))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configDir, "config", "examples", "directory of Istio YAML to serve (watched for changes)")
 	f.StringVar(&o.stateDir, "state", ".state", "directory for control-plane state (CA keys); created with mode 0700")
-	f.StringVar(&o.debugAddr, "debug-addr", ":15014", "address of the health, metrics and debug HTTP server")
-	f.StringVar(&o.xdsAddr, "xds-addr", ":15010", "address of the plaintext ADS server (local development)")
+	f.StringVar(&o.debugAddr, "debug-addr", "127.0.0.1:15014", "address of the health, metrics and debug HTTP server (loopback by default; /debug/ pages need a loopback caller or a credential elsewhere)")
+	f.StringVar(&o.debugTLSAddr, "debug-tls-addr", "", "address of the same debug server over TLS, where callers authenticate with their Ward client certificate; empty disables it")
+	f.StringSliceVar(&o.operators, "debug-operator", nil, "identities (<namespace>/<service-account>) that see every namespace on the debug pages; other authenticated callers see only their own namespace (loopback callers see everything)")
+	f.StringVar(&o.xdsAddr, "xds-addr", "127.0.0.1:15010", "address of the plaintext, unauthenticated ADS server (local development; loopback by default, off in --kube mode unless given); empty disables it")
+	f.IntVar(&o.connLimits.MaxConnections, "max-connections", xds.DefaultMaxConnections, "open connections each gRPC port (xDS, secure) accepts; -1: no limit")
+	f.IntVar(&o.connLimits.MaxConnectionsPerSource, "max-connections-per-source", xds.DefaultMaxConnectionsPerSource, "open connections each gRPC port accepts from one source IP; -1: no limit")
+	f.Uint32Var(&o.maxConcurrentStreams, "max-concurrent-streams", xds.DefaultMaxConcurrentStreams, "concurrent gRPC streams per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)")
+	f.IntVar(&o.limits.MaxStreams, "max-xds-streams", xds.DefaultMaxStreams, "open xDS streams in all; -1: no limit")
+	f.IntVar(&o.limits.MaxStreamsPerSource, "max-xds-streams-per-source", xds.DefaultMaxStreamsPerSource, "open xDS streams from one source IP; -1: no limit")
 	f.StringVar(&o.secureAddr, "secure-addr", ":15012", "address of the TLS server: certificate signing (IstioCertificateService) and ADS over mTLS")
 	f.StringVar(&o.authzAddr, "authz-addr", "127.0.0.1:9191", "address of the plaintext ext_authz (envoy.service.auth.v3) server, which trusts the workload each check names, so it listens on loopback by default; empty disables it. ext_authz is always served over mTLS on --secure-addr, bound to the caller's certificate. Decisions are logged to <state>/decisions.log")
 	f.StringVar(&o.authzReach, "ext-authz-target", "", "IP:port at which Envoy proxies reach this ext_authz server; when set they enforce AuthorizationPolicy through it (OPA, failing closed) instead of native RBAC")
@@ -152,7 +171,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		log.Info("envoy proxies enforce authorization through ext_authz", "target", o.authzReach, "mtls", t.TLS)
 	}
 	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait,
-		Hooks: hooks.New(hc)})
+		Limits: o.limits, Hooks: hooks.New(hc)})
 	defer cp.xds.Close()
 	// Kubernetes mode first: until its caches sync, no snapshot (not even
 	// the file source's) is served or counts as ready.
@@ -189,7 +208,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	defer cp.ca.Close() // flushes the issuance log
-	addrs := []string{o.debugAddr, o.xdsAddr, o.secureAddr, o.authzAddr, o.kube.webhookAddr}
+	addrs := []string{o.debugAddr, plainXDSAddr(o), o.secureAddr, o.authzAddr, o.kube.webhookAddr, o.debugTLSAddr}
 	if !o.kube.enabled {
 		addrs[4] = ""
 	}
@@ -197,14 +216,24 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	for _, i := range []int{1, 2} {
+		if listeners[i] != nil {
+			listeners[i] = cp.xds.LimitListener(listeners[i], o.connLimits)
+		}
+	}
 	log.Info("ward serving", "config", o.configDir, "kube", o.kube.enabled, "state", o.stateDir, "trust_domain", meshCfg.WithDefaults().TrustDomain,
-		"debug_addr", listeners[0].Addr().String(), "xds_addr", listeners[1].Addr().String(),
-		"secure_addr", listeners[2].Addr().String(), "authz_addr", addrOf(listeners[3]))
-	plain := grpc.NewServer()
+		"debug_addr", listeners[0].Addr().String(), "xds_addr", addrOf(listeners[1]),
+		"secure_addr", listeners[2].Addr().String(), "authz_addr", addrOf(listeners[3]), "debug_tls_addr", addrOf(listeners[5]))
+	logExposure(log, listeners[0], listeners[1])
+	streams := grpc.MaxConcurrentStreams(o.maxConcurrentStreams)
+	plain := grpc.NewServer(streams)
 	cp.xds.Register(plain)
-	secure := grpc.NewServer(grpc.Creds(credentials.NewTLS(cp.ca.ServerTLSConfig())))
+	secure := grpc.NewServer(grpc.Creds(credentials.NewTLS(cp.ca.ServerTLSConfig())), streams)
 	cp.ca.Register(secure)
-	cp.xds.Register(secure)
+	// ADS on the secure port needs a verified workload certificate and
+	// serves only its identity; the certificate service beside it still
+	// takes callers without one (token-authenticated).
+	cp.xds.RegisterSecure(secure, xds.AuthenticatorFunc(cp.ca.PeerIdentity))
 	// ext_authz over mTLS shares the secure port: it needs exactly its
 	// TLS (the CA's serving certificate, client certificates verified
 	// against the current roots), and Envoy and proxyless workloads already
@@ -228,8 +257,19 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		}
 		g.Go(func() error { return cp.authz.Serve(ctx, listeners[3]) })
 	}
-	g.Go(func() error { return serveHTTP(ctx, listeners[0], cp.debugMux()) })
-	g.Go(func() error { return serveGRPC(ctx, listeners[1], plain) })
+	gate, err := cp.debugGate(o)
+	if err != nil {
+		return err
+	}
+	mux := cp.debugMux(gate)
+	g.Go(func() error { return serveHTTP(ctx, listeners[0], mux) })
+	if listeners[5] != nil {
+		tlsLis := tls.NewListener(listeners[5], httpsConfig(cp.ca.ServerTLSConfig()))
+		g.Go(func() error { return serveHTTP(ctx, tlsLis, mux) })
+	}
+	if listeners[1] != nil {
+		g.Go(func() error { return serveGRPC(ctx, listeners[1], plain) })
+	}
 	g.Go(func() error { return serveGRPC(ctx, listeners[2], secure) })
 	err = g.Wait()
 	log.Info("ward stopped")
@@ -367,7 +407,74 @@ func (cp *controlPlane) onKeysChanged(issuer string) {
 	}
 }
 
-func (cp *controlPlane) debugMux() *http.ServeMux {
+// plainXDSAddr is where plaintext ADS listens: --xds-addr (loopback by
+// default), but in Kubernetes mode only when --xds-addr was given.
+func plainXDSAddr(o serveOptions) string {
+	if o.kube.enabled && !o.xdsAddrSet {
+		return ""
+	}
+	return o.xdsAddr
+}
+
+// httpsConfig is the CA's serving TLS config offering HTTP/1.1 beside h2
+// (curl, Prometheus).
+func httpsConfig(c *tls.Config) *tls.Config {
+	next := c.GetConfigForClient
+	c.NextProtos = []string{"h2", "http/1.1"}
+	c.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+		cfg, err := next(h)
+		if cfg != nil {
+			cfg = cfg.Clone()
+			cfg.NextProtos = c.NextProtos
+		}
+		return cfg, err
+	}
+	return c
+}
+
+// logExposure says at startup where the unauthenticated surfaces listen.
+func logExposure(log *slog.Logger, debug, plain net.Listener) {
+	if plain == nil {
+		log.Info("plaintext ADS disabled; proxies use the secure port with their workload certificate")
+	} else if isLoopback(plain) {
+		log.Info("plaintext ADS listens on loopback only (local development)", "xds_addr", plain.Addr().String())
+	} else {
+		log.Warn("plaintext ADS is reachable beyond loopback: it serves any node config to unauthenticated callers; bind --xds-addr to 127.0.0.1 or disable it", "xds_addr", plain.Addr().String())
+	}
+	if isLoopback(debug) {
+		log.Info("debug server listens on loopback only", "debug_addr", debug.Addr().String())
+	} else {
+		log.Info("debug server reachable beyond loopback: /debug/ pages need a client certificate (--debug-tls-addr) or a Kubernetes token; /healthz, /readyz, /metrics are open", "debug_addr", debug.Addr().String())
+	}
+}
+
+func isLoopback(l net.Listener) bool {
+	a, ok := l.Addr().(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
+}
+
+// debugGate authenticates /debug/ callers: loopback, a Ward client
+// certificate (--debug-tls-addr), or in Kubernetes mode a service-account
+// token (TokenReview).
+func (cp *controlPlane) debugGate(o serveOptions) (*access.Gate, error) {
+	cfg := access.Config{Log: cp.log, Certificate: cp.ca.ChainIdentity}
+	for _, op := range o.operators {
+		ns, sa, ok := strings.Cut(op, "/")
+		if !ok || ns == "" || sa == "" || strings.Contains(sa, "/") {
+			return nil, fmt.Errorf("serve: --debug-operator %q: want <namespace>/<service-account>", op)
+		}
+		cfg.Operators = append(cfg.Operators, mesh.Identity{Namespace: ns, ServiceAccount: sa})
+	}
+	if cp.kube != nil {
+		cfg.Token = access.TokenReview(kube.TokenReviewer{Client: cp.kube.clients.Kube})
+	}
+	return access.New(cfg), nil
+}
+
+// debugMux serves health, readiness and metrics to anyone, and the debug
+// pages through gate: proxies' pages scoped to the caller's namespace,
+// control-plane-wide pages to operators only.
+func (cp *controlPlane) debugMux(gate *access.Gate) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -378,19 +485,21 @@ func (cp *controlPlane) debugMux() *http.ServeMux {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cp.registry, promhttp.HandlerOpts{}))
-	mux.Handle("GET /debug/config_dump", cp.xds.Handler())
-	mux.Handle("GET /debug/syncz", cp.xds.Handler())
-	mux.Handle("GET /debug/connections", cp.xds.Handler())
-	mux.Handle("GET /debug/ca", cp.ca.DebugHandler())
-	mux.Handle("GET /debug/ca/issued", cp.ca.IssuedHandler())
-	mux.Handle("GET /debug/jwks", cp.jwks.Handler())
-	mux.HandleFunc("GET /debug/configz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /debug/config_dump", gate.Scoped(cp.xds.Handler()))
+	mux.Handle("GET /debug/syncz", gate.Scoped(cp.xds.Handler()))
+	mux.Handle("GET /debug/connections", gate.Scoped(cp.xds.Handler()))
+	mux.Handle("GET /debug/ca", gate.Operator(cp.ca.DebugHandler()))
+	mux.Handle("GET /debug/ca/issued", gate.Operator(cp.ca.IssuedHandler()))
+	mux.Handle("GET /debug/jwks", gate.Operator(cp.jwks.Handler()))
+	mux.Handle("GET /debug/configz", gate.Operator(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if cp.source == nil {
 			writeJSON(w, map[string]string{"source": "kubernetes"})
 			return
 		}
 		writeJSON(w, cp.source.Status())
-	})
+	})))
+	// Anything else under /debug/ is refused the same way, never served.
+	mux.Handle("/debug/", gate.Operator(http.NotFoundHandler()))
 	return mux
 }
 
