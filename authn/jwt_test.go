@@ -48,7 +48,12 @@ func TestJWTAuthnGolden(t *testing.T) {
 		&security.JWTRule{Issuer: "https://a.example"}, // discovery, unavailable
 	)
 	keys := staticKeys{"https://b.example|https://b.example/keys": authntest.PublicJWKS(t, ecKey)}
-	cases := map[string][]*mesh.Config{"jwt-single": {one}, "jwt-multi": {full, one}}
+	required := ra("ns", "required", nil,
+		&security.JWTRule{Issuer: "https://issuer.example", Jwks: authntest.PublicJWKS(t, rsaKey)},
+		&security.JWTRule{JwksUri: "https://b.example/keys", FromHeaders: []*security.JWTHeader{{Name: "x-device"}}, Presence: security.JWTRule_REQUIRED},
+	)
+	keys["|https://b.example/keys"] = authntest.PublicJWKS(t, ecKey)
+	cases := map[string][]*mesh.Config{"jwt-single": {one}, "jwt-multi": {full, one}, "jwt-required": {required}}
 	for name, pols := range cases {
 		t.Run(name, func(t *testing.T) {
 			cfg, findings := JWTAuthn(pols, keys)
@@ -58,7 +63,7 @@ func TestJWTAuthnGolden(t *testing.T) {
 			if name == "jwt-multi" && (len(findings) != 1 || findings[0].Reason != ReasonJWKSUnavailable) {
 				t.Errorf("findings = %v, want one JWKSUnavailable for a.example", findings)
 			}
-			if name == "jwt-single" && len(findings) != 0 {
+			if (name == "jwt-single" || name == "jwt-required") && len(findings) != 0 {
 				t.Errorf("findings = %v", findings)
 			}
 		})

@@ -105,7 +105,9 @@ func (r jwtRule) providerName() string {
 // inlined from keys (or the rule's own jwks), payload in metadata,
 // CORS preflight bypassed, and Istio's requirement: a present token must
 // be valid for some provider, a missing token passes (an
-// AuthorizationPolicy with requestPrincipals is what demands a token).
+// AuthorizationPolicy with requestPrincipals is what demands a token) —
+// unless a rule says presence: REQUIRED, whose provider must then also
+// find a valid token, whatever the other rules accept.
 // It returns nil when no rule applies. Unavailable or invalid keys are
 // replaced by FailClosedJWKS and reported.
 func JWTAuthn(policies []*mesh.Config, keys KeySets) (*jwtv3.JwtAuthentication, []Finding) {
@@ -115,7 +117,7 @@ func JWTAuthn(policies []*mesh.Config, keys KeySets) (*jwtv3.JwtAuthentication, 
 	}
 	cfg := &jwtv3.JwtAuthentication{Providers: map[string]*jwtv3.JwtProvider{}, BypassCorsPreflight: true}
 	var findings []Finding
-	var inner, outer []*jwtv3.JwtRequirement
+	var inner, outer, required []*jwtv3.JwtRequirement
 	for _, r := range rules {
 		p, f := provider(r, keys)
 		findings = append(findings, f...)
@@ -123,6 +125,9 @@ func JWTAuthn(policies []*mesh.Config, keys KeySets) (*jwtv3.JwtAuthentication, 
 		cfg.Providers[name] = p
 		inner = append(inner, anyOf(providerReq(name), &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_AllowMissing{AllowMissing: &emptypb.Empty{}}}))
 		outer = append(outer, providerReq(name))
+		if r.rule.GetPresence() == security.JWTRule_REQUIRED {
+			required = append(required, providerReq(name))
+		}
 	}
 	req := inner[0]
 	if len(inner) > 1 {
@@ -131,6 +136,12 @@ func JWTAuthn(policies []*mesh.Config, keys KeySets) (*jwtv3.JwtAuthentication, 
 		// share a token location (where the AND alone would always fail).
 		all := &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_RequiresAll{RequiresAll: &jwtv3.JwtRequirementAndList{Requirements: inner}}}
 		req = anyOf(append(outer, all)...)
+	}
+	if len(required) > 0 {
+		// AND of {the tree above, every REQUIRED provider}: a missing or
+		// invalid required token is rejected (401) even when another
+		// rule's token is valid.
+		req = &jwtv3.JwtRequirement{RequiresType: &jwtv3.JwtRequirement_RequiresAll{RequiresAll: &jwtv3.JwtRequirementAndList{Requirements: append([]*jwtv3.JwtRequirement{req}, required...)}}}
 	}
 	cfg.Rules = []*jwtv3.RequirementRule{{
 		Match:           &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
@@ -192,7 +203,7 @@ func ruleKeys(r jwtRule, keys KeySets) (string, []Finding) {
 		n, err := NormalizeJWKS([]byte(in.GetJwks()))
 		if err != nil {
 			return FailClosedJWKS, []Finding{{Object: r.src, Severity: SeverityError, Reason: ReasonJWKSInvalid,
-				Message: fmt.Sprintf("jwtRules[%d] (issuer %q): inline jwks: %v; every token for this issuer is rejected", r.idx, in.GetIssuer(), err)}}
+				Message: fmt.Sprintf("jwtRules[%d] (%s): inline jwks: %v; every token for this rule is rejected", r.idx, RuleLabel(in), err)}}
 		}
 		return n.JSON, nil
 	}
@@ -202,7 +213,16 @@ func ruleKeys(r jwtRule, keys KeySets) (string, []Finding) {
 		}
 	}
 	return FailClosedJWKS, []Finding{{Object: r.src, Severity: SeverityError, Reason: ReasonJWKSUnavailable,
-		Message: fmt.Sprintf("jwtRules[%d] (issuer %q): no keys fetched yet from %s; every token for this issuer is rejected until they are", r.idx, in.GetIssuer(), keySource(in))}}
+		Message: fmt.Sprintf("jwtRules[%d] (%s): no keys fetched yet from %s; every token for this rule is rejected until they are", r.idx, RuleLabel(in), keySource(in))}}
+}
+
+// RuleLabel names a JWT rule in messages: by its issuer, or, for a rule
+// without one (any issuer, keys from jwksUri), by its jwksUri.
+func RuleLabel(in *security.JWTRule) string {
+	if in.GetIssuer() == "" {
+		return fmt.Sprintf("any issuer, keys from %s", in.GetJwksUri())
+	}
+	return fmt.Sprintf("issuer %q", in.GetIssuer())
 }
 
 func keySource(in *security.JWTRule) string {

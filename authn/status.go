@@ -111,5 +111,5 @@ func staleFinding(c *mesh.Config, i int, r *security.JWTRule, keys KeySets) (Fin
 		return Finding{}, false
 	}
 	return Finding{Object: c.Key(), Severity: SeverityWarning, Reason: ReasonJWKSStale,
-		Message: fmt.Sprintf("jwtRules[%d] (issuer %q): refreshing keys fails, the last good keys are still served: %s", i, r.GetIssuer(), e)}, true
+		Message: fmt.Sprintf("jwtRules[%d] (%s): refreshing keys fails, the last good keys are still served: %s", i, RuleLabel(r), e)}, true
 }

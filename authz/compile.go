@@ -324,18 +324,10 @@ func checkPort(s string) error {
 	return nil
 }
 
-var httpMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true,
-	"CONNECT": true, "OPTIONS": true, "TRACE": true, "PATCH": true}
-
-func checkMethod(s string) error {
-	if err := checkPattern(s); err != nil {
-		return err
-	}
-	if !strings.Contains(s, "*") && !httpMethods[s] {
-		return fmt.Errorf("invalid method %q", s)
-	}
-	return nil
-}
+// checkMethod accepts any method pattern, as Istio does: custom and
+// WebDAV methods (PURGE, PROPFIND) are real. One that looks like a typo
+// of a standard method is an analyzer warning (schema.MethodTypo).
+func checkMethod(s string) error { return checkPattern(s) }
 
 // checkPath accepts a pattern or an Envoy URI template ({*} one segment,
 // {**} zero or more, the last operator), with the same rules the schema

@@ -162,7 +162,7 @@ kind: AuthorizationPolicy
 metadata: {name: bad, namespace: app}
 spec:
   action: DENY
-  rules: [{to: [{operation: {methods: ["GIT"]}}]}]
+  rules: [{to: [{operation: {ports: ["http"]}}]}]
 `)
 	snap := mesh.NewSnapshot(mesh.MeshConfig{}, cfgs)
 	fs, err := HookConfig{}.InboundHTTPFilters(snap, &mesh.Proxy{ID: "p", Namespace: "app", Type: mesh.ProxyGRPC})

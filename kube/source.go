@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/wardmesh/ward/mesh"
+	meshschema "github.com/wardmesh/ward/mesh/schema"
 )
 
 // Defaults for Config.
@@ -270,10 +271,25 @@ func (s *Source) decode(key mesh.Key, u *unstructured.Unstructured) decodeResult
 	r := decodeResult{rv: u.GetResourceVersion(), cfg: c, err: err, item: u}
 	if err != nil {
 		r.cfg = prev.cfg
-		s.cfg.Log.Warn("rejected object, keeping its last good version", "kind", key.Kind, "namespace", key.Namespace, "name", key.Name, "kept", r.cfg != nil, "err", err)
+		s.logRejected(key, r.cfg != nil, err)
 	}
 	s.decoded[key] = r
 	return r
+}
+
+// logRejected logs one line per violation, so an object with many errors
+// stays readable in the log.
+func (s *Source) logRejected(key mesh.Key, kept bool, err error) {
+	const msg = "rejected object, keeping its last good version"
+	attrs := []any{"kind", key.Kind, "namespace", key.Namespace, "name", key.Name, "kept", kept}
+	var oe *meshschema.ObjectError
+	if !errors.As(err, &oe) || len(oe.Errors) == 0 {
+		s.cfg.Log.Warn(msg, append(attrs, "err", err)...)
+		return
+	}
+	for _, fe := range oe.Errors {
+		s.cfg.Log.Warn(msg, append(attrs, "field", fe.Path, "err", fe.Message)...)
+	}
 }
 
 // registry derives ServiceEntries from Services and WorkloadEntries from

@@ -149,7 +149,7 @@ spec:
 		}
 		return ""
 	})
-	env.Kubectl(t, strings.Replace(good, "[GET]", "[GIT]", 1), "apply", "-f", "-")
+	env.Kubectl(t, strings.Replace(good, "[GET]", `[""]`, 1), "apply", "-f", "-")
 	gvr := kube.GVR(mesh.KindAuthorizationPolicy)
 	var msg string
 	kubetest.Eventually(t, waitFor, func() string {
@@ -167,7 +167,7 @@ spec:
 		}
 		return fmt.Sprintf("no Accepted=False condition: %v", u.Object["status"])
 	})
-	want := `AuthorizationPolicy src2/p: spec.rules[0].to[0].operation.methods[0]: invalid method "GIT"`
+	want := `AuthorizationPolicy src2/p: spec.rules[0].to[0].operation.methods[0]: empty value not allowed`
 	if !strings.Contains(msg, want) {
 		t.Errorf("status message = %q, want it to contain %q", msg, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -17,10 +18,12 @@ import (
 )
 
 // The webhook must say exactly what the file source says about every
-// invalid object of package schema's corpus, after the object has been
+// invalid object of package schema's corpora (invalid and compat), after the object has been
 // through JSON as the API server sends it.
 func TestValidationMatchesFileSource(t *testing.T) {
 	files, err := filepath.Glob("../mesh/schema/testdata/invalid/*.yaml")
+	compat, _ := filepath.Glob("../mesh/schema/testdata/compat/*.yaml")
+	files = append(files, compat...)
 	if err != nil || len(files) == 0 {
 		t.Fatalf("corpus: %v (%d files)", err, len(files))
 	}
@@ -57,7 +60,7 @@ func TestValidationMatchesFileSource(t *testing.T) {
 					t.Fatal(err)
 				}
 				if _, err := webhook.ValidateObject(obj, ""); err != nil {
-					fromWebhook = append(fromWebhook, err.Error())
+					fromWebhook = append(fromWebhook, sortViolations(err.Error()))
 				}
 			}
 			sort.Strings(fromFile)
@@ -72,13 +75,19 @@ func TestValidationMatchesFileSource(t *testing.T) {
 	}
 }
 
-// stripSource drops the "file:line: " prefix of a file-source error.
+// fileLocation is the "file:line: " a file-source error puts before the
+// object and before each of its violations.
+var fileLocation = regexp.MustCompile(`[^\s]*\.yaml:\d+: `)
+
+// stripSource drops the file locations of a file-source error and puts
+// the violations of a multi-error object in one order: the file source
+// lists them top to bottom by line, which the webhook (no lines) cannot.
 func stripSource(s string) string {
-	if i := strings.Index(s, ".yaml:"); i >= 0 {
-		rest := s[i+len(".yaml:"):]
-		if j := strings.Index(rest, ": "); j >= 0 {
-			return rest[j+2:]
-		}
-	}
-	return s
+	return sortViolations(fileLocation.ReplaceAllString(s, ""))
+}
+
+func sortViolations(s string) string {
+	lines := strings.Split(s, "\n")
+	sort.Strings(lines[1:])
+	return strings.Join(lines, "\n")
 }

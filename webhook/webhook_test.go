@@ -151,28 +151,28 @@ metadata: {name: bad, namespace: plain}
 spec:
   action: DENY
   rules:
-  - to: [{operation: {methods: [GET, GIT]}}]
-  - to: [{operation: {methods: [FETCH]}}]
+  - to: [{operation: {methods: [GET], ports: ["80", "http"]}}]
+  - to: [{operation: {ports: ["x"]}}]
 `
 		out, err := env.KubectlErr(bad, "apply", "-f", "-")
 		if err == nil {
 			t.Fatalf("invalid policy accepted: %s", out)
 		}
 		for _, want := range []string{
-			`admission webhook "validation.wardmesh.io" denied the request: AuthorizationPolicy plain/bad: `,
-			`spec.rules[0].to[0].operation.methods[1]: invalid method "GIT"`,
-			`spec.rules[1].to[0].operation.methods[0]: invalid method "FETCH"`,
+			`admission webhook "validation.wardmesh.io" denied the request: AuthorizationPolicy plain/bad: 2 errors:`,
+			"\n  spec.rules[0].to[0].operation.ports[1]: invalid port \"http\"",
+			"\n  spec.rules[1].to[0].operation.ports[0]: invalid port \"x\"",
 		} {
 			if !strings.Contains(out, want) {
 				t.Errorf("kubectl output lacks %q:\n%s", want, out)
 			}
 		}
-		typo := strings.Replace(bad, "methods: [FETCH]", "method: [GET]", 1)
+		typo := strings.Replace(bad, `ports: ["x"]`, "method: [GET]", 1)
 		out, err = env.KubectlErr(typo, "apply", "-f", "-")
-		if err == nil || !strings.Contains(out, `spec.rules[1].to[0].operation.method: unknown field "method"`) {
+		if err == nil || !strings.Contains(out, `spec.rules[1].to[0].operation.method: unknown field "method" (did you mean "methods"?)`) {
 			t.Errorf("unknown field: err %v, output:\n%s", err, out)
 		}
-		good := strings.NewReplacer("GIT", "PUT", "FETCH", "POST").Replace(bad)
+		good := strings.NewReplacer(`"http"`, `"8080"`, `"x"`, `"9090"`).Replace(bad)
 		if out, err := env.KubectlErr(good, "apply", "-f", "-"); err != nil {
 			t.Errorf("valid policy refused: %v\n%s", err, out)
 		}

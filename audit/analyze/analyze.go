@@ -32,6 +32,9 @@ type Code struct {
 var (
 	ConfigRejected     = Code{"WA0001", "ConfigRejected"}
 	DocumentIgnored    = Code{"WA0002", "DocumentIgnored"}
+	ConfigWarning      = Code{"WA0003", "ConfigWarning"}
+	StricterThanIstio  = Code{"WA0004", "StricterThanIstio"}
+	NotImplemented     = Code{"WA0005", "FieldNotImplemented"}
 	HostNotFound       = Code{"WA0101", "ReferencedHostNotFound"}
 	SubsetNotFound     = Code{"WA0102", "ReferencedSubsetNotFound"}
 	ClaimRoutingNoRA   = Code{"WA0103", "JWTClaimRoutingWithoutRequestAuthentication"}
@@ -43,6 +46,7 @@ var (
 	SelectorNoMatch    = Code{"WA0201", "SelectorMatchesNothing"}
 	AuthzInvalid       = Code{"WA0301", "AuthorizationPolicyDeniesAll"}
 	AuthzHTTPOnTCP     = Code{"WA0302", "AuthorizationPolicyHTTPFieldsOnTCPPort"}
+	MethodTypo         = Code{"WA0303", "AuthorizationPolicyMethodLooksLikeTypo"}
 	PeerShadowed       = Code{"WA0401", string(authn.ReasonShadowed)}
 	PeerRootSelector   = Code{"WA0402", string(authn.ReasonRootSelector)}
 	PeerPortLevel      = Code{"WA0403", string(authn.ReasonPortLevelWithoutSelector)}
@@ -58,8 +62,8 @@ var (
 
 // Codes lists every code, in order.
 func Codes() []Code {
-	return []Code{ConfigRejected, DocumentIgnored, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound, ConflictingVSHosts, SubsetNoWorkload, LocalityNoEffect,
-		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, PeerShadowed, PeerRootSelector, PeerPortLevel, GRPCPermissive, GRPCTLSProfile,
+	return []Code{ConfigRejected, DocumentIgnored, ConfigWarning, StricterThanIstio, NotImplemented, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound, ConflictingVSHosts, SubsetNoWorkload, LocalityNoEffect,
+		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, MethodTypo, PeerShadowed, PeerRootSelector, PeerPortLevel, GRPCPermissive, GRPCTLSProfile,
 		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored, MixedIdentity}
 }
 
@@ -109,6 +113,7 @@ func Run(in Input) []Diagnostic {
 	for _, r := range in.Ignored {
 		a.add(DocumentIgnored, Info, "config", r)
 	}
+	a.schemaWarnings()
 	a.virtualServices()
 	a.destinationRules()
 	a.conflictingHosts()

@@ -128,6 +128,32 @@ func TestCodes(t *testing.T) {
 	}{
 		{code: ConfigRejected, extra: func(in *Input) { in.Rejected = []string{"AuthorizationPolicy app/x: spec.action: invalid"} }, obj: "config"},
 		{code: DocumentIgnored, extra: func(in *Input) { in.Ignored = []string{"x.yaml: v1/ConfigMap cm"} }, obj: "config"},
+		{code: ConfigWarning, obj: "VirtualService app/vs", msg: "add up to 90", yaml: `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: vs, namespace: app}
+spec:
+  hosts: ["web.app.svc.cluster.local"]
+  http: [{route: [{destination: {host: web.app.svc.cluster.local}, weight: 40}, {destination: {host: web.app.svc.cluster.local}, weight: 50}]}]
+`},
+		{code: StricterThanIstio, obj: "PeerAuthentication app/pa", msg: "this PeerAuthentication is enforced", yaml: `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: pa, namespace: app, annotations: {istio.io/dry-run: "true"}}
+spec: {mtls: {mode: STRICT}}
+`},
+		{code: NotImplemented, obj: "DestinationRule app/dr", msg: "failurePercentageThreshold", yaml: `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: dr, namespace: app}
+spec:
+  host: web.app.svc.cluster.local
+  trafficPolicy: {outlierDetection: {failurePercentageThreshold: 50}}
+`},
+		{code: MethodTypo, obj: "AuthorizationPolicy app/typo", msg: `method "GIT" looks like a typo of GET`, yaml: `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: typo, namespace: app}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {methods: ["PURGE", "GIT"], ports: ["8080"]}}]}]
+`},
 		{code: HostNotFound, obj: "VirtualService app/vs", yaml: `apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: vs, namespace: app}

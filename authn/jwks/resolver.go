@@ -150,7 +150,7 @@ func (r *Resolver) Track(snap *mesh.Snapshot) {
 	for _, c := range snap.All(mesh.KindRequestAuthentication) {
 		ra, _ := c.Spec.(*security.RequestAuthentication)
 		for _, rule := range ra.GetJwtRules() {
-			if rule.GetJwks() != "" || rule.GetIssuer() == "" {
+			if rule.GetJwks() != "" || (rule.GetIssuer() == "" && rule.GetJwksUri() == "") {
 				continue
 			}
 			src := source{rule.GetIssuer(), rule.GetJwksUri()}

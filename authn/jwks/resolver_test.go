@@ -372,3 +372,17 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, iss string) float
 	}
 	return sum
 }
+
+// TestIssuerlessRuleFetchesJWKSURI: a rule with jwksUri and no issuer
+// (valid in Istio) is fetched from its jwksUri like any other.
+func TestIssuerlessRuleFetchesJWKSURI(t *testing.T) {
+	p := newIDP(t, "")
+	p.mode.Store("good")
+	uri := p.srv.URL + "/jwks"
+	h := start(t, p, snapWith(&security.JWTRule{JwksUri: uri}))
+	h.changed(t, "")
+	h.clock.waitSleep(t)
+	if _, ok := h.r.JWKS("", uri); !ok {
+		t.Fatalf("no keys for the issuer-less rule; status %+v", h.r.Status())
+	}
+}

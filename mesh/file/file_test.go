@@ -73,8 +73,8 @@ func modeOf(t *testing.T, s *mesh.Snapshot) security.PeerAuthentication_MutualTL
 	return c.Spec.(*security.PeerAuthentication).GetMtls().GetMode()
 }
 
-// TestLoadRejectsWithPath checks a rejection names file, line, object and
-// field.
+// TestLoadRejectsWithPath checks a rejection names file, the line of the
+// offending field (not of the document), object and field.
 func TestLoadRejectsWithPath(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "pa.yaml"), "# comment\n"+badPA)
@@ -86,7 +86,7 @@ func TestLoadRejectsWithPath(t *testing.T) {
 		t.Fatalf("want 1 rejection, got %v", res.Errs())
 	}
 	msg := res.Rejected[0].Err.Error()
-	for _, want := range []string{"pa.yaml:2", "PeerAuthentication shop/default", "spec.mtls.mode", "STRIKT"} {
+	for _, want := range []string{"pa.yaml:6:", "PeerAuthentication shop/default", "spec.mtls.mode", "STRIKT", `did you mean "STRICT"?`} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("rejection %q does not mention %q", msg, want)
 		}

@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/schema"
 )
 
 // Config configures a watching Source.
@@ -176,8 +178,21 @@ func (s *Source) record(res *Result, kept map[mesh.Key]bool) {
 	}
 	s.metrics.reloads.WithLabelValues("rejected").Inc()
 	for _, rj := range res.Rejected {
-		s.cfg.Log.Warn("config rejected", "source", rj.Source.String(), "kind", string(rj.Key.Kind),
-			"namespace", rj.Key.Namespace, "name", rj.Key.Name, "kept_last_good", kept[rj.Key], "error", rj.Err.Error())
+		s.logRejection(rj, kept[rj.Key])
+	}
+}
+
+// logRejection logs one line per violation, each at its field's line, so
+// an object with many errors stays readable in the log.
+func (s *Source) logRejection(rj Rejection, kept bool) {
+	attrs := []any{"kind", string(rj.Key.Kind), "namespace", rj.Key.Namespace, "name", rj.Key.Name, "kept_last_good", kept}
+	var oe *schema.ObjectError
+	if !errors.As(rj.Err, &oe) || len(oe.Errors) == 0 {
+		s.cfg.Log.Warn("config rejected", append(attrs, "source", rj.Source.String(), "error", rj.Err.Error())...)
+		return
+	}
+	for _, fe := range oe.Errors {
+		s.cfg.Log.Warn("config rejected", append(attrs, "source", oe.SourceOf(fe).String(), "field", fe.Path, "error", fe.Message)...)
 	}
 }
 

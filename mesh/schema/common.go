@@ -103,8 +103,11 @@ func isIP(s string) bool {
 }
 
 // NamespacedHost checks a Sidecar egress or Gateway server host of the form
-// "<namespace>/<dnsName>" where the namespace may be "*", "." or (Sidecar
-// only) "~". Gateways also accept a bare dnsName or an IP.
+// "<namespace>/<dnsName>" where the namespace may be "*", "." or a
+// namespace. Gateways also accept a bare dnsName or an IP. Sidecars also
+// accept exclusions: the namespace prefixed with "~" ("~prod/*",
+// "~./foo.example.com"; a bare "~" stands for "*", so "~/*" excludes
+// everything).
 func NamespacedHost(host string, gateway bool) []error {
 	ns, name, ok := strings.Cut(host, "/")
 	if !ok {
@@ -114,12 +117,21 @@ func NamespacedHost(host string, gateway bool) []error {
 		return []error{fmt.Errorf("host %q must be of form namespace/dnsName", host)}
 	}
 	var out []error
-	if ns == "" || name == "" {
+	if (ns == "" || name == "") && ns != "~" {
 		out = append(out, fmt.Errorf("namespace and dnsName in host %q cannot be empty", host))
 	}
-	special := ns == "*" || ns == "." || (!gateway && ns == "~")
+	if rest, excl := strings.CutPrefix(ns, "~"); excl && !gateway {
+		ns = rest
+		if ns == "" {
+			ns = "*"
+		}
+	}
+	special := ns == "*" || ns == "."
 	if !special && ns != "" && !dns1123Label.MatchString(ns) {
 		out = append(out, fmt.Errorf("invalid namespace %q in host %q", ns, host))
+	}
+	if name == "" {
+		return out
 	}
 	return append(out, hostPart(name, gateway)...)
 }

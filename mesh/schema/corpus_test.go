@@ -147,7 +147,7 @@ spec:
   rules:
   - to:
     - operation:
-        methods: ["GIT"]
+        ports: ["http"]
         paths: ["/a/{**}/{*}"]
     when:
     - key: source.ip
@@ -167,7 +167,7 @@ spec:
 		t.Fatalf("ValidateObject = %v, want *ObjectError", err)
 	}
 	want := []FieldError{
-		{Path: "spec.rules[0].to[0].operation.methods[0]", Line: 10},
+		{Path: "spec.rules[0].to[0].operation.ports[0]", Line: 10},
 		{Path: "spec.rules[0].to[0].operation.paths[0]", Line: 11},
 		{Path: "spec.rules[0].when[0].values[0]", Line: 14},
 	}
@@ -176,7 +176,7 @@ spec:
 	})); diff != "" {
 		t.Errorf("errors (-want +got):\n%s\n%v", diff, err)
 	}
-	for _, s := range []string{`"GIT"`, `/a/{**}/{*}`, `10.0.0.300`, "AuthorizationPolicy prod/three"} {
+	for _, s := range []string{`"http"`, `/a/{**}/{*}`, `10.0.0.300`, "AuthorizationPolicy prod/three"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not name %s", err, s)
 		}

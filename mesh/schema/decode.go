@@ -48,11 +48,67 @@ func Decode(doc *Document, src mesh.Source) (*Decoded, error) {
 	info, ok := mesh.LookupKind(group, version, kind)
 	if !ok {
 		if strings.HasSuffix(group, ".istio.io") || group == GroupWard {
-			return nil, objErr(doc, src, mesh.Key{Kind: mesh.Kind(kind)}, FieldError{Path: "apiVersion", Message: fmt.Sprintf("unsupported kind %s in %s", kind, apiVersion)})
+			return nil, objErr(doc, src, objectKey(obj, kind), unsupportedAPI(group, version, kind))
 		}
 		return &Decoded{Ignored: fmt.Sprintf("%s %s is not an Istio object", apiVersion, kind)}, nil
 	}
 	return decodeIstio(doc, src, obj, info, apiVersion)
+}
+
+// objectKey names an object from its raw metadata, for errors raised
+// before it is decoded.
+func objectKey(obj map[string]any, kind string) mesh.Key {
+	md, _ := obj["metadata"].(map[string]any)
+	k := mesh.Key{Kind: mesh.Kind(kind)}
+	k.Name, _ = md["name"].(string)
+	k.Namespace, _ = md["namespace"].(string)
+	if k.Namespace == "" && k.Name != "" {
+		k.Namespace = "default"
+	}
+	return k
+}
+
+// unsupportedAPI explains an apiVersion/kind pair Ward does not read in
+// an Istio (or Ward) group: the versions it reads for a known kind, or
+// the kinds it reads in the group, with the likely intended one.
+func unsupportedAPI(group, version, kind string) FieldError {
+	if info, ok := mesh.Kind(kind).Info(); ok {
+		path := "apiVersion"
+		if info.Group == group {
+			return FieldError{Path: path, Message: fmt.Sprintf("%s/%s is not a supported version of %s (supported: %s)", group, version, kind, strings.Join(apiVersions(info), ", "))}
+		}
+		return FieldError{Path: path, Message: fmt.Sprintf("%s is not in group %s (supported: %s)", kind, group, strings.Join(apiVersions(info), ", "))}
+	}
+	var names []string
+	for _, k := range mesh.Kinds() {
+		names = append(names, string(k))
+	}
+	if group == GroupWard {
+		names = append(names, KindMeshConfig)
+	}
+	var inGroup []string
+	for _, k := range mesh.Kinds() {
+		if info, _ := k.Info(); info.Group == group {
+			inGroup = append(inGroup, string(k))
+		}
+	}
+	if group == GroupWard {
+		inGroup = append(inGroup, KindMeshConfig)
+	}
+	msg := fmt.Sprintf("kind %q of %s/%s is not supported by Ward%s", kind, group, version, didYouMean(kind, names))
+	if len(inGroup) > 0 {
+		msg += fmt.Sprintf("; supported kinds in %s: %s", group, strings.Join(inGroup, ", "))
+	}
+	return FieldError{Path: "kind", Message: msg}
+}
+
+// apiVersions lists a kind's accepted apiVersions, newest first.
+func apiVersions(info mesh.KindInfo) []string {
+	out := make([]string, 0, len(info.Versions))
+	for _, v := range info.Versions {
+		out = append(out, info.Group+"/"+v)
+	}
+	return out
 }
 
 func decodeIstio(doc *Document, src mesh.Source, obj map[string]any, info mesh.KindInfo, apiVersion string) (*Decoded, error) {
@@ -91,7 +147,7 @@ var topLevel = map[string]bool{"apiVersion": true, "kind": true, "metadata": tru
 func checkTopLevel(obj map[string]any, e *errs) {
 	for _, k := range sortedKeys(obj) {
 		if !topLevel[k] {
-			e.add(k, "unknown field %q", k)
+			e.add(k, "unknown field %q%s", k, didYouMean(k, sortedStrKeys(topLevel)))
 		}
 	}
 }
@@ -112,7 +168,7 @@ func decodeMeta(v any, e *errs) mesh.Meta {
 	}
 	for _, k := range sortedKeys(md) {
 		if !metaFields[k] {
-			e.add("metadata."+k, "unknown field %q", k)
+			e.add("metadata."+k, "unknown field %q%s", k, didYouMean(k, sortedStrKeys(metaFields)))
 		}
 	}
 	m.Name, _ = md["name"].(string)
@@ -158,7 +214,7 @@ func decodeMeshConfig(doc *Document, src mesh.Source, obj map[string]any, versio
 	var e errs
 	key := mesh.Key{Kind: KindMeshConfig}
 	if version != "v1alpha1" {
-		e.add("apiVersion", "unsupported version %q of %s (want v1alpha1)", version, GroupWard)
+		e.add("apiVersion", "%s/%s is not a supported version of %s (supported: %s/v1alpha1)", GroupWard, version, KindMeshConfig, GroupWard)
 	}
 	checkTopLevel(obj, &e)
 	meta := decodeMeta(obj["metadata"], &e)
@@ -189,6 +245,8 @@ func objErr(doc *Document, src mesh.Source, key mesh.Key, fes ...FieldError) *Ob
 			fes[i].Line = doc.LineOf(fes[i].Path)
 		}
 	}
+	// Top to bottom, as the reader meets them in the file.
+	sort.SliceStable(fes, func(i, j int) bool { return fes[i].Line < fes[j].Line })
 	if src.Line == 0 {
 		src.Line = doc.Line
 	}

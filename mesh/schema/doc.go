@@ -15,9 +15,10 @@
 // "spec.portLevelMtls[8080]"). What Istio only warns about is available
 // from Warnings and never rejects an object.
 //
-// Ward is stricter than Istio in a few places where Istio's leniency turns
-// a typo into a policy that silently never matches: AuthorizationPolicy
-// methods must be HTTP methods (or "*" patterns matching one), namespaces
-// in hosts and gateway references must be lower-case DNS labels, and
-// serviceAccounts entries must be <namespace>/<name>.
+// Errors render at the line of the offending field, one per line, and
+// name the field or enum value a typo most likely meant. Ward differs from
+// Istio only where security needs it (docs/config.md lists every
+// difference); checks beyond Istio's that do not protect security are
+// warnings with a Code (CodeStricter, CodeMethodTypo, CodeNotImplemented)
+// that analyzers report under their own codes.
 package schema

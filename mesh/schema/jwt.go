@@ -28,8 +28,10 @@ func validateRequestAuthentication(c *mesh.Config, e *errs) {
 }
 
 func checkJWTRule(e *errs, p string, r *security.JWTRule) {
-	if r.GetIssuer() == "" {
-		e.add(p+".issuer", "issuer must be set")
+	if r.GetIssuer() == "" && r.GetJwksUri() == "" {
+		// As Istio: without an issuer the token's "iss" is not checked and
+		// the keys come from jwksUri, so one of the two is needed.
+		e.add(p+".issuer", "issuer or jwksUri must be set")
 	}
 	for i, a := range r.GetAudiences() {
 		if a == "" {
@@ -44,6 +46,10 @@ func checkJWTRule(e *errs, p string, r *security.JWTRule) {
 	}
 	if j := r.GetJwks(); j != "" {
 		checkErr(e, p+".jwks", JWKS(j))
+		if JWKS(j) == nil && jwksKeys(j) == 0 {
+			// Istio accepts an empty set; every token is then rejected.
+			e.warnCode(CodeStricter, p+".jwks", "jwks has no keys: every token for this rule is rejected")
+		}
 	}
 	for i, h := range r.GetFromHeaders() {
 		if h.GetName() == "" {
@@ -111,13 +117,19 @@ func JWKS(s string) error {
 	if err := json.Unmarshal([]byte(s), &set); err != nil {
 		return fmt.Errorf("jwks is not a JSON Web Key Set: %v", err)
 	}
-	if len(set.Keys) == 0 {
-		return fmt.Errorf("jwks has no keys")
-	}
 	for i, k := range set.Keys {
 		if kty, _ := k["kty"].(string); kty == "" {
 			return fmt.Errorf("jwks key %d has no \"kty\"", i)
 		}
 	}
 	return nil
+}
+
+// jwksKeys counts the keys of a key set JWKS accepted.
+func jwksKeys(s string) int {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	_ = json.Unmarshal([]byte(s), &set)
+	return len(set.Keys)
 }

@@ -115,6 +115,7 @@ func checkOutlier(e *errs, p string, o *networking.OutlierDetection) {
 	if !o.GetSplitExternalLocalOriginErrors() && o.GetConsecutiveLocalOriginFailures().GetValue() > 0 {
 		e.add(p+".consecutiveLocalOriginFailures", "consecutiveLocalOriginFailures is set but splitExternalLocalOriginErrors is false")
 	}
+	checkFailurePercentage(e, p+".failurePercentageThreshold", o)
 	checkPercent(e, p+".maxEjectionPercent", o.GetMaxEjectionPercent())
 	checkPercent(e, p+".minHealthPercent", o.GetMinHealthPercent())
 	for i, c := range o.GetOutlierDetectionHttpErrorCodes() {
@@ -204,6 +205,7 @@ func checkLoadBalancer(e *errs, p string, lb *networking.LoadBalancerSettings, o
 			checkMaglev(e, cp+".maglev.tableSize", ml.GetTableSize())
 		}
 	}
+	checkBackendUtilization(e, p+".backendUtilization", lb.GetBackendUtilization())
 	checkLocalityLB(e, p+".localityLbSetting", lb.GetLocalityLbSetting(), outlier)
 	checkDuration(e, p+".warmupDurationSecs", lb.GetWarmupDurationSecs())
 	if lb.GetWarmupDurationSecs() != nil && lb.GetWarmup() != nil {
@@ -351,6 +353,7 @@ func checkClientTLS(e *errs, p string, t *networking.ClientTLSSettings) {
 		return
 	}
 	mode := t.GetMode()
+	checkCACertCredential(e, p, t)
 	if t.GetInsecureSkipVerify().GetValue() {
 		if mode == networking.ClientTLSSettings_SIMPLE && (t.GetCaCertificates() != "" || t.GetCredentialName() != "" || len(t.GetSubjectAltNames()) > 0) {
 			e.add(p, "cannot set caCertificates, credentialName or subjectAltNames when insecureSkipVerify is true")

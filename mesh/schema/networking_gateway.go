@@ -131,6 +131,7 @@ func checkServerTLS(e *errs, p string, t *networking.ServerTLSSettings) {
 		return
 	}
 	checkCiphers(e, p, t)
+	checkServerTLSExtras(e, p, t)
 	credName := t.GetCredentialName() != "" || len(t.GetCredentialNames()) > 0
 	if boolCount(t.GetCredentialName() != "", len(t.GetCredentialNames()) > 0, len(t.GetTlsCertificates()) > 0) > 1 {
 		e.add(p, "only one of credentialName, credentialNames or tlsCertificates can be set")

@@ -187,6 +187,7 @@ func checkEgressHosts(e *errs, p, ns string, hosts []string) {
 		return
 	}
 	byNS := map[string]map[string]bool{}
+	included, excluded := false, false
 	for i, h := range hosts {
 		hp := idx(p, i)
 		addAll(e, hp, NamespacedHost(h, false))
@@ -194,6 +195,13 @@ func checkEgressHosts(e *errs, p, ns string, hosts []string) {
 		if !ok {
 			continue
 		}
+		if strings.HasPrefix(hns, "~") {
+			// "~/*" is the documented way to import nothing; other
+			// exclusions only make sense next to an inclusion.
+			excluded = excluded || h != "~/*"
+			continue
+		}
+		included = true
 		if hns == "." {
 			hns = ns
 		}
@@ -207,6 +215,9 @@ func checkEgressHosts(e *errs, p, ns string, hosts []string) {
 	}
 	if byNS["*"]["*"] && len(byNS) > 1 {
 		e.warn(p, "*/* selects every host; no other hosts are needed")
+	}
+	if excluded && !included {
+		e.warn(p, "the listener only excludes hosts (~namespace/host) and imports none, so it selects nothing")
 	}
 }
 

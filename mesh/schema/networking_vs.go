@@ -231,13 +231,16 @@ func checkDelegate(e *errs, p string, d *networking.Delegate) {
 	if d == nil {
 		return
 	}
+	// Istio does not check the reference; one that cannot name a
+	// VirtualService only makes the route match nothing, so it is a
+	// warning.
 	if d.GetName() == "" {
-		e.add(p+".name", "delegate name is required")
+		e.warnCode(CodeStricter, p+".name", "delegate name is empty: the route delegates to nothing")
 	} else if len(d.GetName()) > 253 || !dns1123Subdomain.MatchString(d.GetName()) {
-		e.add(p+".name", "invalid delegate name %q", d.GetName())
+		e.warnCode(CodeStricter, p+".name", "delegate name %q is not a valid object name: the route delegates to nothing", d.GetName())
 	}
 	if ns := d.GetNamespace(); ns != "" && !dns1123Label.MatchString(ns) {
-		e.add(p+".namespace", "invalid delegate namespace %q", ns)
+		e.warnCode(CodeStricter, p+".namespace", "delegate namespace %q is not a valid namespace: the route delegates to nothing", ns)
 	}
 }
 

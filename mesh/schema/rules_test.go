@@ -57,13 +57,17 @@ func TestPathTemplate(t *testing.T) {
 	}
 }
 
-func TestMethod(t *testing.T) {
-	for m, ok := range map[string]bool{
-		"GET": true, "*": true, "P*": true, "*T": true, "OPTIONS": true,
-		"GIT": false, "get": false, "": false, "X*": false, "*Z": false, "method-prefix-*": false,
+// TestMethodTypo: any method is valid (as in Istio); the ones that look
+// like a typo of a standard method are named with the method meant.
+func TestMethodTypo(t *testing.T) {
+	for m, want := range map[string]string{
+		"GET": "", "*": "", "P*": "", "*T": "", "OPTIONS": "", "X*": "",
+		"PURGE": "", "PROPFIND": "", "MKCOL": "", "LOCK": "", "COPY": "", "PRI": "",
+		"GIT": "GET", "get": "GET", "Post": "POST", "POTS": "POST", "OPTION": "OPTIONS",
+		"DELEET": "DELETE", "PACTH": "PATCH", "HAED": "HEAD",
 	} {
-		if err := Method(m); (err == nil) != ok {
-			t.Errorf("Method(%q) = %v, want ok=%v", m, err, ok)
+		if got := MethodTypo(m); got != want {
+			t.Errorf("MethodTypo(%q) = %q, want %q", m, got, want)
 		}
 	}
 }
@@ -176,12 +180,18 @@ func TestConditionKeyAndServiceAccount(t *testing.T) {
 			t.Errorf("ConditionKey(%q) = %v, want ok=%v", k, err, ok)
 		}
 	}
-	for sa, ok := range map[string]bool{
-		"prod/web": true, "web": true, "prod/web.v2": true,
-		"/web": false, "prod/": false, "Prod/web": false, "a/b/c": false, "prod/Web": false,
+	// valid: the shape Istio's API defines; syntax: also valid Kubernetes
+	// names (otherwise only a warning, as Istio does not check them).
+	for sa, want := range map[string]struct{ valid, syntax bool }{
+		"prod/web": {true, true}, "web": {true, true}, "prod/web.v2": {true, true},
+		"Prod/web": {true, false}, "prod/Web": {true, false}, "prod/web_1": {true, false},
+		"/web": {false, false}, "prod/": {false, false}, "a/b/c": {false, false}, "prod/*": {false, false}, "*": {false, false},
 	} {
-		if err := ServiceAccount(sa); (err == nil) != ok {
-			t.Errorf("ServiceAccount(%q) = %v, want ok=%v", sa, err, ok)
+		if err := ServiceAccount(sa); (err == nil) != want.valid {
+			t.Errorf("ServiceAccount(%q) = %v, want ok=%v", sa, err, want.valid)
+		}
+		if err := ServiceAccountSyntax(sa); want.valid && (err == nil) != want.syntax {
+			t.Errorf("ServiceAccountSyntax(%q) = %v, want ok=%v", sa, err, want.syntax)
 		}
 	}
 }
@@ -216,9 +226,9 @@ func TestValidateBuiltObjects(t *testing.T) {
 			Meta: mesh.Meta{Kind: mesh.KindRequestAuthentication, Namespace: "prod", Name: "r"},
 			Spec: &security.RequestAuthentication{JwtRules: []*security.JWTRule{{Issuer: "a", Timeout: &durationpb.Duration{Seconds: -1}}}},
 		}, []string{"spec.jwtRules[0].timeout"}},
-		{"dry-run on a VirtualService", &mesh.Config{
-			Meta: mesh.Meta{Kind: mesh.KindVirtualService, Namespace: "prod", Name: "v", Annotations: map[string]string{mesh.AnnotationDryRun: "true"}},
-			Spec: &networking.VirtualService{Hosts: []string{"a"}, Http: []*networking.HTTPRoute{{Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "a"}}}}}},
+		{"dry-run not a boolean", &mesh.Config{
+			Meta: mesh.Meta{Kind: mesh.KindAuthorizationPolicy, Namespace: "prod", Name: "v", Annotations: map[string]string{mesh.AnnotationDryRun: "yes"}},
+			Spec: &security.AuthorizationPolicy{},
 		}, []string{"metadata.annotations[istio.io/dry-run]"}},
 	}
 	for _, tt := range tests {
@@ -297,7 +307,7 @@ func TestInt64AsString(t *testing.T) {
 // FuzzDecode feeds arbitrary YAML through the whole pipeline: it must
 // never panic, whatever the input.
 func FuzzDecode(f *testing.F) {
-	for _, dir := range []string{"testdata/valid", "testdata/invalid"} {
+	for _, dir := range []string{"testdata/valid", "testdata/invalid", "testdata/compat"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
 		for _, file := range files {
 			data, err := os.ReadFile(file)
@@ -311,10 +321,15 @@ func FuzzDecode(f *testing.F) {
 		docs, _ := SplitYAML(data)
 		for _, d := range docs {
 			dec, err := Decode(d, mesh.Source{File: "fuzz.yaml"})
+			if err != nil {
+				_ = err.Error()
+			}
 			if err != nil || dec.Config == nil {
 				continue
 			}
-			_ = ValidateObject(dec.Config, d)
+			if err := ValidateObject(dec.Config, d); err != nil {
+				_ = err.Error()
+			}
 			_ = Warnings(dec.Config)
 		}
 	})
@@ -354,6 +369,10 @@ spec:
 	got := map[string]int{}
 	for _, fe := range oe.Errors {
 		got[fe.Path] = fe.Line
+	}
+	// dry-run on a PeerAuthentication is a warning (Istio ignores it).
+	for _, w := range Warnings(dec.Config) {
+		got[w.Path] = docs[0].LineOf(w.Path)
 	}
 	want := map[string]int{"metadata.annotations[istio.io/dry-run]": 7, "spec.portLevelMtls[0]": 14}
 	if diff := cmp.Diff(want, got); diff != "" {

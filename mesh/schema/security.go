@@ -119,13 +119,13 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 			checkIPs(e, lp, l.vals)
 		case "serviceAccounts", "notServiceAccounts":
 			for i, v := range l.vals {
-				checkErr(e, idx(lp, i), ServiceAccount(v))
+				checkServiceAccount(e, idx(lp, i), v)
 			}
 		}
 		if l.name != "requestPrincipals" && l.name != "notRequestPrincipals" {
 			tcp = true
 		}
-		if custom && (strings.Contains(strings.ToLower(l.name), "principals") || strings.Contains(strings.ToLower(l.name), "namespaces")) {
+		if custom && customUnsupported(l.name) {
 			e.add(lp, "%s is not supported with action CUSTOM", l.name)
 		}
 	}
@@ -139,24 +139,57 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 	return tcp
 }
 
+// customUnsupported reports whether a source field is one Istio rejects
+// with action CUSTOM (the identity fields the external authorizer
+// cannot see).
+func customUnsupported(field string) bool {
+	f := strings.ToLower(field)
+	return strings.Contains(f, "principals") || strings.Contains(f, "namespaces") || strings.Contains(f, "serviceaccounts")
+}
+
 // ServiceAccount checks an AuthorizationPolicy serviceAccounts entry:
 // "<namespace>/<serviceaccount>" or a bare "<serviceaccount>" of the
-// policy's namespace.
+// policy's namespace, with no wildcard (the API forbids any). The parts'
+// DNS syntax is only a warning (ServiceAccountSyntax): Istio does not
+// check it, and a name Kubernetes cannot create matches no identity.
 func ServiceAccount(v string) error {
 	if v == "" {
 		return nil // reported as an empty value
 	}
+	if strings.Contains(v, "*") {
+		return fmt.Errorf("invalid service account %q: no form of wildcard is allowed", v)
+	}
+	ns, sa, ok := strings.Cut(v, "/")
+	if ok && (ns == "" || sa == "" || strings.Contains(sa, "/")) {
+		return fmt.Errorf("invalid service account %q: want <namespace>/<name> or <name>", v)
+	}
+	return nil
+}
+
+// ServiceAccountSyntax reports a serviceAccounts entry whose namespace
+// or name is not valid Kubernetes syntax, so it can never match.
+func ServiceAccountSyntax(v string) error {
 	ns, sa, ok := strings.Cut(v, "/")
 	if !ok {
 		ns, sa = "", ns
 	}
-	if ok && (ns == "" || !dns1123Label.MatchString(ns)) {
-		return fmt.Errorf("invalid service account %q: namespace %q is not a DNS-1123 label", v, ns)
+	if ok && !dns1123Label.MatchString(ns) {
+		return fmt.Errorf("service account %q: namespace %q is not a DNS-1123 label, so it never matches", v, ns)
 	}
-	if sa == "" || len(sa) > 253 || !dns1123Subdomain.MatchString(sa) {
-		return fmt.Errorf("invalid service account %q: want <namespace>/<name> with a DNS-1123 name", v)
+	if len(sa) > 253 || !dns1123Subdomain.MatchString(sa) {
+		return fmt.Errorf("service account %q: %q is not a valid service account name, so it never matches", v, sa)
 	}
 	return nil
+}
+
+func checkServiceAccount(e *errs, p, v string) {
+	if err := ServiceAccount(v); err != nil {
+		e.add(p, "%v", err)
+		return
+	}
+	if err := ServiceAccountSyntax(v); v != "" && err != nil {
+		e.warnCode(CodeStricter, p, "%v", err)
+	}
 }
 
 func checkEmptyValues(e *errs, p string, vals []string) {
@@ -167,24 +200,26 @@ func checkEmptyValues(e *errs, p string, vals []string) {
 	}
 }
 
-// httpMethods are the methods an AuthorizationPolicy may name.
+// httpMethods are the standard HTTP methods (RFC 9110 and PATCH).
 var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE"}
 
-// Method checks an AuthorizationPolicy method: an HTTP method, or an
-// Istio prefix ("P*"), suffix ("*T") or full ("*") wildcard that matches at
-// least one. Istio matches methods as plain strings and accepts anything,
-// so a typo ("GIT", "get") would silently never match; in a DENY rule
-// that is a hole, so Ward rejects it.
-func Method(m string) error {
-	for _, k := range httpMethods {
-		switch {
-		case m == k, m == "*",
-			strings.HasSuffix(m, "*") && strings.HasPrefix(k, m[:len(m)-1]),
-			strings.HasPrefix(m, "*") && strings.HasSuffix(k, m[1:]):
-			return nil
-		}
+// MethodTypo reports the standard HTTP method that m most likely
+// misspells, or "" when m is a standard method, a "*" pattern or too far
+// from any to be a typo. As in Istio, any non-empty method is valid —
+// custom and WebDAV methods (PURGE, PROPFIND) are real — and methods
+// match case-sensitively, so "get" or "GIT" would never match a GET
+// request; analyzers warn about them.
+func MethodTypo(m string) string {
+	if m == "" || strings.Contains(m, "*") || slices.Contains(httpMethods, m) {
+		return ""
 	}
-	return fmt.Errorf("invalid method %q (want one of %s, or a * prefix/suffix pattern matching one)", m, strings.Join(httpMethods, ", "))
+	return suggest(m, httpMethods)
+}
+
+func checkMethod(e *errs, p, m string) {
+	if s := MethodTypo(m); s != "" {
+		e.warnCode(CodeMethodTypo, p, "method %q looks like a typo of %s: methods match exactly and case-sensitively, so it never matches a %s request", m, s, s)
+	}
 }
 
 // checkOperation validates one to.operation and reports whether it uses
@@ -220,9 +255,9 @@ func checkOperationValue(e *errs, p, field, v string) {
 	}
 	switch field {
 	case "ports", "notPorts":
-		checkErr(e, p, portString(v))
+		checkPolicyPort(e, p, v)
 	case "methods", "notMethods":
-		checkErr(e, p, Method(v))
+		checkMethod(e, p, v)
 	case "paths", "notPaths":
 		checkErr(e, p, PathTemplate(v))
 	}
@@ -234,6 +269,17 @@ func portString(v string) error {
 		return fmt.Errorf("invalid port %q (want a number in 1..65535)", v)
 	}
 	return nil
+}
+
+// checkPolicyPort checks a port in an operation or a destination.port
+// condition. Istio accepts 0..65535; port 0 carries no traffic, so Ward
+// accepts it with a warning that it never matches.
+func checkPolicyPort(e *errs, p, v string) {
+	if v == "0" {
+		e.warnCode(CodeStricter, p, "port 0 never matches any traffic")
+		return
+	}
+	checkErr(e, p, portString(v))
 }
 
 // condition keys Istio supports in `when`; keys ending in "[" take a
@@ -287,7 +333,7 @@ func checkCondition(e *errs, p string, w *security.Condition, custom bool) {
 		e.add(p+".key", "%v", err)
 		return
 	}
-	if custom && (k == "source.namespace" || k == "source.principal" || strings.HasPrefix(k, "request.auth.")) {
+	if custom && (k == "source.namespace" || k == "source.principal" || k == "source.serviceAccount" || strings.HasPrefix(k, "request.auth.")) {
 		e.add(p+".key", "%s is not supported with action CUSTOM", k)
 	}
 	if len(w.GetValues()) == 0 && len(w.GetNotValues()) == 0 {
@@ -307,9 +353,9 @@ func checkConditionValues(e *errs, p, k string, vals []string) {
 		case "ip":
 			checkErr(e, idx(p, i), IPOrCIDR(v))
 		case "port":
-			checkErr(e, idx(p, i), portString(v))
+			checkPolicyPort(e, idx(p, i), v)
 		case "sa":
-			checkErr(e, idx(p, i), ServiceAccount(v))
+			checkServiceAccount(e, idx(p, i), v)
 		}
 	}
 }

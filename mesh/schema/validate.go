@@ -67,7 +67,9 @@ func validateMeta(c *mesh.Config, e *errs) {
 	if v, ok := c.Annotations[mesh.AnnotationDryRun]; ok {
 		switch {
 		case c.Kind != mesh.KindAuthorizationPolicy:
-			e.add(key("metadata.annotations", mesh.AnnotationDryRun), "only AuthorizationPolicy supports the %s annotation", mesh.AnnotationDryRun)
+			// As in Istio the annotation has no effect here: the object is
+			// enforced. Worth a warning, not a rejection.
+			e.warnCode(CodeStricter, key("metadata.annotations", mesh.AnnotationDryRun), "only AuthorizationPolicy supports the %s annotation: this %s is enforced", mesh.AnnotationDryRun, c.Kind)
 		case v != "true" && v != "false":
 			e.add(key("metadata.annotations", mesh.AnnotationDryRun), "must be \"true\" or \"false\", got %q", v)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -27,7 +28,7 @@ func walkMessage(md protoreflect.MessageDescriptor, v any, path string, e *errs)
 		}
 		child := path + "." + k
 		if fd == nil {
-			e.add(child, "unknown field %q", k)
+			e.add(child, "unknown field %q%s", k, didYouMean(k, fieldNames(fields)))
 			continue
 		}
 		if obj[k] == nil {
@@ -35,6 +36,15 @@ func walkMessage(md protoreflect.MessageDescriptor, v any, path string, e *errs)
 		}
 		walkField(fd, obj[k], child, e)
 	}
+}
+
+// fieldNames lists the JSON names of a message's fields.
+func fieldNames(fields protoreflect.FieldDescriptors) []string {
+	out := make([]string, 0, fields.Len())
+	for i := 0; i < fields.Len(); i++ {
+		out = append(out, fields.Get(i).JSONName())
+	}
+	return out
 }
 
 func walkField(fd protoreflect.FieldDescriptor, v any, path string, e *errs) {
@@ -193,7 +203,7 @@ func walkEnum(ed protoreflect.EnumDescriptor, v any, path string, e *errs) {
 	switch n := v.(type) {
 	case string:
 		if ed.Values().ByName(protoreflect.Name(n)) == nil {
-			e.add(path, "invalid value %q (want one of %s)", n, enumNames(ed))
+			e.add(path, "invalid value %q (%swant one of %s)", n, meant(n, enumValues(ed)), enumNames(ed))
 		}
 	case int64:
 		if ed.Values().ByNumber(protoreflect.EnumNumber(n)) == nil {
@@ -204,16 +214,15 @@ func walkEnum(ed protoreflect.EnumDescriptor, v any, path string, e *errs) {
 	}
 }
 
-func enumNames(ed protoreflect.EnumDescriptor) string {
-	s := ""
+func enumValues(ed protoreflect.EnumDescriptor) []string {
+	out := make([]string, 0, ed.Values().Len())
 	for i := 0; i < ed.Values().Len(); i++ {
-		if i > 0 {
-			s += ", "
-		}
-		s += string(ed.Values().Get(i).Name())
+		out = append(out, string(ed.Values().Get(i).Name()))
 	}
-	return s
+	return out
 }
+
+func enumNames(ed protoreflect.EnumDescriptor) string { return strings.Join(enumValues(ed), ", ") }
 
 // wellKnown handles the well-known types whose JSON form is not an object;
 // it reports whether it handled md.

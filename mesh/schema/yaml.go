@@ -25,14 +25,35 @@ type Document struct {
 // name them) finds the line recorded for "spec.portLevelMtls.8080".
 func (d *Document) LineOf(path string) int {
 	for p := path; p != ""; p = parent(p) {
-		if l, ok := d.Lines[p]; ok {
-			return l
-		}
-		if l, ok := d.Lines[mapKeyForm(p)]; ok {
-			return l
+		for _, form := range []string{p, mapKeyForm(p), snake(p), mapKeyForm(snake(p))} {
+			if l, ok := d.Lines[form]; ok {
+				return l
+			}
 		}
 	}
 	return d.Line
+}
+
+// snake rewrites the field names of p (not map keys in brackets) from
+// their JSON (camelCase) names to their proto (snake_case) names, which
+// protojson also accepts: errors name "spec.jwtRules[0].jwksUri" for a
+// document that wrote "jwt_rules" and "jwks_uri".
+func snake(p string) string {
+	var b strings.Builder
+	inKey := false
+	for _, r := range p {
+		switch {
+		case r == '[':
+			inKey = true
+		case r == ']':
+			inKey = false
+		case !inKey && r >= 'A' && r <= 'Z':
+			b.WriteByte('_')
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // mapKeyForm rewrites a trailing "[key]" to ".key".

@@ -127,6 +127,19 @@ func (m *authnMesh) identity(ns, sa, name, ip string, labels map[string]string) 
 	return boot
 }
 
+// identityPlaintextXDS is identity with the xDS stream on the plaintext
+// port: @grpc/grpc-js-xds has no tls channel credentials for it (see
+// docs/xds.md), so its workloads reach Ward the way that doc describes.
+func (m *authnMesh) identityPlaintextXDS(ns, sa, name, ip string, labels map[string]string) []byte {
+	m.t.Helper()
+	id, dir := m.issue(ns, sa)
+	boot, err := agent.GRPCBootstrap(agent.GRPCBootstrapConfig{XDSAddress: m.addr, XDSInsecure: true, Name: name, IP: ip, Labels: labels}, id, dir)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return boot
+}
+
 // issue issues a Ward certificate for ns/sa and writes the agent's
 // proxyless file layout (cert-chain.pem, key.pem, root-cert.pem, the
 // names Istio's agent uses too) into a new directory.

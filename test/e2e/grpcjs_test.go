@@ -56,7 +56,7 @@ type jsResult struct {
 func TestGRPCJSXDSClientThroughWard(t *testing.T) {
 	dir := grpcJS(t)
 	m := newIstioCompatMesh(t)
-	boot := m.identity("ns", "client", "client-js", "127.0.0.3", map[string]string{"app": "client-js"})
+	boot := m.identityPlaintextXDS("ns", "client", "client-js", "127.0.0.3", map[string]string{"app": "client-js"})
 	bootFile := filepath.Join(t.TempDir(), "bootstrap.json")
 	if err := os.WriteFile(bootFile, boot, 0o600); err != nil {
 		t.Fatal(err)
@@ -128,7 +128,7 @@ spec:
   mtls: {mode: STRICT}
 `)
 	bootFile := filepath.Join(t.TempDir(), "bootstrap.json")
-	if err := os.WriteFile(bootFile, m.identity("ns", "default", "jsecho-1", "127.0.0.1", labels), 0o600); err != nil {
+	if err := os.WriteFile(bootFile, m.identityPlaintextXDS("ns", "default", "jsecho-1", "127.0.0.1", labels), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

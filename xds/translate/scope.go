@@ -119,35 +119,51 @@ func (ix *Index) sidecarFor(p *mesh.Proxy) *mesh.Config {
 }
 
 // egressAllows applies Sidecar egress hosts ("ns/host", "./*", "*/*",
-// "~/*") to a service.
+// "~ns/host", "~/*") to a service.
 func egressAllows(sc *networking.Sidecar, proxyNS string, svc *mesh.Service) bool {
 	return egressAllowsHost(sc, proxyNS, svc.Namespace, svc.Hostname)
 }
 
 // egressAllowsHost applies Sidecar egress hosts to host declared in
-// namespace ns.
+// namespace ns: some egress listener must import it and not exclude it.
 func egressAllowsHost(sc *networking.Sidecar, proxyNS, ns, host string) bool {
 	if sc == nil || len(sc.GetEgress()) == 0 {
 		return true
 	}
 	for _, eg := range sc.GetEgress() {
-		for _, h := range eg.GetHosts() {
-			egNS, egHost, ok := strings.Cut(h, "/")
-			if !ok {
-				egNS, egHost = "*", h
-			}
-			if egNS == "~" {
-				continue
-			}
-			if egNS == "." {
-				egNS = proxyNS
-			}
-			if (egNS == "*" || egNS == ns) && hostMatches(strings.ToLower(egHost), host) {
-				return true
-			}
+		if listenerImports(eg.GetHosts(), proxyNS, ns, host) {
+			return true
 		}
 	}
 	return false
+}
+
+// listenerImports applies one egress listener's hosts: a host is imported
+// when an entry selects it and no exclusion ("~" before the namespace; a
+// bare "~" means any namespace, so "~/*" excludes everything) does.
+func listenerImports(hosts []string, proxyNS, ns, host string) bool {
+	imported := false
+	for _, h := range hosts {
+		egNS, egHost, ok := strings.Cut(h, "/")
+		if !ok {
+			egNS, egHost = "*", h
+		}
+		egNS, exclude := strings.CutPrefix(egNS, "~")
+		switch egNS {
+		case "":
+			egNS = "*"
+		case ".":
+			egNS = proxyNS
+		}
+		if (egNS != "*" && egNS != ns) || !hostMatches(strings.ToLower(egHost), host) {
+			continue
+		}
+		if exclude {
+			return false
+		}
+		imported = true
+	}
+	return imported
 }
 
 func (ix *Index) gatewaysFor(p *mesh.Proxy) []*mesh.Config {

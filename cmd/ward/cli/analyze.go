@@ -102,7 +102,13 @@ func writeDiagnostics(w io.Writer, ds []analyze.Diagnostic, output string) error
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SEVERITY\tCODE\tNAME\tOBJECT\tMESSAGE")
 		for _, d := range ds {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Severity, d.ID, d.Name, d.Object, strings.ReplaceAll(d.Message, "\n", " "))
+			// A multi-line message (an object with several errors, one
+			// per line) continues in the MESSAGE column.
+			lines := strings.Split(d.Message, "\n")
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d.Severity, d.ID, d.Name, d.Object, lines[0])
+			for _, l := range lines[1:] {
+				fmt.Fprintf(tw, "\t\t\t\t%s\n", l)
+			}
 		}
 		return tw.Flush()
 	})

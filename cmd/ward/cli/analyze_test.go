@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -63,5 +64,26 @@ spec: {address: 127.0.0.4, serviceAccount: rev, labels: {app: rev, security.isti
 	}
 	if len(ds) != 1 || ds[0].Code != analyze.GRPCPermissive || ds[0].Object != "WorkloadEntry app/rev-1" {
 		t.Errorf("analyze --server = %+v, want one %s on WorkloadEntry app/rev-1", ds, analyze.GRPCPermissive.ID)
+	}
+}
+
+// TestAnalyzeTextContinuesMultiLineMessages: an object with several errors
+// keeps one violation per line, continued in the MESSAGE column.
+func TestAnalyzeTextContinuesMultiLineMessages(t *testing.T) {
+	ds := []analyze.Diagnostic{{Code: analyze.ConfigRejected, Severity: analyze.Error, Object: "config",
+		Message: "a.yaml:3: AuthorizationPolicy app/p: 2 errors:\n  a.yaml:9: spec.x: bad\n  a.yaml:12: spec.y: worse"}}
+	var b strings.Builder
+	if err := writeDiagnostics(&b, ds, outTable); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("want header + 3 lines, got:\n%s", b.String())
+	}
+	col := strings.Index(lines[1], "a.yaml:3:")
+	for _, l := range lines[2:] {
+		if strings.Index(l, "  a.yaml:") != col {
+			t.Errorf("continuation %q not in the MESSAGE column (%d):\n%s", l, col, b.String())
+		}
 	}
 }

@@ -1,0 +1,69 @@
+package schema
+
+import (
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// This file holds the checks for the fields istio.io/api v1.32 added to
+// the kinds Ward reads. Each is either enforced by Ward (jwtRules[].presence,
+// in authn), accepted with a warning when it only tunes behaviour Ward
+// leaves at Envoy's defaults, or rejected when ignoring it would weaken
+// security.
+
+// minWeightUpdatePeriod is the API's documented minimum.
+const minWeightUpdatePeriod = 100 * time.Millisecond
+
+func checkBackendUtilization(e *errs, p string, bu *networking.LoadBalancerSettings_BackendUtilizationLB) {
+	if bu == nil {
+		return
+	}
+	checkDuration(e, p+".weightStabilizationPeriod", bu.GetWeightStabilizationPeriod())
+	checkDuration(e, p+".weightExpirationPeriod", bu.GetWeightExpirationPeriod())
+	checkDuration(e, p+".weightUpdatePeriod", bu.GetWeightUpdatePeriod())
+	if d := bu.GetWeightUpdatePeriod(); d != nil && d.CheckValid() == nil && d.AsDuration() < minWeightUpdatePeriod {
+		e.add(p+".weightUpdatePeriod", "weightUpdatePeriod %v is below the minimum of %v", d.AsDuration(), minWeightUpdatePeriod)
+	}
+	checkEmptyValues(e, p+".metricNamesForComputingUtilization", bu.GetMetricNamesForComputingUtilization())
+	e.warnCode(CodeNotImplemented, p, "backendUtilization is not implemented by Ward yet: the cluster keeps the default load balancer")
+}
+
+func checkFailurePercentage(e *errs, p string, o *networking.OutlierDetection) {
+	v := o.GetFailurePercentageThreshold()
+	if v == nil {
+		return
+	}
+	if v.GetValue() > 100 {
+		e.add(p, "percentage %d is not in range 0..100", v.GetValue())
+		return
+	}
+	e.warnCode(CodeNotImplemented, p, "failurePercentageThreshold is not implemented by Ward yet: only consecutive-error ejection applies")
+}
+
+// checkCACertCredential rejects caCertCredentialName: Ward would verify
+// the server against no CA at all if it ignored it.
+func checkCACertCredential(e *errs, p string, t *networking.ClientTLSSettings) {
+	if t.GetCaCertCredentialName() == "" {
+		return
+	}
+	if t.GetMode() == networking.ClientTLSSettings_ISTIO_MUTUAL || t.GetMode() == networking.ClientTLSSettings_DISABLE {
+		e.add(p+".caCertCredentialName", "caCertCredentialName applies only to SIMPLE and MUTUAL modes")
+		return
+	}
+	e.add(p+".caCertCredentialName", "caCertCredentialName is not supported by Ward: use credentialName (its <name>-cacert) or caCertificates, so the server certificate is verified")
+}
+
+// checkServerTLSExtras checks ecdhCurves and alpnProtocols. Ward does not
+// restrict curves yet, so ecdhCurves (a hardening setting) is rejected
+// rather than ignored; an ALPN override only tunes negotiation, so it is
+// accepted with a warning.
+func checkServerTLSExtras(e *errs, p string, t *networking.ServerTLSSettings) {
+	if len(t.GetEcdhCurves()) > 0 {
+		e.add(p+".ecdhCurves", "ecdhCurves is not supported by Ward: remove it (the proxy's default curves apply)")
+	}
+	if a := t.GetAlpnProtocols(); len(a) > 0 {
+		checkEmptyValues(e, p+".alpnProtocols", a)
+		e.warnCode(CodeNotImplemented, p+".alpnProtocols", "alpnProtocols is not implemented by Ward yet: the default ALPN (h2, http/1.1) is advertised")
+	}
+}
