@@ -124,7 +124,7 @@ func (c *decisionCache) httpKey(w *keyWriter, h *HTTPRequest) {
 		w.add(h.Method)
 	}
 	if c.attrs[AttrPath] {
-		w.add(NormalizePath(h.Path))
+		w.add(h.matchPath())
 	}
 	if c.attrs[AttrHost] {
 		w.add(strings.ToLower(h.Host))

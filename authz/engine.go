@@ -47,8 +47,9 @@ type Engine struct {
 	store     storage.Store // empty: policies read only input
 	providers map[string]*provider
 
-	hash     string       // PolicyHash of the snapshot compiled
-	prepared *preparedSet // shared by engines with the same hash
+	pathLevel mesh.PathNormalization // the snapshot's pathNormalization
+	hash      string                 // PolicyHash of the snapshot compiled
+	prepared  *preparedSet           // shared by engines with the same hash
 }
 
 // preparedSet caches Prepared queries by applicable policy set.
@@ -72,7 +73,8 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 		cfg.DecisionCache = 10000
 	}
 	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{},
-		prepared: &preparedSet{m: map[string]*Prepared{}}, store: inmem.New(), hash: PolicyHash(snap)}
+		prepared: &preparedSet{m: map[string]*Prepared{}}, store: inmem.New(), hash: PolicyHash(snap),
+		pathLevel: snap.Mesh().PathNormalizationLevel()}
 	modules, err := e.compilePolicies()
 	if err != nil {
 		return nil, err
@@ -142,6 +144,9 @@ func PolicyHash(snap *mesh.Snapshot) string {
 		h.Write(b)
 	}
 	hashProviders(h, snap.Mesh().ExtensionProviders)
+	// The path level changes what the policies match (and the decision
+	// cache keys): a change recompiles.
+	fmt.Fprintf(h, "path:%s\x00", snap.Mesh().PathNormalizationLevel())
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
@@ -265,6 +270,13 @@ var ErrEval = errors.New("authorization evaluation failed")
 func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) {
 	if len(p.invalid) > 0 {
 		return failClosed(ReasonInvalidPolicy, p.invalid[0]), p.invalid[0]
+	}
+	// Match the path the proxies' HTTP connection manager matches; a path
+	// it would reject (400) is denied.
+	req, err := normalized(req, p.engine.pathLevel)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrBadCheckRequest, err)
+		return failClosed(ReasonBadRequest, err), err
 	}
 	if p.cache == nil {
 		return p.decide(ctx, req)

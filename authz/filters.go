@@ -72,6 +72,10 @@ type FilterConfig struct {
 	Mesh mesh.MeshConfig
 	// ForGRPC drops what proxyless grpc-go cannot use (LOG rules).
 	ForGRPC bool
+	// TCP makes HTTPFilters judge with TCP semantics (BuildRBAC forTCP),
+	// for an HTTP connection manager that serves an opaque-TCP port: a
+	// proxyless gRPC server, which has no network filters.
+	TCP bool
 }
 
 // Workload identifies the workload the filters protect.
@@ -88,7 +92,7 @@ type Workload struct {
 // native RBAC filters DENY, ALLOW, AUDIT. Every message passes
 // ValidateAll.
 func HTTPFilters(ps []*Policy, cfg FilterConfig) ([]*hcmv3.HttpFilter, error) {
-	set, err := BuildRBAC(ps, false)
+	set, err := BuildRBAC(ps, cfg.TCP)
 	if err != nil {
 		return nil, err
 	}

@@ -209,7 +209,7 @@ func (g *gen) sources() string {
 	var out []string
 	for i := 0; i < 1+g.n(2); i++ {
 		fields := map[string][]string{"principals": genPrincipals, "notPrincipals": genPrincipals, "namespaces": genNamespaces,
-			"notNamespaces": genNamespaces, "ipBlocks": genIPs, "notIpBlocks": genIPs, "remoteIpBlocks": genIPs, "requestPrincipals": {"iss/sub", "*", "iss/*"}}
+			"notNamespaces": genNamespaces, "ipBlocks": genIPs, "notIpBlocks": genIPs, "remoteIpBlocks": genIPs, "requestPrincipals": {"iss/sub", "*", "iss/*", "iss/a/b", "iss/a*", "is*", "*/b", "*b", "*a/b", "iss*"}}
 		names := []string{"principals", "notPrincipals", "namespaces", "notNamespaces", "ipBlocks", "notIpBlocks", "remoteIpBlocks", "requestPrincipals"}
 		var fs []string
 		for j := 0; j < 1+g.n(2); j++ {
@@ -277,7 +277,9 @@ func (g *gen) request(tcp bool) *Request {
 		r.HTTP.Headers["x-h"] = g.pick("x", "yes", "az", "")
 	}
 	if g.n(2) == 0 {
-		r.Auth = AuthFromClaims(map[string]any{"iss": "iss", "sub": g.pick("sub", "other"), "grp": []any{g.pick("x", "yy")}, "aud": g.pick("x", "z")})
+		// Issuers and subjects with "/" (issue 12 hole 3): "iss/a" + "b"
+		// and "iss" + "a/b" are the same principal.
+		r.Auth = AuthFromClaims(map[string]any{"iss": g.pick("iss", "iss/a", "is"), "sub": g.pick("sub", "other", "a/b", "b", "s/b"), "grp": []any{g.pick("x", "yy")}, "aud": g.pick("x", "z")})
 	}
 	return r
 }

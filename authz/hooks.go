@@ -65,10 +65,16 @@ func (h HookConfig) filterConfig(snap *mesh.Snapshot, proxy *mesh.Proxy) FilterC
 // HTTP listener of proxy (see HTTPFilters). On any error it returns a
 // deny-all RBAC filter with the error: fail closed.
 func (h HookConfig) InboundHTTPFilters(snap *mesh.Snapshot, proxy *mesh.Proxy) ([]*hcmv3.HttpFilter, error) {
+	return h.inboundHTTPFilters(snap, proxy, false)
+}
+
+func (h HookConfig) inboundHTTPFilters(snap *mesh.Snapshot, proxy *mesh.Proxy, tcp bool) ([]*hcmv3.HttpFilter, error) {
 	ps, err := ModelFor(snap, proxy)
 	if err == nil {
 		var fs []*hcmv3.HttpFilter
-		if fs, err = HTTPFilters(ps, h.filterConfig(snap, proxy)); err == nil {
+		cfg := h.filterConfig(snap, proxy)
+		cfg.TCP = tcp
+		if fs, err = HTTPFilters(ps, cfg); err == nil {
 			return fs, nil
 		}
 	}
@@ -97,14 +103,30 @@ func (h HookConfig) InboundNetworkFilters(snap *mesh.Snapshot, proxy *mesh.Proxy
 
 // HTTPFilterHook adapts InboundHTTPFilters to translate.Hooks.HTTPFilters
 // (dir is the translate.Direction as a string): inbound listeners get the
-// filters, others none. Errors are logged and fail closed.
+// filters ("inbound-tcp", an HCM serving an opaque-TCP port, with TCP
+// semantics), others none. Errors are logged and fail closed.
 func (h HookConfig) HTTPFilterHook(snap *mesh.Snapshot, proxy *mesh.Proxy, dir string) []*hcmv3.HttpFilter {
-	if dir != "inbound" {
+	if dir != "inbound" && dir != "inbound-tcp" {
 		return nil
 	}
-	fs, err := h.InboundHTTPFilters(snap, proxy)
+	fs, err := h.inboundHTTPFilters(snap, proxy, dir == "inbound-tcp")
 	if err != nil && h.Log != nil {
 		h.Log.Error("authorization failed closed: deny-all filter installed", "proxy", proxy.ID, "error", err)
+	}
+	return fs
+}
+
+// NetworkFilterHook adapts InboundNetworkFilters to
+// translate.Hooks.NetworkFilters: chains that proxy opaque TCP to the
+// workload ("inbound") or through a gateway ("gateway") get the filters,
+// others none. Errors are logged and fail closed (a deny-all filter).
+func (h HookConfig) NetworkFilterHook(snap *mesh.Snapshot, proxy *mesh.Proxy, dir string) []*listenerv3.Filter {
+	if dir != "inbound" && dir != "gateway" {
+		return nil
+	}
+	fs, err := h.InboundNetworkFilters(snap, proxy)
+	if err != nil && h.Log != nil {
+		h.Log.Error("authorization failed closed: deny-all network filter installed", "proxy", proxy.ID, "error", err)
 	}
 	return fs
 }

@@ -330,39 +330,121 @@ func cidr(v string) (*corev3.CidrRange, error) {
 	return &corev3.CidrRange{AddressPrefix: p.Addr().String(), PrefixLen: wrapperspb.UInt32(uint32(p.Bits()))}, nil
 }
 
-// requestPrincipal matches <iss>/<sub> against the jwt_authn payload,
-// which holds iss and sub separately: the value is split at its last '/'.
-// "*" needs a subject; "<iss>/*" an issuer and any subject; "*/<sub>" a
-// subject from any issuer. Other partial patterns cannot be split
-// faithfully and are rejected.
+// requestPrincipal matches request.auth.principal, which Istio defines as
+// the string "<iss>/<sub>" of the verified JWT, against jwt_authn's
+// payload metadata, which holds iss and sub apart. Since principal ==
+// iss + "/" + sub, a pattern is the OR, over every "/" of it where the
+// issuer could end, of a matcher on iss and one on sub; a subject or an
+// issuer holding "/" (https://issuer.example.com/a/b) is thereby matched
+// exactly as the whole string is, with no knowledge of the issuers. Like
+// Istio's string matching: "*" is any non-empty principal, "<p>*" a
+// prefix, "*<s>" a suffix. No alternative matches a request without a
+// token.
 func requestPrincipal(v string) (*rbacv3.Principal, error) {
-	present := valuePresent()
-	if v == "*" {
-		return metadataPrincipal([]string{"sub"}, present), nil
-	}
-	i := strings.LastIndexByte(v, '/')
-	if i < 0 {
-		return nil, fmt.Errorf("request principal %q: want <issuer>/<subject>", v)
-	}
-	iss, sub := v[:i], v[i+1:]
-	var issM, subM *matcherv3.ValueMatcher
+	var alts []*rbacv3.Principal
 	switch {
-	case strings.Contains(iss, "*") && iss != "*":
-		return nil, fmt.Errorf("request principal %q: issuer wildcards cannot be expressed in RBAC", v)
-	case iss == "*":
-		issM = present
+	case v == "*":
+		alts = append(alts, claimNonEmpty("iss"), claimNonEmpty("sub"))
+	case strings.HasSuffix(v, "*"):
+		p := strings.TrimSuffix(v, "*")
+		alts = append(alts, claimMatch("iss", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}}))
+		for _, k := range slashes(p) {
+			// The issuer ends at this "/": it is p[:k], the subject starts
+			// with p[k+1:].
+			alts = append(alts, principalSplit(claimEquals("iss", p[:k]), p[:k] == "", claimStarts("sub", p[k+1:]), p[k+1:] == ""))
+		}
+	case strings.HasPrefix(v, "*"):
+		x := strings.TrimPrefix(v, "*")
+		alts = append(alts, claimMatch("sub", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: x}}))
+		for _, k := range slashes(x) {
+			// The subject is x[k+1:], the issuer ends with x[:k].
+			alts = append(alts, principalSplit(claimEnds("iss", x[:k]), x[:k] == "", claimEquals("sub", x[k+1:]), x[k+1:] == ""))
+		}
 	default:
-		issM = valueString(stringMatcher(iss, false))
+		for _, k := range slashes(v) {
+			if k == 0 && k == len(v)-1 {
+				continue // "/": the empty principal, which no request has
+			}
+			alts = append(alts, andIDs([]*rbacv3.Principal{claimEquals("iss", v[:k]), claimEquals("sub", v[k+1:])}))
+		}
 	}
-	switch {
-	case sub == "*":
-		subM = present
-	case strings.Contains(sub, "*"):
-		return nil, fmt.Errorf("request principal %q: partial subject wildcards cannot be expressed in RBAC", v)
-	default:
-		subM = valueString(stringMatcher(sub, false))
+	if len(alts) == 0 {
+		// No "/": no "<iss>/<sub>" equals it. Match nothing (a DENY or
+		// ALLOW on it applies to no request), as Istio's string match does.
+		return &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: andIDs(nil)}}, nil
 	}
-	return andIDs([]*rbacv3.Principal{metadataPrincipal([]string{"iss"}, issM), metadataPrincipal([]string{"sub"}, subM)}), nil
+	return orIDs(alts), nil
+}
+
+// slashes lists the indexes of "/" in s.
+func slashes(s string) []int {
+	var out []int
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// principalSplit is issuer ∧ subject for one split point of a wildcard
+// pattern. A side whose matcher is vacuous (an empty prefix or suffix:
+// nil) becomes "non-empty" when the other side may be empty, so that a
+// request without a token (empty principal) never matches.
+func principalSplit(iss *rbacv3.Principal, issEmpty bool, sub *rbacv3.Principal, subEmpty bool) *rbacv3.Principal {
+	if iss == nil {
+		iss = claimNonEmptyIf("iss", subEmpty)
+	}
+	if sub == nil {
+		sub = claimNonEmptyIf("sub", issEmpty)
+	}
+	var ids []*rbacv3.Principal
+	for _, id := range []*rbacv3.Principal{iss, sub} {
+		if id != nil {
+			ids = append(ids, id)
+		}
+	}
+	return andIDs(ids)
+}
+
+func claimNonEmptyIf(name string, cond bool) *rbacv3.Principal {
+	if cond {
+		return claimNonEmpty(name)
+	}
+	return nil
+}
+
+// claimMatch matches the string claim name of the JWT payload.
+func claimMatch(name string, sm *matcherv3.StringMatcher) *rbacv3.Principal {
+	return metadataPrincipal([]string{name}, valueString(sm))
+}
+
+func claimNonEmpty(name string) *rbacv3.Principal { return claimMatch(name, regexMatcher(".+")) }
+
+// claimEquals matches a claim equal to v; "" means absent or empty (as
+// request.auth.principal is built from a missing claim).
+func claimEquals(name, v string) *rbacv3.Principal {
+	if v == "" {
+		absent := &rbacv3.Principal{Identifier: &rbacv3.Principal_NotId{NotId: metadataPrincipal([]string{name}, valuePresent())}}
+		return orIDs([]*rbacv3.Principal{absent, claimMatch(name, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: ""}})})
+	}
+	return claimMatch(name, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: v}})
+}
+
+// claimStarts and claimEnds match a prefix or suffix; nil (no condition)
+// for an empty one.
+func claimStarts(name, p string) *rbacv3.Principal {
+	if p == "" {
+		return nil
+	}
+	return claimMatch(name, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}})
+}
+
+func claimEnds(name, x string) *rbacv3.Principal {
+	if x == "" {
+		return nil
+	}
+	return claimMatch(name, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: x}})
 }
 
 // claimPrincipal matches a claim that is a string or a list of strings.

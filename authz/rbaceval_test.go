@@ -120,7 +120,7 @@ func (e rbacEval) perm(p *rbacv3.Permission) bool {
 		if e.r.HTTP == nil {
 			return false
 		}
-		return strMatch(x.UrlPath.GetPath(), NormalizePath(e.r.HTTP.Path), true)
+		return strMatch(x.UrlPath.GetPath(), urlPath(e.r.HTTP.Path), true)
 	case *rbacv3.Permission_UriTemplate:
 		if e.r.HTTP == nil {
 			return false
@@ -129,7 +129,7 @@ func (e rbacEval) perm(p *rbacv3.Permission) bool {
 		if err := x.UriTemplate.TypedConfig.UnmarshalTo(&cfg); err != nil {
 			panic(err)
 		}
-		return regexp.MustCompile(TemplateRegex(cfg.PathTemplate)).MatchString(NormalizePath(e.r.HTTP.Path))
+		return regexp.MustCompile(TemplateRegex(cfg.PathTemplate)).MatchString(urlPath(e.r.HTTP.Path))
 	case *rbacv3.Permission_DestinationIp:
 		return cidrMatch(x.DestinationIp.AddressPrefix, x.DestinationIp.PrefixLen.GetValue(), e.r.Destination.IP)
 	case *rbacv3.Permission_DestinationPort:
@@ -227,8 +227,37 @@ func cidrMatch(addr string, bits uint32, ip string) bool {
 	return err == nil && p.Contains(a)
 }
 
-// decideRBAC applies the RBAC set in the order of the HTTP filter chain.
+// urlPath is what RBAC's url_path and uri_template match: the :path
+// without query and fragment, not normalised (the HCM did that).
+func urlPath(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// decideRBAC is decideRBACAt at Istio's default path level, BASE.
 func decideRBAC(set *RBACSet, r *Request) (allowed bool, rule string) {
+	return decideRBACAt(set, r, mesh.PathNormalizationBase)
+}
+
+// decideRBACAt models Envoy's HTTP connection manager and its RBAC
+// filters: the HCM normalises the path at level (Istio's settings for
+// it), answering 400 to a path it cannot normalise, then the RBAC filters
+// run in chain order on the normalised path.
+func decideRBACAt(set *RBACSet, r *Request, level mesh.PathNormalization) (allowed bool, rule string) {
+	if r.HTTP != nil {
+		p, err := NormalizePath(r.HTTP.Path, level)
+		if err != nil {
+			return false, ""
+		}
+		if i := strings.IndexByte(r.HTTP.Path, '?'); i >= 0 {
+			p += r.HTTP.Path[i:] // the HCM keeps the query in :path
+		}
+		h, rr := *r.HTTP, *r
+		h.Path, rr.HTTP = p, &h
+		r = &rr
+	}
 	e := rbacEval{r}
 	for _, name := range sortedProviders(set) {
 		if m := e.matches(set.Custom[name]); len(m) > 0 {
@@ -301,7 +330,7 @@ func TestRBACAgreesWithRego(t *testing.T) {
 				if err != nil {
 					t.Fatalf("BuildRBAC: %v", err)
 				}
-				allowed, rule := decideRBAC(set, req)
+				allowed, rule := decideRBACAt(set, req, snap.Mesh().PathNormalizationLevel())
 				if diff := cmp.Diff([]any{want.Allowed, want.Rule}, []any{allowed, rule}); diff != "" {
 					t.Errorf("RBAC disagrees with Rego (-rego +rbac):\n%s", diff)
 				}

@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"github.com/wardmesh/ward/mesh"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"strconv"
 	"strings"
@@ -42,6 +44,46 @@ type HTTPRequest struct {
 	// Headers are keyed by lower-case name; repeated headers are joined
 	// with "," as Envoy does.
 	Headers map[string]string
+
+	// normPath is Path normalised at the engine's level (Prepared.Decide
+	// sets it on its own copy); normSet tells it from an empty path.
+	normPath string
+	normSet  bool
+}
+
+// matchPath is the path policies match: the normalised one when Decide
+// computed it, else (Request.Input for tools) Path at the BASE level, or
+// as sent when it does not normalise.
+func (h *HTTPRequest) matchPath() string {
+	if h.normSet {
+		return h.normPath
+	}
+	if p, err := NormalizePath(h.Path, mesh.PathNormalizationBase); err == nil {
+		return p
+	}
+	return h.Path
+}
+
+// normalized returns req with its path normalised at level, sharing
+// everything else; req itself is not modified. A path Envoy would reject
+// is an error (ErrBadPath).
+func normalized(req *Request, level mesh.PathNormalization) (*Request, error) {
+	if req.HTTP == nil || req.HTTP.normSet {
+		return req, nil
+	}
+	p, err := NormalizePath(req.HTTP.Path, level)
+	if err != nil {
+		return nil, err
+	}
+	// One allocation for both copies: Decide runs this on every request,
+	// cached ones included.
+	n := &struct {
+		r Request
+		h HTTPRequest
+	}{*req, *req.HTTP}
+	n.h.normPath, n.h.normSet = p, true
+	n.r.HTTP = &n.h
+	return &n.r, nil
 }
 
 // Auth is the result of JWT authentication.
@@ -192,7 +234,7 @@ func (h *HTTPRequest) input(only map[string]bool) ast.Object {
 	}
 	return ast.NewObject(
 		ast.Item(kMethod, str(h.Method)),
-		ast.Item(kPath, str(NormalizePath(h.Path))),
+		ast.Item(kPath, str(h.matchPath())),
 		ast.Item(kHost, str(strings.ToLower(h.Host))),
 		ast.Item(kHeaders, ast.NewTerm(hs)),
 	)
@@ -219,40 +261,4 @@ func (a *Auth) input() ast.Object {
 		ast.Item(kPresenter, str(a.Presenter)),
 		ast.Item(kClaims, claims),
 	)
-}
-
-// NormalizePath strips the query and fragment and removes dot segments
-// (RFC 3986 §5.2.4), as Envoy's normalize_path does before authorization,
-// so "/a/../admin" is matched as "/admin".
-func NormalizePath(p string) string {
-	if i := strings.IndexAny(p, "?#"); i >= 0 {
-		p = p[:i]
-	}
-	if !strings.Contains(p, ".") {
-		return p
-	}
-	segs := strings.Split(p, "/")
-	out := make([]string, 0, len(segs))
-	for i, s := range segs {
-		switch s {
-		case ".":
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		case "..":
-			if len(out) > 1 {
-				out = out[:len(out)-1]
-			}
-			if i == len(segs)-1 {
-				out = append(out, "")
-			}
-		default:
-			out = append(out, s)
-		}
-	}
-	r := strings.Join(out, "/")
-	if !strings.HasPrefix(r, "/") {
-		r = "/" + r
-	}
-	return r
 }

@@ -150,7 +150,7 @@ func TestSemantics(t *testing.T) {
 					t.Fatal(err)
 				}
 				d, err := p.Decide(context.Background(), c.Req.request())
-				if err != nil && c.Reason != ReasonInvalidPolicy {
+				if err != nil && c.Reason != ReasonInvalidPolicy && c.Reason != ReasonBadRequest {
 					t.Fatalf("decide: %v", err)
 				}
 				checkDecision(t, c, d)

@@ -62,13 +62,3 @@ spec:
 		t.Errorf("warnings = %q", p.Warnings)
 	}
 }
-
-func TestNormalizePath(t *testing.T) {
-	for in, want := range map[string]string{
-		"/a/b": "/a/b", "/a/../b": "/b", "/a/./b": "/a/b", "/../a": "/a", "/a/b/..": "/a/", "/a?x=/..": "/a", "/a/.#f": "/a/",
-	} {
-		if got := NormalizePath(in); got != want {
-			t.Errorf("NormalizePath(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -34,6 +34,9 @@ type MeshConfig struct {
 	TLSProfile string `json:"tlsProfile,omitempty"`
 	// ExtensionProviders name CUSTOM authorization providers.
 	ExtensionProviders []ExtensionProvider `json:"extensionProviders,omitempty"`
+	// PathNormalization sets how proxies (and Ward's authorisation servers)
+	// normalise request paths; nil means BASE (PathNormalizationLevel).
+	PathNormalization *ProxyPathNormalization `json:"pathNormalization,omitempty"`
 }
 
 // ExtensionProvider is a CUSTOM AuthorizationPolicy provider. Exactly one of
@@ -116,6 +119,9 @@ func (m MeshConfig) Validate() []error {
 		if _, err := (Identity{TrustDomain: m.TrustDomain, Namespace: "x", ServiceAccount: "x"}).SPIFFEID(); err != nil {
 			errs = append(errs, fmt.Errorf("spec.trustDomain: %w", err))
 		}
+	}
+	if err := m.PathNormalization.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	seen := map[string]bool{}
 	for i, p := range m.ExtensionProviders {

@@ -182,3 +182,43 @@ func explain(d *authz.Decision) string {
 	}
 	return d.Explain()
 }
+
+// tcpPort reports whether the workload's port dst is declared with a
+// protocol Envoy would proxy as opaque TCP (TCP, TLS, unknown...): the
+// service port whose endpoint on this workload is dst's address and port,
+// else the service port whose target port (or number) is dst's port. A
+// port no service declares keeps HTTP semantics (a proxyless server only
+// serves the ports its listeners describe).
+func tcpPort(snap *mesh.Snapshot, w authz.Workload, dst authz.Peer) bool {
+	labels := w.Labels
+	if labels == nil {
+		labels = mesh.Labels{}
+	}
+	svcs := snap.ServicesForWorkload(w.Namespace, labels)
+	for _, svc := range svcs {
+		for _, sp := range svc.Ports {
+			for _, ep := range snap.Endpoints(svc, sp) {
+				if ep.Workload.Address == dst.IP && ep.Port == dst.Port {
+					return !sp.Protocol.IsHTTP()
+				}
+			}
+		}
+	}
+	for _, svc := range svcs {
+		for _, sp := range svc.Ports {
+			if sp.TargetPort == dst.Port || (sp.TargetPort == 0 && sp.Number == dst.Port) {
+				return !sp.Protocol.IsHTTP()
+			}
+		}
+	}
+	return false
+}
+
+// asTCP is r as the TCP connection it is judged as: no HTTP request, no
+// request authentication (jwt_authn never runs on TCP), and the CUSTOM
+// rego providers' input built from the connection alone.
+func asTCP(r *authz.Request) *authz.Request {
+	t := *r
+	t.HTTP, t.Auth, t.Check = nil, nil, nil
+	return &t
+}

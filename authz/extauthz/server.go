@@ -191,7 +191,13 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth call
 		err := errors.New("no policy snapshot loaded yet")
 		return authz.FailClosed(authz.ReasonError, err), r, name, err
 	}
-	if proxyless(req) {
+	if proxyless(req) && tcpPort(e.Snapshot(), w, r.Destination) {
+		// grpc-go serves every port with HTTP/2, but the port is declared
+		// TCP: Istio's semantics for it are a TCP connection's, as the
+		// proxyless RBAC output (translate.InboundTCP) and an Envoy
+		// sidecar's network filters apply them.
+		r = asTCP(r)
+	} else if proxyless(req) {
 		if r.Auth != nil {
 			err := fmt.Errorf("%w: a proxyless check carries jwt_authn metadata; the server verifies proxyless tokens itself", authz.ErrBadCheckRequest)
 			return authz.FailClosed(authz.ReasonBadRequest, err), r, name, err
@@ -312,9 +318,22 @@ func (s *Server) record(id string, start time.Time, w string, r *authz.Request, 
 			e.RequestPrincipal = r.Auth.Principal
 		}
 		if h := r.HTTP; h != nil {
-			e.Method, e.Path, e.Host = h.Method, authz.NormalizePath(h.Path), h.Host
+			e.Method, e.Path, e.Host = h.Method, s.loggedPath(h.Path), h.Host
 			e.Headers = s.cfg.Decisions.HeaderFilter(h.Headers)
 		}
 	}
 	s.cfg.Decisions.Log(e)
+}
+
+// loggedPath is the path the decision matched: normalised at the loaded
+// snapshot's pathNormalization level, or as sent when it was rejected.
+func (s *Server) loggedPath(p string) string {
+	level := mesh.PathNormalizationBase
+	if e := s.engine.Load(); e != nil {
+		level = e.Snapshot().Mesh().PathNormalizationLevel()
+	}
+	if n, err := authz.NormalizePath(p, level); err == nil {
+		return n
+	}
+	return p
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/wardmesh/ward/authn"
@@ -42,6 +43,7 @@ func New(cfg Config) translate.Hooks {
 		InboundSecurity: cfg.inboundSecurity,
 		UpstreamTLS:     authn.UpstreamTLSHook,
 		HTTPFilters:     cfg.httpFilters,
+		NetworkFilters:  cfg.networkFilters,
 		Fingerprint:     cfg.fingerprint,
 	}
 	if t := cfg.ExtAuthz; t != nil {
@@ -74,7 +76,7 @@ func (c Config) inboundSecurity(s *mesh.Snapshot, p *mesh.Proxy, port uint32) []
 // inbound listeners and a gateway's server listeners. Outbound listeners
 // get neither.
 func (c Config) httpFilters(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direction, port uint32) []*hcmv3.HttpFilter {
-	if dir != translate.Inbound && dir != translate.Gateway {
+	if dir != translate.Inbound && dir != translate.Gateway && dir != translate.InboundTCP {
 		return nil
 	}
 	fs := authn.JWTFilters(s, p, c.Keys)
@@ -84,7 +86,29 @@ func (c Config) httpFilters(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direc
 	if v := p.Metadata[MetaAuthz]; v != "" && v != AuthzRBAC && v != AuthzExtAuthz {
 		c.Log.Warn("unknown WARD_AUTHZ node metadata: enforcing native RBAC", "proxy", p.ID, "value", v)
 	}
-	return append(fs, c.Authz.HTTPFilterHook(s, p, string(translate.Inbound))...)
+	authzDir := translate.Inbound
+	if dir == translate.InboundTCP {
+		authzDir = translate.InboundTCP
+	}
+	return append(fs, c.Authz.HTTPFilterHook(s, p, string(authzDir))...)
+}
+
+// networkFilters puts authorization before tcp_proxy on the chains that
+// carry opaque TCP to the proxy's workload (every PeerAuthentication
+// variant of a TCP or unknown-protocol port, and the inbound passthrough
+// chain) and on a gateway's TCP, TLS-terminated and TLS passthrough
+// chains: native network RBAC with Istio's TCP semantics, or Ward's
+// ext_authz network filter, after the CUSTOM providers' filters. A
+// proxy whose application enforces authorisation itself (appEnforces)
+// gets none; it has no TCP chains anyway.
+func (c Config) networkFilters(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direction, _ uint32) []*listener.Filter {
+	if dir != translate.Inbound && dir != translate.Gateway {
+		return nil
+	}
+	if appEnforces(p) {
+		return nil
+	}
+	return c.Authz.NetworkFilterHook(s, p, string(translate.Inbound))
 }
 
 func (c Config) fingerprint(s *mesh.Snapshot, p *mesh.Proxy) string {

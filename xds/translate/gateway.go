@@ -256,7 +256,7 @@ func (g *gen) passthroughChains(s gwServer) []*listener.FilterChain {
 				out = append(out, &listener.FilterChain{
 					Name:             "passthrough:" + key,
 					FilterChainMatch: &listener.FilterChainMatch{ServerNames: snis, TransportProtocol: "tls"},
-					Filters:          []*listener.Filter{tcpProxyFilter(dests[0].cluster, dests)},
+					Filters:          g.tcpFilters(Gateway, s.server.GetPort().GetNumber(), dests[0].cluster, dests),
 				})
 			}
 		}
@@ -279,5 +279,5 @@ func (g *gen) gatewayTCPChain(s gwServer, port uint32) *listener.FilterChain {
 			break
 		}
 	}
-	return &listener.FilterChain{Name: "tcp:" + s.gwName(), Filters: []*listener.Filter{tcpProxyFilter(dests[0].cluster, dests)}}
+	return &listener.FilterChain{Name: "tcp:" + s.gwName(), Filters: g.tcpFilters(Gateway, port, dests[0].cluster, dests)}
 }

@@ -35,6 +35,13 @@ type Hooks struct {
 	// HTTPFilters returns filters placed before fault/CORS/router (jwt_authn,
 	// ext_authz, RBAC).
 	HTTPFilters func(s *mesh.Snapshot, p *mesh.Proxy, dir Direction, port uint32) []*hcmv3.HttpFilter
+	// NetworkFilters returns filters placed before tcp_proxy on every chain
+	// that proxies opaque TCP to the proxy's own workload or through a
+	// gateway (network RBAC, ext_authz): dir is Inbound (port 0 for the
+	// inbound passthrough chain) or Gateway. A hook that cannot build its
+	// filters must return ones that deny: the translator never drops a
+	// chain's authorization.
+	NetworkFilters func(s *mesh.Snapshot, p *mesh.Proxy, dir Direction, port uint32) []*listener.Filter
 	// Clusters returns extra clusters that the hooks' filters reference
 	// (the ext_authz server). Sidecars get them with the inbound side,
 	// gateways with their listeners; proxyless gRPC never.

@@ -197,7 +197,11 @@ func (g *gen) grpcServerListener(in inboundPort) *listener.Listener {
 			}},
 		}},
 	}
-	h := g.inlineHCM(InboundName(in.target), rc, Inbound, in.target)
+	dir := Inbound
+	if !in.proto.IsHTTP() {
+		dir = InboundTCP // grpc-go serves every port with an HCM
+	}
+	h := g.inlineHCM(InboundName(in.target), rc, dir, in.target)
 	l := &listener.Listener{
 		Name:             GRPCServerListenerName(in.addr, in.target),
 		Address:          socketAddress(in.addr, in.target),

@@ -30,6 +30,12 @@ const (
 	Inbound  Direction = "inbound"
 	Outbound Direction = "outbound"
 	Gateway  Direction = "gateway"
+	// InboundTCP is an inbound HTTP connection manager serving a port whose
+	// protocol is opaque TCP: a proxyless gRPC server (grpc-go has no
+	// network filters) on a TCP-protocol port. Its authorization follows
+	// TCP semantics (Istio drops ALLOW rules with HTTP-only conditions and
+	// broadens the others).
+	InboundTCP Direction = "inbound-tcp"
 )
 
 // httpFilters is the HTTP filter chain: the hook's filters (authn, authz)
@@ -40,7 +46,7 @@ func (g *gen) httpFilters(dir Direction, port uint32) []*hcmv3.HttpFilter {
 	if g.hooks.HTTPFilters != nil {
 		out = append(out, g.hooks.HTTPFilters(g.ix.snap, g.proxy, dir, port)...)
 	}
-	if dir != Inbound {
+	if dir != Inbound && dir != InboundTCP {
 		out = append(out, typedFilter(FilterFault, &faultv3.HTTPFault{}))
 		if g.proxy.Type != mesh.ProxyGRPC {
 			out = append(out, typedFilter(FilterCORS, &corsv3.Cors{}))
@@ -56,25 +62,60 @@ func typedFilter(name string, m interface{ ProtoReflect() protoreflectMessage })
 // rdsHCM is an HTTP connection manager that fetches route config name
 // over ADS.
 func (g *gen) rdsHCM(stat, routeName string, dir Direction, port uint32) *hcmv3.HttpConnectionManager {
-	return &hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix: stat,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			ConfigSource: adsSource(), RouteConfigName: routeName,
 		}},
 		HttpFilters:      g.httpFilters(dir, port),
 		UseRemoteAddress: wrapperspb.Bool(dir == Gateway),
-		NormalizePath:    wrapperspb.Bool(g.proxy.Type != mesh.ProxyGRPC),
-		MergeSlashes:     g.proxy.Type != mesh.ProxyGRPC,
+	}
+	g.pathNormalization(h)
+	return h
+}
+
+// pathNormalization applies the mesh's pathNormalization level to an
+// Envoy HCM exactly as Istio does (its listener builder sets these three
+// fields on every HCM it builds: sidecar inbound and outbound, gateways):
+//
+//	NONE                      normalize_path false
+//	BASE (default)            normalize_path true
+//	MERGE_SLASHES             normalize_path, merge_slashes
+//	DECODE_AND_MERGE_SLASHES  normalize_path, merge_slashes,
+//	                          path_with_escaped_slashes_action UNESCAPE_AND_FORWARD
+//
+// path_with_escaped_slashes_action is KEEP_UNCHANGED otherwise. Ward's
+// authorisation engine normalises the same way (authz.NormalizePath).
+// Proxyless gRPC gets none of them: grpc-go ignores these fields, and
+// its authorisation normalises through the engine (the ext_authz
+// interceptor) or matches gRPC method paths, which it validates itself.
+func (g *gen) pathNormalization(h *hcmv3.HttpConnectionManager) {
+	if g.proxy.Type == mesh.ProxyGRPC {
+		return
+	}
+	h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_KEEP_UNCHANGED
+	switch g.ix.snap.Mesh().PathNormalizationLevel() {
+	case mesh.PathNormalizationNone:
+		h.NormalizePath = wrapperspb.Bool(false)
+	case mesh.PathNormalizationMergeSlashes:
+		h.NormalizePath, h.MergeSlashes = wrapperspb.Bool(true), true
+	case mesh.PathNormalizationDecodeAndMergeSlashes:
+		h.NormalizePath, h.MergeSlashes = wrapperspb.Bool(true), true
+		h.PathWithEscapedSlashesAction = hcmv3.HttpConnectionManager_UNESCAPE_AND_FORWARD
+	default:
+		h.NormalizePath = wrapperspb.Bool(true)
 	}
 }
 
 // inlineHCM is an HTTP connection manager with an inline route config.
 func (g *gen) inlineHCM(stat string, rc *route.RouteConfiguration, dir Direction, port uint32) *hcmv3.HttpConnectionManager {
-	return &hcmv3.HttpConnectionManager{
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix:     stat,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		HttpFilters:    g.httpFilters(dir, port),
 	}
+	g.pathNormalization(h)
+	return h
 }
 
 func hcmFilter(h *hcmv3.HttpConnectionManager) *listener.Filter {
@@ -85,6 +126,16 @@ func hcmFilter(h *hcmv3.HttpConnectionManager) *listener.Filter {
 type weighted struct {
 	cluster string
 	weight  uint32
+}
+
+// tcpFilters is the network filter stack of a chain proxying opaque TCP:
+// the hook's filters (authorization), then tcp_proxy last.
+func (g *gen) tcpFilters(dir Direction, port uint32, stat string, dests []weighted) []*listener.Filter {
+	var out []*listener.Filter
+	if g.hooks.NetworkFilters != nil {
+		out = append(out, g.hooks.NetworkFilters(g.ix.snap, g.proxy, dir, port)...)
+	}
+	return append(out, tcpProxyFilter(stat, dests))
 }
 
 func tcpProxyFilter(stat string, dests []weighted) *listener.Filter {

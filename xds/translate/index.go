@@ -112,7 +112,8 @@ func NewIndex(snap *mesh.Snapshot) *Index {
 		ix.svcConfigPrint[svc] = ix.serviceFingerprint(svc, false)
 	}
 	ix.vsHosts = ix.outsideRegistryVS()
-	ix.meshHash = hashStrings(string(snap.Mesh().OutboundTrafficPolicy), snap.Mesh().TrustDomain, snap.Mesh().RootNamespace)
+	ix.meshHash = hashStrings(string(snap.Mesh().OutboundTrafficPolicy), snap.Mesh().TrustDomain, snap.Mesh().RootNamespace,
+		string(snap.Mesh().PathNormalizationLevel()))
 	return ix
 }
 

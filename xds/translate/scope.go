@@ -240,12 +240,13 @@ func (ix *Index) outboundFingerprint(sc *Scope, prints map[*mesh.Service]string,
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
-// InboundFingerprint hashes what the inbound side depends on: proxy type
+// InboundFingerprint hashes what the inbound side depends on: proxy type,
+// the mesh config (path normalisation of its HTTP connection managers)
 // and the addresses and ports its workload serves (and its Sidecar's
 // ingress, already folded into those ports).
 func (ix *Index) InboundFingerprint(sc *Scope) string {
 	h := sha256.New()
-	writeStr(h, string(sc.Proxy.Type))
+	writeStr(h, string(sc.Proxy.Type), ix.meshHash)
 	for _, in := range sc.ports {
 		writeStr(h, in.addr, itoa(in.port), itoa(in.target), string(in.proto))
 	}

@@ -71,9 +71,12 @@ func (g *gen) virtualInbound() *listener.Listener {
 			{Name: "envoy.filters.listener.original_dst", ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&origdst.OriginalDst{})}},
 			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
 		},
+		// Traffic to a port no service declares is still the workload's:
+		// policies apply to it as opaque TCP (Istio's inbound passthrough
+		// chains carry the same authorization).
 		FilterChains: []*listener.FilterChain{{
 			Name:    "virtualInbound-catchall",
-			Filters: []*listener.Filter{tcpProxyFilter(PassthroughCluster, []weighted{{cluster: PassthroughCluster}})},
+			Filters: g.tcpFilters(Inbound, 0, PassthroughCluster, []weighted{{cluster: PassthroughCluster}}),
 		}},
 	}
 	for _, in := range g.sc.ports {
@@ -159,7 +162,7 @@ func (g *gen) inboundChain(in inboundPort, sec ChainSecurity) *listener.FilterCh
 		}}}
 		fc.Filters = []*listener.Filter{hcmFilter(g.inlineHCM(name, rc, Inbound, in.target))}
 	} else {
-		fc.Filters = []*listener.Filter{tcpProxyFilter(name, []weighted{{cluster: name}})}
+		fc.Filters = g.tcpFilters(Inbound, in.target, name, []weighted{{cluster: name}})
 	}
 	return fc
 }
