@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
 	"github.com/wardmesh/ward/xds/hooks"
@@ -201,4 +202,55 @@ spec:
 	}
 	r.JWT = simulate.JWT{}
 	expectNotAllowed(t, sim.Run(r))
+}
+
+// denyAll is an external authorizer that denies every check.
+type denyAll struct{ calls int }
+
+func (d *denyAll) Check(simulate.CheckRequest) (simulate.CheckResponse, error) {
+	d.calls++
+	return simulate.CheckResponse{Allowed: false, Status: 403}, nil
+}
+
+// TestHolesCustomProviderGate is a fifth hole the simulator found: the
+// ext_authz filter of an external CUSTOM provider is gated on
+// envoy.filters.http.rbac/shadow_effective_policy_id, but Envoy writes
+// the shadow result under <shadow_rules_stat_prefix>shadow_effective_policy_id
+// ("istio-ext-authz-<provider>-shadow_effective_policy_id"), so the
+// provider is never consulted and its CUSTOM rules fail open.
+func TestHolesCustomProviderGate(t *testing.T) {
+	meshYAML := `
+apiVersion: config.wardmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  extensionProviders:
+  - name: external
+    envoyExtAuthzGrpc: {service: ext-authz.auth.svc.cluster.local, port: 9000}
+`
+	custom := `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: custom, namespace: foo}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: CUSTOM
+  provider: {name: external}
+  rules:
+  - to: [{operation: {paths: ["/custom/*"]}}]
+`
+	cfg := hooks.Config{Authz: authz.HookConfig{ProviderCluster: func(mesh.ExtensionProvider) string { return "outbound|9000||ext-authz.auth.svc.cluster.local" }}}
+	checker := &denyAll{}
+	sim := wardSim(t, snapshotOf(t, meshYAML, workloadYAML, custom), web, cfg, checker)
+	r := mtlsTo(8080, simulate.HTTP1, "spiffe://cluster.local/ns/foo/sa/alice")
+	r.Path = "/custom/x"
+	res := sim.Run(r)
+	if checker.calls == 0 || res.Verdict != simulate.Denied {
+		t.Errorf("CUSTOM provider not consulted (%d calls): %s\n%s", checker.calls, res, strings.Join(res.Trace, "\n"))
+	}
+	checker.calls = 0
+	r.Path = "/public"
+	if res := sim.Run(r); checker.calls != 0 || res.Verdict != simulate.Allowed {
+		t.Errorf("provider consulted outside its rules (%d calls): %s", checker.calls, res)
+	}
 }
