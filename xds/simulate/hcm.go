@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"net/netip"
 	"strings"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -71,7 +72,35 @@ func (st *stream) prepare(res *Result) bool {
 	st.a.http, st.a.path = true, path
 	st.a.headers = requestHeaders(req, method, path, st.cfg, st.a.ssl)
 	st.rr = routeRequest{path: path, headers: st.a.headers}
+	st.remoteAddress(res)
 	return true
+}
+
+// remoteAddress derives remote_ip from X-Forwarded-For as the HCM does:
+// with use_remote_address the connection address stays unless
+// xff_num_trusted_hops trusts XFF entries; without it the last entry
+// (skipping trusted hops) is the client. Request.RemoteIP overrides.
+func (st *stream) remoteAddress(res *Result) {
+	xff := st.a.headers["x-forwarded-for"]
+	if st.a.req.RemoteIP != "" || xff == "" {
+		return
+	}
+	parts := strings.Split(xff, ",")
+	hops := int(st.cfg.GetXffNumTrustedHops())
+	i := len(parts) - 1 - hops
+	if st.cfg.GetUseRemoteAddress().GetValue() {
+		if hops == 0 {
+			return
+		}
+		i = len(parts) - hops
+	}
+	if i < 0 || i >= len(parts) {
+		return
+	}
+	if ip, err := netip.ParseAddr(strings.TrimSpace(parts[i])); err == nil {
+		st.a.remoteIP = ip
+		res.tracef("remote address %s from x-forwarded-for", ip)
+	}
 }
 
 func pathOptions(cfg *hcm.HttpConnectionManager) PathOptions {

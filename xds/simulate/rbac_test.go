@@ -13,6 +13,7 @@ import (
 	uritemplate "github.com/envoyproxy/go-control-plane/envoy/extensions/path/match/uri_template/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	v3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func exact(s string) *matcher.StringMatcher {
@@ -212,5 +213,27 @@ func TestNetworkRBAC(t *testing.T) {
 	}
 	if res := run(l, Request{DstPort: 5432, TLS: true, PeerURISAN: "spiffe://cluster.local/ns/a/sa/alice"}); res.Verdict != Allowed || res.Cluster != "db" {
 		t.Errorf("alice: %s", res)
+	}
+}
+
+// TestRemoteIPFromXFF: without use_remote_address the last XFF entry is
+// the client Envoy's remote_ip matches; with it, the connection address.
+func TestRemoteIPFromXFF(t *testing.T) {
+	remote := &rbachttp.RBAC{Rules: &rbac.RBAC{Action: rbac.RBAC_ALLOW, Policies: map[string]*rbac.Policy{
+		"remote": {Permissions: []*rbac.Permission{{Rule: &rbac.Permission_Any{Any: true}}},
+			Principals: []*rbac.Principal{{Identifier: &rbac.Principal_RemoteIp{RemoteIp: cidr("203.0.113.0", 24)}}}}}}}
+	h := inlineHCM(catchAllRoutes("backend"))
+	fc := httpChain(t, "http", nil, h, httpFilter(t, "rbac", remote))
+	l := &listener.Listener{Name: "l", Address: addr("0.0.0.0", 80), FilterChains: []*listener.FilterChain{fc}}
+	req := Request{DstIP: "10.0.0.1", DstPort: 80, SrcIP: "10.9.9.9", Protocol: HTTP1, Path: "/", Host: "x",
+		Headers: map[string]string{"X-Forwarded-For": "198.51.100.1, 203.0.113.5"}}
+	if res := run(l, req); res.Verdict != Allowed {
+		t.Errorf("XFF client not used: %s", res)
+	}
+	h.UseRemoteAddress = wrapperspb.Bool(true)
+	fc = httpChain(t, "http", nil, h, httpFilter(t, "rbac", remote))
+	l.FilterChains = []*listener.FilterChain{fc}
+	if res := run(l, req); res.Verdict != Denied {
+		t.Errorf("use_remote_address trusted XFF: %s", res)
 	}
 }
