@@ -221,7 +221,8 @@ func authenticatedMatches(au *rbac.Principal_Authenticated, a *attrs) bool {
 }
 
 // uriTemplateMatches is Envoy's uri_template matcher: literal segments,
-// "{x}"/"*" one non-empty segment, "{x=**}"/"**" the rest of the path.
+// "{x}"/"*" one non-empty segment, "{x=**}"/"**" one or more segments
+// (possibly empty: "/a/{**}" matches "/a/" but not "/a").
 func uriTemplateMatches(cfg *core.TypedExtensionConfig, path string) bool {
 	t := &uritemplate.UriTemplateMatchConfig{}
 	if err := cfg.GetTypedConfig().UnmarshalTo(t); err != nil {
@@ -234,20 +235,22 @@ func templateMatches(tpl, segs []string) bool {
 	if len(tpl) == 0 {
 		return len(segs) == 0
 	}
-	switch tpl[0] {
-	case "**", "{**}":
-		return true
-	}
-	if strings.HasPrefix(tpl[0], "{") && strings.HasSuffix(tpl[0], "=**}") {
-		return true
-	}
-	if len(segs) == 0 {
+	if isDoubleStar(tpl[0]) {
+		for k := 1; k <= len(segs); k++ {
+			if templateMatches(tpl[1:], segs[k:]) {
+				return true
+			}
+		}
 		return false
 	}
-	if !segmentMatches(tpl[0], segs[0]) {
+	if len(segs) == 0 || !segmentMatches(tpl[0], segs[0]) {
 		return false
 	}
 	return templateMatches(tpl[1:], segs[1:])
+}
+
+func isDoubleStar(t string) bool {
+	return t == "**" || t == "{**}" || (strings.HasPrefix(t, "{") && strings.HasSuffix(t, "=**}"))
 }
 
 func segmentMatches(t, s string) bool {

@@ -237,3 +237,25 @@ func TestRemoteIPFromXFF(t *testing.T) {
 		t.Errorf("use_remote_address trusted XFF: %s", res)
 	}
 }
+
+func TestURITemplate(t *testing.T) {
+	for _, tc := range []struct {
+		tpl, path string
+		want      bool
+	}{
+		{"/files/{**}", "/files/a/b", true},
+		{"/files/{**}", "/files/", true},
+		{"/files/{**}", "/files", false},
+		{"/docs/{**}/index.html", "/docs/a/b/index.html", true},
+		{"/docs/{**}/index.html", "/docs/a/b/other.html", false},
+		{"/docs/{**}/index.html", "/docs/index.html", false},
+		{"/api/{*}/items", "/api/v1/items", true},
+		{"/api/{*}/items", "/api//items", false},
+		{"/api/{*}/items", "/api/v1/v2/items", false},
+	} {
+		cfg := &core.TypedExtensionConfig{Name: "t", TypedConfig: mustAny(t, &uritemplate.UriTemplateMatchConfig{PathTemplate: tc.tpl})}
+		if got := uriTemplateMatches(cfg, tc.path); got != tc.want {
+			t.Errorf("%s ~ %s = %v, want %v", tc.tpl, tc.path, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,180 @@
+package semantics
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/schema"
+	"github.com/wardmesh/ward/xds/hooks"
+	"github.com/wardmesh/ward/xds/simulate"
+	"github.com/wardmesh/ward/xds/translate"
+)
+
+// variant is how a case is sent: the port's declared protocol, what the
+// client speaks, and whether it uses mTLS.
+type variant struct {
+	portProto string
+	proto     simulate.Protocol
+	mtls      bool
+}
+
+func (v variant) String() string {
+	tls := "plaintext"
+	if v.mtls {
+		tls = "mtls"
+	}
+	return strings.ToLower(v.portProto) + "-" + tls
+}
+
+var variants = []variant{
+	{"HTTP", simulate.HTTP1, false}, {"HTTP", simulate.HTTP1, true},
+	{"HTTP2", simulate.HTTP2, false}, {"HTTP2", simulate.HTTP2, true},
+	{"GRPC", simulate.GRPC, false}, {"GRPC", simulate.GRPC, true},
+	{"TCP", simulate.TCP, false}, {"TCP", simulate.TCP, true},
+}
+
+// neutralPeer is the identity an mTLS variant presents when the case
+// names none.
+const neutralPeer = "cluster.local/ns/sim/sa/client"
+
+// workloadIP is the sidecar's workload address.
+const workloadIP = "10.0.0.2"
+
+// suite holds what one data file needs: its configs, its Rego engine and
+// the simulators built so far.
+type suite struct {
+	name    string
+	mesh    mesh.MeshConfig
+	configs []*mesh.Config
+	issuers []string
+	engine  *authz.Engine
+	sims    map[string]*simulate.Simulator
+}
+
+func newSuite(t *testing.T, name string, sf suiteFile) *suite {
+	t.Helper()
+	s := &suite{name: name, sims: map[string]*simulate.Simulator{}}
+	if sf.Mesh != "" {
+		_, mc, err := schema.DecodeAll([]byte(sf.Mesh), mesh.Source{})
+		if err != nil || mc == nil {
+			t.Fatalf("%s mesh: %v", name, err)
+		}
+		s.mesh = *mc
+	}
+	cfgs, _, err := schema.DecodeAll([]byte(sf.Policies), mesh.Source{})
+	if err != nil {
+		t.Fatalf("%s policies: %v", name, err)
+	}
+	s.configs = cfgs
+	s.engine, err = authz.NewEngine(mesh.NewSnapshot(s.mesh, cfgs), authz.EngineConfig{Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("%s engine: %v", name, err)
+	}
+	s.issuers = issuersOf(sf.Cases)
+	return s
+}
+
+func issuersOf(cases []suiteCase) []string {
+	seen := map[string]bool{}
+	for _, c := range cases {
+		if iss, ok := c.Req.Claims["iss"].(string); ok {
+			seen[iss] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for i := range seen {
+		out = append(out, i)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// world is the synthesized registry around the case's workload: a
+// ServiceEntry declaring its port with the variant's protocol, a
+// WorkloadEntry, PERMISSIVE mTLS (so plaintext and mTLS both reach it)
+// and a RequestAuthentication trusting every issuer the file's cases use.
+func (s *suite) world(ns string, labels map[string]string, port uint32, portProto string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: sim-web, namespace: %s}
+spec:
+  hosts: ["sim-web.%s.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: %d, name: p, protocol: %s}]
+  workloadSelector: {labels: %s}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: sim-web-1, namespace: %s}
+spec:
+  address: %s
+  serviceAccount: web
+  labels: %s
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: sim-permissive, namespace: %s}
+spec: {mtls: {mode: PERMISSIVE}}
+`, ns, ns, port, portProto, flowMap(labels), ns, workloadIP, flowMap(withTLSMode(labels)), ns)
+	if len(s.issuers) > 0 {
+		fmt.Fprintf(&b, "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: sim-jwt, namespace: %s}\nspec:\n  jwtRules:\n", ns)
+		for _, iss := range s.issuers {
+			fmt.Fprintf(&b, "  - {issuer: %q, jwks: '%s'}\n", iss, jwks)
+		}
+	}
+	return b.String()
+}
+
+const jwks = `{"keys":[{"alg":"ES256","crv":"P-256","kid":"k1","kty":"EC","use":"sig","x":"b5qJEQ5OaDuhqWtqtYB9kZoGkejLMWGzez9y44_bZOc","y":"tKoPr4HYvhtvIojU-Bj7NrcZ_Req3Xdt3SuyK4qT6N4"}]}`
+
+func withTLSMode(l map[string]string) map[string]string {
+	out := map[string]string{"security.istio.io/tlsMode": "istio"}
+	for k, v := range l {
+		out[k] = v
+	}
+	return out
+}
+
+func flowMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%q: %q", k, m[k])
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+// simulator returns (building once) the simulator for the sidecar of the
+// case's workload with its port declared as portProto.
+func (s *suite) simulator(t *testing.T, ns string, labels map[string]string, port uint32, portProto string) *simulate.Simulator {
+	t.Helper()
+	key := fmt.Sprintf("%s|%s|%d|%s", ns, flowMap(labels), port, portProto)
+	if sim, ok := s.sims[key]; ok {
+		return sim
+	}
+	extra, _, err := schema.DecodeAll([]byte(s.world(ns, labels, port, portProto)), mesh.Source{})
+	if err != nil {
+		t.Fatalf("synthesized registry: %v", err)
+	}
+	snap := mesh.NewSnapshot(s.mesh, append(append([]*mesh.Config(nil), s.configs...), extra...))
+	p := &mesh.Proxy{ID: "sim-web-1." + ns, Type: mesh.ProxySidecar, Namespace: ns, ServiceAccount: "web", Labels: labels, IPs: []string{workloadIP}}
+	ix := translate.NewIndex(snap)
+	res := translate.Generate(ix, ix.Scope(p), hooks.New(hooks.Config{}))
+	if err := res.Validate(); err != nil {
+		t.Fatalf("sidecar resources do not validate: %v", err)
+	}
+	sim := simulate.New(simulate.Config{Resources: simulate.Resources{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters}})
+	s.sims[key] = sim
+	return sim
+}
