@@ -30,7 +30,7 @@ func skipReason(c suiteCase, v variant) string {
 		return "a peer principal needs mTLS"
 	case c.Req.Claims != nil && c.Req.Claims["iss"] == nil && v.proto != simulate.TCP:
 		return "a verified JWT needs an issuer"
-	case c.NoRBAC:
+	case c.NoRBAC && !v.extAuthz:
 		return "CUSTOM rego provider: not expressible in native RBAC (fails closed there)"
 	}
 	return ""
@@ -123,7 +123,7 @@ func TestSemanticsThroughProxy(t *testing.T) {
 		sf := loadSuite(t)[name]
 		s := newSuite(t, name, sf)
 		for _, c := range sf.Cases {
-			for _, v := range variants {
+			for _, v := range variants() {
 				if why := skipReason(c, v); why != "" {
 					skipped[why]++
 					continue
@@ -148,7 +148,7 @@ func (s *suite) compare(t *testing.T, c suiteCase, v variant) (disagreement, boo
 		labels = map[string]string{"app": "web"}
 	}
 	in := send(c, v)
-	res := s.simulator(t, ns, labels, portOf(c), v.portProto).Run(in.sim)
+	res := s.simulator(t, ns, labels, portOf(c), v).Run(in.sim)
 	pol, err := s.engine.For(context.Background(), ns, mesh.Labels(labels))
 	if err != nil {
 		t.Fatalf("rego for %s: %v", c.Name, err)
@@ -164,7 +164,11 @@ func (s *suite) compare(t *testing.T, c suiteCase, v variant) (disagreement, boo
 		// closed, by design).
 		return disagreement{}, true
 	}
-	return disagreement{file: s.name, name: c.Name, v: v, sim: res, rego: d}, allowed == d.Allowed
+	dis := disagreement{file: s.name, name: c.Name, v: v, sim: res, rego: d}
+	if allowed == d.Allowed && !allowed && res.Policy != "" && d.Rule != "" && res.Policy != d.Rule {
+		t.Errorf("deciding rule differs: %s", dis)
+	}
+	return dis, allowed == d.Allowed
 }
 
 func sortedNames(m map[string]suiteFile) []string {

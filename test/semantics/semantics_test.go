@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/authz/extauthz"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
 	"github.com/wardmesh/ward/xds/hooks"
@@ -21,21 +22,34 @@ type variant struct {
 	portProto string
 	proto     simulate.Protocol
 	mtls      bool
+	// extAuthz: Envoy calls Ward's ext_authz server (run in-process)
+	// instead of enforcing native RBAC.
+	extAuthz bool
 }
 
 func (v variant) String() string {
-	tls := "plaintext"
+	tls, mode := "plaintext", "rbac"
 	if v.mtls {
 		tls = "mtls"
 	}
-	return strings.ToLower(v.portProto) + "-" + tls
+	if v.extAuthz {
+		mode = "extauthz"
+	}
+	return strings.ToLower(v.portProto) + "-" + tls + "-" + mode
 }
 
-var variants = []variant{
-	{"HTTP", simulate.HTTP1, false}, {"HTTP", simulate.HTTP1, true},
-	{"HTTP2", simulate.HTTP2, false}, {"HTTP2", simulate.HTTP2, true},
-	{"GRPC", simulate.GRPC, false}, {"GRPC", simulate.GRPC, true},
-	{"TCP", simulate.TCP, false}, {"TCP", simulate.TCP, true},
+// variants are every port protocol × plaintext/mTLS × enforcement mode.
+func variants() []variant {
+	var out []variant
+	for _, ea := range []bool{false, true} {
+		for _, p := range []struct {
+			port  string
+			proto simulate.Protocol
+		}{{"HTTP", simulate.HTTP1}, {"HTTP2", simulate.HTTP2}, {"GRPC", simulate.GRPC}, {"TCP", simulate.TCP}} {
+			out = append(out, variant{p.port, p.proto, false, ea}, variant{p.port, p.proto, true, ea})
+		}
+	}
+	return out
 }
 
 // neutralPeer is the identity an mTLS variant presents when the case
@@ -53,12 +67,22 @@ type suite struct {
 	configs []*mesh.Config
 	issuers []string
 	engine  *authz.Engine
-	sims    map[string]*simulate.Simulator
+	sims    map[string]*world
+	// srv is Ward's ext_authz server, holding the snapshot of the world
+	// last simulated (current).
+	srv     *extauthz.Server
+	current string
+}
+
+// world is one synthesized registry and the sidecar simulator over it.
+type world struct {
+	snap *mesh.Snapshot
+	sim  *simulate.Simulator
 }
 
 func newSuite(t *testing.T, name string, sf suiteFile) *suite {
 	t.Helper()
-	s := &suite{name: name, sims: map[string]*simulate.Simulator{}}
+	s := &suite{name: name, sims: map[string]*world{}, srv: extauthz.New(extauthz.Config{Timeout: time.Minute})}
 	if sf.Mesh != "" {
 		_, mc, err := schema.DecodeAll([]byte(sf.Mesh), mesh.Source{})
 		if err != nil || mc == nil {
@@ -156,25 +180,47 @@ func flowMap(m map[string]string) string {
 }
 
 // simulator returns (building once) the simulator for the sidecar of the
-// case's workload with its port declared as portProto.
-func (s *suite) simulator(t *testing.T, ns string, labels map[string]string, port uint32, portProto string) *simulate.Simulator {
+// case's workload with its port declared as portProto, and points the
+// ext_authz server at that world.
+func (s *suite) simulator(t *testing.T, ns string, labels map[string]string, port uint32, v variant) *simulate.Simulator {
 	t.Helper()
-	key := fmt.Sprintf("%s|%s|%d|%s", ns, flowMap(labels), port, portProto)
-	if sim, ok := s.sims[key]; ok {
-		return sim
+	key := fmt.Sprintf("%s|%s|%d|%s|%v", ns, flowMap(labels), port, v.portProto, v.extAuthz)
+	w, ok := s.sims[key]
+	if !ok {
+		w = s.build(t, ns, labels, port, v)
+		s.sims[key] = w
 	}
-	extra, _, err := schema.DecodeAll([]byte(s.world(ns, labels, port, portProto)), mesh.Source{})
+	if v.extAuthz && s.current != key {
+		if err := s.srv.Update(w.snap); err != nil {
+			t.Fatalf("ext_authz update: %v", err)
+		}
+		s.current = key
+	}
+	return w.sim
+}
+
+func (s *suite) build(t *testing.T, ns string, labels map[string]string, port uint32, v variant) *world {
+	t.Helper()
+	extra, _, err := schema.DecodeAll([]byte(s.world(ns, labels, port, v.portProto)), mesh.Source{})
 	if err != nil {
 		t.Fatalf("synthesized registry: %v", err)
 	}
 	snap := mesh.NewSnapshot(s.mesh, append(append([]*mesh.Config(nil), s.configs...), extra...))
 	p := &mesh.Proxy{ID: "sim-web-1." + ns, Type: mesh.ProxySidecar, Namespace: ns, ServiceAccount: "web", Labels: labels, IPs: []string{workloadIP}}
+	cfg := hooks.Config{}
+	if v.extAuthz {
+		target, err := hooks.ParseExtAuthzTarget("127.0.0.1:9191")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.ExtAuthz = target
+	}
 	ix := translate.NewIndex(snap)
-	res := translate.Generate(ix, ix.Scope(p), hooks.New(hooks.Config{}))
+	res := translate.Generate(ix, ix.Scope(p), hooks.New(cfg))
 	if err := res.Validate(); err != nil {
 		t.Fatalf("sidecar resources do not validate: %v", err)
 	}
-	sim := simulate.New(simulate.Config{Resources: simulate.Resources{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters}})
-	s.sims[key] = sim
-	return sim
+	sim := simulate.New(simulate.Config{Resources: simulate.Resources{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters},
+		Checker: serverChecker{s.srv}})
+	return &world{snap: snap, sim: sim}
 }

@@ -2,7 +2,9 @@ package simulate
 
 import (
 	"errors"
+	"strings"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 )
@@ -30,6 +32,9 @@ type CheckRequest struct {
 	// Metadata holds the dynamic-metadata namespaces the filter forwards
 	// (metadata_context_namespaces).
 	Metadata map[string]map[string]any
+	// InitialMetadata is the gRPC service's initial_metadata (what the
+	// filter's gRPC call carries as request metadata).
+	InitialMetadata map[string]string
 }
 
 // CheckResponse is the authorization server's answer.
@@ -85,6 +90,14 @@ func errorStatus(s *typev3.HttpStatus) int {
 		return 403
 	}
 	return int(s.GetCode())
+}
+
+func initialMetadata(g *core.GrpcService) map[string]string {
+	out := map[string]string{}
+	for _, h := range g.GetInitialMetadata() {
+		out[strings.ToLower(h.GetKey())] = h.GetValue()
+	}
+	return out
 }
 
 func copyMeta(md metadata, namespaces []string) map[string]map[string]any {

@@ -130,7 +130,8 @@ func (s *Simulator) httpExtAuthz(name string, cfg *extauthzhttp.ExtAuthz, per pr
 		return true
 	}
 	cr := CheckRequest{Filter: name, Cluster: cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName(), Request: st.a.req, Path: st.a.path,
-		Headers: st.a.headers, ContextExtensions: pr.GetCheckSettings().GetContextExtensions(), Metadata: copyMeta(st.a.meta, cfg.GetMetadataContextNamespaces())}
+		Headers: st.a.headers, ContextExtensions: pr.GetCheckSettings().GetContextExtensions(), Metadata: copyMeta(st.a.meta, cfg.GetMetadataContextNamespaces()),
+		InitialMetadata: initialMetadata(cfg.GetGrpcService())}
 	ok, status := call.decide(s, cr, res)
 	if !ok {
 		res.Filter = name

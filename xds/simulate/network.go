@@ -56,7 +56,8 @@ func (s *Simulator) netExtAuthz(name string, cfg *extauthznet.ExtAuthz, a *attrs
 	if !call.gate(a, res) {
 		return true
 	}
-	cr := CheckRequest{Filter: name, Cluster: cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName(), Network: true, Request: a.req}
+	cr := CheckRequest{Filter: name, Cluster: cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName(), Network: true, Request: a.req,
+		InitialMetadata: initialMetadata(cfg.GetGrpcService())}
 	ok, _ := call.decide(s, cr, res)
 	if !ok {
 		res.Filter = name
