@@ -30,6 +30,8 @@ func skipReason(c suiteCase, v variant) string {
 		return "a peer principal needs mTLS"
 	case c.Req.Claims != nil && c.Req.Claims["iss"] == nil && v.proto != simulate.TCP:
 		return "a verified JWT needs an issuer"
+	case c.Req.RemoteIP != "" && v.gateway:
+		return "remote IP needs trusted XFF hops at a gateway"
 	case c.NoRBAC && !v.extAuthz:
 		return "CUSTOM rego provider: not expressible in native RBAC (fails closed there)"
 	}
@@ -46,7 +48,11 @@ func peerOf(c suiteCase, v variant) string {
 func send(c suiteCase, v variant) sent {
 	r := c.Req
 	peer := peerOf(c, v)
-	s := simulate.Request{Capture: simulate.Inbound, SrcIP: or(r.IP, "10.0.0.1"), SrcPort: 40000, DstIP: or(r.DstIP, workloadIP),
+	capture := simulate.Inbound
+	if v.gateway {
+		capture = simulate.Direct
+	}
+	s := simulate.Request{Capture: capture, SrcIP: or(r.IP, "10.0.0.1"), SrcPort: 40000, DstIP: or(r.DstIP, workloadIP),
 		DstPort: portOf(c), TLS: v.mtls, SNI: r.SNI, PeerURISAN: spiffe(peer), Protocol: v.proto}
 	rego := &authz.Request{Source: authz.Peer{IP: s.SrcIP, Port: 40000, Principal: peer}, Destination: authz.Peer{IP: s.DstIP, Port: s.DstPort}, SNI: r.SNI}
 	s.ALPN = alpnFor(v)

@@ -25,6 +25,9 @@ type variant struct {
 	// extAuthz: Envoy calls Ward's ext_authz server (run in-process)
 	// instead of enforcing native RBAC.
 	extAuthz bool
+	// gateway: the workload is an ingress gateway whose Gateway server
+	// listens on the case's port (ISTIO_MUTUAL for mTLS), not a sidecar.
+	gateway bool
 }
 
 func (v variant) String() string {
@@ -35,18 +38,24 @@ func (v variant) String() string {
 	if v.extAuthz {
 		mode = "extauthz"
 	}
-	return strings.ToLower(v.portProto) + "-" + tls + "-" + mode
+	kind := "sidecar"
+	if v.gateway {
+		kind = "gateway"
+	}
+	return kind + "-" + strings.ToLower(v.portProto) + "-" + tls + "-" + mode
 }
 
 // variants are every port protocol × plaintext/mTLS × enforcement mode.
 func variants() []variant {
 	var out []variant
-	for _, ea := range []bool{false, true} {
-		for _, p := range []struct {
-			port  string
-			proto simulate.Protocol
-		}{{"HTTP", simulate.HTTP1}, {"HTTP2", simulate.HTTP2}, {"GRPC", simulate.GRPC}, {"TCP", simulate.TCP}} {
-			out = append(out, variant{p.port, p.proto, false, ea}, variant{p.port, p.proto, true, ea})
+	for _, gw := range []bool{false, true} {
+		for _, ea := range []bool{false, true} {
+			for _, p := range []struct {
+				port  string
+				proto simulate.Protocol
+			}{{"HTTP", simulate.HTTP1}, {"HTTP2", simulate.HTTP2}, {"GRPC", simulate.GRPC}, {"TCP", simulate.TCP}} {
+				out = append(out, variant{p.port, p.proto, false, ea, gw}, variant{p.port, p.proto, true, ea, gw})
+			}
 		}
 	}
 	return out
@@ -147,16 +156,79 @@ kind: PeerAuthentication
 metadata: {name: sim-permissive, namespace: %s}
 spec: {mtls: {mode: PERMISSIVE}}
 `, ns, ns, port, portProto, flowMap(labels), ns, workloadIP, flowMap(withTLSMode(labels)), ns)
-	if len(s.issuers) > 0 {
-		fmt.Fprintf(&b, "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: sim-jwt, namespace: %s}\nspec:\n  jwtRules:\n", ns)
-		for _, iss := range s.issuers {
-			fmt.Fprintf(&b, "  - {issuer: %q, jwks: '%s'}\n", iss, jwks)
-		}
+	b.WriteString(s.requestAuth(ns))
+	return b.String()
+}
+
+// requestAuth trusts every issuer the file's cases use, namespace-wide.
+func (s *suite) requestAuth(ns string) string {
+	if len(s.issuers) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: sim-jwt, namespace: %s}\nspec:\n  jwtRules:\n", ns)
+	for _, iss := range s.issuers {
+		fmt.Fprintf(&b, "  - {issuer: %q, jwks: '%s'}\n", iss, jwks)
 	}
 	return b.String()
 }
 
 const jwks = `{"keys":[{"alg":"ES256","crv":"P-256","kid":"k1","kty":"EC","use":"sig","x":"b5qJEQ5OaDuhqWtqtYB9kZoGkejLMWGzez9y44_bZOc","y":"tKoPr4HYvhtvIojU-Bj7NrcZ_Req3Xdt3SuyK4qT6N4"}]}`
+
+// gatewayWorld is an ingress gateway with the case's labels: a Gateway
+// server on the case's port (the variant's protocol in plaintext;
+// HTTPS or TLS with ISTIO_MUTUAL for mTLS) and a VirtualService sending
+// everything to a backend service.
+func (s *suite) gatewayWorld(ns string, labels map[string]string, port uint32, v variant) string {
+	proto, tls := v.portProto, ""
+	if v.mtls {
+		proto, tls = "HTTPS", "\n    tls: {mode: ISTIO_MUTUAL}"
+		if v.proto == simulate.TCP {
+			proto = "TLS"
+		}
+	}
+	route := "http: [{route: [{destination: {host: sim-backend." + ns + ".svc.cluster.local, port: {number: 80}}}]}]"
+	if v.proto == simulate.TCP {
+		route = "tcp: [{route: [{destination: {host: sim-backend." + ns + ".svc.cluster.local, port: {number: 80}}}]}]"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: sim-gw, namespace: %s}
+spec:
+  selector: %s
+  servers:
+  - port: {number: %d, name: p, protocol: %s}
+    hosts: ["*"]%s
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: sim-backend, namespace: %s}
+spec:
+  hosts: ["sim-backend.%s.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 80, name: p, protocol: %s}]
+  endpoints: [{address: 10.0.0.50}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: sim-gw, namespace: %s}
+spec:
+  hosts: ["*"]
+  gateways: ["sim-gw"]
+  %s
+`, ns, flowMap(labels), port, proto, tls, ns, ns, backendProto(v), ns, route)
+	b.WriteString(s.requestAuth(ns))
+	return b.String()
+}
+
+func backendProto(v variant) string {
+	if v.proto == simulate.TCP {
+		return "TCP"
+	}
+	return v.portProto
+}
 
 func withTLSMode(l map[string]string) map[string]string {
 	out := map[string]string{"security.istio.io/tlsMode": "istio"}
@@ -184,7 +256,7 @@ func flowMap(m map[string]string) string {
 // ext_authz server at that world.
 func (s *suite) simulator(t *testing.T, ns string, labels map[string]string, port uint32, v variant) *simulate.Simulator {
 	t.Helper()
-	key := fmt.Sprintf("%s|%s|%d|%s|%v", ns, flowMap(labels), port, v.portProto, v.extAuthz)
+	key := fmt.Sprintf("%s|%s|%d|%s|%v|%v|%v", ns, flowMap(labels), port, v.portProto, v.extAuthz, v.gateway, v.gateway && v.mtls)
 	w, ok := s.sims[key]
 	if !ok {
 		w = s.build(t, ns, labels, port, v)
@@ -201,12 +273,19 @@ func (s *suite) simulator(t *testing.T, ns string, labels map[string]string, por
 
 func (s *suite) build(t *testing.T, ns string, labels map[string]string, port uint32, v variant) *world {
 	t.Helper()
-	extra, _, err := schema.DecodeAll([]byte(s.world(ns, labels, port, v.portProto)), mesh.Source{})
+	src := s.world(ns, labels, port, v.portProto)
+	if v.gateway {
+		src = s.gatewayWorld(ns, labels, port, v)
+	}
+	extra, _, err := schema.DecodeAll([]byte(src), mesh.Source{})
 	if err != nil {
 		t.Fatalf("synthesized registry: %v", err)
 	}
 	snap := mesh.NewSnapshot(s.mesh, append(append([]*mesh.Config(nil), s.configs...), extra...))
 	p := &mesh.Proxy{ID: "sim-web-1." + ns, Type: mesh.ProxySidecar, Namespace: ns, ServiceAccount: "web", Labels: labels, IPs: []string{workloadIP}}
+	if v.gateway {
+		p.Type = mesh.ProxyRouter
+	}
 	cfg := hooks.Config{}
 	if v.extAuthz {
 		target, err := hooks.ParseExtAuthzTarget("127.0.0.1:9191")
