@@ -170,6 +170,13 @@ func (s *suite) compare(t *testing.T, c suiteCase, v variant) (disagreement, boo
 		// closed, by design).
 		return disagreement{}, true
 	}
+	if res.Reason == "client_certificate_san_rejected" {
+		// The peer is outside the mesh trust domain(s): the inbound chain's
+		// SAN check closes the connection before any policy runs, stricter
+		// than the policy alone (fail closed, by design).
+		t.Logf("%s/%s [%s]: peer %q rejected at the handshake (rego allowed=%v)", s.name, c.Name, v, in.sim.PeerURISAN, d.Allowed)
+		return disagreement{}, true
+	}
 	dis := disagreement{file: s.name, name: c.Name, v: v, sim: res, rego: d}
 	if allowed == d.Allowed && !allowed && res.Policy != "" && d.Rule != "" && res.Policy != d.Rule {
 		t.Errorf("deciding rule differs: %s", dis)

@@ -5,6 +5,7 @@ import (
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -146,5 +147,21 @@ func TestListenerSelection(t *testing.T) {
 		if res.Listener != tc.listener {
 			t.Errorf("%+v: listener %q, want %q", tc.req, res.Listener, tc.listener)
 		}
+	}
+}
+
+func TestMTLSSANCheck(t *testing.T) {
+	ctx := &tlsv3.DownstreamTlsContext{RequireClientCertificate: wrapperspb.Bool(true), CommonTlsContext: &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext: &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{
+				{SanType: tlsv3.SubjectAltNameMatcher_URI, Matcher: prefix("spiffe://cluster.local/")}}}}}}}
+	fc := tcpChain(t, "mtls", nil)
+	fc.TransportSocket = &core.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &core.TransportSocket_TypedConfig{TypedConfig: mustAny(t, ctx)}}
+	l := &listener.Listener{Name: "l", Address: addr("0.0.0.0", 80), FilterChains: []*listener.FilterChain{fc}}
+	if res := run(l, Request{DstPort: 80, TLS: true, PeerURISAN: "spiffe://cluster.local/ns/a/sa/b"}); res.Verdict != Allowed {
+		t.Errorf("mesh peer: %s", res)
+	}
+	if res := run(l, Request{DstPort: 80, TLS: true, PeerURISAN: "spiffe://other.domain/ns/a/sa/b"}); res.Verdict != TLSFailed {
+		t.Errorf("foreign trust domain: %s", res)
 	}
 }
