@@ -2,6 +2,7 @@ package simulate
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -23,6 +24,11 @@ type stream struct {
 func (s *Simulator) runHCM(cfg *hcm.HttpConnectionManager, a *attrs, res *Result) {
 	req := a.req
 	if req.Protocol == TCP {
+		res.finish(Rejected, 0, "http_codec_error")
+		return
+	}
+	if codecRejects(cfg.GetCodecType(), req.Protocol) {
+		res.tracef("HCM codec %s cannot parse %s", cfg.GetCodecType(), req.Protocol)
 		res.finish(Rejected, 0, "http_codec_error")
 		return
 	}
@@ -103,6 +109,17 @@ func (st *stream) remoteAddress(res *Result) {
 	}
 }
 
+// codecRejects: an HCM fixed to one HTTP version cannot parse the other.
+func codecRejects(c hcm.HttpConnectionManager_CodecType, p Protocol) bool {
+	switch c {
+	case hcm.HttpConnectionManager_HTTP1:
+		return p != HTTP1
+	case hcm.HttpConnectionManager_HTTP2:
+		return p == HTTP1
+	}
+	return false
+}
+
 func pathOptions(cfg *hcm.HttpConnectionManager) PathOptions {
 	return PathOptions{
 		Normalize:      cfg.GetNormalizePath().GetValue(),
@@ -122,7 +139,7 @@ func requestHeaders(req *Request, method, path string, cfg *hcm.HttpConnectionMa
 		scheme = "https"
 	}
 	host := req.Host
-	if cfg.GetStripAnyHostPort() {
+	if cfg.GetStripAnyHostPort() || (cfg.GetStripMatchingHostPort() && strings.HasSuffix(host, ":"+strconv.FormatUint(uint64(req.DstPort), 10))) {
 		host = stripPort(host)
 	}
 	h[":method"], h[":path"], h[":authority"], h[":scheme"] = method, path, host, scheme

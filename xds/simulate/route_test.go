@@ -5,6 +5,7 @@ import (
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
@@ -130,5 +131,26 @@ func TestRouteActions(t *testing.T) {
 	}
 	if res := run(l, req("/w")); len(res.Weighted) != 2 || res.Weighted[1] != (WeightedCluster{"v2", 20}) {
 		t.Errorf("weighted choices %v", res.Weighted)
+	}
+}
+
+func TestCodecAndHostPort(t *testing.T) {
+	rc := &route.RouteConfiguration{Name: "rc", VirtualHosts: []*route.VirtualHost{vhost("exact", "api.example.com"), vhost("any", "*")}}
+	h := inlineHCM(rc)
+	h.CodecType = hcm.HttpConnectionManager_HTTP1
+	h.StripMatchingHostPort = true
+	fc := httpChain(t, "http", nil, h)
+	l := &listener.Listener{Name: "l", Address: addr("0.0.0.0", 80), FilterChains: []*listener.FilterChain{fc}}
+	req := Request{DstIP: "10.0.0.1", DstPort: 80, Protocol: HTTP1, Path: "/", Host: "api.example.com:80"}
+	if res := run(l, req); res.VirtualHost != "exact" {
+		t.Errorf("strip_matching_host_port: %s vhost %q", res, res.VirtualHost)
+	}
+	req.Host = "api.example.com:8080"
+	if res := run(l, req); res.VirtualHost != "any" {
+		t.Errorf("non-matching port kept: vhost %q", res.VirtualHost)
+	}
+	req.Protocol = HTTP2
+	if res := run(l, req); res.Verdict != Rejected {
+		t.Errorf("HTTP/2 on an HTTP/1 codec: %s", res)
 	}
 }
