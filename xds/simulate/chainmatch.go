@@ -134,7 +134,7 @@ func (s *Simulator) selectChain(l *listener.Listener, req *Request, res *Result)
 		res.finish(NoChain, 0, "no_filter_chain")
 		return nil
 	}
-	res.Chain = fc.GetName()
+	res.Chain, res.FilterChain = fc.GetName(), fc
 	return fc
 }
 

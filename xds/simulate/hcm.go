@@ -177,7 +177,7 @@ func (s *Simulator) resolveRoute(st *stream, res *Result) bool {
 		st.rt = selectRoute(st.vh, st.rr)
 	}
 	if st.rt != nil {
-		res.Route = st.rt.GetName()
+		res.Route, res.RouteEntry = st.rt.GetName(), st.rt
 	}
 	res.tracef("route config %s: virtual host %q, route %q", st.rc.GetName(), res.VirtualHost, res.Route)
 	return true

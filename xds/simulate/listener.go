@@ -19,6 +19,8 @@ func (s *Simulator) selectListener(req *Request, res *Result) *listener.Listener
 		res.tracef("inbound capture → port %d", virtualInboundPort)
 	case Outbound:
 		l = s.outboundListener(req, res)
+	case API:
+		l = s.listenerNamed(req.Target)
 	default:
 		l = s.boundListener(req.DstIP, req.DstPort, false)
 	}
@@ -74,6 +76,15 @@ func (s *Simulator) boundListener(ip string, port uint32, handoff bool) *listene
 func (s *Simulator) listenerOnPort(port uint32) *listener.Listener {
 	for _, l := range s.res.Listeners {
 		if l.GetAddress().GetSocketAddress().GetPortValue() == port {
+			return l
+		}
+	}
+	return nil
+}
+
+func (s *Simulator) listenerNamed(name string) *listener.Listener {
+	for _, l := range s.res.Listeners {
+		if l.GetName() == name {
 			return l
 		}
 	}

@@ -93,3 +93,14 @@ func heaviest(ws []WeightedCluster) string {
 	}
 	return best.Name
 }
+
+// runAPIListener runs the HTTP connection manager of an API listener (a
+// proxyless gRPC client's view of a target).
+func (s *Simulator) runAPIListener(l *listener.Listener, a *attrs, res *Result) {
+	h, ok := unpack(l.GetApiListener().GetApiListener()).(*hcm.HttpConnectionManager)
+	if !ok {
+		res.finish(NoChain, 0, "api_listener_without_hcm")
+		return
+	}
+	s.runHCM(h, a, res)
+}

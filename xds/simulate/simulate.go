@@ -29,6 +29,9 @@ const (
 	// to virtualOutbound (port 15001), which hands it to the listener of
 	// the original destination.
 	Outbound
+	// API: a proxyless gRPC client resolving xds:///<Target> through the
+	// API listener named Target (no sockets, no filter chains).
+	API
 )
 
 // Protocol is what the client speaks over the connection.
@@ -71,6 +74,8 @@ type JWT struct {
 // HTTP request on it.
 type Request struct {
 	Capture Capture
+	// Target names the API listener (Capture API), e.g. "echo.ns.svc.cluster.local:7070".
+	Target  string
 	SrcIP   string
 	SrcPort uint32
 	DstIP   string
@@ -158,6 +163,10 @@ type Result struct {
 	Cluster     string
 	Weighted    []WeightedCluster
 	Location    string // redirect target
+	// FilterChain and RouteEntry are the matched config, for callers that
+	// inspect more than names (TLS settings, rewrites, timeouts).
+	FilterChain *listener.FilterChain
+	RouteEntry  *route.Route
 	Trace       []string
 }
 
@@ -209,6 +218,10 @@ func (s *Simulator) Run(req Request) *Result {
 	res := &Result{}
 	l := s.selectListener(&req, res)
 	if l == nil {
+		return res
+	}
+	if l.GetApiListener() != nil {
+		s.runAPIListener(l, newConnAttrs(&req), res)
 		return res
 	}
 	fc := s.selectChain(l, &req, res)
