@@ -1,6 +1,7 @@
 package semantics
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,7 +49,9 @@ type suiteRequest struct {
 	Claims    map[string]any    `yaml:"claims"`
 }
 
-func loadSuite(t *testing.T) map[string]suiteFile {
+func loadSuite(t *testing.T) map[string]suiteFile { return loadSuiteTB(t) }
+
+func loadSuiteTB(t testing.TB) map[string]suiteFile {
 	t.Helper()
 	files, err := filepath.Glob("../../authz/testdata/semantics/*.yaml")
 	if err != nil || len(files) == 0 {
@@ -76,4 +79,9 @@ func or(s, def string) string {
 		return def
 	}
 	return s
+}
+
+func validIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
 }

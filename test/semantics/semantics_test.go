@@ -89,7 +89,7 @@ type world struct {
 	sim  *simulate.Simulator
 }
 
-func newSuite(t *testing.T, name string, sf suiteFile) *suite {
+func newSuite(t testing.TB, name string, sf suiteFile) *suite {
 	t.Helper()
 	s := &suite{name: name, sims: map[string]*world{}, srv: extauthz.New(extauthz.Config{Timeout: time.Minute})}
 	if sf.Mesh != "" {
