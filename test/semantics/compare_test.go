@@ -32,10 +32,25 @@ func skipReason(c suiteCase, v variant) string {
 		return "a verified JWT needs an issuer"
 	case c.Req.RemoteIP != "" && v.gateway:
 		return "remote IP needs trusted XFF hops at a gateway"
+	case c.Req.RemoteIP != "" && v.proxyless:
+		return "proxyless gRPC has no X-Forwarded-For processing"
+	case v.proxyless && c.Req.DstIP != "" && c.Req.DstIP != workloadIP:
+		return "proxyless gRPC listens on the workload's own address"
+	case c.Req.Claims != nil && v.proxyless:
+		return "proxyless gRPC: JWTs are verified by the application's interceptor, not by xDS filters"
+	case v.proxyless && !canonical(c.Req.Path):
+		return "proxyless gRPC: a path is a method name, not normalised (a non-canonical one names no method)"
 	case c.NoRBAC && !v.extAuthz:
 		return "CUSTOM rego provider: not expressible in native RBAC (fails closed there)"
 	}
 	return ""
+}
+
+// canonical reports whether normalisation leaves the path alone.
+func canonical(p string) bool {
+	p = or(p, "/")
+	n, action := simulate.NormalizePath(p, "GET", simulate.PathOptions{Normalize: true, MergeSlashes: true})
+	return action == simulate.PathForward && n == p
 }
 
 func peerOf(c suiteCase, v variant) string {
@@ -49,7 +64,7 @@ func send(c suiteCase, v variant) sent {
 	r := c.Req
 	peer := peerOf(c, v)
 	capture := simulate.Inbound
-	if v.gateway {
+	if v.gateway || v.proxyless {
 		capture = simulate.Direct
 	}
 	s := simulate.Request{Capture: capture, SrcIP: or(r.IP, "10.0.0.1"), SrcPort: 40000, DstIP: or(r.DstIP, workloadIP),

@@ -28,6 +28,9 @@ type variant struct {
 	// gateway: the workload is an ingress gateway whose Gateway server
 	// listens on the case's port (ISTIO_MUTUAL for mTLS), not a sidecar.
 	gateway bool
+	// proxyless: the workload is a proxyless gRPC server (its server
+	// listener, judged with Envoy's semantics), not a sidecar.
+	proxyless bool
 }
 
 func (v variant) String() string {
@@ -39,8 +42,11 @@ func (v variant) String() string {
 		mode = "extauthz"
 	}
 	kind := "sidecar"
-	if v.gateway {
+	switch {
+	case v.gateway:
 		kind = "gateway"
+	case v.proxyless:
+		kind = "proxyless"
 	}
 	return kind + "-" + strings.ToLower(v.portProto) + "-" + tls + "-" + mode
 }
@@ -54,11 +60,12 @@ func variants() []variant {
 				port  string
 				proto simulate.Protocol
 			}{{"HTTP", simulate.HTTP1}, {"HTTP2", simulate.HTTP2}, {"GRPC", simulate.GRPC}, {"TCP", simulate.TCP}} {
-				out = append(out, variant{p.port, p.proto, false, ea, gw}, variant{p.port, p.proto, true, ea, gw})
+				out = append(out, variant{p.port, p.proto, false, ea, gw, false}, variant{p.port, p.proto, true, ea, gw, false})
 			}
 		}
 	}
-	return out
+	// Proxyless gRPC servers speak gRPC only and enforce native RBAC.
+	return append(out, variant{"GRPC", simulate.GRPC, false, false, false, true}, variant{"GRPC", simulate.GRPC, true, false, false, true})
 }
 
 // neutralPeer is the identity an mTLS variant presents when the case
@@ -129,9 +136,15 @@ func issuersOf(cases []suiteCase) []string {
 
 // world is the synthesized registry around the case's workload: a
 // ServiceEntry declaring its port with the variant's protocol, a
-// WorkloadEntry, PERMISSIVE mTLS (so plaintext and mTLS both reach it)
-// and a RequestAuthentication trusting every issuer the file's cases use.
-func (s *suite) world(ns string, labels map[string]string, port uint32, portProto string) string {
+// WorkloadEntry, PERMISSIVE mTLS (so plaintext and mTLS both reach a
+// sidecar; STRICT or DISABLE for proxyless gRPC, which cannot tell them
+// apart) and a RequestAuthentication trusting every issuer the file's
+// cases use.
+func (s *suite) world(ns string, labels map[string]string, port uint32, v variant) string {
+	mode := "PERMISSIVE"
+	if v.proxyless {
+		mode = map[bool]string{true: "STRICT", false: "DISABLE"}[v.mtls]
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -153,9 +166,9 @@ spec:
 ---
 apiVersion: security.istio.io/v1
 kind: PeerAuthentication
-metadata: {name: sim-permissive, namespace: %s}
-spec: {mtls: {mode: PERMISSIVE}}
-`, ns, ns, port, portProto, flowMap(labels), ns, workloadIP, flowMap(withTLSMode(labels)), ns)
+metadata: {name: sim-peer, namespace: %s}
+spec: {mtls: {mode: %s}}
+`, ns, ns, port, v.portProto, flowMap(labels), ns, workloadIP, flowMap(withTLSMode(labels)), ns, mode)
 	b.WriteString(s.requestAuth(ns))
 	return b.String()
 }
@@ -256,7 +269,7 @@ func flowMap(m map[string]string) string {
 // ext_authz server at that world.
 func (s *suite) simulator(t *testing.T, ns string, labels map[string]string, port uint32, v variant) *simulate.Simulator {
 	t.Helper()
-	key := fmt.Sprintf("%s|%s|%d|%s|%v|%v|%v", ns, flowMap(labels), port, v.portProto, v.extAuthz, v.gateway, v.gateway && v.mtls)
+	key := fmt.Sprintf("%s|%s|%d|%s|%v|%v|%v|%v", ns, flowMap(labels), port, v.portProto, v.extAuthz, v.gateway, v.proxyless, (v.gateway || v.proxyless) && v.mtls)
 	w, ok := s.sims[key]
 	if !ok {
 		w = s.build(t, ns, labels, port, v)
@@ -273,7 +286,7 @@ func (s *suite) simulator(t *testing.T, ns string, labels map[string]string, por
 
 func (s *suite) build(t *testing.T, ns string, labels map[string]string, port uint32, v variant) *world {
 	t.Helper()
-	src := s.world(ns, labels, port, v.portProto)
+	src := s.world(ns, labels, port, v)
 	if v.gateway {
 		src = s.gatewayWorld(ns, labels, port, v)
 	}
@@ -283,8 +296,11 @@ func (s *suite) build(t *testing.T, ns string, labels map[string]string, port ui
 	}
 	snap := mesh.NewSnapshot(s.mesh, append(append([]*mesh.Config(nil), s.configs...), extra...))
 	p := &mesh.Proxy{ID: "sim-web-1." + ns, Type: mesh.ProxySidecar, Namespace: ns, ServiceAccount: "web", Labels: labels, IPs: []string{workloadIP}}
-	if v.gateway {
+	switch {
+	case v.gateway:
 		p.Type = mesh.ProxyRouter
+	case v.proxyless:
+		p.Type = mesh.ProxyGRPC
 	}
 	cfg := hooks.Config{}
 	if v.extAuthz {
