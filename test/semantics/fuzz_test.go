@@ -29,6 +29,9 @@ func FuzzProxyAgreesWithRego(f *testing.F) {
 	vs := fuzzVariants()
 	f.Add(uint8(0), uint16(0), uint8(0), "GET", "/x", "x-a", "b", "", "10.0.0.1")
 	f.Add(uint8(3), uint16(5), uint8(5), "POST", "/a/b?c=d", "content-type", "application/grpc", "cluster.local/ns/a/sa/b", "192.168.1.7")
+	for _, p := range []string{"/a/%2e%2e/admin", "/%61dmin/x", "//admin", "/admin%2Fx", "/x/..%2fadmin", "/%%30%30", "/users/{id}", "/docs/a/index.html"} {
+		f.Add(uint8(4), uint16(0), uint8(1), "GET", p, "x-a", "b", "cluster.local/ns/a/sa/b", "10.0.0.1")
+	}
 	f.Fuzz(func(t *testing.T, file uint8, idx uint16, vi uint8, method, path, hk, hv, peer, ip string) {
 		s := suites[int(file)%len(suites)]
 		cases := files[s.name].Cases
