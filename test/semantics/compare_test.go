@@ -46,11 +46,12 @@ func skipReason(c suiteCase, v variant) string {
 	return ""
 }
 
-// canonical reports whether normalisation leaves the path alone.
+// canonical reports whether every normalisation level leaves the path
+// alone (no escape, backslash, dot segment or repeated slash).
 func canonical(p string) bool {
 	p = or(p, "/")
 	n, action := simulate.NormalizePath(p, "GET", simulate.PathOptions{Normalize: true, MergeSlashes: true})
-	return action == simulate.PathForward && n == p
+	return action == simulate.PathForward && n == p && !strings.ContainsAny(p, "%\\")
 }
 
 func peerOf(c suiteCase, v variant) string {
