@@ -40,17 +40,9 @@ func NormalizePath(raw, method string, o PathOptions) (string, PathAction) {
 		return raw, PathReject
 	}
 	path, query, hasQuery := strings.Cut(raw, "?")
-	redirect := false
-	switch o.EscapedSlashes {
-	case hcm.HttpConnectionManager_REJECT_REQUEST:
-		if hasEscapedSlash(path) {
-			return raw, PathReject
-		}
-	case hcm.HttpConnectionManager_UNESCAPE_AND_FORWARD:
-		path = unescapeSlashes(path)
-	case hcm.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
-		redirect = hasEscapedSlash(path)
-		path = unescapeSlashes(path)
+	path, action := escapedSlashes(path, o.EscapedSlashes)
+	if action == PathReject {
+		return raw, PathReject
 	}
 	if o.Normalize {
 		c, ok := canonicalPath(path)
@@ -65,8 +57,22 @@ func NormalizePath(raw, method string, o PathOptions) (string, PathAction) {
 	if hasQuery {
 		path += "?" + query
 	}
-	if redirect {
-		return path, PathRedirect
+	return path, action
+}
+
+// escapedSlashes applies path_with_escaped_slashes_action to %2F and %5C.
+func escapedSlashes(path string, a hcm.HttpConnectionManager_PathWithEscapedSlashesAction) (string, PathAction) {
+	switch a {
+	case hcm.HttpConnectionManager_REJECT_REQUEST:
+		if hasEscapedSlash(path) {
+			return path, PathReject
+		}
+	case hcm.HttpConnectionManager_UNESCAPE_AND_FORWARD:
+		return unescapeSlashes(path), PathForward
+	case hcm.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
+		if hasEscapedSlash(path) {
+			return unescapeSlashes(path), PathRedirect
+		}
 	}
 	return path, PathForward
 }
