@@ -1,36 +1,33 @@
 package translate_test
 
 import (
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
-	"github.com/wardmesh/ward/xds/simulate"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
-// Behaviour tests after Istio's simulation tests: a described call is run
-// through the generated config by xds/simulate and the test asserts which
-// filter chain, virtual host, route and cluster it hits.
+// A small simulator of Envoy's matching, after Istio's simulation tests:
+// a described call is run through the generated config and the test
+// asserts which filter chain, virtual host, route and cluster it hits.
 
-func simulator(t *testing.T, r *translate.Resources) *simulate.Simulator {
-	t.Helper()
-	return simulate.New(simulate.Config{Resources: simulate.Resources{Listeners: r.Listeners, Routes: r.Routes, Clusters: r.Clusters}})
-}
-
-func routeConfig(t *testing.T, r *translate.Resources, name string) *route.RouteConfiguration {
-	t.Helper()
-	for _, rc := range r.Routes {
-		if rc.GetName() == name {
-			return rc
-		}
-	}
-	t.Fatalf("no route config %q", name)
-	return nil
+type call struct {
+	port      uint32 // destination port (listener filter chain match)
+	sni       string
+	tls       bool
+	authority string
+	path      string // may carry ?query
+	headers   map[string]string
 }
 
 func listenerNamed(t *testing.T, r *translate.Resources, name string) *listener.Listener {
@@ -44,73 +41,236 @@ func listenerNamed(t *testing.T, r *translate.Resources, name string) *listener.
 	return nil
 }
 
-// outbound is an application's plaintext HTTP call captured by its
-// sidecar.
-func outbound(port uint32, authority, path string, headers map[string]string) simulate.Request {
-	return simulate.Request{Capture: simulate.Outbound, SrcIP: "10.0.3.1", SrcPort: 40000, DstIP: "10.255.0.1", DstPort: port,
-		Protocol: simulate.HTTP1, Method: "GET", Path: path, Host: authority, Headers: headers}
-}
-
-func outboundTCP(ip string, port uint32) simulate.Request {
-	return simulate.Request{Capture: simulate.Outbound, SrcIP: "10.0.3.1", SrcPort: 40000, DstIP: ip, DstPort: port}
-}
-
-func inbound(port uint32) simulate.Request {
-	return simulate.Request{Capture: simulate.Inbound, SrcIP: "10.9.9.9", SrcPort: 40000, DstIP: "10.0.3.1", DstPort: port}
-}
-
-// destination summarises where a request went.
-func destination(r *simulate.Result) string {
-	switch r.Verdict {
-	case simulate.NoRoute:
-		return "no route"
-	case simulate.Redirected:
-		_, rest, _ := strings.Cut(r.Location, "://")
-		return "redirect " + rest[strings.IndexByte(rest, '/'):]
-	case simulate.DirectResponse:
-		return "direct " + strconv.Itoa(r.Status)
+func routeConfig(t *testing.T, r *translate.Resources, name string) *route.RouteConfiguration {
+	t.Helper()
+	for _, rc := range r.Routes {
+		if rc.GetName() == name {
+			return rc
+		}
 	}
-	if len(r.Weighted) > 0 {
-		parts := make([]string, len(r.Weighted))
-		for i, w := range r.Weighted {
-			parts[i] = w.Name + "=" + strconv.FormatUint(uint64(w.Weight), 10)
+	t.Fatalf("no route config %q", name)
+	return nil
+}
+
+// chainFor picks the filter chain Envoy would: the most specific match on
+// destination port, then server names, then transport protocol.
+func chainFor(l *listener.Listener, c call) *listener.FilterChain {
+	var best *listener.FilterChain
+	bestScore := -1
+	for _, fc := range l.GetFilterChains() {
+		m := fc.GetFilterChainMatch()
+		score := 0
+		if p := m.GetDestinationPort(); p != nil {
+			if p.GetValue() != c.port {
+				continue
+			}
+			score += 4
+		}
+		if len(m.GetServerNames()) > 0 {
+			if !contains(m.GetServerNames(), c.sni) {
+				continue
+			}
+			score += 2
+		}
+		if tp := m.GetTransportProtocol(); tp != "" {
+			if (tp == "tls") != c.tls {
+				continue
+			}
+			score++
+		}
+		if score > bestScore {
+			best, bestScore = fc, score
+		}
+	}
+	return best
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hcmOf(t *testing.T, fc *listener.FilterChain) *hcmv3.HttpConnectionManager {
+	t.Helper()
+	for _, f := range fc.GetFilters() {
+		h := &hcmv3.HttpConnectionManager{}
+		if f.GetTypedConfig().MessageIs(h) {
+			if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
+				t.Fatal(err)
+			}
+			return h
+		}
+	}
+	t.Fatalf("filter chain %q has no HCM", fc.GetName())
+	return nil
+}
+
+func tcpOf(t *testing.T, fc *listener.FilterChain) *tcpv3.TcpProxy {
+	t.Helper()
+	tp := &tcpv3.TcpProxy{}
+	for _, f := range fc.GetFilters() {
+		if f.GetTypedConfig().MessageIs(tp) {
+			if err := f.GetTypedConfig().UnmarshalTo(tp); err != nil {
+				t.Fatal(err)
+			}
+			return tp
+		}
+	}
+	t.Fatalf("filter chain %q has no tcp_proxy", fc.GetName())
+	return nil
+}
+
+// routeFor finds the virtual host by authority and the first matching route.
+func routeFor(rc *route.RouteConfiguration, c call) (*route.VirtualHost, *route.Route) {
+	var vh *route.VirtualHost
+	for _, v := range rc.GetVirtualHosts() {
+		if contains(v.GetDomains(), c.authority) {
+			vh = v
+			break
+		}
+	}
+	if vh == nil {
+		for _, v := range rc.GetVirtualHosts() {
+			if contains(v.GetDomains(), "*") {
+				vh = v
+			}
+		}
+	}
+	if vh == nil {
+		return nil, nil
+	}
+	for _, r := range vh.GetRoutes() {
+		if routeMatches(r.GetMatch(), c) {
+			return vh, r
+		}
+	}
+	return vh, nil
+}
+
+func routeMatches(m *route.RouteMatch, c call) bool {
+	path, rawQuery, _ := strings.Cut(c.path, "?")
+	p := path
+	ci := m.GetCaseSensitive() != nil && !m.GetCaseSensitive().GetValue()
+	norm := func(s string) string {
+		if ci {
+			return strings.ToLower(s)
+		}
+		return s
+	}
+	switch {
+	case m.GetPrefix() != "":
+		if !strings.HasPrefix(norm(p), norm(m.GetPrefix())) {
+			return false
+		}
+	case m.GetPath() != "":
+		if norm(p) != norm(m.GetPath()) {
+			return false
+		}
+	case m.GetSafeRegex() != nil:
+		if !regexp.MustCompile("^(?:" + m.GetSafeRegex().GetRegex() + ")$").MatchString(p) {
+			return false
+		}
+	}
+	h := map[string]string{":authority": c.authority, ":method": "GET", ":path": c.path}
+	for k, v := range c.headers {
+		h[k] = v
+	}
+	for _, hm := range m.GetHeaders() {
+		v, ok := h[hm.GetName()]
+		var match bool
+		switch {
+		case hm.GetPresentMatch():
+			match = ok
+		case hm.GetStringMatch() != nil:
+			match = ok && stringMatches(hm.GetStringMatch(), v)
+		}
+		if match == hm.GetInvertMatch() {
+			return false
+		}
+	}
+	q, _ := url.ParseQuery(rawQuery)
+	for _, qm := range m.GetQueryParameters() {
+		v, ok := q[qm.GetName()]
+		if qm.GetPresentMatch() && !ok {
+			return false
+		}
+		if sm := qm.GetStringMatch(); sm != nil && (!ok || !stringMatches(sm, v[0])) {
+			return false
+		}
+	}
+	return true
+}
+
+func stringMatches(sm *matcher.StringMatcher, v string) bool {
+	switch {
+	case sm.GetExact() != "":
+		return v == sm.GetExact()
+	case sm.GetPrefix() != "":
+		return strings.HasPrefix(v, sm.GetPrefix())
+	case sm.GetSafeRegex() != nil:
+		return regexp.MustCompile("^(?:" + sm.GetSafeRegex().GetRegex() + ")$").MatchString(v)
+	}
+	return false
+}
+
+// destination summarises a route's action.
+func destination(r *route.Route) string {
+	switch {
+	case r == nil:
+		return "no route"
+	case r.GetRedirect() != nil:
+		return "redirect " + r.GetRedirect().GetPathRedirect()
+	case r.GetDirectResponse() != nil:
+		return "direct " + itoa(r.GetDirectResponse().GetStatus())
+	case r.GetRoute().GetWeightedClusters() != nil:
+		var parts []string
+		for _, c := range r.GetRoute().GetWeightedClusters().GetClusters() {
+			parts = append(parts, c.GetName()+"="+itoa(c.GetWeight().GetValue()))
 		}
 		return strings.Join(parts, ",")
 	}
-	return r.Cluster
+	return r.GetRoute().GetCluster()
 }
 
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
 func TestSimulateSidecarHTTP(t *testing.T) {
-	sim := simulator(t, generate(t, load(t, "sidecar"), goldenCases[0].proxy))
+	res := generate(t, load(t, "sidecar"), goldenCases[0].proxy)
+	l := listenerNamed(t, res, "0.0.0.0_9080")
+	rc := routeConfig(t, res, hcmOf(t, chainFor(l, call{port: 9080})).GetRds().GetRouteConfigName())
 	const reviews = "reviews.bookinfo.svc.cluster.local"
 	cases := []struct {
 		name string
-		req  simulate.Request
+		c    call
 		want string
 	}{
-		{"testers with every match condition", outbound(9080, reviews, "/API/x?debug=1", map[string]string{"x-user-group": "testers"}), "outbound|9080|v2|" + reviews},
-		{"withoutHeaders excludes canaries", outbound(9080, reviews, "/api/x?debug=1", map[string]string{"x-user-group": "testers", "x-canary": "1"}), "outbound|9080|v1|" + reviews + "=80,outbound|9080|v2|" + reviews + "=20"},
-		{"query param required", outbound(9080, reviews+":9080", "/api/x", map[string]string{"x-user-group": "testers"}), "outbound|9080|v1|" + reviews + "=80,outbound|9080|v2|" + reviews + "=20"},
-		{"exact path redirect", outbound(9080, reviews, "/old", nil), "redirect /new"},
-		{"regex direct response", outbound(9080, reviews, "/teapot", nil), "direct 418"},
-		{"delegate child route", outbound(9080, "ratings.bookinfo.svc.cluster.local", "/v1/stars/5", nil), "outbound|9080||ratings.bookinfo.svc.cluster.local"},
-		{"outside the delegating prefix", outbound(9080, "ratings.bookinfo.svc.cluster.local", "/v2/stars", nil), "no route"},
-		{"no VirtualService: default route", outbound(9080, "productpage.bookinfo.svc.cluster.local", "/", nil), "outbound|9080||productpage.bookinfo.svc.cluster.local"},
-		{"REGISTRY_ONLY blocks unknown hosts", outbound(9080, "evil.example.com", "/", nil), "direct 502"},
+		{"testers with every match condition", call{authority: reviews, path: "/API/x?debug=1", headers: map[string]string{"x-user-group": "testers"}}, "outbound|9080|v2|" + reviews},
+		{"withoutHeaders excludes canaries", call{authority: reviews, path: "/api/x?debug=1", headers: map[string]string{"x-user-group": "testers", "x-canary": "1"}}, "outbound|9080|v1|" + reviews + "=80,outbound|9080|v2|" + reviews + "=20"},
+		{"query param required", call{authority: reviews + ":9080", path: "/api/x", headers: map[string]string{"x-user-group": "testers"}}, "outbound|9080|v1|" + reviews + "=80,outbound|9080|v2|" + reviews + "=20"},
+		{"exact path redirect", call{authority: reviews, path: "/old"}, "redirect /new"},
+		{"regex direct response", call{authority: reviews, path: "/teapot"}, "direct 418"},
+		{"delegate child route", call{authority: "ratings.bookinfo.svc.cluster.local", path: "/v1/stars/5"}, "outbound|9080||ratings.bookinfo.svc.cluster.local"},
+		{"outside the delegating prefix", call{authority: "ratings.bookinfo.svc.cluster.local", path: "/v2/stars"}, "no route"},
+		{"no VirtualService: default route", call{authority: "productpage.bookinfo.svc.cluster.local", path: "/"}, "outbound|9080||productpage.bookinfo.svc.cluster.local"},
+		{"REGISTRY_ONLY blocks unknown hosts", call{authority: "evil.example.com", path: "/"}, "direct 502"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res := sim.Run(tc.req)
-			if got := destination(res); got != tc.want {
-				t.Errorf("got %s, want %s\n%s", got, tc.want, strings.Join(res.Trace, "\n"))
+			_, r := routeFor(rc, tc.c)
+			if got := destination(r); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
 			}
 		})
 	}
-	r := sim.Run(outbound(9080, "ratings.bookinfo.svc.cluster.local", "/v1/other", nil)).RouteEntry
+	_, r := routeFor(rc, call{authority: "ratings.bookinfo.svc.cluster.local", path: "/v1/other"})
 	if rw := r.GetRoute().GetRegexRewrite(); rw.GetSubstitution() != `/\1` {
 		t.Errorf("delegate rewrite not applied: %v", rw)
 	}
-	r = sim.Run(outbound(9080, reviews, "/", nil)).RouteEntry
+	_, r = routeFor(rc, call{authority: reviews, path: "/"})
 	if r.GetRoute().GetMaxStreamDuration().GetMaxStreamDuration().AsDuration().String() != "2s" || r.GetRoute().GetTimeout().AsDuration().String() != "2s" {
 		t.Errorf("canary timeout not on both timeout and max_stream_duration: %v", r.GetRoute())
 	}
@@ -120,38 +280,44 @@ func TestSimulateSidecarHTTP(t *testing.T) {
 }
 
 func TestSimulateSidecarListeners(t *testing.T) {
-	sim := simulator(t, generate(t, load(t, "sidecar"), goldenCases[0].proxy))
-	if res := sim.Run(inbound(9081)); res.Chain != "inbound|9081||" || res.Listener != translate.VirtualInbound {
-		t.Errorf("inbound to the workload port matched %s", res)
+	res := generate(t, load(t, "sidecar"), goldenCases[0].proxy)
+	in := listenerNamed(t, res, translate.VirtualInbound)
+	if fc := chainFor(in, call{port: 9081}); fc.GetName() != "inbound|9081||" {
+		t.Errorf("inbound to the workload port matched %q", fc.GetName())
 	}
-	if res := sim.Run(inbound(1234)); res.Chain != "virtualInbound-catchall" {
-		t.Errorf("inbound to an unknown port matched %s", res)
+	if fc := chainFor(in, call{port: 1234}); fc.GetName() != "virtualInbound-catchall" {
+		t.Errorf("inbound to an unknown port matched %q", fc.GetName())
 	}
-	if res := sim.Run(outboundTCP("10.255.0.9", 5555)); res.Listener != translate.VirtualOutbound || res.Cluster != translate.BlackHoleCluster {
-		t.Errorf("REGISTRY_ONLY catch-all: %s", res)
+	out := listenerNamed(t, res, translate.VirtualOutbound)
+	if got := tcpOf(t, chainFor(out, call{port: 5555})).GetCluster(); got != translate.BlackHoleCluster {
+		t.Errorf("REGISTRY_ONLY catch-all goes to %s", got)
 	}
 }
 
 func TestSimulateTCPAndTLS(t *testing.T) {
 	res := generate(t, load(t, "tcp"), goldenCases[4].proxy)
-	sim := simulator(t, res)
-	db := sim.Run(outboundTCP("240.0.0.10", 5432))
-	if db.Listener != "240.0.0.10_5432" || destination(db) != "outbound|5432|primary|db.data.svc.cluster.local=70,outbound|5432|replica|db.data.svc.cluster.local=30" {
-		t.Errorf("tcp weights: %s %v", db, db.Weighted)
+	db := listenerNamed(t, res, "240.0.0.10_5432")
+	tp := tcpOf(t, chainFor(db, call{port: 5432}))
+	var got []string
+	for _, c := range tp.GetWeightedClusters().GetClusters() {
+		got = append(got, c.GetName()+"="+itoa(c.GetWeight()))
 	}
-	ext := outboundTCP("203.0.113.1", 443)
-	ext.TLS, ext.SNI = true, "api.example.com"
-	if r := sim.Run(ext); r.Listener != "0.0.0.0_443" || r.Cluster != "outbound|443||api.example.com" {
-		t.Errorf("sni api.example.com → %s", r)
+	if strings.Join(got, ",") != "outbound|5432|primary|db.data.svc.cluster.local=70,outbound|5432|replica|db.data.svc.cluster.local=30" {
+		t.Errorf("tcp weights %v", got)
 	}
-	if r := sim.Run(outboundTCP("203.0.113.1", 1)); r.Cluster != translate.PassthroughCluster {
-		t.Errorf("ALLOW_ANY catch-all is not PassthroughCluster: %s", r)
+	ext := listenerNamed(t, res, "0.0.0.0_443")
+	if c := tcpOf(t, chainFor(ext, call{port: 443, tls: true, sni: "api.example.com"})).GetCluster(); c != "outbound|443||api.example.com" {
+		t.Errorf("sni api.example.com → %s", c)
 	}
-	if r := sim.Run(inbound(18080)); r.Chain != "inbound|18080||" {
-		t.Errorf("workload's named port 18080 matched %s", r)
+	if out := listenerNamed(t, res, translate.VirtualOutbound); tcpOf(t, chainFor(out, call{port: 1})).GetCluster() != translate.PassthroughCluster {
+		t.Errorf("ALLOW_ANY catch-all is not PassthroughCluster")
 	}
-	if r := sim.Run(inbound(9000)); r.Cluster != "inbound|9000||" {
-		t.Errorf("tcp inbound 9000 matched %s", r)
+	in := listenerNamed(t, res, translate.VirtualInbound)
+	if fc := chainFor(in, call{port: 18080}); fc.GetName() != "inbound|18080||" {
+		t.Errorf("workload's named port 18080 matched %q", fc.GetName())
+	}
+	if fc := chainFor(in, call{port: 9000}); tcpOf(t, fc).GetCluster() != "inbound|9000||" {
+		t.Errorf("tcp inbound 9000 matched %q", fc.GetName())
 	}
 	for _, c := range res.Clusters {
 		if strings.Contains(c.GetName(), "mirror.example.org") && c.GetType().String() != "STRICT_DNS" {
@@ -160,72 +326,62 @@ func TestSimulateTCPAndTLS(t *testing.T) {
 	}
 }
 
-// gatewayCall is a client's call to the ingress gateway at 10.0.0.10.
-func gatewayCall(port uint32, sni, host, path string) simulate.Request {
-	r := simulate.Request{SrcIP: "203.0.113.7", SrcPort: 50000, DstIP: "10.0.0.10", DstPort: port, TLS: sni != "", SNI: sni}
-	if host != "" {
-		r.Protocol, r.Method, r.Path, r.Host = simulate.HTTP1, "GET", path, host
-	}
-	return r
-}
-
-func downstreamTLS(t *testing.T, fc *listener.FilterChain) *tlsv3.DownstreamTlsContext {
-	t.Helper()
+func TestSimulateGateway(t *testing.T) {
+	res := generate(t, load(t, "gateway"), goldenCases[3].proxy)
+	https := listenerNamed(t, res, "0.0.0.0_443")
+	shop := chainFor(https, call{port: 443, tls: true, sni: "shop.example.com"})
 	ctx := &tlsv3.DownstreamTlsContext{}
-	if err := fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(ctx); err != nil {
+	if err := shop.GetTransportSocket().GetTypedConfig().UnmarshalTo(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return ctx
-}
-
-func TestSimulateGateway(t *testing.T) {
-	sim := simulator(t, generate(t, load(t, "gateway"), goldenCases[3].proxy))
-	shop := sim.Run(gatewayCall(443, "shop.example.com", "shop.example.com", "/cart"))
-	if n := downstreamTLS(t, shop.FilterChain).GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName(); n != "kubernetes://shop-cert" {
+	if n := ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetName(); n != "kubernetes://shop-cert" {
 		t.Errorf("shop certificate from %q", n)
 	}
-	if destination(shop) != "outbound|8080||web.shop.svc.cluster.local" {
-		t.Errorf("https shop.example.com → %s", shop)
+	rc := routeConfig(t, res, hcmOf(t, shop).GetRds().GetRouteConfigName())
+	if _, r := routeFor(rc, call{authority: "shop.example.com", path: "/cart"}); destination(r) != "outbound|8080||web.shop.svc.cluster.local" {
+		t.Errorf("https shop.example.com → %s", destination(r))
 	}
-	partners := gatewayCall(443, "partners.example.com", "", "")
-	if r := sim.Run(partners); r.Verdict != simulate.TLSFailed {
-		t.Errorf("MUTUAL server accepted a client without a certificate: %s", r)
+	partners := chainFor(https, call{port: 443, tls: true, sni: "partners.example.com"})
+	pctx := &tlsv3.DownstreamTlsContext{}
+	if err := partners.GetTransportSocket().GetTypedConfig().UnmarshalTo(pctx); err != nil {
+		t.Fatal(err)
 	}
-	partners.PeerDNSSANs = []string{"client.partners.example.com"}
-	pctx := downstreamTLS(t, sim.Run(partners).FilterChain)
 	if !pctx.GetRequireClientCertificate().GetValue() || pctx.GetCommonTlsContext().GetValidationContextSdsSecretConfig().GetName() != "kubernetes://partners-cert-cacert" {
 		t.Errorf("MUTUAL server does not require a client certificate validated by partners-cert-cacert: %v", pctx)
 	}
-	if r := sim.Run(gatewayCall(8443, "db.example.com", "", "")); r.Cluster != "outbound|8443||db.shop.svc.cluster.local" {
-		t.Errorf("passthrough db.example.com → %s", r)
+	pass := listenerNamed(t, res, "0.0.0.0_8443")
+	if c := tcpOf(t, chainFor(pass, call{port: 8443, tls: true, sni: "db.example.com"})).GetCluster(); c != "outbound|8443||db.shop.svc.cluster.local" {
+		t.Errorf("passthrough db.example.com → %s", c)
 	}
-	if r := sim.Run(gatewayCall(8443, "other.example.com", "", "")); r.Verdict != simulate.NoChain {
-		t.Errorf("passthrough accepted an unknown SNI: %s", r)
+	if chainFor(pass, call{port: 8443, tls: true, sni: "other.example.com"}) != nil {
+		t.Errorf("passthrough accepted an unknown SNI")
 	}
-	if r := sim.Run(gatewayCall(80, "", "shop.example.com", "/")); r.Verdict != simulate.Redirected || r.Status != 301 || !strings.HasPrefix(r.Location, "https://") {
-		t.Errorf("httpsRedirect not applied: %s", r)
+	plain := listenerNamed(t, res, "0.0.0.0_80")
+	prc := routeConfig(t, res, hcmOf(t, chainFor(plain, call{port: 80})).GetRds().GetRouteConfigName())
+	if vh, _ := routeFor(prc, call{authority: "shop.example.com", path: "/"}); vh.GetRequireTls() != route.VirtualHost_ALL {
+		t.Errorf("httpsRedirect not applied")
 	}
-	if r := sim.Run(gatewayCall(5432, "", "", "")); r.Cluster != "outbound|5432||db.shop.svc.cluster.local" {
-		t.Errorf("gateway tcp → %s", r)
+	tcp := listenerNamed(t, res, "0.0.0.0_5432")
+	if c := tcpOf(t, chainFor(tcp, call{port: 5432})).GetCluster(); c != "outbound|5432||db.shop.svc.cluster.local" {
+		t.Errorf("gateway tcp → %s", c)
 	}
 }
 
 func TestSimulateGRPC(t *testing.T) {
 	snap := load(t, "grpc")
 	client := generate(t, snap, goldenCases[1].proxy)
-	call := simulate.Request{Capture: simulate.API, Target: "echo.test.svc.cluster.local:7070", Protocol: simulate.GRPC,
-		Path: "/grpc.testing.TestService/UnaryCall", Host: "echo.test.svc.cluster.local:7070", Headers: map[string]string{"x-user": "alice"}}
-	if r := simulator(t, client).Run(call); destination(r) != "outbound|7070|v2|echo.test.svc.cluster.local" {
-		t.Errorf("alice → %s", r)
+	rc := routeConfig(t, client, "echo.test.svc.cluster.local:7070")
+	if _, r := routeFor(rc, call{authority: "echo.test.svc.cluster.local:7070", path: "/grpc.testing.TestService/UnaryCall", headers: map[string]string{"x-user": "alice"}}); destination(r) != "outbound|7070|v2|echo.test.svc.cluster.local" {
+		t.Errorf("alice → %s", destination(r))
 	}
 	server := generate(t, snap, goldenCases[2].proxy)
 	l := listenerNamed(t, server, translate.GRPCServerListenerName("127.0.0.1", 17070))
 	if a := l.GetAddress().GetSocketAddress(); a.GetAddress() != "127.0.0.1" || a.GetPortValue() != 17070 {
 		t.Errorf("server listener address %v", a)
 	}
-	in := simulate.Request{DstIP: "127.0.0.1", DstPort: 17070, SrcIP: "127.0.0.2", Protocol: simulate.GRPC, Path: "/grpc.testing.TestService/UnaryCall", Host: "echo"}
-	if r := simulator(t, server).Run(in); r.Verdict != simulate.Allowed || r.Reason != "non_forwarding_action" {
-		t.Errorf("server route is not NonForwardingAction: %s", r)
+	h := hcmOf(t, l.GetFilterChains()[0])
+	if r := h.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()[0]; r.GetNonForwardingAction() == nil {
+		t.Errorf("server route is not NonForwardingAction: %v", r)
 	}
 	for _, c := range client.Clusters {
 		ctx := &tlsv3.UpstreamTlsContext{}

@@ -12,37 +12,35 @@ import (
 // routes that service.
 func TestSimulateVirtualServiceHosts(t *testing.T) {
 	res := generate(t, load(t, "vshosts"), goldenCases[5].proxy)
-	sim := simulator(t, res)
 	const reviews, ratings = "reviews.bookinfo.svc.cluster.local", "ratings.bookinfo.svc.cluster.local"
 	cases := []struct {
-		name string
-		port uint32
-		host string
-		path string
-		want string
+		name, route string
+		c           call
+		want        string
 	}{
-		{"alias without a service, port 80", 80, "reviews.example.com", "/v2/x", "outbound|9080||" + reviews},
-		{"alias with port in authority", 80, "reviews.example.com:80", "/", "outbound|9080||" + reviews},
-		{"alias of a service rides on its port", 9080, "ratings.example.com:9080", "/", "outbound|9080||" + ratings},
-		{"the service itself still routes", 9080, ratings, "/", "outbound|9080||" + ratings},
-		{"service host on port 80 (Istio's port-80 rule)", 80, ratings, "/", "outbound|9080||" + ratings},
-		{"alias without a service is not on other ports", 9080, "reviews.example.com", "/", "PassthroughCluster"},
-		{"not exported to the namespace", 80, "hidden.example.com", "/", "PassthroughCluster"},
-		{"bound to a gateway only", 80, "edge.example.com", "/", "PassthroughCluster"},
-		{"other namespace's alias allowed by no Sidecar", 80, "local.example.com", "/", "outbound|80||local.scoped.svc.cluster.local"},
+		{"alias without a service, port 80", "80", call{authority: "reviews.example.com", path: "/v2/x"}, "outbound|9080||" + reviews},
+		{"alias with port in authority", "80", call{authority: "reviews.example.com:80", path: "/"}, "outbound|9080||" + reviews},
+		{"alias of a service rides on its port", "9080", call{authority: "ratings.example.com:9080", path: "/"}, "outbound|9080||" + ratings},
+		{"the service itself still routes", "9080", call{authority: ratings, path: "/"}, "outbound|9080||" + ratings},
+		{"service host on port 80 (Istio's port-80 rule)", "80", call{authority: ratings, path: "/"}, "outbound|9080||" + ratings},
+		{"alias without a service is not on other ports", "9080", call{authority: "reviews.example.com", path: "/"}, "PassthroughCluster"},
+		{"not exported to the namespace", "80", call{authority: "hidden.example.com", path: "/"}, "PassthroughCluster"},
+		{"bound to a gateway only", "80", call{authority: "edge.example.com", path: "/"}, "PassthroughCluster"},
+		{"other namespace's alias allowed by no Sidecar", "80", call{authority: "local.example.com", path: "/"}, "outbound|80||local.scoped.svc.cluster.local"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := destination(sim.Run(outbound(tc.port, tc.host, tc.path, nil))); got != tc.want {
+			_, r := routeFor(routeConfig(t, res, tc.route), tc.c)
+			if got := destination(r); got != tc.want {
 				t.Errorf("got %s, want %s", got, tc.want)
 			}
 		})
 	}
-	r := sim.Run(outbound(80, "reviews.example.com", "/v2/x", nil))
-	if r.RouteConfig != "80" || r.VirtualHost != "reviews.example.com:80" || r.RouteEntry.GetRoute().GetTimeout().AsDuration().String() != "3s" {
-		t.Errorf("route config %q virtual host %q route %v: want 80, reviews.example.com:80 with the VirtualService's 3s timeout", r.RouteConfig, r.VirtualHost, r.RouteEntry.GetRoute())
-	}
 	rc := routeConfig(t, res, "80")
+	vh, r := routeFor(rc, call{authority: "reviews.example.com", path: "/v2/x"})
+	if vh.GetName() != "reviews.example.com:80" || r.GetRoute().GetTimeout().AsDuration().String() != "3s" {
+		t.Errorf("virtual host %q route %v: want reviews.example.com:80 with the VirtualService's 3s timeout", vh.GetName(), r.GetRoute())
+	}
 	seen := map[string]string{}
 	for _, vh := range rc.GetVirtualHosts() {
 		for _, d := range vh.GetDomains() {
@@ -58,13 +56,15 @@ func TestSimulateVirtualServiceHosts(t *testing.T) {
 // VirtualService aliases.
 func TestVirtualServiceHostsSidecarScope(t *testing.T) {
 	p := mesh.Proxy{ID: "sidecar~10.0.5.9~app.scoped~scoped.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "scoped", IPs: []string{"10.0.5.9"}, Labels: mesh.Labels{"app": "app"}}
-	sim := simulator(t, generate(t, load(t, "vshosts"), p))
+	res := generate(t, load(t, "vshosts"), p)
+	rc := routeConfig(t, res, "80")
 	cases := map[string]string{
 		"local.example.com":   "outbound|80||local.scoped.svc.cluster.local",
 		"reviews.example.com": "PassthroughCluster",
 	}
 	for host, want := range cases {
-		if got := destination(sim.Run(outbound(80, host, "/", nil))); got != want {
+		_, r := routeFor(rc, call{authority: host, path: "/"})
+		if got := destination(r); got != want {
 			t.Errorf("%s: got %s, want %s", host, got, want)
 		}
 	}
