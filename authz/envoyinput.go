@@ -36,6 +36,10 @@ type CheckOptions struct {
 	// address that many entries from the right; with 0 (the default) it
 	// is the direct peer, since nothing in the header can be trusted.
 	XFFTrustedHops int
+	// RemoteIPLastXFF: the HCM in front takes the client address from the
+	// last X-Forwarded-For entry (an Envoy sidecar's use_remote_address
+	// false with no trusted hops); XFFTrustedHops is then not used.
+	RemoteIPLastXFF bool
 }
 
 // RequestFromCheck converts an ext_authz CheckRequest into a Request.
@@ -58,7 +62,7 @@ func RequestFromCheck(cr *authv3.CheckRequest, o CheckOptions) (*Request, error)
 	}
 	if h := a.GetRequest().GetHttp(); h != nil {
 		r.HTTP = &HTTPRequest{Method: h.GetMethod(), Path: h.GetPath(), Host: h.GetHost(), Headers: headers(h)}
-		r.RemoteIP = remoteIP(r.HTTP.Headers["x-forwarded-for"], o.XFFTrustedHops)
+		r.RemoteIP = remoteIP(r.HTTP.Headers["x-forwarded-for"], o.hops())
 		if r.HTTP.Method == "" || r.HTTP.Path == "" {
 			return nil, fmt.Errorf("%w: http request without method or path", ErrBadCheckRequest)
 		}
@@ -81,6 +85,15 @@ func RequestFromCheck(cr *authv3.CheckRequest, o CheckOptions) (*Request, error)
 // with xff_num_trusted_hops: the entry hops positions from the right.
 // Empty (meaning the direct peer) when hops is 0 or the header is short or
 // not an address.
+// hops is how many X-Forwarded-For entries from the right remote.ip sits:
+// the last one (1) for a sidecar HCM, else the trusted hops.
+func (o CheckOptions) hops() int {
+	if o.RemoteIPLastXFF {
+		return 1
+	}
+	return o.XFFTrustedHops
+}
+
 func remoteIP(xff string, hops int) string {
 	if hops <= 0 || xff == "" {
 		return ""

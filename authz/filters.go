@@ -43,6 +43,12 @@ const (
 	ContextNamespace = "ward.namespace"
 	ContextWorkload  = "ward.workload"
 	ContextLabels    = "ward.labels" // JSON object
+	// ContextRemoteIP says how the calling HCM derives the client address
+	// (remote.ip); RemoteIPLastXFF is a sidecar's HCM
+	// (use_remote_address false, no trusted hops): the last
+	// X-Forwarded-For entry, else the peer.
+	ContextRemoteIP = "ward.remote_ip"
+	RemoteIPLastXFF = "xff-last"
 )
 
 // Enforcement selects how a proxy enforces authorization.
@@ -72,6 +78,11 @@ type FilterConfig struct {
 	Mesh mesh.MeshConfig
 	// ForGRPC drops what proxyless grpc-go cannot use (LOG rules).
 	ForGRPC bool
+	// RemoteIPFromXFF tells Ward's ext_authz server that the HCM in front
+	// of it takes remote.ip from the last X-Forwarded-For entry (an Envoy
+	// sidecar: use_remote_address false), as native RBAC's remote_ip
+	// does there, so both judge remoteIpBlocks alike.
+	RemoteIPFromXFF bool
 	// TCP makes HTTPFilters judge with TCP semantics (BuildRBAC forTCP),
 	// for an HTTP connection manager that serves an opaque-TCP port: a
 	// proxyless gRPC server, which has no network filters.
@@ -275,7 +286,7 @@ func findProvider(m mesh.MeshConfig, name string) (mesh.ExtensionProvider, bool)
 // context extensions (ExtAuthzPerRoute) name it too.
 func ExtAuthzHTTP(cfg FilterConfig) *extauthzhttp.ExtAuthz {
 	return &extauthzhttp.ExtAuthz{
-		Services:                  &extauthzhttp.ExtAuthz_GrpcService{GrpcService: grpcService(cfg.ExtAuthzCluster, timeout(cfg), workloadMetadata(cfg.Workload))},
+		Services:                  &extauthzhttp.ExtAuthz_GrpcService{GrpcService: grpcService(cfg.ExtAuthzCluster, timeout(cfg), httpCheckMetadata(cfg))},
 		TransportApiVersion:       corev3.ApiVersion_V3,
 		FailureModeAllow:          false,
 		StatusOnError:             &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
@@ -418,6 +429,16 @@ func grpcService(cluster, tmo string, md []*corev3.HeaderValue) *corev3.GrpcServ
 // WorkloadContext renders the workload as context extensions.
 func WorkloadContext(w Workload) map[string]string {
 	return map[string]string{ContextNamespace: w.Namespace, ContextWorkload: w.Name, ContextLabels: labelsJSON(w.Labels)}
+}
+
+// httpCheckMetadata is workloadMetadata plus how the HCM derives
+// remote.ip.
+func httpCheckMetadata(cfg FilterConfig) []*corev3.HeaderValue {
+	md := workloadMetadata(cfg.Workload)
+	if cfg.RemoteIPFromXFF {
+		md = append(md, &corev3.HeaderValue{Key: "x-ward-remote-ip", Value: RemoteIPLastXFF})
+	}
+	return md
 }
 
 func workloadMetadata(w Workload) []*corev3.HeaderValue {

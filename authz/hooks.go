@@ -54,6 +54,7 @@ func (h HookConfig) filterConfig(snap *mesh.Snapshot, proxy *mesh.Proxy) FilterC
 		ProviderCluster: h.ProviderCluster,
 		Mesh:            snap.Mesh(),
 		ForGRPC:         proxy.Type == mesh.ProxyGRPC,
+		RemoteIPFromXFF: proxy.Type == mesh.ProxySidecar,
 	}
 	if h.ExtAuthzCluster != "" && proxy.Type != mesh.ProxyGRPC {
 		cfg.Enforcement = EnforceExtAuthz

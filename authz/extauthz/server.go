@@ -182,7 +182,8 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth call
 	if d != nil {
 		return d, nil, name, err
 	}
-	r, err := authz.RequestFromCheck(req, authz.CheckOptions{JWTPayloadKey: s.cfg.JWTPayloadKey, XFFTrustedHops: s.cfg.XFFTrustedHops})
+	r, err := authz.RequestFromCheck(req, authz.CheckOptions{JWTPayloadKey: s.cfg.JWTPayloadKey, XFFTrustedHops: s.cfg.XFFTrustedHops,
+		RemoteIPLastXFF: checkValue(ctx, req, authz.ContextRemoteIP, "x-ward-remote-ip") == authz.RemoteIPLastXFF})
 	if err != nil {
 		return authz.FailClosed(authz.ReasonBadRequest, err), nil, name, err
 	}
@@ -239,6 +240,19 @@ func (s *Server) identify(ctx context.Context, req *authv3.CheckRequest, auth ca
 	return w, name, nil, nil
 }
 
+// checkValue reads a Ward key from the check's context extensions, else
+// from the call's gRPC metadata (the filter's initial_metadata).
+func checkValue(ctx context.Context, req *authv3.CheckRequest, ext, mdKey string) string {
+	if v := req.GetAttributes().GetContextExtensions()[ext]; v != "" {
+		return v
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	if vs := md.Get(mdKey); len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
+}
+
 // workload identifies the protected workload: the pinned one, else the
 // check's context extensions, else the call's gRPC metadata. A workload
 // named without labels takes the labels of its WorkloadEntry.
@@ -246,17 +260,7 @@ func (s *Server) workload(ctx context.Context, req *authv3.CheckRequest) (authz.
 	if s.cfg.Workload != nil {
 		return *s.cfg.Workload, nil
 	}
-	ext := req.GetAttributes().GetContextExtensions()
-	get := func(k, mdKey string) string {
-		if v := ext[k]; v != "" {
-			return v
-		}
-		md, _ := metadata.FromIncomingContext(ctx)
-		if vs := md.Get(mdKey); len(vs) > 0 {
-			return vs[0]
-		}
-		return ""
-	}
+	get := func(k, mdKey string) string { return checkValue(ctx, req, k, mdKey) }
 	w := authz.Workload{Namespace: get(authz.ContextNamespace, "x-ward-namespace"), Name: get(authz.ContextWorkload, "x-ward-workload")}
 	if w.Namespace == "" {
 		return w, fmt.Errorf("%w: no workload namespace in context extensions or metadata", authz.ErrBadCheckRequest)
