@@ -247,7 +247,7 @@ func externalProviderFilters(name string, rules *rbacv3.RBAC, ep mesh.ExtensionP
 		FailureModeAllow:    false,
 		StatusOnError:       &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
 		FilterEnabledMetadata: &matcherv3.MetadataMatcher{Filter: FilterHTTPRBAC,
-			Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "shadow_effective_policy_id"}}},
+			Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: shadowPolicyKey(prefix)}}},
 			Value: valueString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}})},
 	}
 	ef, err := httpFilter(FilterName("custom."+name), ea)
@@ -255,6 +255,14 @@ func externalProviderFilters(name string, rules *rbacv3.RBAC, ep mesh.ExtensionP
 		return nil, err
 	}
 	return []*hcmv3.HttpFilter{sf, ef}, nil
+}
+
+// shadowPolicyKey is the dynamic-metadata key an RBAC filter writes its
+// matched shadow policy under: Envoy prefixes shadow_effective_policy_id
+// with the filter's shadow_rules_stat_prefix, so a gate on the bare key
+// would never open and the provider's rules would fail open.
+func shadowPolicyKey(statPrefix string) string {
+	return statPrefix + "shadow_effective_policy_id"
 }
 
 // MaxBodyBytes is how much of a request body Envoy buffers for a CUSTOM
@@ -388,7 +396,7 @@ func externalNetworkFilters(name string, rules *rbacv3.RBAC, ep mesh.ExtensionPr
 		FailureModeAllow:    false,
 		TransportApiVersion: corev3.ApiVersion_V3,
 		FilterEnabledMetadata: &matcherv3.MetadataMatcher{Filter: FilterNetRBAC,
-			Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: "shadow_effective_policy_id"}}},
+			Path:  []*matcherv3.MetadataMatcher_PathSegment{{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: shadowPolicyKey(prefix)}}},
 			Value: valueString(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}})},
 	}
 	ef, err := netFilter(FilterName("custom."+name), ea)
