@@ -59,15 +59,13 @@ func checkAuthzAction(c *mesh.Config, in *security.AuthorizationPolicy, e *errs)
 
 func checkAuthzRule(e *errs, p string, r *security.Rule, action security.AuthorizationPolicy_Action) {
 	custom := action == security.AuthorizationPolicy_CUSTOM
-	tcpFrom, tcpTo, hasFrom, hasTo := false, false, false, false
 	for j, f := range r.GetFrom() {
 		fp := idx(p+".from", j)
 		if f.GetSource() == nil {
 			e.add(fp+".source", "from.source must not be null")
 			continue
 		}
-		hasFrom = true
-		tcpFrom = checkSource(e, fp+".source", f.GetSource(), custom) || tcpFrom
+		checkSource(e, fp+".source", f.GetSource(), custom)
 	}
 	for j, t := range r.GetTo() {
 		tp := idx(p+".to", j)
@@ -75,15 +73,14 @@ func checkAuthzRule(e *errs, p string, r *security.Rule, action security.Authori
 			e.add(tp+".operation", "to.operation must not be null")
 			continue
 		}
-		hasTo = true
-		tcpTo = checkOperation(e, tp+".operation", t.GetOperation()) || tcpTo
+		checkOperation(e, tp+".operation", t.GetOperation())
 	}
 	for j, w := range r.GetWhen() {
 		checkCondition(e, idx(p+".when", j), w, custom)
 	}
-	if action == security.AuthorizationPolicy_DENY && ((hasFrom && !hasTo && !tcpFrom) || (hasTo && !tcpTo)) {
-		e.warn(p, "DENY rule uses only HTTP attributes, so it denies all traffic to TCP ports in its scope; specify the ports explicitly")
-	}
+	// A rule on HTTP-only attributes changes meaning on TCP ports (ALLOW
+	// dropped, DENY broadened): the analyzer reports that (WA0302) where
+	// it knows the ports in scope; validation does not guess.
 }
 
 type namedList struct {
@@ -103,9 +100,8 @@ func sourceLists(s *security.Source) []namedList {
 	}
 }
 
-// checkSource validates one from.source and reports whether it uses
-// attributes that also apply to TCP traffic.
-func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) {
+// checkSource validates one from.source.
+func checkSource(e *errs, p string, s *security.Source, custom bool) {
 	empty := true
 	for _, l := range sourceLists(s) {
 		if len(l.vals) == 0 {
@@ -122,9 +118,6 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 				checkServiceAccount(e, idx(lp, i), v)
 			}
 		}
-		if l.name != "requestPrincipals" && l.name != "notRequestPrincipals" {
-			tcp = true
-		}
 		if custom && customUnsupported(l.name) {
 			e.add(lp, "%s is not supported with action CUSTOM", l.name)
 		}
@@ -136,7 +129,6 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 	if hasSA && len(s.GetPrincipals())+len(s.GetNotPrincipals())+len(s.GetNamespaces())+len(s.GetNotNamespaces()) > 0 {
 		e.add(p, "serviceAccounts/notServiceAccounts cannot be set together with principals or namespaces")
 	}
-	return tcp
 }
 
 // customUnsupported reports whether a source field is one Istio rejects
@@ -222,9 +214,8 @@ func checkMethod(e *errs, p, m string) {
 	}
 }
 
-// checkOperation validates one to.operation and reports whether it uses
-// ports (the only attribute that also applies to TCP traffic).
-func checkOperation(e *errs, p string, op *security.Operation) (tcp bool) {
+// checkOperation validates one to.operation.
+func checkOperation(e *errs, p string, op *security.Operation) {
 	lists := []namedList{
 		{"hosts", op.GetHosts()}, {"notHosts", op.GetNotHosts()},
 		{"ports", op.GetPorts()}, {"notPorts", op.GetNotPorts()},
@@ -246,7 +237,6 @@ func checkOperation(e *errs, p string, op *security.Operation) (tcp bool) {
 	if empty {
 		e.add(p, "to.operation must not be empty")
 	}
-	return len(op.GetPorts())+len(op.GetNotPorts()) > 0
 }
 
 func checkOperationValue(e *errs, p, field, v string) {
