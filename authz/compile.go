@@ -294,21 +294,13 @@ func checkPattern(s string) error {
 
 // checkServiceAccount accepts "<namespace>/<service-account>" or a bare
 // "<service-account>" of the policy's own namespace (qualified by
-// qualifyServiceAccounts), with no wildcard, as Istio's
-// CheckServiceAccount does.
+// qualifyServiceAccounts), with no wildcard: schema.ServiceAccount, the
+// rules of Istio's CheckServiceAccount.
 func checkServiceAccount(s string) error {
-	ns, sa, qualified := strings.Cut(s, "/")
-	switch {
-	case s == "":
+	if s == "" {
 		return errors.New("empty value")
-	case strings.Contains(s, "*"):
-		return fmt.Errorf("%q: no form of wildcard is allowed in a service account", s)
-	case len(s) > 320:
-		return fmt.Errorf("%q: a service account must not exceed 320 characters", s)
-	case qualified && (ns == "" || sa == "" || strings.Contains(sa, "/")):
-		return fmt.Errorf("%q: want <service-account> or <namespace>/<service-account>", s)
 	}
-	return nil
+	return schema.ServiceAccount(s)
 }
 
 // checkTrustDomain accepts a trust-domain pattern (schema.TrustDomainPattern).

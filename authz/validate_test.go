@@ -25,7 +25,7 @@ func TestValidationNamesEveryViolation(t *testing.T) {
 		{"template not last", `rules: [{to: [{operation: {paths: ["/a/{**}/{*}"]}}]}]`, []string{"must be the last operator"}},
 		{"template mixed", `rules: [{to: [{operation: {paths: ["/a/{*}/b*"]}}]}]`, []string{"cannot mix"}},
 		{"sa with principals", `rules: [{from: [{source: {serviceAccounts: ["a/b"], principals: ["x"]}}]}]`, []string{"cannot be set with principals or namespaces"}},
-		{"sa shape", `rules: [{from: [{source: {serviceAccounts: ["a/b/c"]}}]}]`, []string{"want <service-account> or <namespace>/<service-account>"}},
+		{"sa shape", `rules: [{from: [{source: {serviceAccounts: ["a/b/c"]}}]}]`, []string{"want <namespace>/<name> or <name>"}},
 		{"sa wildcard", `rules: [{when: [{key: source.serviceAccount, values: ["a/*"]}]}]`, []string{"spec.rules[0].when[0].values[0]", "no form of wildcard"}},
 		{"two at once", `rules: [{to: [{operation: {methods: [""], ports: ["x"]}}]}]`, []string{"methods[0]", "ports[0]"}},
 		{"bad claim key", `rules: [{when: [{key: "request.auth.claims[]", values: ["x"]}]}]`, []string{"invalid claim key"}},

@@ -121,6 +121,9 @@ func checkSource(e *errs, p string, s *security.Source, custom bool) (tcp bool) 
 			for i, v := range l.vals {
 				checkServiceAccount(e, idx(lp, i), v)
 			}
+			if len(l.vals) > 16 {
+				e.add(lp, "at most 16 service accounts (the API's limit), got %d", len(l.vals))
+			}
 		case "trustDomains", "notTrustDomains":
 			for i, v := range l.vals {
 				checkErr(e, idx(lp, i), TrustDomainPattern(v))
@@ -182,6 +185,9 @@ func ServiceAccount(v string) error {
 	}
 	if strings.Contains(v, "*") {
 		return fmt.Errorf("invalid service account %q: no form of wildcard is allowed", v)
+	}
+	if len(v) > 320 {
+		return fmt.Errorf("invalid service account %q: longer than 320 characters", v)
 	}
 	ns, sa, ok := strings.Cut(v, "/")
 	if ok && (ns == "" || sa == "" || strings.Contains(sa, "/")) {
