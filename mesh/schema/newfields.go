@@ -75,6 +75,9 @@ func checkServerTLSExtras(e *errs, p string, t *networking.ServerTLSSettings) {
 		checkEmptyValues(e, p+".alpnProtocols", a)
 		e.warnCode(CodeNotImplemented, p+".alpnProtocols", "alpnProtocols is not implemented by Ward yet: the default ALPN (h2, http/1.1) is advertised")
 	}
+	if t.GetMode() == networking.ServerTLSSettings_SIMPLE && len(t.GetSubjectAltNames())+len(t.GetVerifyCertificateSpki())+len(t.GetVerifyCertificateHash()) > 0 {
+		e.warn(p, "subjectAltNames, verifyCertificateSpki and verifyCertificateHash check client certificates, which SIMPLE TLS does not request: they are ignored (use MUTUAL or OPTIONAL_MUTUAL)")
+	}
 	minV, maxV := t.GetMinProtocolVersion(), t.GetMaxProtocolVersion()
 	if minV != networking.ServerTLSSettings_TLS_AUTO && maxV != networking.ServerTLSSettings_TLS_AUTO && minV > maxV {
 		e.add(p+".maxProtocolVersion", "maxProtocolVersion %s is below minProtocolVersion %s", maxV, minV)
