@@ -98,7 +98,7 @@ func (c *decisionCache) key(r *Request) string {
 }
 
 func (c *decisionCache) connKey(w *keyWriter, r *Request) {
-	if c.attrs[AttrPrincipal] || c.attrs[AttrNamespace] || c.attrs[AttrServiceAccount] {
+	if c.attrs[AttrPrincipal] || c.attrs[AttrNamespace] || c.attrs[AttrServiceAccount] || c.attrs[AttrTrustDomain] {
 		w.add(strings.TrimPrefix(r.Source.Principal, "spiffe://"))
 	}
 	if c.attrs[AttrSourceIP] {

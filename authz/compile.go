@@ -50,6 +50,7 @@ func FromConfig(c *mesh.Config) (*Policy, error) {
 	if len(v.list) > 0 {
 		return nil, &ValidationError{Key: c.Key(), Errors: v.list}
 	}
+	qualifyServiceAccounts(p)
 	p.Warnings = warnings(p)
 	return p, nil
 }
@@ -175,6 +176,7 @@ func source(path string, s *security.Source, v *verrs) []Match {
 		{"serviceAccounts", "notServiceAccounts", AttrServiceAccount, s.GetServiceAccounts(), s.GetNotServiceAccounts(), checkServiceAccount},
 		{"ipBlocks", "notIpBlocks", AttrSourceIP, s.GetIpBlocks(), s.GetNotIpBlocks(), checkIP},
 		{"remoteIpBlocks", "notRemoteIpBlocks", AttrRemoteIP, s.GetRemoteIpBlocks(), s.GetNotRemoteIpBlocks(), checkIP},
+		{"trustDomains", "notTrustDomains", AttrTrustDomain, s.GetTrustDomains(), s.GetNotTrustDomains(), checkTrustDomain},
 	}, v)
 }
 
@@ -219,6 +221,7 @@ var whenKeys = map[string]struct {
 	"source.namespace":       {AttrNamespace, checkPattern},
 	"source.principal":       {AttrPrincipal, checkPattern},
 	"source.serviceAccount":  {AttrServiceAccount, checkServiceAccount},
+	"source.trustDomain":     {AttrTrustDomain, checkTrustDomain},
 	"request.auth.principal": {AttrRequestPrincipal, checkPattern},
 	"request.auth.audiences": {AttrAudience, checkPattern},
 	"request.auth.presenter": {AttrPresenter, checkPattern},
@@ -247,6 +250,14 @@ func parseKey(k string) (Attr, []string, func(string) error, error) {
 		}
 		return AttrClaim, parts, checkPattern, nil
 	}
+	if strings.HasPrefix(k, "experimental.envoy.filters.") {
+		// Istio matches these against another Envoy filter's dynamic
+		// metadata in native RBAC. Ward decides in its ext_authz engine,
+		// which that metadata does not reach, so the condition could not
+		// be evaluated the same way on every proxy: reject it rather than
+		// enforce something else.
+		return "", nil, nil, fmt.Errorf("%q: experimental.envoy.filters.* conditions are not supported by Ward (Envoy filter metadata is not visible to its authorization engine)", k)
+	}
 	return "", nil, nil, fmt.Errorf("unknown attribute %q", k)
 }
 
@@ -270,29 +281,59 @@ func brackets(s string) ([]string, error) {
 	return out, nil
 }
 
-// checkPattern accepts Istio string patterns: exact, "prefix*", "*suffix"
-// or "*"; a '*' anywhere else is rejected rather than silently taken
-// literally.
+// checkPattern accepts an Istio string pattern: any non-empty value, as
+// Istio's validation does. A leading or trailing '*' is a wildcard and
+// "*" alone is any non-empty value; every other '*' is literal (classify),
+// except in namespaces, where each '*' is a wildcard (isGlob).
 func checkPattern(s string) error {
 	if s == "" {
 		return errors.New("empty value")
 	}
-	inner := strings.TrimSuffix(strings.TrimPrefix(s, "*"), "*")
-	if s != "*" && strings.HasPrefix(s, "*") && strings.HasSuffix(s, "*") {
-		return fmt.Errorf("%q: '*' is supported at the start or the end, not both", s)
-	}
-	if strings.Contains(inner, "*") {
-		return fmt.Errorf("%q: '*' is only supported at the start or end", s)
-	}
 	return nil
 }
 
+// checkServiceAccount accepts "<namespace>/<service-account>" or a bare
+// "<service-account>" of the policy's own namespace (qualified by
+// qualifyServiceAccounts), with no wildcard: schema.ServiceAccount, the
+// rules of Istio's CheckServiceAccount.
 func checkServiceAccount(s string) error {
-	ns, sa, ok := strings.Cut(s, "/")
-	if !ok || ns == "" || sa == "" || strings.ContainsAny(s, "*") || strings.Count(s, "/") != 1 {
-		return fmt.Errorf("%q: want <namespace>/<service-account> without wildcards", s)
+	if s == "" {
+		return errors.New("empty value")
 	}
-	return nil
+	return schema.ServiceAccount(s)
+}
+
+// checkTrustDomain accepts a trust-domain pattern (schema.TrustDomainPattern).
+func checkTrustDomain(s string) error {
+	if s == "" {
+		return errors.New("empty value")
+	}
+	return schema.TrustDomainPattern(s)
+}
+
+// qualifyServiceAccounts resolves bare service-account names to the
+// policy's namespace, as the API defines them.
+func qualifyServiceAccounts(p *Policy) {
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		for _, g := range r.From {
+			qualify(g, p.Namespace)
+		}
+		qualify(r.When, p.Namespace)
+	}
+}
+
+func qualify(ms []Match, ns string) {
+	for _, m := range ms {
+		if m.Attr != AttrServiceAccount {
+			continue
+		}
+		for i, v := range m.Values {
+			if !strings.Contains(v, "/") {
+				m.Values[i] = ns + "/" + v
+			}
+		}
+	}
 }
 
 func checkIP(s string) error {

@@ -25,6 +25,7 @@ const (
 	AttrPrincipal        Attr = "source.principal"
 	AttrNamespace        Attr = "source.namespace"
 	AttrServiceAccount   Attr = "source.serviceAccount"
+	AttrTrustDomain      Attr = "source.trustDomain"
 	AttrSourceIP         Attr = "source.ip"
 	AttrRemoteIP         Attr = "remote.ip"
 	AttrRequestPrincipal Attr = "request.auth.principal"

@@ -241,6 +241,8 @@ func principalValue(m Match, v string) (*rbacv3.Principal, error) {
 	case AttrServiceAccount:
 		ns, sa, _ := strings.Cut(v, "/")
 		return authenticated(regexMatcher(`^spiffe://[^/]+/ns/` + regexp.QuoteMeta(ns) + `/sa/` + regexp.QuoteMeta(sa) + `$`)), nil
+	case AttrTrustDomain:
+		return authenticated(regexMatcher(`^spiffe://` + trustDomainRegex(v) + `/.*$`)), nil
 	case AttrSourceIP:
 		c, err := cidr(v)
 		return &rbacv3.Principal{Identifier: &rbacv3.Principal_DirectRemoteIp{DirectRemoteIp: c}}, err
@@ -265,30 +267,40 @@ func authenticated(sm *matcherv3.StringMatcher) *rbacv3.Principal {
 	return &rbacv3.Principal{Identifier: &rbacv3.Principal_Authenticated_{Authenticated: &rbacv3.Principal_Authenticated{PrincipalName: sm}}}
 }
 
-// spiffeMatcher matches a URI SAN against an Istio principal pattern; "*"
-// means any authenticated peer with a non-empty identity.
+// spiffeMatcher matches a URI SAN against an Istio principal pattern
+// (classify); "*" means any authenticated peer with a non-empty identity.
 func spiffeMatcher(v string) *matcherv3.StringMatcher {
-	switch {
-	case v == "*":
+	switch kind, lit := classify(v); kind {
+	case patAny:
 		return regexMatcher(".+")
-	case strings.HasSuffix(v, "*"):
-		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + strings.TrimSuffix(v, "*")}}
-	case strings.HasPrefix(v, "*"):
-		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: strings.TrimPrefix(v, "*")}}
+	case patPrefix:
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: "spiffe://" + lit}}
+	case patSuffix:
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: lit}}
 	}
 	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://" + v}}
 }
 
 // segmentRegex turns a namespace pattern into a regex over one path
-// segment.
+// segment: every '*' is a wildcard, as in Istio's namespace regex, but
+// bounded to the segment; "*" alone is any non-empty namespace.
 func segmentRegex(v string) string {
-	switch {
-	case v == "*":
+	if v == "*" {
 		return `[^/]+`
-	case strings.HasSuffix(v, "*"):
-		return regexp.QuoteMeta(strings.TrimSuffix(v, "*")) + `[^/]*`
-	case strings.HasPrefix(v, "*"):
-		return `[^/]*` + regexp.QuoteMeta(strings.TrimPrefix(v, "*"))
+	}
+	return globRegex(v, `[^/]*`)
+}
+
+// trustDomainRegex turns a trust-domain pattern (validated: at most one
+// '*', at an end) into a regex over the SPIFFE ID's authority.
+func trustDomainRegex(v string) string {
+	switch kind, lit := classify(v); kind {
+	case patAny:
+		return `[^/]+`
+	case patPrefix:
+		return regexp.QuoteMeta(lit) + `[^/]*`
+	case patSuffix:
+		return `[^/]*` + regexp.QuoteMeta(lit)
 	}
 	return regexp.QuoteMeta(v)
 }
@@ -301,13 +313,13 @@ func regexMatcher(re string) *matcherv3.StringMatcher {
 // value (".+"), as Istio renders it.
 func stringMatcher(v string, ignoreCase bool) *matcherv3.StringMatcher {
 	var sm *matcherv3.StringMatcher
-	switch {
-	case v == "*":
+	switch kind, lit := classify(v); kind {
+	case patAny:
 		sm = regexMatcher(".+")
-	case strings.HasSuffix(v, "*"):
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: strings.TrimSuffix(v, "*")}}
-	case strings.HasPrefix(v, "*"):
-		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: strings.TrimPrefix(v, "*")}}
+	case patPrefix:
+		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: lit}}
+	case patSuffix:
+		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: lit}}
 	default:
 		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: v}}
 	}
@@ -342,19 +354,19 @@ func cidr(v string) (*corev3.CidrRange, error) {
 // token.
 func requestPrincipal(v string) (*rbacv3.Principal, error) {
 	var alts []*rbacv3.Principal
-	switch {
-	case v == "*":
+	switch kind, lit := classify(v); kind {
+	case patAny:
 		alts = append(alts, claimNonEmpty("iss"), claimNonEmpty("sub"))
-	case strings.HasSuffix(v, "*"):
-		p := strings.TrimSuffix(v, "*")
+	case patPrefix:
+		p := lit
 		alts = append(alts, claimMatch("iss", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: p}}))
 		for _, k := range slashes(p) {
 			// The issuer ends at this "/": it is p[:k], the subject starts
 			// with p[k+1:].
 			alts = append(alts, principalSplit(claimEquals("iss", p[:k]), p[:k] == "", claimStarts("sub", p[k+1:]), p[k+1:] == ""))
 		}
-	case strings.HasPrefix(v, "*"):
-		x := strings.TrimPrefix(v, "*")
+	case patSuffix:
+		x := lit
 		alts = append(alts, claimMatch("sub", &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: x}}))
 		for _, k := range slashes(x) {
 			// The subject is x[k+1:], the issuer ends with x[:k].

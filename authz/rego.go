@@ -140,6 +140,7 @@ var attrRef = map[Attr]string{
 	AttrPrincipal:        "input.source.principal",
 	AttrNamespace:        "input.source.namespace",
 	AttrServiceAccount:   "input.source.service_account",
+	AttrTrustDomain:      "input.source.trust_domain",
 	AttrSourceIP:         "input.source.ip",
 	AttrRemoteIP:         "input.remote.ip",
 	AttrRequestPrincipal: "input.auth.principal",
@@ -209,21 +210,26 @@ func (w *regoWriter) positive(m Match) string {
 func isIP(a Attr) bool { return a == AttrSourceIP || a == AttrRemoteIP || a == AttrDestIP }
 
 // valueCond is the condition for one value. Istio's "*" is a non-empty
-// value, except for headers where it means present.
+// value, except for headers where it means present; other patterns are
+// classified as Istio does (classify), namespaces as globs (isGlob).
 func valueCond(m Match, r, v string) string {
 	switch {
 	case isIP(m.Attr):
 		return "net.cidr_contains(" + q(v) + ", " + r + ")"
 	case v == "*" && m.Attr == AttrHeader:
 		return r + " != null"
-	case v == "*":
-		return "is_string(" + r + "); " + r + " != \"\""
 	case m.Attr == AttrPath && schema.IsPathTemplate(v):
 		return "regex.match(" + q(TemplateRegex(v)) + ", " + r + ")"
-	case strings.HasSuffix(v, "*"):
-		return "startswith(" + r + ", " + q(strings.TrimSuffix(v, "*")) + ")"
-	case strings.HasPrefix(v, "*"):
-		return "endswith(" + r + ", " + q(strings.TrimPrefix(v, "*")) + ")"
+	case m.Attr == AttrNamespace && isGlob(v):
+		return "regex.match(" + q("^"+globRegex(v, ".*")+"$") + ", " + r + ")"
+	}
+	switch kind, lit := classify(v); kind {
+	case patAny:
+		return "is_string(" + r + "); " + r + " != \"\""
+	case patPrefix:
+		return "startswith(" + r + ", " + q(lit) + ")"
+	case patSuffix:
+		return "endswith(" + r + ", " + q(lit) + ")"
 	}
 	return r + " == " + q(v)
 }
@@ -252,15 +258,17 @@ func matcher(vals []string, templates, header bool) string {
 	var exact, prefix, suffix, rx []string
 	anyv := false
 	for _, v := range vals {
-		switch {
-		case v == "*":
-			anyv = true
-		case templates && schema.IsPathTemplate(v):
+		if templates && schema.IsPathTemplate(v) {
 			rx = append(rx, TemplateRegex(v))
-		case strings.HasSuffix(v, "*"):
-			prefix = append(prefix, strings.TrimSuffix(v, "*"))
-		case strings.HasPrefix(v, "*"):
-			suffix = append(suffix, strings.TrimPrefix(v, "*"))
+			continue
+		}
+		switch kind, lit := classify(v); kind {
+		case patAny:
+			anyv = true
+		case patPrefix:
+			prefix = append(prefix, lit)
+		case patSuffix:
+			suffix = append(suffix, lit)
 		default:
 			exact = append(exact, v)
 		}

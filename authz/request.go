@@ -174,6 +174,7 @@ var (
 	kPort           = ast.StringTerm("port")
 	kNamespace      = ast.StringTerm("namespace")
 	kServiceAccount = ast.StringTerm("service_account")
+	kTrustDomain    = ast.StringTerm("trust_domain")
 	kMethod         = ast.StringTerm("method")
 	kPath           = ast.StringTerm("path")
 	kHost           = ast.StringTerm("host")
@@ -202,11 +203,13 @@ func (r *Request) source() ast.Object {
 	if ok {
 		nsT, saT = ast.StringTerm(ns), ast.StringTerm(ns+"/"+sa)
 	}
+	td, _ := trustDomain(p)
 	return ast.NewObject(
 		ast.Item(kIp, str(r.Source.IP)),
 		ast.Item(kPrincipal, str(p)),
 		ast.Item(kNamespace, nsT),
 		ast.Item(kServiceAccount, saT),
+		ast.Item(kTrustDomain, str(td)),
 	)
 }
 

@@ -12,7 +12,9 @@ func TestValidationNamesEveryViolation(t *testing.T) {
 		want       []string
 	}{
 		{"empty method", `rules: [{to: [{operation: {methods: [""]}}]}]`, []string{`spec.rules[0].to[0].operation.methods[0]: empty value`}},
-		{"wildcard in the middle", `rules: [{from: [{source: {principals: ["a*b"]}}]}]`, []string{"spec.rules[0].from[0].source.principals[0]"}},
+		{"trust domain wildcard in the middle", `rules: [{from: [{source: {trustDomains: ["a*b"]}}]}]`, []string{"spec.rules[0].from[0].source.trustDomains[0]", "only allowed at the start or end"}},
+		{"trust domain condition with slash", `rules: [{when: [{key: source.trustDomain, values: ["td/ns"]}]}]`, []string{"spec.rules[0].when[0].values[0]", "must not contain '/'"}},
+		{"envoy filter metadata", `rules: [{when: [{key: "experimental.envoy.filters.a.b[c]", values: ["x"]}]}]`, []string{"spec.rules[0].when[0].key", "not supported by Ward"}},
 		{"bad cidr", `rules: [{from: [{source: {ipBlocks: ["10.0.0.0/99"]}}]}]`, []string{"spec.rules[0].from[0].source.ipBlocks[0]"}},
 		{"bad port", `rules: [{to: [{operation: {ports: ["http"]}}]}]`, []string{"spec.rules[0].to[0].operation.ports[0]"}},
 		{"empty source", `rules: [{from: [{source: {}}]}]`, []string{"spec.rules[0].from[0].source: must not be empty"}},
@@ -23,8 +25,9 @@ func TestValidationNamesEveryViolation(t *testing.T) {
 		{"template not last", `rules: [{to: [{operation: {paths: ["/a/{**}/{*}"]}}]}]`, []string{"must be the last operator"}},
 		{"template mixed", `rules: [{to: [{operation: {paths: ["/a/{*}/b*"]}}]}]`, []string{"cannot mix"}},
 		{"sa with principals", `rules: [{from: [{source: {serviceAccounts: ["a/b"], principals: ["x"]}}]}]`, []string{"cannot be set with principals or namespaces"}},
-		{"sa shape", `rules: [{from: [{source: {serviceAccounts: ["ab"]}}]}]`, []string{"want <namespace>/<service-account>"}},
-		{"two at once", `rules: [{to: [{operation: {methods: ["*a*"], ports: ["x"]}}]}]`, []string{"methods[0]", "ports[0]"}},
+		{"sa shape", `rules: [{from: [{source: {serviceAccounts: ["a/b/c"]}}]}]`, []string{"want <namespace>/<name> or <name>"}},
+		{"sa wildcard", `rules: [{when: [{key: source.serviceAccount, values: ["a/*"]}]}]`, []string{"spec.rules[0].when[0].values[0]", "no form of wildcard"}},
+		{"two at once", `rules: [{to: [{operation: {methods: [""], ports: ["x"]}}]}]`, []string{"methods[0]", "ports[0]"}},
 		{"bad claim key", `rules: [{when: [{key: "request.auth.claims[]", values: ["x"]}]}]`, []string{"invalid claim key"}},
 	}
 	for _, tc := range cases {
@@ -44,6 +47,28 @@ func TestValidationNamesEveryViolation(t *testing.T) {
 				t.Errorf("error %q does not name the object", err)
 			}
 		})
+	}
+}
+
+// TestIstioPatternsAccepted: values Istio's validation accepts compile
+// (they used to fail the workload closed), with Istio's meaning.
+func TestIstioPatternsAccepted(t *testing.T) {
+	cfgs := parseConfigs(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: prod}
+spec:
+  rules:
+  - from: [{source: {principals: ["a*b", "*x*"], namespaces: ["t-*-p"]}}]
+  - from: [{source: {serviceAccounts: ["web"], notServiceAccounts: ["other/web"]}}]
+    when: [{key: source.serviceAccount, values: ["robot"]}, {key: source.trustDomain, values: ["*.local"]}]
+`)
+	p, err := FromConfig(cfgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Rules[1].From[0][0].Values[0] + " " + p.Rules[1].From[0][1].Values[0] + " " + p.Rules[1].When[0].Values[0]
+	if want := "prod/web other/web prod/robot"; got != want {
+		t.Errorf("service accounts = %q, want %q", got, want)
 	}
 }
 

@@ -54,16 +54,35 @@ func checkCACertCredential(e *errs, p string, t *networking.ClientTLSSettings) {
 	e.add(p+".caCertCredentialName", "caCertCredentialName is not supported by Ward: use credentialName (its <name>-cacert) or caCertificates, so the server certificate is verified")
 }
 
-// checkServerTLSExtras checks ecdhCurves and alpnProtocols. Ward does not
-// restrict curves yet, so ecdhCurves (a hardening setting) is rejected
-// rather than ignored; an ALPN override only tunes negotiation, so it is
-// accepted with a warning.
+// ecdhCurves are the curve names Envoy (BoringSSL) accepts, Istio's
+// security.ValidECDHCurves. Istio does not check a Gateway's curves, so
+// a misspelt one makes Envoy NACK the whole listener; Ward rejects it.
+var ecdhCurves = map[string]bool{
+	"P-224": true, "P-256": true, "P-384": true, "P-521": true,
+	"X25519": true, "X25519Kyber768Draft00": true, "X25519MLKEM768": true,
+}
+
+// checkServerTLSExtras checks ecdhCurves, which Ward applies to the
+// gateway's TLS parameters, and alpnProtocols: an ALPN override only
+// tunes negotiation, so it is accepted with a warning.
 func checkServerTLSExtras(e *errs, p string, t *networking.ServerTLSSettings) {
-	if len(t.GetEcdhCurves()) > 0 {
-		e.add(p+".ecdhCurves", "ecdhCurves is not supported by Ward: remove it (the proxy's default curves apply)")
+	for i, c := range t.GetEcdhCurves() {
+		if !ecdhCurves[c] {
+			e.add(idx(p+".ecdhCurves", i), "unknown ECDH curve %q (want one of P-224, P-256, P-384, P-521, X25519, X25519Kyber768Draft00, X25519MLKEM768)", c)
+		}
 	}
 	if a := t.GetAlpnProtocols(); len(a) > 0 {
 		checkEmptyValues(e, p+".alpnProtocols", a)
 		e.warnCode(CodeNotImplemented, p+".alpnProtocols", "alpnProtocols is not implemented by Ward yet: the default ALPN (h2, http/1.1) is advertised")
+	}
+	if t.GetMode() == networking.ServerTLSSettings_SIMPLE && len(t.GetSubjectAltNames())+len(t.GetVerifyCertificateSpki())+len(t.GetVerifyCertificateHash()) > 0 {
+		e.warn(p, "subjectAltNames, verifyCertificateSpki and verifyCertificateHash check client certificates, which SIMPLE TLS does not request: they are ignored (use MUTUAL or OPTIONAL_MUTUAL)")
+	}
+	minV, maxV := t.GetMinProtocolVersion(), t.GetMaxProtocolVersion()
+	if minV != networking.ServerTLSSettings_TLS_AUTO && maxV != networking.ServerTLSSettings_TLS_AUTO && minV > maxV {
+		e.add(p+".maxProtocolVersion", "maxProtocolVersion %s is below minProtocolVersion %s", maxV, minV)
+	}
+	if maxV != networking.ServerTLSSettings_TLS_AUTO && maxV < networking.ServerTLSSettings_TLSV1_2 && minV == networking.ServerTLSSettings_TLS_AUTO {
+		e.add(p+".maxProtocolVersion", "maxProtocolVersion %s is below the default minimum TLSV1_2: set minProtocolVersion too", maxV)
 	}
 }

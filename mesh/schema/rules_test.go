@@ -173,7 +173,7 @@ func TestHostOverlap(t *testing.T) {
 func TestConditionKeyAndServiceAccount(t *testing.T) {
 	for k, ok := range map[string]bool{
 		"request.headers[x-user]": true, "request.auth.claims[groups]": true, "source.serviceAccount": true,
-		"experimental.envoy.filters.a.b[c]": true, "request.headers": false, "request.headers[]": false,
+		"source.trustDomain": true, "experimental.envoy.filters.a.b[c]": false, "request.headers": false, "request.headers[]": false,
 		"source.user": false, "destination.name": false, "": false,
 	} {
 		if err := ConditionKey(k); (err == nil) != ok {

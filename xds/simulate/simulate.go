@@ -87,6 +87,11 @@ type Request struct {
 	TLS  bool
 	SNI  string
 	ALPN []string
+	// TLSVersion is the one TLS version the client speaks, a crypto/tls
+	// constant (tls.VersionTLS12); 0 means TLS 1.3. CipherSuites are the
+	// OpenSSL names it offers for TLS 1.2 and below; empty means any.
+	TLSVersion   uint16
+	CipherSuites []string
 	// PeerURISAN is the client certificate's URI SAN (e.g.
 	// spiffe://cluster.local/ns/a/sa/b); empty means no client
 	// certificate. PeerDNSSANs and PeerSubject are tried after it.

@@ -1,6 +1,7 @@
 package translate_test
 
 import (
+	gotls "crypto/tls"
 	"strconv"
 	"strings"
 	"testing"
@@ -280,5 +281,54 @@ func TestEnvoySimVirtualServiceHostsSidecarScope(t *testing.T) {
 		if got := simDestination(sim.Run(simOutbound(80, host, "/", nil))); got != want {
 			t.Errorf("%s: got %s, want %s", host, got, want)
 		}
+	}
+}
+
+// TestEnvoySimGatewayTLSSettings: the server TLS settings of a Gateway
+// decide which handshakes succeed (they used to be validated and then
+// ignored, leaving every server at the proxy's defaults).
+func TestEnvoySimGatewayTLSSettings(t *testing.T) {
+	sim := envoySim(t, generate(t, load(t, "gateway"), goldenCases[3].proxy))
+	call := func(port uint32, sni string, version uint16, ciphers []string, san string) simulate.Request {
+		r := simGatewayCall(port, sni, "", "")
+		r.TLSVersion, r.CipherSuites = version, ciphers
+		if san != "" {
+			r.PeerDNSSANs = []string{san}
+		}
+		return r
+	}
+	const partnerSAN = "client.partners.example.com"
+	cases := []struct {
+		name   string
+		req    simulate.Request
+		reason string // "" = the handshake succeeds
+	}{
+		{"default server: TLS 1.2 floor", call(443, "shop.example.com", gotls.VersionTLS11, nil, ""), "tls_version_rejected"},
+		{"default server: TLS 1.2", call(443, "shop.example.com", gotls.VersionTLS12, nil, ""), ""},
+		{"default server: TLS 1.3", call(443, "shop.example.com", 0, nil, ""), ""},
+		{"minProtocolVersion TLSV1_3 rejects TLS 1.2", call(9443, "hardened.example.com", gotls.VersionTLS12, nil, partnerSAN), "tls_version_rejected"},
+		{"minProtocolVersion TLSV1_3 accepts TLS 1.3", call(9443, "hardened.example.com", 0, nil, partnerSAN), ""},
+		{"subjectAltNames rejects another client", call(9443, "hardened.example.com", 0, nil, "client.other.example.com"), "client_certificate_san_rejected"},
+		{"MUTUAL requires a client certificate", call(9443, "hardened.example.com", 0, nil, ""), "client_certificate_required"},
+		{"maxProtocolVersion TLSV1_2 rejects TLS 1.3", call(9444, "files.example.com", 0, nil, ""), "tls_version_rejected"},
+		{"cipherSuites: no shared suite", call(9444, "files.example.com", gotls.VersionTLS12, []string{"ECDHE-RSA-AES128-GCM-SHA256"}, ""), "no_shared_cipher"},
+		{"cipherSuites: a listed suite", call(9444, "files.example.com", gotls.VersionTLS12, []string{"ECDHE-RSA-AES256-GCM-SHA384"}, ""), ""},
+		{"cipherSuites: an unknown name is dropped", call(9444, "files.example.com", gotls.VersionTLS12, []string{"NOT-A-CIPHER"}, ""), "no_shared_cipher"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := sim.Run(tc.req)
+			failed := r.Verdict == simulate.TLSFailed
+			if failed != (tc.reason != "") || (failed && r.Reason != tc.reason) {
+				t.Errorf("%s (reason %q), want handshake failure %q\n%s", r, r.Reason, tc.reason, strings.Join(r.Trace, "\n"))
+			}
+		})
+	}
+	hardened := simDownstreamTLS(t, sim.Run(call(9443, "hardened.example.com", 0, nil, partnerSAN)).FilterChain).GetCommonTlsContext()
+	if got := hardened.GetTlsParams().GetEcdhCurves(); strings.Join(got, ",") != "X25519,P-256" {
+		t.Errorf("ecdhCurves = %v", got)
+	}
+	if n := len(hardened.GetTlsCertificateSdsSecretConfigs()); n != 2 {
+		t.Errorf("credentialNames: %d SDS certificates, want 2", n)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsinspector "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -125,41 +124,6 @@ func serverName(s gwServer) string {
 		return n
 	}
 	return fmt.Sprintf("%d", s.index)
-}
-
-// downstreamTLS is a gateway server's TLS context. credentialName refers to
-// a secret served over SDS as kubernetes://<name> (and <name>-cacert for
-// MUTUAL); ISTIO_MUTUAL uses the workload's own certificate and roots.
-func downstreamTLS(t *networking.ServerTLSSettings) *tlsv3.DownstreamTlsContext {
-	common := &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2", "http/1.1"}}
-	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: common}
-	switch t.GetMode() {
-	case networking.ServerTLSSettings_ISTIO_MUTUAL:
-		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: SecretDefault, SdsConfig: adsSource()}}
-		common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SecretRootCA, SdsConfig: adsSource()}}
-		ctx.RequireClientCertificate = wrapperspb.Bool(true)
-		return ctx
-	}
-	cred := t.GetCredentialName()
-	if cred != "" {
-		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{{Name: CredentialPrefix + cred, SdsConfig: adsSource()}}
-	} else {
-		common.TlsCertificates = []*tlsv3.TlsCertificate{{
-			CertificateChain: &core.DataSource{Specifier: &core.DataSource_Filename{Filename: t.GetServerCertificate()}},
-			PrivateKey:       &core.DataSource{Specifier: &core.DataSource_Filename{Filename: t.GetPrivateKey()}},
-		}}
-	}
-	if t.GetMode() == networking.ServerTLSSettings_MUTUAL || t.GetMode() == networking.ServerTLSSettings_OPTIONAL_MUTUAL {
-		ctx.RequireClientCertificate = wrapperspb.Bool(t.GetMode() == networking.ServerTLSSettings_MUTUAL)
-		if cred != "" {
-			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: CredentialPrefix + cred + "-cacert", SdsConfig: adsSource()}}
-		} else {
-			common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: &core.DataSource{Specifier: &core.DataSource_Filename{Filename: t.GetCaCertificates()}},
-			}}
-		}
-	}
-	return ctx
 }
 
 // gatewayRoutes builds a route config with one virtual host per host of
