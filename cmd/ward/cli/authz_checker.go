@@ -95,7 +95,7 @@ func (c checkCall) summary() string {
 	if c.Rule != "" {
 		s += " " + c.Rule
 	}
-	if c.Reason != "" && !strings.Contains(c.Reason, c.Rule) || c.Rule == "" && c.Reason != "" {
+	if c.Reason != "" && (c.Rule == "" || !strings.Contains(c.Reason, c.Rule)) {
 		s += " (" + c.Reason + ")"
 	}
 	return s

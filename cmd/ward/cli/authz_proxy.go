@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/wardmesh/ward/authz"
@@ -75,6 +76,7 @@ type proxyFacts struct {
 	Listener    string                     `json:"listener,omitempty"`
 	Chain       string                     `json:"chain,omitempty"`
 	Filter      string                     `json:"filter,omitempty"`
+	FilterType  string                     `json:"filterType,omitempty"`
 	Policy      string                     `json:"policy,omitempty"`
 	Hits        []simulate.PolicyHit       `json:"hits,omitempty"`
 	Path        string                     `json:"path,omitempty"`
@@ -88,7 +90,7 @@ type proxyFacts struct {
 
 func factsOf(r *simulate.Result) proxyFacts {
 	return proxyFacts{Verdict: r.Verdict, Status: r.Status, Reason: r.Reason, Listener: r.Listener, Chain: r.Chain, Filter: r.Filter,
-		Policy: r.Policy, Hits: r.Hits, Path: r.Path, RouteConfig: r.RouteConfig, VirtualHost: r.VirtualHost, Route: r.Route,
+		FilterType: filterType(r), Policy: r.Policy, Hits: r.Hits, Path: r.Path, RouteConfig: r.RouteConfig, VirtualHost: r.VirtualHost, Route: r.Route,
 		Cluster: r.Cluster, Weighted: r.Weighted, Trace: r.Trace}
 }
 
@@ -159,6 +161,30 @@ func (run *proxyRun) simulate(res *translate.Resources, checker *engineChecker, 
 	}
 	run.Allowed, run.Explanation, run.authorization = explainProxy(r, run.ExtAuthz)
 }
+
+// filterType names the deciding filter's kind and config type: a network
+// filter of the chain, else an HTTP filter of its connection manager.
+func filterType(r *simulate.Result) string {
+	if r.Filter == "" {
+		return ""
+	}
+	for _, f := range r.FilterChain.GetFilters() {
+		if f.GetName() == r.Filter {
+			return "network filter " + typeName(f.GetTypedConfig().GetTypeUrl())
+		}
+		m := &hcm.HttpConnectionManager{}
+		if f.GetTypedConfig().MessageIs(m) && f.GetTypedConfig().UnmarshalTo(m) == nil {
+			for _, hf := range m.GetHttpFilters() {
+				if hf.GetName() == r.Filter {
+					return "HTTP filter " + typeName(hf.GetTypedConfig().GetTypeUrl())
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func typeName(url string) string { return url[strings.LastIndex(url, "/")+1:] }
 
 // enforcementOf says how the config enforces authorization.
 func enforcementOf(res *translate.Resources) string {
@@ -445,7 +471,11 @@ func printProxyRun(w io.Writer, o authzCheckOptions, out proxyCheckOutput, pc *p
 	row("outcome", fmt.Sprintf("%s (status %d, %s)", f.Verdict, f.Status, f.Reason))
 	row("listener", f.Listener)
 	row("filter chain", f.Chain)
-	row("filter", f.Filter)
+	if f.FilterType != "" {
+		row("filter", f.Filter+" ("+f.FilterType+")")
+	} else {
+		row("filter", f.Filter)
+	}
 	row("path", f.Path)
 	if f.Route != "" {
 		row("route", fmt.Sprintf("%s / %s / %s", f.RouteConfig, f.VirtualHost, f.Route))
