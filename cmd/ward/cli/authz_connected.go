@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,15 +34,34 @@ func (d ackedDump) warnings() []string {
 	if d.View != "acked" {
 		return []string{"the server does not keep ACKed config (older ward serve): simulating the config it last generated, which the proxy may not have ACKed"}
 	}
-	for _, t := range d.Unacked {
+	for _, t := range d.simulatedUnacked() {
 		out = append(out, fmt.Sprintf("%s: the proxy has ACKed no version Ward still knows: simulated without %s resources, as the proxy may hold none from this stream", t, t))
 	}
 	for _, t := range []struct{ name, acked, latest string }{
 		{"lds", d.Versions.Listeners, d.Latest.Listeners}, {"rds", d.Versions.Routes, d.Latest.Routes},
-		{"cds", d.Versions.Clusters, d.Latest.Clusters}, {"eds", d.Versions.Endpoints, d.Latest.Endpoints},
+		{"cds", d.Versions.Clusters, d.Latest.Clusters},
 	} {
 		if t.acked != "" && t.latest != "" && t.acked != t.latest {
 			out = append(out, fmt.Sprintf("%s: the proxy has not ACKed the latest version %s (sent or pending): simulating the ACKed version %s", t.name, t.latest, t.acked))
+		}
+	}
+	return out
+}
+
+// lagging reports whether some simulated type's ACKed version is not the
+// latest (endpoints are not simulated).
+func (d ackedDump) lagging() bool {
+	a, l := d.Versions, d.Latest
+	return d.View != "acked" || len(d.simulatedUnacked()) > 0 || a.Listeners != l.Listeners || a.Routes != l.Routes || a.Clusters != l.Clusters
+}
+
+// simulatedUnacked are the un-ACKed types the simulation reads: eds is
+// not one (endpoints do not change what a proxy decides).
+func (d ackedDump) simulatedUnacked() []string {
+	var out []string
+	for _, t := range d.Unacked {
+		if t != "eds" {
+			out = append(out, t)
 		}
 	}
 	return out
@@ -67,7 +87,7 @@ func runConnectedCheck(cmd *cobra.Command, o authzCheckOptions) error {
 	if err != nil {
 		return err
 	}
-	run := &proxyRun{Mode: "connected", Type: c.Type, Warnings: hdr.warnings(),
+	run := &proxyRun{Mode: "connected", Type: c.Type, Warnings: hdr.warnings(), Lagging: hdr.lagging(),
 		Proxy: fmt.Sprintf("%s %s (connection %s, namespace %s; the config it ACKed from %s)", c.Type, c.Proxy, c.Connection, c.Namespace, o.server)}
 	var pc *policyCheck
 	if o.configDir != "" {
@@ -87,6 +107,10 @@ func runConnectedCheck(cmd *cobra.Command, o authzCheckOptions) error {
 	}
 	if pc != nil {
 		portProto, name = pc.port.Protocol, pc.w.Name
+	} else if !cmd.Flags().Changed("port") {
+		if o.port, err = onlyServedPort(res, c.Type); err != nil {
+			return err
+		}
 	}
 	req, err := o.simRequest(c.Type, dstIP, o.hostFor(name), portProto)
 	if err != nil {
@@ -158,4 +182,37 @@ func fetchDebug(server, path, what string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", what, err)
 	}
 	return body, nil
+}
+
+// onlyServedPort is the one port the proxy's config serves inbound (a
+// sidecar's virtualInbound chains, a gateway's or proxyless server's
+// listeners), for --port without --config; several are an error that
+// lists them.
+func onlyServedPort(res *translate.Resources, pt mesh.ProxyType) (uint32, error) {
+	seen := map[uint32]bool{}
+	for _, l := range res.Listeners {
+		if pt == mesh.ProxySidecar {
+			if l.GetName() != "virtualInbound" {
+				continue
+			}
+			for _, fc := range l.GetFilterChains() {
+				if p := fc.GetFilterChainMatch().GetDestinationPort().GetValue(); p != 0 {
+					seen[p] = true
+				}
+			}
+			continue
+		}
+		if p := l.GetAddress().GetSocketAddress().GetPortValue(); p != 0 {
+			seen[p] = true
+		}
+	}
+	ports := make([]uint32, 0, len(seen))
+	for p := range seen {
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	if len(ports) == 1 {
+		return ports[0], nil
+	}
+	return 0, fmt.Errorf("authz check: the proxy serves ports %v; choose one with --port", ports)
 }

@@ -66,6 +66,9 @@ type proxyRun struct {
 	Facts         proxyFacts       `json:"facts"`
 	ExtAuthz      []checkCall      `json:"extAuthz,omitempty"`
 	Warnings      []string         `json:"warnings,omitempty"`
+	// Lagging: the proxy has not ACKed the latest config of some type, so
+	// a disagreement with the (current) policy may be that lag.
+	Lagging bool `json:"lagging,omitempty"`
 }
 
 // proxyFacts are the simulator's findings, for JSON and YAML output.
@@ -422,7 +425,11 @@ func finish(cmd *cobra.Command, o authzCheckOptions, run *proxyRun, pc *policyCh
 		return err
 	}
 	if out.Agrees != nil && !*out.Agrees {
-		fmt.Fprintf(cmd.ErrOrStderr(), "error: DISAGREEMENT: %s.\nThe proxy's config and the policy engine must decide alike: this is a Ward bug, please report it with this output.\n", out.Comparison)
+		why := "The proxy's config and the policy engine must decide alike: this is a Ward bug, please report it with this output."
+		if run.Lagging {
+			why = "The proxy has not ACKed the latest config (see the warnings): it still enforces an older version than --config describes, which may explain the difference."
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "error: DISAGREEMENT: %s.\n%s\n", out.Comparison, why)
 		return &ExitError{Code: 1, Err: errDisagree}
 	}
 	if !run.Allowed {
@@ -495,7 +502,7 @@ func printProxyRun(w io.Writer, o authzCheckOptions, out proxyCheckOutput, pc *p
 	}
 	if pc != nil {
 		fmt.Fprintf(w, "%-14s%s  %s (Rego: %s)\n", "policy:", verdictWord(pc.allowed()), pc.explain(), out.Comparison)
-		fmt.Fprintf(w, "workload:     %s %v\n", out.Policy.Workload, map[string]string(pc.w.Labels))
+		fmt.Fprintf(w, "workload:     %s\n", pc.workloadName())
 		fmt.Fprintf(w, "applicable policies (%d):\n", len(out.Policy.Policies))
 		for _, s := range out.Policy.Policies {
 			fmt.Fprintf(w, "  %s\n", s)
