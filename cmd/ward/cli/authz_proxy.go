@@ -145,7 +145,7 @@ func newEngineChecker(snap *mesh.Snapshot) (*engineChecker, error) {
 	if err := srv.Update(snap); err != nil {
 		return nil, fmt.Errorf("authz check: %w", err)
 	}
-	return &engineChecker{srv: srv}, nil
+	return newChecker(srv), nil
 }
 
 // simulate runs req through res and fills the verdict. A nil checker
