@@ -117,6 +117,11 @@ func runConnectedCheck(cmd *cobra.Command, o authzCheckOptions) error {
 		return err
 	}
 	run.simulate(res, checker, req)
+	if pc != nil {
+		if err := pc.alignWith(cmd, run); err != nil {
+			return err
+		}
+	}
 	if checker == nil && strings.HasPrefix(run.Enforcement, "ext_authz") {
 		run.Enforcement = "ext_authz, unanswered without --config (each check fails; the filter's failure mode decides)"
 	}

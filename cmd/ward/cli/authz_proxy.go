@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/spf13/cobra"
 
@@ -125,7 +126,35 @@ func runOfflineProxyCheck(cmd *cobra.Command, o authzCheckOptions, pc *policyChe
 		return err
 	}
 	run.simulate(res, checker, req)
+	if err := pc.alignWith(cmd, run); err != nil {
+		return err
+	}
 	return finish(cmd, o, run, pc)
+}
+
+// alignWith makes the policy engine judge the request as the proxy
+// handled it: a connection the proxy's filter chain serves without an
+// HTTP connection manager (a sidecar's catch-all for a port no service
+// declares) is TCP to every filter on it, so the engine judges it as TCP
+// too (no HTTP attributes, no jwt_authn), else the two would differ by
+// construction.
+func (pc *policyCheck) alignWith(cmd *cobra.Command, run *proxyRun) error {
+	fc := run.Result.FilterChain
+	if fc == nil || pc.req.HTTP == nil || hasHCM(fc) {
+		return nil
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "note: the proxy serves the connection without HTTP (filter chain %s has no HTTP connection manager): the policy engine judges it as TCP too\n", fc.GetName())
+	pc.req.HTTP, pc.req.Auth, pc.authnReject = nil, nil, ""
+	return pc.decide(cmd)
+}
+
+func hasHCM(fc *listener.FilterChain) bool {
+	for _, f := range fc.GetFilters() {
+		if f.GetTypedConfig().MessageIs(&hcm.HttpConnectionManager{}) {
+			return true
+		}
+	}
+	return false
 }
 
 // offlineProxyFor is the proxy of pc's workload: its namespace, labels,
@@ -357,6 +386,9 @@ func deniedBy(r *simulate.Result, calls []checkCall) string {
 				if c.Rule != "" {
 					return "denied by " + c.Rule + via
 				}
+				if strings.HasPrefix(c.Reason, "denied") {
+					return c.Reason + via
+				}
 				return "denied: " + c.Reason + via
 			}
 		}
@@ -423,6 +455,9 @@ func finish(cmd *cobra.Command, o authzCheckOptions, run *proxyRun, pc *policyCh
 	}
 	if err != nil {
 		return err
+	}
+	if pc != nil && pc.decErr != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: the policy engine failed closed: %v\n", pc.decErr)
 	}
 	if out.Agrees != nil && !*out.Agrees {
 		why := "The proxy's config and the policy engine must decide alike: this is a Ward bug, please report it with this output."

@@ -230,6 +230,101 @@ func TestProxyCheckOutput(t *testing.T) {
 	}
 }
 
+const jwtCheckConfig = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: admins, namespace: app}
+spec:
+  rules:
+  - when: [{key: "request.auth.claims[groups]", values: ["admins"]}]
+---
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: app}
+spec:
+  jwtRules: [{issuer: "https://i.example", jwksUri: "https://i.example/jwks"}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: api-1, namespace: app}
+spec: {address: 10.0.0.5, labels: {app: api}}
+`
+
+const apiService = `---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: app}
+spec:
+  hosts: [api.app.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: api}}
+`
+
+// runCheck runs `ward authz check` in process on a directory holding
+// config and returns stdout, stderr and the exit status.
+func runCheck(t *testing.T, config string, args ...string) (string, string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	cmd := newAuthzCheckCmd()
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(append([]string{"--config", dir}, args...))
+	code := 0
+	if err := cmd.Execute(); err != nil {
+		code = 1
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			code = ee.Code
+		}
+	}
+	return out.String(), errOut.String(), code
+}
+
+// TestProxyCheckJWT: the proxy's jwt_authn and the engine agree on a
+// trusted token (its claims reach the ALLOW rule), an untrusted issuer
+// (401 before authorization) and no token, with native RBAC and through
+// Ward's ext_authz server.
+func TestProxyCheckJWT(t *testing.T) {
+	for _, mode := range [][]string{nil, {"--ext-authz-target", "127.0.0.1:9191"}} {
+		for _, tc := range []struct {
+			claims string
+			code   int
+			want   string
+		}{
+			{`{"iss":"https://i.example","sub":"s","groups":["dev","admins"]}`, 0, "ALLOW  allowed by ns[app]-policy[admins]-rule[0]\n"},
+			{`{"iss":"https://evil.example","sub":"s","groups":["admins"]}`, 2, "DENY  rejected by authentication: jwt_authn: "},
+			{"", 2, "DENY  denied: no ALLOW policy matched ("},
+		} {
+			args := append([]string{"--to", "app/api-1", "--proxy-type", "sidecar"}, mode...)
+			if tc.claims != "" {
+				args = append(args, "--jwt-claims", tc.claims)
+			}
+			out, stderr, code := runCheck(t, jwtCheckConfig+apiService, args...)
+			if code != tc.code || !strings.HasPrefix(out, tc.want) || !strings.Contains(out, "(Rego: agrees)") {
+				t.Errorf("%v: exit %d, want %d and %q:\n%s%s", args, code, tc.code, tc.want, out, stderr)
+			}
+		}
+	}
+}
+
+// TestProxyCheckUndeclaredPortIsTCP: a port no service declares reaches a
+// sidecar's catch-all chain, which has no HTTP connection manager, so the
+// engine judges the connection as TCP too and the two agree (the ALLOW on
+// a JWT claim cannot match at L4).
+func TestProxyCheckUndeclaredPortIsTCP(t *testing.T) {
+	out, stderr, code := runCheck(t, jwtCheckConfig, "--to", "app/api-1", "--proxy-type", "sidecar",
+		"--jwt-claims", `{"iss":"https://i.example","sub":"s","groups":["admins"]}`)
+	if code != 2 || !strings.Contains(out, "filter chain: virtualInbound-catchall") || !strings.Contains(out, "(Rego: agrees)") ||
+		!strings.Contains(stderr, "has no HTTP connection manager): the policy engine judges it as TCP too") {
+		t.Errorf("exit %d:\n%s%s", code, out, stderr)
+	}
+}
+
 func TestAckedDumpWarnings(t *testing.T) {
 	d := ackedDump{View: "acked", Unacked: []string{"lds"}}
 	d.Versions.Clusters, d.Latest.Clusters = "v1", "v2"
