@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/simulate"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
@@ -71,48 +72,23 @@ func (d ackedDump) simulatedUnacked() []string {
 // proxy ACKed, fetched from the running control plane, and compares with
 // the policy engine when --config is given.
 func runConnectedCheck(cmd *cobra.Command, o authzCheckOptions) error {
-	body, err := fetchDebug(o.server, "/debug/config_dump?acked=true&proxy="+url.QueryEscape(o.proxyID), "config dump of "+o.proxyID)
-	if err != nil {
-		return err
-	}
-	var hdr ackedDump
-	if err := json.Unmarshal(body, &hdr); err != nil {
-		return fmt.Errorf("authz check: decode config dump of %s: %w", o.proxyID, err)
-	}
-	res, err := decodeDump(body)
-	if err != nil {
-		return err
-	}
-	c, err := connectionOf(o.server, hdr.Connection)
+	hdr, res, c, err := fetchACKed(o.server, o.proxyID)
 	if err != nil {
 		return err
 	}
 	run := &proxyRun{Mode: "connected", Type: c.Type, Warnings: hdr.warnings(), Lagging: hdr.lagging(),
 		Proxy: fmt.Sprintf("%s %s (connection %s, namespace %s; the config it ACKed from %s)", c.Type, c.Proxy, c.Connection, c.Namespace, o.server)}
 	var pc *policyCheck
+	var checker *engineChecker
 	if o.configDir != "" {
 		if pc, err = o.connectedPolicy(cmd, c); err != nil {
 			return err
 		}
-	}
-	var checker *engineChecker
-	if pc != nil {
 		if checker, err = newEngineChecker(pc.snap); err != nil {
 			return err
 		}
 	}
-	dstIP, portProto, name := defaultWorkloadIP, mesh.ProtocolUnknown, ""
-	if len(c.IPs) > 0 {
-		dstIP = c.IPs[0]
-	}
-	if pc != nil {
-		portProto, name = pc.port.Protocol, pc.w.Name
-	} else if !cmd.Flags().Changed("port") {
-		if o.port, err = onlyServedPort(res, c.Type); err != nil {
-			return err
-		}
-	}
-	req, err := o.simRequest(c.Type, dstIP, o.hostFor(name), portProto)
+	req, err := o.connectedRequest(cmd, c, res, pc)
 	if err != nil {
 		return err
 	}
@@ -126,6 +102,45 @@ func runConnectedCheck(cmd *cobra.Command, o authzCheckOptions) error {
 		run.Enforcement = "ext_authz, unanswered without --config (each check fails; the filter's failure mode decides)"
 	}
 	return finish(cmd, o, run, pc)
+}
+
+// fetchACKed reads what proxy ACKed from the server: the dump's header,
+// its resources and the proxy's connection row.
+func fetchACKed(server, proxy string) (ackedDump, *translate.Resources, debugConnection, error) {
+	var hdr ackedDump
+	body, err := fetchDebug(server, "/debug/config_dump?acked=true&proxy="+url.QueryEscape(proxy), "config dump of "+proxy)
+	if err != nil {
+		return hdr, nil, debugConnection{}, err
+	}
+	if err := json.Unmarshal(body, &hdr); err != nil {
+		return hdr, nil, debugConnection{}, fmt.Errorf("authz check: decode config dump of %s: %w", proxy, err)
+	}
+	res, err := decodeDump(body)
+	if err != nil {
+		return hdr, nil, debugConnection{}, err
+	}
+	c, err := connectionOf(server, hdr.Connection)
+	return hdr, res, c, err
+}
+
+// connectedRequest is the simulated request to the connected proxy: at
+// its first IP, on --port (else, without --config, the one port it
+// serves), speaking the port's protocol when --config declares it.
+func (o *authzCheckOptions) connectedRequest(cmd *cobra.Command, c debugConnection, res *translate.Resources, pc *policyCheck) (simulate.Request, error) {
+	dstIP, portProto, name := defaultWorkloadIP, mesh.ProtocolUnknown, ""
+	if len(c.IPs) > 0 {
+		dstIP = c.IPs[0]
+	}
+	if pc != nil {
+		portProto, name = pc.port.Protocol, pc.w.Name
+	} else if !cmd.Flags().Changed("port") {
+		p, err := onlyServedPort(res, c.Type)
+		if err != nil {
+			return simulate.Request{}, err
+		}
+		o.port = p
+	}
+	return o.simRequest(c.Type, dstIP, o.hostFor(name), portProto)
 }
 
 // connectedPolicy decides the request with the policy engine over

@@ -499,6 +499,20 @@ func verdictWord(allowed bool) string {
 	return "DENY"
 }
 
+// printPolicyPart prints the policy engine's verdict beside the proxy's.
+func printPolicyPart(w io.Writer, out proxyCheckOutput, pc *policyCheck) {
+	if pc == nil {
+		fmt.Fprintf(w, "%-14s%s\n", "policy:", out.Comparison)
+		return
+	}
+	fmt.Fprintf(w, "%-14s%s  %s (Rego: %s)\n", "policy:", verdictWord(pc.allowed()), pc.explain(), out.Comparison)
+	fmt.Fprintf(w, "workload:     %s\n", pc.workloadName())
+	fmt.Fprintf(w, "applicable policies (%d):\n", len(out.Policy.Policies))
+	for _, s := range out.Policy.Policies {
+		fmt.Fprintf(w, "  %s\n", s)
+	}
+}
+
 func printProxyRun(w io.Writer, o authzCheckOptions, out proxyCheckOutput, pc *policyCheck) error {
 	run, f := out.Proxy, out.Proxy.Facts
 	fmt.Fprintf(w, "%s  %s\n", verdictWord(run.Allowed), run.Explanation)
@@ -535,16 +549,7 @@ func printProxyRun(w io.Writer, o authzCheckOptions, out proxyCheckOutput, pc *p
 	for _, c := range run.ExtAuthz {
 		fmt.Fprintf(w, "%-14s%s: %s\n", "ext_authz:", c.Filter, c.summary())
 	}
-	if pc != nil {
-		fmt.Fprintf(w, "%-14s%s  %s (Rego: %s)\n", "policy:", verdictWord(pc.allowed()), pc.explain(), out.Comparison)
-		fmt.Fprintf(w, "workload:     %s\n", pc.workloadName())
-		fmt.Fprintf(w, "applicable policies (%d):\n", len(out.Policy.Policies))
-		for _, s := range out.Policy.Policies {
-			fmt.Fprintf(w, "  %s\n", s)
-		}
-	} else {
-		fmt.Fprintf(w, "%-14s%s\n", "policy:", out.Comparison)
-	}
+	printPolicyPart(w, out, pc)
 	for _, s := range run.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", s)
 	}
