@@ -99,12 +99,16 @@ func newAuthzCheckCmd() *cobra.Command {
 
 func runAuthzCheck(cmd *cobra.Command, o authzCheckOptions) error {
 	switch {
+	case o.connected() && (o.proxyType != "" || o.extAuthz != ""):
+		return errors.New("authz check: --proxy-type and --ext-authz-target describe an offline proxy; a connected proxy's type and config come from --server")
 	case o.connected():
 		return runConnectedCheck(cmd, o)
 	case o.server != "" || o.proxyID != "":
 		return errors.New("authz check: --server and --proxy go together")
 	case o.configDir == "" || o.to == "":
 		return errors.New("authz check: give --config DIR and --to (or --server URL --proxy ID for a connected proxy)")
+	case o.extAuthz != "" && o.proxyType == "":
+		return errors.New("authz check: --ext-authz-target describes the proxy of --proxy-type")
 	}
 	pc, err := o.evalPolicy(cmd)
 	if err != nil {

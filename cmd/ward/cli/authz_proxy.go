@@ -218,10 +218,14 @@ func filterType(r *simulate.Result) string {
 
 func typeName(url string) string { return url[strings.LastIndex(url, "/")+1:] }
 
+// wardExtAuthzHost is the host of the cluster through which Envoy
+// proxies reach Ward's ext_authz server (hooks.ExtAuthzTarget.ClusterName).
+const wardExtAuthzHost = "ward-ext-authz"
+
 // enforcementOf says how the config enforces authorization.
 func enforcementOf(res *translate.Resources) string {
 	for _, c := range res.Clusters {
-		if strings.Contains(c.GetName(), "ext_authz") || strings.Contains(c.GetName(), "ext-authz") {
+		if strings.HasSuffix(c.GetName(), "||"+wardExtAuthzHost) {
 			return "ext_authz (Ward's engine, in process)"
 		}
 	}
