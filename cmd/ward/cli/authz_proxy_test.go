@@ -376,3 +376,23 @@ func TestConnectedCheckUsesTheACKedConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestAuthzCheckModeFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "app/web-1"}, "give --config DIR and --to"},
+		{[]string{"--server", "http://127.0.0.1:1"}, "--server and --proxy go together"},
+		{[]string{"--server", "http://127.0.0.1:1", "--proxy", "x", "--proxy-type", "sidecar"}, "describe an offline proxy"},
+		{[]string{"--config", ".", "--to", "app/web-1", "--ext-authz-target", "127.0.0.1:9191"}, "describes the proxy of --proxy-type"},
+	} {
+		cmd := newAuthzCheckCmd()
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetArgs(tc.args)
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
