@@ -113,6 +113,7 @@ func (s *Server) acknowledge(node, url, nonce, version, detail string, nack bool
 		version = st.Sent
 	}
 	st.Acked = version
+	s.conns[node].rememberAcked(url, version)
 	var wait float64 = -1
 	if st.Pending == version {
 		wait = s.cfg.Clock.Now().Sub(st.PendingSince).Seconds()
@@ -121,6 +122,26 @@ func (s *Server) acknowledge(node, url, nonce, version, detail string, nack bool
 	s.mu.Unlock()
 	if wait >= 0 {
 		s.m.convergence.Observe(wait)
+	}
+}
+
+// rememberAcked keeps the config whose url-type version the proxy just
+// ACKed (the current or the previous one; an older version than both is
+// no longer known and clears the record). s.mu must be held.
+func (c *conn) rememberAcked(url, version string) {
+	i := typeIndex(url)
+	if i < 0 {
+		return
+	}
+	if a := c.acked[i]; a != nil && a.version(url) == version {
+		return
+	}
+	c.acked[i] = nil
+	for _, g := range []*generated{c.gen, c.prev} {
+		if g != nil && g.version(url) == version {
+			c.acked[i] = g
+			return
+		}
 	}
 }
 

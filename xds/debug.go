@@ -11,6 +11,7 @@ import (
 
 	"github.com/wardmesh/ward/internal/access"
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/translate"
 )
 
 // Handler serves the debug pages under /debug/: config_dump?proxy=ID,
@@ -28,17 +29,23 @@ func (s *Server) Handler() http.Handler {
 
 // ConfigDump writes what was last handed to the cache for ?proxy=ID (a
 // node id: its most recent connection) or ?connection=KEY, as JSON:
-// versions and every listener, route, cluster and endpoint set.
+// versions and every listener, route, cluster and endpoint set. With
+// ?acked=true it writes, per type, what the proxy last ACKed instead (the
+// config it enforces): "versions" are the ACKed versions, "latest" what
+// was generated since, and "unacked" the types the proxy has ACKed no
+// known version of (they carry no resources).
 func (s *Server) ConfigDump(w http.ResponseWriter, r *http.Request) {
-	id, key := r.URL.Query().Get("proxy"), r.URL.Query().Get("connection")
+	q := r.URL.Query()
+	id, key := q.Get("proxy"), q.Get("connection")
 	s.mu.Lock()
 	c := s.conns[key]
 	if key == "" {
 		c = s.latestOf(id)
 	}
 	var g *generated
+	var acked [4]*generated
 	if c != nil && sees(r, c) {
-		g = c.gen
+		g, acked = c.gen, c.acked
 	} else {
 		c = nil // another namespace's proxy is as unknown as a missing one
 	}
@@ -48,7 +55,10 @@ func (s *Server) ConfigDump(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := map[string]any{"proxy": c.node, "connection": c.id}
-	if g != nil {
+	switch {
+	case q.Get("acked") == "true":
+		ackedDump(out, g, acked)
+	case g != nil:
 		out["versions"] = g.versions
 		out["listeners"] = rawList(g.res.Listeners)
 		out["routes"] = rawList(g.res.Routes)
@@ -56,6 +66,42 @@ func (s *Server) ConfigDump(w http.ResponseWriter, r *http.Request) {
 		out["endpoints"] = rawList(g.res.Endpoints)
 	}
 	writeJSON(w, out)
+}
+
+// ackedDump fills out with the ACKed config of each type.
+func ackedDump(out map[string]any, latest *generated, acked [4]*generated) {
+	out["view"] = "acked"
+	if latest != nil {
+		out["latest"] = latest.versions
+	}
+	var v translate.Versions
+	unacked := []string{}
+	keys := [4]string{"listeners", "routes", "clusters", "endpoints"}
+	vers := [4]*string{&v.Listeners, &v.Routes, &v.Clusters, &v.Endpoints}
+	for i, url := range typeURLs {
+		a := acked[i]
+		if a == nil {
+			unacked = append(unacked, shortType(url))
+			out[keys[i]] = []json.RawMessage{}
+			continue
+		}
+		*vers[i] = a.version(url)
+		out[keys[i]] = a.rawOf(i)
+	}
+	out["versions"], out["unacked"] = v, unacked
+}
+
+// rawOf is the JSON of g's resources of type i (typeURLs order).
+func (g *generated) rawOf(i int) []json.RawMessage {
+	switch i {
+	case 0:
+		return rawList(g.res.Listeners)
+	case 1:
+		return rawList(g.res.Routes)
+	case 2:
+		return rawList(g.res.Clusters)
+	}
+	return rawList(g.res.Endpoints)
 }
 
 func rawList[T proto.Message](in []T) []json.RawMessage {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,6 +109,25 @@ func TestAckNackMetricsAndDebugPages(t *testing.T) {
 	}
 	if dump := get("/debug/config_dump?proxy=" + id); !strings.Contains(dump, "outbound|80||b.test.svc.cluster.local") {
 		t.Errorf("config_dump lacks the new cluster: %.500s", dump)
+	}
+	// The ACKed view is what the proxy enforces: the first cluster set,
+	// not the rejected one; listeners were never requested, so never ACKed.
+	var acked struct {
+		View     string
+		Versions struct{ Clusters string }
+		Unacked  []string
+		Clusters []struct{ Name string }
+	}
+	if err := json.Unmarshal([]byte(get("/debug/config_dump?acked=true&proxy="+id)), &acked); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{}
+	for _, c := range acked.Clusters {
+		names = append(names, c.Name)
+	}
+	if acked.View != "acked" || acked.Versions.Clusters != good || !slices.Contains(names, "outbound|80||a.test.svc.cluster.local") ||
+		slices.Contains(names, "outbound|80||b.test.svc.cluster.local") || !slices.Contains(acked.Unacked, "lds") || slices.Contains(acked.Unacked, "cds") {
+		t.Errorf("acked config_dump = %+v: want the ACKed cds version %s with cluster a only, lds un-ACKed", acked, good)
 	}
 	if conns := get("/debug/connections"); !strings.Contains(conns, id) {
 		t.Errorf("connections: %s", conns)

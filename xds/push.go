@@ -33,7 +33,10 @@ type conn struct {
 	gen         *generated
 	status      map[string]*typeStatus // by type URL
 
-	prev      *generated // the config before gen (streams may lag one behind)
+	prev *generated // the config before gen (streams may lag one behind)
+	// acked holds, per type (typeURLs order), the config whose version
+	// the proxy last ACKed: what it enforces, which may be older than gen.
+	acked     [4]*generated
 	refreshMu sync.Mutex
 	seq       uint64 // index sequence of the last refresh
 }

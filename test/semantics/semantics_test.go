@@ -316,6 +316,6 @@ func (s *suite) build(t *testing.T, ns string, labels map[string]string, port ui
 		t.Fatalf("sidecar resources do not validate: %v", err)
 	}
 	sim := simulate.New(simulate.Config{Resources: simulate.Resources{Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters},
-		Checker: serverChecker{s.srv}})
+		Checker: serverChecker(s.srv)})
 	return &world{snap: snap, sim: sim}
 }

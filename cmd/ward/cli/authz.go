@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -41,6 +42,15 @@ type authzCheckOptions struct {
 	claims    string
 	output    string
 	showRego  bool
+
+	// Proxy mode: what a proxy does with the request (authz_proxy.go).
+	proxyType string // offline: sidecar, gateway or grpc
+	extAuthz  string // offline: as ward serve --ext-authz-target
+	server    string // connected: debug URL of ward serve
+	proxyID   string // connected: node id
+	http2     bool
+	grpc      bool
+	trace     bool
 }
 
 // errDenied makes `ward authz check` exit 2 on a denial, for scripts.
@@ -50,19 +60,25 @@ func newAuthzCheckCmd() *cobra.Command {
 	o := authzCheckOptions{}
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Decide one request against a config directory, with the deciding policy and rule",
+		Short: "Decide one request against a config directory or a proxy's config, with the deciding policy and rule",
 		Long: "Decide one request offline with the same matching and Rego evaluation the ext_authz\n" +
-			"server uses. Exit status: 0 allowed, 2 denied, 1 error.\n\n" +
+			"server uses. With --proxy-type, also generate that proxy's Envoy config as ward serve\n" +
+			"would and run the request through it (xds/simulate); with --server and --proxy, run it\n" +
+			"through the config a connected proxy ACKed. The proxy's verdict leads; a disagreement\n" +
+			"with the policy engine is a Ward bug and exits 1.\n" +
+			"Exit status: 0 allowed, 2 denied, 1 error or disagreement.\n\n" +
 			"  ward authz check --config DIR --to bookinfo/reviews-v1 --from spiffe://cluster.local/ns/bookinfo/sa/productpage \\\n" +
-			"      --method POST --path /reviews.Reviews/Get --header x-tenant=acme --jwt-claims '{\"iss\":\"i\",\"sub\":\"s\"}'",
+			"      --method POST --path /reviews.Reviews/Get --header x-tenant=acme --jwt-claims '{\"iss\":\"i\",\"sub\":\"s\"}'\n" +
+			"  ward authz check --config DIR --to app/api-1 --proxy-type sidecar --path /public/../admin -v\n" +
+			"  ward authz check --server http://127.0.0.1:15014 --proxy ID --port 9080 --path /admin",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAuthzCheck(cmd, o)
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.configDir, "config", "", "config directory of Istio YAML (required)")
-	f.StringVar(&o.to, "to", "", "destination workload: <namespace>/<WorkloadEntry name>, or <namespace> with --label (required)")
+	f.StringVar(&o.configDir, "config", "", "config directory of Istio YAML (required unless --server and --proxy)")
+	f.StringVar(&o.to, "to", "", "destination workload: <namespace>/<WorkloadEntry name>, or <namespace> with --label (required with --config; with --proxy default the proxy's own)")
 	f.StringArrayVar(&o.labels, "label", nil, "destination workload label k=v (repeatable; instead of a WorkloadEntry name)")
 	f.StringVar(&o.from, "from", "", "source identity (SPIFFE ID); empty = plaintext")
 	f.StringVar(&o.sourceIP, "source-ip", "10.0.0.1", "source (direct peer) IP")
@@ -72,79 +88,161 @@ func newAuthzCheckCmd() *cobra.Command {
 	f.BoolVar(&o.tcp, "tcp", false, "a TCP connection: no HTTP attributes")
 	f.StringVar(&o.method, "method", "GET", "HTTP method")
 	f.StringVar(&o.path, "path", "/", "HTTP path (with query)")
-	f.StringVar(&o.host, "host", "", "HTTP host (:authority); default the workload's name")
+	f.StringVar(&o.host, "host", "", "HTTP host (:authority); default the workload's name (localhost for a workload given by labels)")
 	f.StringArrayVar(&o.headers, "header", nil, "HTTP header k=v (repeatable)")
 	f.StringVar(&o.claims, "jwt-claims", "", "verified JWT claims as a JSON object")
 	addOutputFlag(cmd, &o.output, stdFormats...).alias("text", outTable)
 	f.BoolVar(&o.showRego, "show-rego", false, "also print the compiled Rego of the applicable policies")
-	_ = cmd.MarkFlagRequired("config")
-	_ = cmd.MarkFlagRequired("to")
+	o.addProxyFlags(cmd)
 	return cmd
 }
 
 func runAuthzCheck(cmd *cobra.Command, o authzCheckOptions) error {
+	switch {
+	case o.connected() && (o.proxyType != "" || o.extAuthz != ""):
+		return errors.New("authz check: --proxy-type and --ext-authz-target describe an offline proxy; a connected proxy's type and config come from --server")
+	case o.connected():
+		return runConnectedCheck(cmd, o)
+	case o.server != "" || o.proxyID != "":
+		return errors.New("authz check: --server and --proxy go together")
+	case o.configDir == "" || o.to == "":
+		return errors.New("authz check: give --config DIR and --to (or --server URL --proxy ID for a connected proxy)")
+	case o.extAuthz != "" && o.proxyType == "":
+		return errors.New("authz check: --ext-authz-target describes the proxy of --proxy-type")
+	}
+	pc, err := o.evalPolicy(cmd)
+	if err != nil {
+		return err
+	}
+	if o.proxyType != "" {
+		return runOfflineProxyCheck(cmd, o, pc)
+	}
+	return pc.print(cmd, o)
+}
+
+// policyCheck is the policy-level (Rego) answer to one request: the
+// workload, the port it reaches and the decision of Ward's engine, or the
+// authentication rejection that stops the request before it.
+type policyCheck struct {
+	snap *mesh.Snapshot
+	w    authz.Workload
+	we   *mesh.Workload
+	port workloadPort
+	req  *authz.Request
+	// authnReject is why jwt_authn rejects the request (401) before any
+	// authorization runs; dec is nil then.
+	authnReject string
+	eng         *authz.Engine
+	prep        *authz.Prepared
+	dec         *authz.Decision
+	decErr      error
+}
+
+// evalPolicy loads --config, resolves --to and --port and decides the
+// request with the same matching and Rego evaluation the ext_authz
+// server uses. It may set o.tcp (a non-HTTP port) and o.port.
+func (o *authzCheckOptions) evalPolicy(cmd *cobra.Command) (*policyCheck, error) {
 	res, err := file.Load(o.configDir)
 	if err != nil {
-		return fmt.Errorf("authz check: load %s: %w", o.configDir, err)
+		return nil, fmt.Errorf("authz check: load %s: %w", o.configDir, err)
 	}
 	for _, rj := range res.Rejected {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped rejected object: %v\n", rj.Err)
 	}
-	w, we, err := resolveWorkload(res.Snapshot, o.to, o.labels)
-	if err != nil {
-		return err
+	pc := &policyCheck{snap: res.Snapshot}
+	if pc.w, pc.we, err = resolveWorkload(res.Snapshot, o.to, o.labels); err != nil {
+		return nil, err
 	}
-	port, err := choosePort(workloadPorts(res.Snapshot, w, we), o.port, cmd.Flags().Changed("port"))
-	if err != nil {
-		return err
+	if pc.port, err = choosePort(workloadPorts(res.Snapshot, pc.w, pc.we), o.port, cmd.Flags().Changed("port")); err != nil {
+		return nil, err
 	}
-	o.port = port.Port
+	o.port = pc.port.Port
 	var notes []string
 	switch {
-	case port.Service == "":
-		notes = append(notes, fmt.Sprintf("port %d is declared by no service selecting the workload: judged as %s", port.Port, map[bool]string{true: "TCP", false: "HTTP (--tcp for a TCP connection)"}[o.tcp]))
-	case !o.tcp && !port.Protocol.IsHTTP():
+	case pc.port.Service == "":
+		notes = append(notes, fmt.Sprintf("port %d is declared by no service selecting the workload: judged as %s", pc.port.Port, map[bool]string{true: "TCP", false: "HTTP (--tcp for a TCP connection)"}[o.tcp]))
+	case !o.tcp && !pc.port.Protocol.IsHTTP():
 		o.tcp = true
-		notes = append(notes, fmt.Sprintf("port %d is %s: judged as a TCP connection, HTTP attributes ignored", port.Port, protoName(port.Protocol)))
+		notes = append(notes, fmt.Sprintf("port %d is %s: judged as a TCP connection, HTTP attributes ignored", pc.port.Port, protoName(pc.port.Protocol)))
 	}
-	req, err := o.request(w)
-	if err != nil {
-		return err
+	if pc.req, err = o.request(pc.w, workloadIP(pc.we)); err != nil {
+		return nil, err
 	}
-	if req.Auth != nil {
-		verdict, why := judgeClaims(trustedIssuers(res.Snapshot, w), req.Auth.Claims)
+	if pc.req.Auth != nil {
+		verdict, why := judgeClaims(trustedIssuers(res.Snapshot, pc.w), pc.req.Auth.Claims)
 		switch verdict {
 		case claimsIgnored:
-			req.Auth = nil
+			pc.req.Auth = nil
 			notes = append(notes, "--jwt-claims: "+why)
 		case claimsRejected:
-			return printAuthnReject(cmd.OutOrStdout(), o, w, why)
+			pc.authnReject = why
 		}
 	}
 	for _, n := range notes {
 		fmt.Fprintf(cmd.ErrOrStderr(), "note: %s\n", n)
 	}
-	// Offline: no request is waiting, so no tight evaluation deadline.
-	eng, err := authz.NewEngine(res.Snapshot, authz.EngineConfig{Timeout: 30 * time.Second})
-	if err != nil {
+	if pc.authnReject != "" {
+		return pc, nil
+	}
+	return pc, pc.decide(cmd)
+}
+
+// decide runs Ward's engine. Offline no request is waiting, so there is
+// no tight evaluation deadline.
+func (pc *policyCheck) decide(cmd *cobra.Command) error {
+	var err error
+	if pc.eng, err = authz.NewEngine(pc.snap, authz.EngineConfig{Timeout: 30 * time.Second}); err != nil {
 		return fmt.Errorf("authz check: %w", err)
 	}
-	p, err := eng.For(cmd.Context(), w.Namespace, w.Labels)
-	if err != nil {
+	if pc.prep, err = pc.eng.For(cmd.Context(), pc.w.Namespace, pc.w.Labels); err != nil {
 		return fmt.Errorf("authz check: %w", err)
 	}
-	d, derr := p.Decide(cmd.Context(), req)
-	if err := printDecision(cmd.OutOrStdout(), o, w, p, d, eng); err != nil {
+	pc.dec, pc.decErr = pc.prep.Decide(cmd.Context(), pc.req)
+	return nil
+}
+
+// allowed is the policy-level verdict.
+func (pc *policyCheck) allowed() bool { return pc.authnReject == "" && pc.dec.Allowed }
+
+// explain is the policy-level explanation, in the format of the verdict
+// line.
+func (pc *policyCheck) explain() string {
+	if pc.authnReject != "" {
+		return "rejected by authentication: " + pc.authnReject
+	}
+	return pc.dec.Explain()
+}
+
+// print writes the policy-level answer (the whole output without
+// --proxy-type) and returns the exit status as an error.
+func (pc *policyCheck) print(cmd *cobra.Command, o authzCheckOptions) error {
+	if pc.authnReject != "" {
+		return printAuthnReject(cmd.OutOrStdout(), o, pc.w, pc.authnReject)
+	}
+	if err := printDecision(cmd.OutOrStdout(), o, pc.w, pc.prep, pc.dec, pc.eng); err != nil {
 		return err
 	}
-	if derr != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: failed closed: %v\n", derr)
+	if pc.decErr != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: failed closed: %v\n", pc.decErr)
 	}
-	if !d.Allowed {
+	if !pc.dec.Allowed {
 		return &ExitError{Code: 2, Err: errDenied}
 	}
 	return nil
 }
+
+// workloadIP is the workload's address: its WorkloadEntry's, else a
+// placeholder the offline proxy is given too.
+func workloadIP(we *mesh.Workload) string {
+	if we != nil && we.Address != "" {
+		if _, err := netip.ParseAddr(we.Address); err == nil {
+			return we.Address
+		}
+	}
+	return defaultWorkloadIP
+}
+
+const defaultWorkloadIP = "10.0.0.2"
 
 // resolveWorkload turns --to (and --label) into a workload: a
 // WorkloadEntry by name, or a namespace plus explicit labels.
@@ -187,18 +285,14 @@ func printAuthnReject(out io.Writer, o authzCheckOptions, w authz.Workload, why 
 	return &ExitError{Code: 2, Err: errDenied}
 }
 
-func (o authzCheckOptions) request(w authz.Workload) (*authz.Request, error) {
+func (o authzCheckOptions) request(w authz.Workload, dstIP string) (*authz.Request, error) {
 	r := &authz.Request{
 		Source:      authz.Peer{IP: o.sourceIP, Port: 40000, Principal: o.from},
-		Destination: authz.Peer{IP: "10.0.0.2", Port: o.port},
+		Destination: authz.Peer{IP: dstIP, Port: o.port},
 		RemoteIP:    o.remoteIP, SNI: o.sni,
 	}
 	if !o.tcp {
-		host := o.host
-		if host == "" {
-			host = w.Name
-		}
-		r.HTTP = &authz.HTTPRequest{Method: o.method, Path: o.path, Host: host, Headers: map[string]string{}}
+		r.HTTP = &authz.HTTPRequest{Method: o.method, Path: o.path, Host: o.hostFor(w.Name), Headers: map[string]string{}}
 		for _, h := range o.headers {
 			k, v, ok := strings.Cut(h, "=")
 			if !ok || k == "" {

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -94,19 +92,9 @@ func (o *proxyConfigOptions) fetch(w io.Writer) error {
 
 // fetchDump returns the /debug/config_dump body (JSON) of --proxy.
 func (o *proxyConfigOptions) fetchDump() ([]byte, error) {
-	c := &http.Client{Timeout: 30 * time.Second}
-	resp, err := c.Get(strings.TrimRight(o.server, "/") + "/debug/config_dump?proxy=" + url.QueryEscape(o.proxyID))
+	body, err := fetchDebug(o.server, "/debug/config_dump?proxy="+url.QueryEscape(o.proxyID), "config dump of "+o.proxyID)
 	if err != nil {
-		return nil, fmt.Errorf("proxy-config: fetch config dump of %s: %w", o.proxyID, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("proxy-config: fetch config dump of %s: %s: %s", o.proxyID, resp.Status, strings.TrimSpace(string(b)))
-	}
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("proxy-config: read config dump of %s: %w", o.proxyID, err)
+		return nil, fmt.Errorf("proxy-config: %w", err)
 	}
 	return body, nil
 }
@@ -209,8 +197,16 @@ func (o *proxyConfigOptions) offline() (*translate.Resources, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix := translate.NewIndex(res.Snapshot)
-	return translate.Generate(ix, ix.Scope(p), hooks.New(hooks.Config{})), nil
+	return generateProxy(res.Snapshot, p, hooks.Config{}), nil
+}
+
+// generateProxy computes p's resources from snap with the translators and
+// the security hooks ward serve uses, configured by hc as serve would
+// configure them (hc.ExtAuthz: Envoy proxies enforce through ext_authz).
+// No JWKS are fetched: remote issuers' providers carry no keys.
+func generateProxy(snap *mesh.Snapshot, p *mesh.Proxy, hc hooks.Config) *translate.Resources {
+	ix := translate.NewIndex(snap)
+	return translate.Generate(ix, ix.Scope(p), hooks.New(hc))
 }
 
 // offlineProxy is the proxy described by --type, --namespace, --ip and
