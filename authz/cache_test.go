@@ -35,8 +35,8 @@ func TestDecisionCacheAgreesWithEvaluation(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got, _ := pc.Decide(context.Background(), c.Req.request())
-				want, _ := pp.Decide(context.Background(), c.Req.request())
+				got, _ := pc.Decide(context.Background(), requestOf(c.Req))
+				want, _ := pp.Decide(context.Background(), requestOf(c.Req))
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("%s/%s pass %d: cached decision differs (-uncached +cached):\n%s", name, c.Name, pass, diff)
 				}

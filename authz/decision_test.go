@@ -35,7 +35,7 @@ func TestDecisionOrderMatchesRegoLibrary(t *testing.T) {
 			if err != nil || len(p.invalid) > 0 {
 				continue
 			}
-			first, err := p.firstMatches(context.Background(), c.Req.request())
+			first, err := p.firstMatches(context.Background(), requestOf(c.Req))
 			if err != nil {
 				t.Fatal(err)
 			}

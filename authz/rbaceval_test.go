@@ -324,7 +324,7 @@ func TestRBACAgreesWithRego(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				req := c.Req.request()
+				req := requestOf(c.Req)
 				want, _ := p.Decide(context.Background(), req)
 				set, err := BuildRBAC(externalOnly(p.Policies(), snap.Mesh()), req.HTTP == nil)
 				if err != nil {

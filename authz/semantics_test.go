@@ -2,14 +2,11 @@ package authz
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/wardmesh/ward/authz/authztest"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
 )
@@ -19,45 +16,15 @@ import (
 // tests look for.
 const testTimeout = time.Minute
 
-// semanticsFile is one data file of the semantics suite: policies (Istio
-// YAML, several documents) and the requests judged against them.
-type semanticsFile struct {
-	Policies string         `yaml:"policies"`
-	Mesh     string         `yaml:"mesh"`
-	Cases    []semanticCase `yaml:"cases"`
-}
+// The suite's data format and loader are shared (authztest).
+type (
+	semanticsFile = authztest.SemanticsFile
+	semanticCase  = authztest.Case
+	caseRequest   = authztest.Request
+)
 
-type semanticCase struct {
-	Name     string            `yaml:"name"`
-	NS       string            `yaml:"ns"`
-	Labels   map[string]string `yaml:"labels"`
-	Req      caseRequest       `yaml:"req"`
-	Allow    bool              `yaml:"allow"`
-	By       string            `yaml:"by"`     // deciding rule, if any
-	Reason   Reason            `yaml:"reason"` // checked when set
-	Audit    []string          `yaml:"audit"`
-	Shadow   *bool             `yaml:"shadow"` // dry-run verdict, when set
-	NoRBAC   bool              `yaml:"norbac"` // not expressible in RBAC (CUSTOM rego)
-	Why      string            `yaml:"why"`
-	Explains string            `yaml:"explains"`
-}
-
-type caseRequest struct {
-	Principal string            `yaml:"principal"`
-	IP        string            `yaml:"ip"`
-	RemoteIP  string            `yaml:"remoteIP"`
-	DstIP     string            `yaml:"dstIP"`
-	Port      uint32            `yaml:"port"`
-	SNI       string            `yaml:"sni"`
-	TCP       bool              `yaml:"tcp"`
-	Method    string            `yaml:"method"`
-	Path      string            `yaml:"path"`
-	Host      string            `yaml:"host"`
-	Headers   map[string]string `yaml:"headers"`
-	Claims    map[string]any    `yaml:"claims"`
-}
-
-func (c caseRequest) request() *Request {
+// requestOf is a case's request with the suite's defaults.
+func requestOf(c caseRequest) *Request {
 	r := &Request{
 		Source:      Peer{IP: or(c.IP, "10.0.0.1"), Port: 40000, Principal: c.Principal},
 		Destination: Peer{IP: or(c.DstIP, "10.0.0.2"), Port: c.Port},
@@ -93,28 +60,7 @@ func parseConfigs(t testing.TB, src string) []*mesh.Config {
 	return out
 }
 
-func loadSemantics(t *testing.T) map[string]semanticsFile {
-	t.Helper()
-	files, err := filepath.Glob("testdata/semantics/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no semantics files: %v", err)
-	}
-	out := map[string]semanticsFile{}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sf semanticsFile
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&sf); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		out[filepath.Base(f)] = sf
-	}
-	return out
-}
+func loadSemantics(t *testing.T) map[string]semanticsFile { return authztest.LoadSemantics(t) }
 
 func meshConfigOf(t testing.TB, src string) mesh.MeshConfig {
 	t.Helper()
@@ -149,8 +95,8 @@ func TestSemantics(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				d, err := p.Decide(context.Background(), c.Req.request())
-				if err != nil && c.Reason != ReasonInvalidPolicy && c.Reason != ReasonBadRequest {
+				d, err := p.Decide(context.Background(), requestOf(c.Req))
+				if err != nil && Reason(c.Reason) != ReasonInvalidPolicy && Reason(c.Reason) != ReasonBadRequest {
 					t.Fatalf("decide: %v", err)
 				}
 				checkDecision(t, c, d)
@@ -177,7 +123,7 @@ func checkDecision(t *testing.T, c semanticCase, d *Decision) {
 	if c.By != "" && d.Rule != c.By {
 		t.Errorf("deciding rule = %q, want %q; decision: %s", d.Rule, c.By, d.Explain())
 	}
-	if c.Reason != "" && d.Reason != c.Reason {
+	if c.Reason != "" && d.Reason != Reason(c.Reason) {
 		t.Errorf("reason = %q, want %q; decision: %s", d.Reason, c.Reason, d.Explain())
 	}
 	var audit []string

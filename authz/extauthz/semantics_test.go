@@ -3,18 +3,16 @@ package extauthz
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"go.yaml.in/yaml/v3"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/authz/authztest"
 )
 
 // The authz semantics suite (authz/testdata/semantics), judged by the
@@ -25,32 +23,8 @@ import (
 // as the Rego engine and the RBAC output (authz TestSemantics,
 // TestRBACAgreesWithRego).
 
-type suiteFile struct {
-	Policies string      `yaml:"policies"`
-	Mesh     string      `yaml:"mesh"`
-	Cases    []suiteCase `yaml:"cases"`
-}
-
-type suiteCase struct {
-	Name   string            `yaml:"name"`
-	NS     string            `yaml:"ns"`
-	Labels map[string]string `yaml:"labels"`
-	Req    struct {
-		Principal string            `yaml:"principal"`
-		IP        string            `yaml:"ip"`
-		RemoteIP  string            `yaml:"remoteIP"`
-		DstIP     string            `yaml:"dstIP"`
-		Port      uint32            `yaml:"port"`
-		SNI       string            `yaml:"sni"`
-		TCP       bool              `yaml:"tcp"`
-		Method    string            `yaml:"method"`
-		Path      string            `yaml:"path"`
-		Host      string            `yaml:"host"`
-		Headers   map[string]string `yaml:"headers"`
-		Claims    map[string]any    `yaml:"claims"`
-	} `yaml:"req"`
-	Allow bool `yaml:"allow"`
-}
+// The suite's data format and loader are authz's (authztest).
+type suiteCase = authztest.Case
 
 func or(s, def string) string {
 	if s == "" {
@@ -107,20 +81,8 @@ func checkFor(t *testing.T, c suiteCase) (*authv3.CheckRequest, bool) {
 }
 
 func TestSemanticsSuite(t *testing.T) {
-	files, err := filepath.Glob("../testdata/semantics/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no semantics files: %v", err)
-	}
 	n := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sf suiteFile
-		if err := yaml.Unmarshal(b, &sf); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+	for name, sf := range authztest.LoadSemantics(t) {
 		// One trusted proxy hop: remote.ip is the X-Forwarded-For entry
 		// the case names.
 		s := newServer(t, Config{XFFTrustedHops: 1}, sf.Mesh, sf.Policies)
@@ -130,7 +92,7 @@ func TestSemanticsSuite(t *testing.T) {
 				continue
 			}
 			n++
-			t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml")+"/"+c.Name, func(t *testing.T) {
+			t.Run(name+"/"+c.Name, func(t *testing.T) {
 				resp, err := s.Check(context.Background(), req)
 				if err != nil {
 					t.Fatal(err)
