@@ -37,6 +37,7 @@ import (
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/telemetry/als"
 	"github.com/wardmesh/ward/webhook"
 	"github.com/wardmesh/ward/xds"
 	"github.com/wardmesh/ward/xds/hooks"
@@ -138,6 +139,7 @@ type controlPlane struct {
 	ca       *ca.CA
 	jwks     *jwks.Resolver
 	authz    *extauthz.Server
+	calls    *als.Store // call records from Envoy's access log service
 	ready    atomic.Bool
 	kube     *kubeMode // nil outside Kubernetes mode
 
@@ -241,6 +243,10 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// against the current roots), and Envoy and proxyless workloads already
 	// reach and pin it.
 	cp.authz.RegisterMTLS(secure, extauthz.PeerConfig{TrustDomain: cp.ca.TrustDomain(), Roots: cp.ca.Roots})
+	// Envoy's gRPC Access Log Service, bound to the caller's certificate
+	// like ADS: a proxy reports only for its own namespace.
+	cp.calls = als.NewStore(als.StoreConfig{})
+	als.New(als.Config{Auth: xds.AuthenticatorFunc(cp.ca.PeerIdentity), Store: cp.calls, Log: log}).Register(secure)
 	g, ctx := errgroup.WithContext(ctx)
 	if cp.source != nil {
 		g.Go(func() error { return cp.source.Run(ctx) })
@@ -499,6 +505,13 @@ func (cp *controlPlane) debugMux(gate *access.Gate) *http.ServeMux {
 			return
 		}
 		writeJSON(w, cp.source.Status())
+	})))
+	mux.Handle("GET /debug/calls", gate.Operator(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if cp.calls == nil {
+			writeJSON(w, map[string]any{})
+			return
+		}
+		writeJSON(w, map[string]any{"stats": cp.calls.Stats(), "edges": cp.calls.Edges(), "records": cp.calls.Records()})
 	})))
 	// Anything else under /debug/ is refused the same way, never served.
 	mux.Handle("/debug/", gate.Operator(http.NotFoundHandler()))
