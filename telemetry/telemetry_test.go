@@ -244,3 +244,19 @@ func TestFingerprint(t *testing.T) {
 		t.Error("fingerprint unchanged after the namespace Telemetry changed")
 	}
 }
+
+func TestAnalyze(t *testing.T) {
+	var got []string
+	for _, f := range telemetry.Analyze(load(t, "mesh")) {
+		got = append(got, f.String())
+	}
+	want := []string{
+		`Telemetry shop/broken: spec.accessLogging[0].providers[0]: provider "missing": service "nowhere.example.com" is not in the service registry`,
+		`Telemetry shop/broken: spec.accessLogging[0].providers[1]: provider "nope" is not defined in meshConfig.extensionProviders`,
+		`Telemetry shop/broken: spec.accessLogging[0].providers[2]: provider "otel" is not an access logging provider`,
+		`Telemetry shop/broken: spec.tracing[0].providers[0]: provider "als" is not a tracing provider`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Analyze:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
