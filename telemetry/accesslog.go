@@ -105,11 +105,12 @@ func fileLog(f *mesh.FileAccessLogProvider, p Protocol) *filev3.FileAccessLog {
 	lf := f.LogFormat
 	switch {
 	case lf != nil && lf.Labels != nil:
-		sf.Format = &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: labelsOrDefault(lf.Labels, p)}
+		labels := labelsOrDefault(lf.Labels, p)
+		sf.Format, sf.Formatters = &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: labels}, formatters("", labels)
 	case lf != nil && lf.Text != "":
-		sf.Format = textFormat(withNewline(lf.Text))
+		sf.Format, sf.Formatters = textFormat(withNewline(lf.Text)), formatters(lf.Text, nil)
 	default:
-		sf.Format = textFormat(DefaultTextFormat(p))
+		sf.Format, sf.Formatters = textFormat(DefaultTextFormat(p)), formatters(DefaultTextFormat(p), nil)
 	}
 	return &filev3.FileAccessLog{Path: orDefault(f.Path, "/dev/stdout"), AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: sf}}
 }
@@ -173,11 +174,16 @@ func otelLog(s *mesh.Snapshot, o *mesh.OtelALSProvider, p Protocol) (*accesslogv
 		}
 		attrs = keyValues(lf.Labels)
 	}
+	var labels *structpb.Struct
+	if o.LogFormat != nil && len(o.LogFormat.Labels) > 0 {
+		labels, _ = structpb.NewStruct(o.LogFormat.Labels) // validated JSON values
+	}
 	cfg := &otelv3.OpenTelemetryAccessLogConfig{
 		GrpcService: grpcService(c),
 		LogName:     orDefault(o.LogName, otelLogName),
 		Body:        &otlpcommon.AnyValue{Value: &otlpcommon.AnyValue_StringValue{StringValue: strings.TrimSuffix(body, "\n")}},
 		Attributes:  attrs,
+		Formatters:  formatters(body, labels),
 	}
 	return entry(LoggerOTel, cfg), nil
 }

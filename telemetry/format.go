@@ -1,16 +1,30 @@
 package telemetry
 
-import "google.golang.org/protobuf/types/known/structpb"
+import (
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	reqwithoutqueryv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/formatter/req_without_query/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
 
 // IstioTextFormat is Istio's default access-log format string (its
 // EnvoyTextLogFormat, without the trailing newline).
-const IstioTextFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" ` +
+const IstioTextFormat = `[%START_TIME%] "%REQ(:METHOD)% ` + istioPath + ` %PROTOCOL%" ` +
 	`%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% ` +
 	`"%UPSTREAM_TRANSPORT_FAILURE_REASON%" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% ` +
 	`%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" ` +
 	`"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%" %UPSTREAM_CLUSTER_RAW% ` +
 	`%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% ` +
 	`%REQUESTED_SERVER_NAME% %ROUTE_NAME%`
+
+// istioPath is the request path as Istio logs it, query string included;
+// wardPath is how Ward's defaults log it: without the query string, which
+// may carry tokens (Envoy's req_without_query formatter).
+const (
+	istioPath = `%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`
+	wardPath  = `%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%`
+)
 
 // Protocol says whether access logs are for an HTTP connection manager or
 // a tcp_proxy.
@@ -39,22 +53,24 @@ func authzField(p Protocol, key string) string {
 	return "%DYNAMIC_METADATA(" + authzNamespace(p) + ":" + key + ")%"
 }
 
-// DefaultTextFormat is Ward's default text format: Istio's, followed by
-// the evidence a zero-trust audit needs: both peers' SPIFFE IDs and the
-// policy, rule and decision id of Ward's authorisation.
+// DefaultTextFormat is Ward's default text format: Istio's with the path
+// logged without its query string, followed by the evidence a zero-trust
+// audit needs: both peers' SPIFFE IDs and the policy, rule and decision id
+// of Ward's authorisation.
 func DefaultTextFormat(p Protocol) string {
-	return IstioTextFormat + ` "%DOWNSTREAM_PEER_URI_SAN%" "%UPSTREAM_PEER_URI_SAN%" ` +
+	return strings.Replace(IstioTextFormat, istioPath, wardPath, 1) + ` "%DOWNSTREAM_PEER_URI_SAN%" "%UPSTREAM_PEER_URI_SAN%" ` +
 		authzField(p, "ward_policy") + " " + authzField(p, "ward_rule") + " " + authzField(p, "ward_decision_id") + "\n"
 }
 
-// DefaultJSONFormat is Ward's default JSON format: Istio's labels plus
-// the peers' SPIFFE IDs and Ward's authorisation decision.
+// DefaultJSONFormat is Ward's default JSON format: Istio's labels (the
+// path without its query string) plus the peers' SPIFFE IDs and Ward's
+// authorisation decision.
 func DefaultJSONFormat(p Protocol) *structpb.Struct {
 	fields := map[string]string{
 		"start_time":                        "%START_TIME%",
 		"route_name":                        "%ROUTE_NAME%",
 		"method":                            "%REQ(:METHOD)%",
-		"path":                              "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+		"path":                              wardPath,
 		"protocol":                          "%PROTOCOL%",
 		"response_code":                     "%RESPONSE_CODE%",
 		"response_flags":                    "%RESPONSE_FLAGS%",
@@ -87,4 +103,22 @@ func DefaultJSONFormat(p Protocol) *structpb.Struct {
 		st.Fields[k] = structpb.NewStringValue(v)
 	}
 	return st
+}
+
+// FormatterReqWithoutQuery is Envoy's formatter extension behind
+// %REQ_WITHOUT_QUERY(...)%.
+const FormatterReqWithoutQuery = "envoy.formatter.req_without_query"
+
+// formatters returns the formatter extensions a format needs: Envoy
+// rejects %REQ_WITHOUT_QUERY(...)% unless its extension is configured
+// (Istio adds it the same way).
+func formatters(format string, labels *structpb.Struct) []*corev3.TypedExtensionConfig {
+	uses := strings.Contains(format, "%REQ_WITHOUT_QUERY(")
+	for _, v := range labels.GetFields() {
+		uses = uses || strings.Contains(v.GetStringValue(), "%REQ_WITHOUT_QUERY(")
+	}
+	if !uses {
+		return nil
+	}
+	return []*corev3.TypedExtensionConfig{{Name: FormatterReqWithoutQuery, TypedConfig: mustAny(&reqwithoutqueryv3.ReqWithoutQuery{})}}
 }
