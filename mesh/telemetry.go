@@ -24,10 +24,18 @@ type TelemetryProviders struct {
 	OpenTelemetry *OtelTracingProvider `json:"opentelemetry,omitempty"`
 	// Prometheus names the metrics provider (Istio's standard metrics).
 	Prometheus *PrometheusProvider `json:"prometheus,omitempty"`
+	// WardALS streams HTTP and TCP access logs to Ward's own Access Log
+	// Service on its secure port (Ward's addition; the built-in provider
+	// "ward"). Proxies reach it through the cluster of the ext_authz
+	// target when that is the secure port.
+	WardALS *WardALSProvider `json:"wardAls,omitempty"`
 }
 
+// WardALSProvider selects Ward's own Access Log Service.
+type WardALSProvider struct{}
+
 // telemetryKindNames lists the telemetry kinds for error messages.
-const telemetryKindNames = "envoyFileAccessLog, envoyHttpAls, envoyTcpAls, envoyOtelAls, opentelemetry or prometheus"
+const telemetryKindNames = "envoyFileAccessLog, envoyHttpAls, envoyTcpAls, envoyOtelAls, wardAls, opentelemetry or prometheus"
 
 // FileAccessLogProvider is Istio's EnvoyFileAccessLogProvider.
 type FileAccessLogProvider struct {
@@ -117,7 +125,7 @@ type DefaultProviders struct {
 func (t TelemetryProviders) kinds() int {
 	n := 0
 	for _, set := range []bool{t.EnvoyFileAccessLog != nil, t.EnvoyHTTPALS != nil, t.EnvoyTCPALS != nil,
-		t.EnvoyOtelALS != nil, t.OpenTelemetry != nil, t.Prometheus != nil} {
+		t.EnvoyOtelALS != nil, t.OpenTelemetry != nil, t.Prometheus != nil, t.WardALS != nil} {
 		if set {
 			n++
 		}
@@ -127,7 +135,7 @@ func (t TelemetryProviders) kinds() int {
 
 // IsAccessLog reports whether p is an access-log provider.
 func (t TelemetryProviders) IsAccessLog() bool {
-	return t.EnvoyFileAccessLog != nil || t.EnvoyHTTPALS != nil || t.EnvoyTCPALS != nil || t.EnvoyOtelALS != nil
+	return t.EnvoyFileAccessLog != nil || t.EnvoyHTTPALS != nil || t.EnvoyTCPALS != nil || t.EnvoyOtelALS != nil || t.WardALS != nil
 }
 
 // IsTracing reports whether p is a tracing provider.
@@ -249,13 +257,14 @@ func sortedLabelKeys(m map[string]any) []string {
 	return out
 }
 
-// Built-in telemetry providers, as Istio's default mesh config declares
-// them: "envoy" (a file access log to /dev/stdout in the default format)
-// and "prometheus". A provider of the same name in extensionProviders
-// replaces the built-in one.
+// Built-in telemetry providers: as Istio's default mesh config declares
+// them, "envoy" (a file access log to /dev/stdout in the default format)
+// and "prometheus"; and Ward's own "ward" (wardAls). A provider of the same
+// name in extensionProviders replaces the built-in one.
 const (
 	ProviderEnvoy      = "envoy"
 	ProviderPrometheus = "prometheus"
+	ProviderWard       = "ward"
 )
 
 // TelemetryProvider returns the extension provider named name, falling
@@ -271,6 +280,8 @@ func (m MeshConfig) TelemetryProvider(name string) (ExtensionProvider, bool) {
 		return ExtensionProvider{Name: name, TelemetryProviders: TelemetryProviders{EnvoyFileAccessLog: &FileAccessLogProvider{Path: "/dev/stdout"}}}, true
 	case ProviderPrometheus:
 		return ExtensionProvider{Name: name, TelemetryProviders: TelemetryProviders{Prometheus: &PrometheusProvider{}}}, true
+	case ProviderWard:
+		return ExtensionProvider{Name: name, TelemetryProviders: TelemetryProviders{WardALS: &WardALSProvider{}}}, true
 	}
 	return ExtensionProvider{}, false
 }

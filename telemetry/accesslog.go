@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"errors"
 	"strings"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
@@ -33,11 +34,30 @@ const (
 	otelLogName = "otel_envoy_accesslog"
 )
 
+// Translator holds what the translation needs beyond the snapshot. Its
+// zero value translates everything but the wardAls provider.
+type Translator struct {
+	// WardCluster is the proxies' cluster to Ward's secure port (mTLS
+	// with the workload certificate, Ward's identity pinned, HTTP/2): the
+	// wardAls provider streams to the Access Log Service there. Empty:
+	// wardAls providers are reported, not emitted.
+	WardCluster string
+}
+
+// WardAuthority is the :authority of access-log streams to Ward.
+const WardAuthority = "ward"
+
+// AccessLogs is Translator{}.AccessLogs.
+func AccessLogs(s *mesh.Snapshot, p *mesh.Proxy, m Mode, proto Protocol) ([]*accesslogv3.AccessLog, []Finding) {
+	return Translator{}.AccessLogs(s, p, m, proto)
+}
+
 // AccessLogs returns the access_log entries for a listener of proxy p on
 // side m, HTTP (connection manager) or TCP (tcp_proxy), with the findings
 // for providers it could not honour. Proxyless gRPC gets none: grpc-go has
-// no access logs. envoyHttpAls logs HTTP only, envoyTcpAls TCP only.
-func AccessLogs(s *mesh.Snapshot, p *mesh.Proxy, m Mode, proto Protocol) ([]*accesslogv3.AccessLog, []Finding) {
+// no access logs. envoyHttpAls logs HTTP only, envoyTcpAls TCP only,
+// wardAls both (HTTP and TCP gRPC loggers).
+func (t Translator) AccessLogs(s *mesh.Snapshot, p *mesh.Proxy, m Mode, proto Protocol) ([]*accesslogv3.AccessLog, []Finding) {
 	if p.Type == mesh.ProxyGRPC {
 		return nil, nil
 	}
@@ -49,7 +69,7 @@ func AccessLogs(s *mesh.Snapshot, p *mesh.Proxy, m Mode, proto Protocol) ([]*acc
 			findings = append(findings, Finding{Object: spec.From, Message: err.Error()})
 			continue
 		}
-		al, err := accessLog(s, ep, proto)
+		al, err := t.accessLog(s, ep, proto)
 		if err != nil {
 			findings = append(findings, Finding{Object: spec.From, Message: "provider " + spec.Provider + ": " + err.Error()})
 			continue
@@ -65,8 +85,10 @@ func AccessLogs(s *mesh.Snapshot, p *mesh.Proxy, m Mode, proto Protocol) ([]*acc
 
 // accessLog builds one provider's entry; nil when the provider does not
 // log this protocol.
-func accessLog(s *mesh.Snapshot, ep mesh.ExtensionProvider, p Protocol) (*accesslogv3.AccessLog, error) {
+func (t Translator) accessLog(s *mesh.Snapshot, ep mesh.ExtensionProvider, p Protocol) (*accesslogv3.AccessLog, error) {
 	switch {
+	case ep.WardALS != nil:
+		return t.wardLog(p)
 	case ep.EnvoyFileAccessLog != nil:
 		return entry(LoggerFile, fileLog(ep.EnvoyFileAccessLog, p)), nil
 	case ep.EnvoyHTTPALS != nil:
@@ -91,6 +113,24 @@ func accessLog(s *mesh.Snapshot, ep mesh.ExtensionProvider, p Protocol) (*access
 		return otelLog(s, ep.EnvoyOtelALS, p)
 	}
 	return nil, nil
+}
+
+// wardLog streams to Ward's own Access Log Service: the HTTP logger on
+// connection managers, the TCP logger on tcp_proxy, Istio's log names.
+func (t Translator) wardLog(p Protocol) (*accesslogv3.AccessLog, error) {
+	if t.WardCluster == "" {
+		return nil, errors.New("ward's access log service is not reachable from proxies: run ward serve with --ext-authz-target on its secure port")
+	}
+	c := &grpcv3.CommonGrpcAccessLogConfig{
+		GrpcService:         grpcService(Collector{Host: WardAuthority, Cluster: t.WardCluster}),
+		TransportApiVersion: corev3.ApiVersion_V3,
+	}
+	if p == TCP {
+		c.LogName = tcpLogName
+		return entry(LoggerTCPGRPC, &grpcv3.TcpGrpcAccessLogConfig{CommonConfig: c}), nil
+	}
+	c.LogName = httpLogName
+	return entry(LoggerHTTPGRPC, &grpcv3.HttpGrpcAccessLogConfig{CommonConfig: c}), nil
 }
 
 func entry(name string, cfg proto.Message) *accesslogv3.AccessLog {

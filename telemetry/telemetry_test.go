@@ -260,3 +260,28 @@ func TestAnalyze(t *testing.T) {
 		t.Errorf("Analyze:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestWardProvider: the built-in "ward" provider streams HTTP and TCP
+// logs to Ward's own Access Log Service through the cluster the caller
+// names, and is reported when there is none.
+func TestWardProvider(t *testing.T) {
+	m := mesh.MeshConfig{DefaultProviders: &mesh.DefaultProviders{AccessLogging: []string{mesh.ProviderWard}}}
+	s := mesh.NewSnapshot(m, nil)
+	tr := telemetry.Translator{WardCluster: "outbound|15012||ward-ext-authz"}
+	for proto, want := range map[telemetry.Protocol]string{telemetry.HTTP: telemetry.LoggerHTTPGRPC, telemetry.TCP: telemetry.LoggerTCPGRPC} {
+		als, f := tr.AccessLogs(s, proxies["web"], telemetry.Server, proto)
+		if len(als) != 1 || als[0].GetName() != want || len(f) > 0 {
+			t.Fatalf("%v: %v %v, want one %s", proto, als, f, want)
+		}
+		if err := translate.ValidateDeep(als[0]); err != nil {
+			t.Error(err)
+		}
+		if !strings.Contains(als[0].GetTypedConfig().String(), "outbound|15012||ward-ext-authz") {
+			t.Errorf("%v: entry does not stream to Ward's cluster: %v", proto, als[0])
+		}
+	}
+	als, f := telemetry.AccessLogs(s, proxies["web"], telemetry.Server, telemetry.HTTP)
+	if len(als) != 0 || len(f) != 1 || !strings.Contains(f[0].String(), "--ext-authz-target") {
+		t.Errorf("without a cluster to Ward: %v %v, want one finding", als, f)
+	}
+}

@@ -28,11 +28,21 @@ func (c Config) accessLogs(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direct
 	if tcp {
 		proto = telemetry.TCP
 	}
-	out, findings := telemetry.AccessLogs(s, p, mode(dir), proto)
+	out, findings := c.telemetry().AccessLogs(s, p, mode(dir), proto)
 	for _, f := range findings {
 		c.Log.Debug("telemetry finding", "proxy", p.ID, "direction", string(dir), "finding", f.String())
 	}
 	return out
+}
+
+// telemetry is the Telemetry translator: the wardAls provider streams to
+// Ward's Access Log Service through the ext_authz target's cluster when
+// that target is Ward's secure port (mTLS, Ward's identity pinned, h2).
+func (c Config) telemetry() telemetry.Translator {
+	if t := c.ExtAuthz; t != nil && t.TLS {
+		return telemetry.Translator{WardCluster: t.ClusterName()}
+	}
+	return telemetry.Translator{}
 }
 
 func (c Config) tracing(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Direction) *hcmv3.HttpConnectionManager_Tracing {

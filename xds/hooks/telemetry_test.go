@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"strings"
 	"testing"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
+	"github.com/wardmesh/ward/xds/translate"
 )
 
 // telemetryExtra adds a collector, a TCP service and Telemetry to the
@@ -155,7 +157,6 @@ func TestTelemetryOnEveryListener(t *testing.T) {
 					tcp++
 				}
 			}
-			t.Logf("%d server, %d client, %d tcp", inbound, outbound, tcp)
 			if inbound == 0 || (tc.proxy.Type == mesh.ProxySidecar && (outbound == 0 || tcp == 0)) {
 				t.Errorf("too few chains observed: %d server, %d client, %d tcp: %+v", inbound, outbound, tcp, obs)
 			}
@@ -185,5 +186,68 @@ func TestTelemetryFingerprint(t *testing.T) {
 	without := mesh.NewSnapshot(snap.Mesh(), cfgs)
 	if h.Fingerprint(snap, p) == h.Fingerprint(without, p) {
 		t.Error("removing the mesh-wide Telemetry left the fingerprint unchanged")
+	}
+}
+
+// TestWardALSThroughSecurePort: with the ext_authz target on Ward's
+// secure port, the built-in "ward" provider puts gRPC access loggers to
+// that target's cluster (mTLS, Ward pinned) on every HTTP connection
+// manager and tcp_proxy, and the cluster is in the proxy's output.
+func TestWardALSThroughSecurePort(t *testing.T) {
+	base := telemetrySnapshot(t)
+	m := base.Mesh()
+	m.DefaultProviders = &mesh.DefaultProviders{AccessLogging: []string{mesh.ProviderWard}}
+	var cfgs []*mesh.Config
+	for _, k := range base.Keys() {
+		if k.Kind != mesh.KindTelemetry {
+			c, _ := base.Get(k)
+			cfgs = append(cfgs, c)
+		}
+	}
+	snap := mesh.NewSnapshot(m, cfgs)
+	target, err := ParseExtAuthzTarget("127.0.0.1:15012")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.TLS = true
+	p := &mesh.Proxy{ID: "reviews-v1.bookinfo", Type: mesh.ProxySidecar, Namespace: "bookinfo", Labels: mesh.Labels{"app": "reviews", "version": "v1"}, IPs: []string{"127.0.0.21"}}
+	ix := translate.NewIndex(snap)
+	res := translate.Generate(ix, ix.Scope(p), New(Config{ExtAuthz: target}))
+	if err := res.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	hasCluster := false
+	for _, c := range res.Clusters {
+		hasCluster = hasCluster || c.GetName() == target.ClusterName()
+	}
+	if !hasCluster {
+		t.Errorf("no cluster %s", target.ClusterName())
+	}
+	for _, o := range observe(t, res.Listeners) {
+		if o.logs != 1 {
+			t.Errorf("%s/%s: %d access logs, want Ward's", o.listener, o.chain, o.logs)
+		}
+	}
+	for _, l := range res.Listeners {
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				h, tp := &hcmv3.HttpConnectionManager{}, &tcpv3.TcpProxy{}
+				var logs []string
+				if f.GetTypedConfig().UnmarshalTo(h) == nil {
+					for _, a := range h.GetAccessLog() {
+						logs = append(logs, a.GetName()+" "+a.GetTypedConfig().String())
+					}
+				} else if f.GetTypedConfig().UnmarshalTo(tp) == nil {
+					for _, a := range tp.GetAccessLog() {
+						logs = append(logs, a.GetName()+" "+a.GetTypedConfig().String())
+					}
+				}
+				for _, s := range logs {
+					if !strings.Contains(s, "_grpc") || !strings.Contains(s, target.ClusterName()) {
+						t.Errorf("%s/%s: %s, want a gRPC logger to %s", l.GetName(), fc.GetName(), s, target.ClusterName())
+					}
+				}
+			}
+		}
 	}
 }
