@@ -85,7 +85,11 @@ func checkCustomTag(e *errs, p, name string, tag *telemetry.Tracing_CustomTag) {
 			e.add(p+".environment.name", "environment variable name is required")
 		}
 	case *telemetry.Tracing_CustomTag_Header:
-		checkErr(e, p+".header.name", HeaderName(t.Header.GetName()))
+		// Istio only requires a name (pseudo-headers such as :path are
+		// fine); Envoy reads whatever header is named.
+		if t.Header.GetName() == "" {
+			e.add(p+".header.name", "header name is required")
+		}
 	case *telemetry.Tracing_CustomTag_Formatter:
 		if t.Formatter.GetValue() == "" {
 			e.add(p+".formatter.value", "formatter value is required")
