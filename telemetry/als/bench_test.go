@@ -2,6 +2,7 @@ package als
 
 import (
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -53,5 +54,21 @@ func BenchmarkStoreAddNewEdges(b *testing.B) {
 	for b.Loop() {
 		s.Add(Record{Source: srcs[i%len(srcs)], Destination: fmt.Sprint(i / len(srcs)), Protocol: "http"})
 		i++
+	}
+}
+
+// BenchmarkIngestWithSink is BenchmarkIngest with every record also
+// encoded as a JSON line for the record file (written once per message).
+func BenchmarkIngestWithSink(b *testing.B) {
+	s := NewStore(StoreConfig{MaxRecords: 1024, Sink: io.Discard})
+	e := benchEntry()
+	now := time.Now()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		s.Add(fromHTTP(e, "spiffe://cluster.local/ns/shop/sa/web", now))
+		if i++; i%100 == 0 { // Envoy batches entries; the server flushes per message
+			s.Flush()
+		}
 	}
 }

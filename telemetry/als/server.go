@@ -101,7 +101,9 @@ func (s *Server) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessLogs
 		if err := s.bind(msg, id, &bound); err != nil {
 			return s.refuse(err, id)
 		}
-		if err := s.store(msg, reporter.String()); err != nil {
+		err = s.store(msg, reporter.String())
+		s.cfg.Store.Flush()
+		if err != nil {
 			return s.refuse(err, id)
 		}
 	}

@@ -1,6 +1,9 @@
 package als
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -60,6 +63,10 @@ type StoreConfig struct {
 	// MaxEdges bounds the edge table (default 10 000); records of new
 	// edges beyond it are counted in Stats.DroppedEdges, not aggregated.
 	MaxEdges int
+	// Sink, when set, receives every record as a JSON line (a
+	// rotate.File under the state dir in ward serve). Lines are buffered
+	// and written by Flush, once per received message.
+	Sink io.Writer
 }
 
 // Stats counts what a Store has seen.
@@ -68,6 +75,8 @@ type Stats struct {
 	Kept         int    `json:"kept"`
 	Edges        int    `json:"edges"`
 	DroppedEdges uint64 `json:"dropped_edges"`
+	// SinkErrors counts failed writes of records to the Sink.
+	SinkErrors uint64 `json:"sink_errors"`
 }
 
 // Store keeps recent records in a ring and aggregates all of them into
@@ -80,7 +89,14 @@ type Store struct {
 	total    uint64
 	edges    map[EdgeKey]*Edge
 	droppedE uint64
+	pending  bytes.Buffer // JSON lines not yet written to the sink
+	enc      *json.Encoder
+	sinkErrs uint64
 }
+
+// flushAt is the buffered size at which Add writes to the sink without
+// waiting for Flush.
+const flushAt = 64 << 10
 
 // NewStore returns an empty store.
 func NewStore(cfg StoreConfig) *Store {
@@ -90,7 +106,9 @@ func NewStore(cfg StoreConfig) *Store {
 	if cfg.MaxEdges <= 0 {
 		cfg.MaxEdges = 10000
 	}
-	return &Store{cfg: cfg, edges: map[EdgeKey]*Edge{}}
+	s := &Store{cfg: cfg, edges: map[EdgeKey]*Edge{}}
+	s.enc = json.NewEncoder(&s.pending)
+	return s
 }
 
 // Add keeps r and counts it in its edge.
@@ -105,6 +123,36 @@ func (s *Store) Add(r Record) {
 	s.next = (s.next + 1) % s.cfg.MaxRecords
 	s.total++
 	s.addEdge(r)
+	if s.cfg.Sink != nil {
+		s.encode(r)
+	}
+}
+
+// encode buffers r as a JSON line. It is a function of its own so that r
+// escapes to the heap only when there is a sink (keeping Add free of
+// allocations otherwise).
+func (s *Store) encode(r Record) {
+	_ = s.enc.Encode(r) // a Record always encodes; Encode adds the newline
+	if s.pending.Len() >= flushAt {
+		s.flushLocked()
+	}
+}
+
+// Flush writes the buffered JSON lines to the sink.
+func (s *Store) Flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.flushLocked()
+}
+
+func (s *Store) flushLocked() {
+	if s.cfg.Sink == nil || s.pending.Len() == 0 {
+		return
+	}
+	if _, err := s.cfg.Sink.Write(s.pending.Bytes()); err != nil {
+		s.sinkErrs++
+	}
+	s.pending.Reset()
 }
 
 func (s *Store) addEdge(r Record) {
@@ -172,5 +220,5 @@ func (s *Store) Edges() []Edge {
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Stats{Records: s.total, Kept: len(s.ring), Edges: len(s.edges), DroppedEdges: s.droppedE}
+	return Stats{Records: s.total, Kept: len(s.ring), Edges: len(s.edges), DroppedEdges: s.droppedE, SinkErrors: s.sinkErrs}
 }

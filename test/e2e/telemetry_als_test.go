@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,6 +70,11 @@ func TestServeAccessLogsOverMTLS(t *testing.T) {
 		Records []als.Record `json:"records"`
 	}
 	getJSON(t, debug+"/debug/calls", &calls)
+	// The record also went to <state>/calls.log as a JSON line.
+	line, err := os.ReadFile(filepath.Join(state, "calls.log"))
+	if err != nil || !strings.Contains(string(line), `"path":"/productpage"`) || strings.Count(string(line), "\n") != 1 {
+		t.Errorf("calls.log = %q, %v; want the one record", line, err)
+	}
 	if len(calls.Records) != 1 || calls.Records[0].Reporter != "spiffe://cluster.local/ns/bookinfo/sa/productpage" || calls.Records[0].Path != "/productpage" {
 		t.Errorf("/debug/calls = %+v, want the one record reported by productpage", calls)
 	}

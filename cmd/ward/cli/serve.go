@@ -34,6 +34,7 @@ import (
 	"github.com/wardmesh/ward/authz/extauthz"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/internal/access"
+	"github.com/wardmesh/ward/internal/rotate"
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
@@ -245,7 +246,12 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	cp.authz.RegisterMTLS(secure, extauthz.PeerConfig{TrustDomain: cp.ca.TrustDomain(), Roots: cp.ca.Roots})
 	// Envoy's gRPC Access Log Service, bound to the caller's certificate
 	// like ADS: a proxy reports only for its own namespace.
-	cp.calls = als.NewStore(als.StoreConfig{})
+	callLog, err := rotate.Open(filepath.Join(o.stateDir, "calls.log"), 64<<20, 3)
+	if err != nil {
+		return err
+	}
+	defer callLog.Close()
+	cp.calls = als.NewStore(als.StoreConfig{Sink: callLog})
 	als.New(als.Config{Auth: xds.AuthenticatorFunc(cp.ca.PeerIdentity), Store: cp.calls, Log: log}).Register(secure)
 	g, ctx := errgroup.WithContext(ctx)
 	if cp.source != nil {
