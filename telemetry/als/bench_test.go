@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -70,5 +71,21 @@ func BenchmarkIngestWithSink(b *testing.B) {
 		if i++; i%100 == 0 { // Envoy batches entries; the server flushes per message
 			s.Flush()
 		}
+	}
+}
+
+// BenchmarkIngestWithMetrics is BenchmarkIngest with the record also
+// counted in Istio's standard metrics (an existing series).
+func BenchmarkIngestWithMetrics(b *testing.B) {
+	m, err := NewMetrics(prometheus.NewRegistry(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := NewStore(StoreConfig{MaxRecords: 1024, Metrics: m})
+	e := benchEntry()
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Add(fromHTTP(e, "spiffe://cluster.local/ns/shop/sa/web", now))
 	}
 }

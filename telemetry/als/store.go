@@ -63,6 +63,8 @@ type StoreConfig struct {
 	// MaxEdges bounds the edge table (default 10 000); records of new
 	// edges beyond it are counted in Stats.DroppedEdges, not aggregated.
 	MaxEdges int
+	// Metrics, when set, counts every record in Istio's standard metrics.
+	Metrics *Metrics
 	// Sink, when set, receives every record as a JSON line (a
 	// rotate.File under the state dir in ward serve). Lines are buffered
 	// and written by Flush, once per received message.
@@ -123,6 +125,9 @@ func (s *Store) Add(r Record) {
 	s.next = (s.next + 1) % s.cfg.MaxRecords
 	s.total++
 	s.addEdge(r)
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Observe(r)
+	}
 	if s.cfg.Sink != nil {
 		s.encode(r)
 	}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,6 +72,17 @@ func TestServeAccessLogsOverMTLS(t *testing.T) {
 		Records []als.Record `json:"records"`
 	}
 	getJSON(t, debug+"/debug/calls", &calls)
+	// It is counted in Istio's standard metrics on /metrics.
+	resp, err := http.Get(debug + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `istio_requests_total{connection_security_policy="none",destination_principal="spiffe://cluster.local/ns/bookinfo/sa/productpage"`) ||
+		!strings.Contains(string(body), `reporter="destination"`) {
+		t.Errorf("/metrics has no istio_requests_total for the record")
+	}
 	// The record also went to <state>/calls.log as a JSON line.
 	line, err := os.ReadFile(filepath.Join(state, "calls.log"))
 	if err != nil || !strings.Contains(string(line), `"path":"/productpage"`) || strings.Count(string(line), "\n") != 1 {

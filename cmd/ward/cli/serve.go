@@ -251,7 +251,11 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	defer callLog.Close()
-	cp.calls = als.NewStore(als.StoreConfig{Sink: callLog})
+	istioMetrics, err := als.NewMetrics(cp.registry, 0)
+	if err != nil {
+		return err
+	}
+	cp.calls = als.NewStore(als.StoreConfig{Sink: callLog, Metrics: istioMetrics})
 	als.New(als.Config{Auth: xds.AuthenticatorFunc(cp.ca.PeerIdentity), Store: cp.calls, Log: log}).Register(secure)
 	g, ctx := errgroup.WithContext(ctx)
 	if cp.source != nil {
