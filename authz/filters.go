@@ -280,7 +280,9 @@ func usesRegoProvider(ps []*Policy, m mesh.MeshConfig) bool {
 
 func findProvider(m mesh.MeshConfig, name string) (mesh.ExtensionProvider, bool) {
 	for _, p := range m.ExtensionProviders {
-		if p.Name == name {
+		// A telemetry provider is no authorization provider: a CUSTOM
+		// policy naming one is treated as naming an unknown provider.
+		if p.Name == name && p.IsAuthorization() {
 			return p, true
 		}
 	}

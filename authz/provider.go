@@ -26,6 +26,9 @@ type provider struct {
 func compileProviders(list []mesh.ExtensionProvider) (map[string]*provider, error) {
 	out := map[string]*provider{}
 	for _, ep := range list {
+		if !ep.IsAuthorization() {
+			continue // a telemetry provider
+		}
 		p := &provider{name: ep.Name, external: ep.Rego == nil}
 		if ep.Rego != nil {
 			pq, err := PrepareProvider(ep.Name, ep.Rego.Module, ep.Rego.Query)

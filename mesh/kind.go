@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 )
 
 // Kind names an Istio config kind, e.g. "PeerAuthentication".
@@ -23,12 +24,14 @@ const (
 	KindSidecar               Kind = "Sidecar"
 	KindWorkloadEntry         Kind = "WorkloadEntry"
 	KindWorkloadGroup         Kind = "WorkloadGroup"
+	KindTelemetry             Kind = "Telemetry"
 )
 
 // API groups of the Istio kinds.
 const (
 	GroupSecurity   = "security.istio.io"
 	GroupNetworking = "networking.istio.io"
+	GroupTelemetry  = "telemetry.istio.io"
 )
 
 // KindInfo describes how a kind is spelled on the wire and which protobuf
@@ -55,6 +58,9 @@ var kinds = map[Kind]KindInfo{
 	KindSidecar:               netKind(KindSidecar, "sidecars", func() proto.Message { return &networking.Sidecar{} }),
 	KindWorkloadEntry:         netKind(KindWorkloadEntry, "workloadentries", func() proto.Message { return &networking.WorkloadEntry{} }),
 	KindWorkloadGroup:         netKind(KindWorkloadGroup, "workloadgroups", func() proto.Message { return &networking.WorkloadGroup{} }),
+	// telemetry.istio.io/v1 is an alias of the v1alpha1 messages.
+	KindTelemetry: {Kind: KindTelemetry, Group: GroupTelemetry, Versions: []string{"v1", "v1alpha1"}, Plural: "telemetries",
+		newSpec: func() proto.Message { return &telemetry.Telemetry{} }},
 }
 
 func secKind(k Kind, plural string, f func() proto.Message) KindInfo {

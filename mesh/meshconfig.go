@@ -32,15 +32,20 @@ type MeshConfig struct {
 	MaxCertTTL Duration `json:"maxCertTTL,omitempty"`
 	// TLSProfile is "" (default ciphers, TLS 1.2–1.3) or "fips".
 	TLSProfile string `json:"tlsProfile,omitempty"`
-	// ExtensionProviders name CUSTOM authorization providers.
+	// ExtensionProviders name CUSTOM authorization providers and the
+	// telemetry providers (access logs, tracing, metrics) that Telemetry
+	// objects and DefaultProviders refer to.
 	ExtensionProviders []ExtensionProvider `json:"extensionProviders,omitempty"`
+	// DefaultProviders are the telemetry providers in effect where no
+	// Telemetry names any (Istio's meshConfig.defaultProviders).
+	DefaultProviders *DefaultProviders `json:"defaultProviders,omitempty"`
 	// PathNormalization sets how proxies (and Ward's authorisation servers)
 	// normalise request paths; nil means BASE (PathNormalizationLevel).
 	PathNormalization *ProxyPathNormalization `json:"pathNormalization,omitempty"`
 }
 
-// ExtensionProvider is a CUSTOM AuthorizationPolicy provider. Exactly one of
-// its kinds is set.
+// ExtensionProvider is a CUSTOM AuthorizationPolicy provider or a
+// telemetry provider. Exactly one of its kinds is set.
 type ExtensionProvider struct {
 	Name string `json:"name"`
 	// EnvoyExtAuthzGRPC points at an external ext_authz v3 gRPC service.
@@ -48,6 +53,7 @@ type ExtensionProvider struct {
 	// Rego is an opa-envoy-plugin style policy evaluated by Ward's own
 	// ext_authz server: a Rego module and the rule to query.
 	Rego *RegoProvider `json:"rego,omitempty"`
+	TelemetryProviders
 }
 
 // ExtAuthzGRPC addresses an external ext_authz gRPC server.
@@ -127,7 +133,22 @@ func (m MeshConfig) Validate() []error {
 	for i, p := range m.ExtensionProviders {
 		errs = append(errs, p.validate(fmt.Sprintf("spec.extensionProviders[%d]", i), seen)...)
 	}
-	return errs
+	return append(errs, m.DefaultProviders.validate(m.ExtensionProviders)...)
+}
+
+// IsAuthorization reports whether p is a CUSTOM authorization provider
+// (envoyExtAuthzGrpc or rego), as opposed to a telemetry provider.
+func (p ExtensionProvider) IsAuthorization() bool { return p.EnvoyExtAuthzGRPC != nil || p.Rego != nil }
+
+func (p ExtensionProvider) kinds() int {
+	n := p.TelemetryProviders.kinds()
+	if p.EnvoyExtAuthzGRPC != nil {
+		n++
+	}
+	if p.Rego != nil {
+		n++
+	}
+	return n
 }
 
 func (p ExtensionProvider) validate(path string, seen map[string]bool) []error {
@@ -138,9 +159,10 @@ func (p ExtensionProvider) validate(path string, seen map[string]bool) []error {
 		errs = append(errs, fmt.Errorf("%s.name: duplicate provider %q", path, p.Name))
 	}
 	seen[p.Name] = true
-	if (p.EnvoyExtAuthzGRPC == nil) == (p.Rego == nil) {
-		errs = append(errs, fmt.Errorf("%s: exactly one of envoyExtAuthzGrpc or rego must be set", path))
+	if n := p.kinds(); n != 1 {
+		errs = append(errs, fmt.Errorf("%s: exactly one of envoyExtAuthzGrpc, rego, %s must be set, found %d", path, telemetryKindNames, n))
 	}
+	errs = append(errs, p.TelemetryProviders.validate(path)...)
 	if g := p.EnvoyExtAuthzGRPC; g != nil && (g.Service == "" || g.Port == 0 || g.Port > 65535) {
 		errs = append(errs, fmt.Errorf("%s.envoyExtAuthzGrpc: service and a port in 1-65535 are required", path))
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/wardmesh/ward/authn"
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/telemetry"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
@@ -28,7 +29,8 @@ type Code struct {
 }
 
 // The analyzer codes. WA00xx: the config source; WA01xx: references;
-// WA02xx: selectors; WA03xx: authorization; WA04xx: authentication.
+// WA02xx: selectors; WA03xx: authorization; WA04xx: authentication;
+// WA05xx: telemetry.
 var (
 	ConfigRejected     = Code{"WA0001", "ConfigRejected"}
 	DocumentIgnored    = Code{"WA0002", "DocumentIgnored"}
@@ -58,13 +60,14 @@ var (
 	JWTOnTCP           = Code{"WA0409", string(authn.ReasonHTTPOnlyOnTCP)}
 	TargetRefIgnored   = Code{"WA0410", string(authn.ReasonTargetRefIgnored)}
 	MixedIdentity      = Code{"WA0411", string(authn.ReasonMixedIdentity)}
+	TelemetryProvider  = Code{"WA0501", "TelemetryProviderUnavailable"}
 )
 
 // Codes lists every code, in order.
 func Codes() []Code {
 	return []Code{ConfigRejected, DocumentIgnored, ConfigWarning, StricterThanIstio, NotImplemented, HostNotFound, SubsetNotFound, ClaimRoutingNoRA, DRTLSWithoutSAN, GatewayNotFound, ConflictingVSHosts, SubsetNoWorkload, LocalityNoEffect,
 		SelectorNoMatch, AuthzInvalid, AuthzHTTPOnTCP, MethodTypo, PeerShadowed, PeerRootSelector, PeerPortLevel, GRPCPermissive, GRPCTLSProfile,
-		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored, MixedIdentity}
+		JWKSUnavailable, JWKSStale, JWKSInvalid, JWTOnTCP, TargetRefIgnored, MixedIdentity, TelemetryProvider}
 }
 
 var authnCodes = map[authn.Reason]Code{}
@@ -120,6 +123,7 @@ func Run(in Input) []Diagnostic {
 	a.selectors()
 	a.authz()
 	a.authn(in.Keys)
+	a.telemetry()
 	a.perProxy(in.Proxies)
 	sort.SliceStable(a.out, func(i, j int) bool {
 		x, y := a.out[i], a.out[j]
@@ -148,6 +152,19 @@ func (a *analyzer) add(c Code, s Severity, obj, msg string) {
 	if !a.seen[d] {
 		a.seen[d] = true
 		a.out = append(a.out, d)
+	}
+}
+
+// telemetry reports provider references the proxies cannot honour (their
+// logs or spans would be missing); the mesh config's own are reported
+// under "MeshConfig".
+func (a *analyzer) telemetry() {
+	for _, f := range telemetry.Analyze(a.snap) {
+		obj := "MeshConfig"
+		if f.Object != (mesh.Key{}) {
+			obj = f.Object.String()
+		}
+		a.add(TelemetryProvider, Warning, obj, f.Message)
 	}
 }
 

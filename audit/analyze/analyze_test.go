@@ -287,6 +287,14 @@ spec: {mtls: {mode: PERMISSIVE}}
 				JwtRules: []*security.JWTRule{{Issuer: "https://idp", Jwks: `{"keys": 5}`}}},
 		}}},
 		{code: JWTOnTCP, obj: "RequestAuthentication app/jwt", yaml: ra, keys: fakeKeys{have: true}},
+		{code: TelemetryProvider, obj: "Telemetry app/logs", msg: `spec.accessLogging[0].providers[1]: provider "als": service "als.obs.svc.cluster.local" is not in the service registry`,
+			mesh: `spec: {trustDomain: cluster.local, rootNamespace: istio-system, extensionProviders: [{name: als, envoyHttpAls: {service: als.obs.svc.cluster.local, port: 9001}}]}`,
+			yaml: `apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: app}
+spec:
+  accessLogging: [{providers: [{name: envoy}, {name: als}]}]
+`},
 		{code: TargetRefIgnored, obj: "RequestAuthentication app/jwt", yaml: `apiVersion: security.istio.io/v1
 kind: RequestAuthentication
 metadata: {name: jwt, namespace: app}

@@ -89,6 +89,8 @@ var rules = []rule{
 	{module + "/xds/translate", append(append([]string{}, translatorForbid...), module+"/authn", module+"/authz"), "xds/translate is pure and knows no policies (they plug in through hooks)"},
 	{module + "/xds/hooks", translatorForbid, "xds/hooks assembles translators and stays pure"},
 	{module + "/policies", translatorForbid, "policies is an embedded Rego library"},
+	{module + "/telemetry", append(append([]string{}, translatorForbid...), module+"/authn", module+"/authz", module+"/xds"),
+		"telemetry (the Telemetry API translator) is pure and needs only the model; its access-log server belongs in a subpackage"},
 	{module + "/xds/simulate", append(append([]string{}, translatorForbid...), module+"/authn", module+"/authz", module+"/policies", module+"/xds/translate", module+"/xds/hooks", "github.com/open-policy-agent/opa"),
 		"xds/simulate judges the assembled Envoy output: it reads Envoy config only, never Ward's translators or policy engines"},
 	{module + "/authz/grpcauthz", append(append([]string{"github.com/open-policy-agent/opa", module + "/authz$", module + "/authz/extauthz"}, wardServers...), "k8s.io/client-go"),

@@ -3,6 +3,8 @@
 // RequestAuthentication (authn) adds jwt_authn, and AuthorizationPolicy
 // (authz) adds ext_authz or native RBAC after it, so authentication always
 // runs before authorisation; proxyless gRPC workloads that enforce in
-// their application (WARD_AUTHZ=ext-authz) get no RBAC. It is pure: key
-// sets come from the caller.
+// their application (WARD_AUTHZ=ext-authz) get no RBAC. The Telemetry API
+// (telemetry) adds access logs and tracing to every HTTP connection
+// manager and tcp_proxy of sidecars and gateways. It is pure: key sets
+// come from the caller.
 package hooks

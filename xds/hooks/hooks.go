@@ -10,6 +10,7 @@ import (
 	"github.com/wardmesh/ward/authn"
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/telemetry"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
@@ -44,6 +45,8 @@ func New(cfg Config) translate.Hooks {
 		UpstreamTLS:     authn.UpstreamTLSHook,
 		HTTPFilters:     cfg.httpFilters,
 		NetworkFilters:  cfg.networkFilters,
+		AccessLogs:      cfg.accessLogs,
+		Tracing:         cfg.tracing,
 		Fingerprint:     cfg.fingerprint,
 	}
 	if t := cfg.ExtAuthz; t != nil {
@@ -112,7 +115,7 @@ func (c Config) networkFilters(s *mesh.Snapshot, p *mesh.Proxy, dir translate.Di
 }
 
 func (c Config) fingerprint(s *mesh.Snapshot, p *mesh.Proxy) string {
-	fp := authn.Fingerprint(s, p, c.Keys) + "/" + authz.Fingerprint(s, p)
+	fp := authn.Fingerprint(s, p, c.Keys) + "/" + authz.Fingerprint(s, p) + "/" + telemetry.Fingerprint(s, p)
 	if appEnforces(p) {
 		fp += "/" + MetaAuthz + "=" + AuthzExtAuthz
 	}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	accesslog "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -46,6 +47,15 @@ type Hooks struct {
 	// (the ext_authz server). Sidecars get them with the inbound side,
 	// gateways with their listeners; proxyless gRPC never.
 	Clusters func(s *mesh.Snapshot, p *mesh.Proxy) []*cluster.Cluster
+	// AccessLogs returns the access_log entries (Telemetry) of every HTTP
+	// connection manager (tcp false) and tcp_proxy (tcp true) on a
+	// listener of direction dir: Outbound is the client side, Inbound,
+	// InboundTCP and Gateway the server side. Proxyless gRPC never gets
+	// them (grpc-go has no access logs).
+	AccessLogs func(s *mesh.Snapshot, p *mesh.Proxy, dir Direction, tcp bool) []*accesslog.AccessLog
+	// Tracing returns the tracing of every HTTP connection manager on a
+	// listener of direction dir (Telemetry); nil means none.
+	Tracing func(s *mesh.Snapshot, p *mesh.Proxy, dir Direction) *hcmv3.HttpConnectionManager_Tracing
 	// Fingerprint hashes whatever the hooks read for p, so that cached
 	// output is recomputed when policies change.
 	Fingerprint func(s *mesh.Snapshot, p *mesh.Proxy) string

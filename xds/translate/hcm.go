@@ -71,6 +71,7 @@ func (g *gen) rdsHCM(stat, routeName string, dir Direction, port uint32) *hcmv3.
 		UseRemoteAddress: wrapperspb.Bool(dir == Gateway),
 	}
 	g.pathNormalization(h)
+	g.observability(h, dir)
 	return h
 }
 
@@ -115,6 +116,7 @@ func (g *gen) inlineHCM(stat string, rc *route.RouteConfiguration, dir Direction
 		HttpFilters:    g.httpFilters(dir, port),
 	}
 	g.pathNormalization(h)
+	g.observability(h, dir)
 	return h
 }
 
@@ -135,11 +137,30 @@ func (g *gen) tcpFilters(dir Direction, port uint32, stat string, dests []weight
 	if g.hooks.NetworkFilters != nil {
 		out = append(out, g.hooks.NetworkFilters(g.ix.snap, g.proxy, dir, port)...)
 	}
-	return append(out, tcpProxyFilter(stat, dests))
+	return append(out, g.tcpProxyFilter(dir, stat, dests))
 }
 
-func tcpProxyFilter(stat string, dests []weighted) *listener.Filter {
+// observability adds the Telemetry hooks' access logs and tracing to an
+// HTTP connection manager; proxyless gRPC gets neither.
+func (g *gen) observability(h *hcmv3.HttpConnectionManager, dir Direction) {
+	if g.proxy.Type == mesh.ProxyGRPC {
+		return
+	}
+	if g.hooks.AccessLogs != nil {
+		h.AccessLog = g.hooks.AccessLogs(g.ix.snap, g.proxy, dir, false)
+	}
+	if g.hooks.Tracing != nil {
+		h.Tracing = g.hooks.Tracing(g.ix.snap, g.proxy, dir)
+	}
+}
+
+// tcpProxyFilter is tcp_proxy to dests with the Telemetry hooks' access
+// logs for direction dir.
+func (g *gen) tcpProxyFilter(dir Direction, stat string, dests []weighted) *listener.Filter {
 	tp := &tcpv3.TcpProxy{StatPrefix: stat}
+	if g.hooks.AccessLogs != nil && g.proxy.Type != mesh.ProxyGRPC {
+		tp.AccessLog = g.hooks.AccessLogs(g.ix.snap, g.proxy, dir, true)
+	}
 	if len(dests) == 1 {
 		tp.ClusterSpecifier = &tcpv3.TcpProxy_Cluster{Cluster: dests[0].cluster}
 	} else {

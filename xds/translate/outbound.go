@@ -133,7 +133,7 @@ func (g *gen) tcpOutbound(name string, sps []svcPort) {
 	first := sps[0]
 	l.FilterChains = append(l.FilterChains, &listener.FilterChain{
 		Name:    OutboundName(port, "", first.svc.Hostname),
-		Filters: []*listener.Filter{tcpProxyFilter(OutboundName(port, "", first.svc.Hostname), g.tcpDests(first, "mesh"))},
+		Filters: []*listener.Filter{g.tcpProxyFilter(Outbound, OutboundName(port, "", first.svc.Hostname), g.tcpDests(first, "mesh"))},
 	})
 	g.res.Listeners = append(g.res.Listeners, l)
 }
@@ -194,7 +194,7 @@ func (g *gen) tlsChains(sp svcPort, gw string, seen map[string]bool) []*listener
 			out = append(out, &listener.FilterChain{
 				Name:             "tls:" + key,
 				FilterChainMatch: &listener.FilterChainMatch{ServerNames: snis, TransportProtocol: "tls"},
-				Filters:          []*listener.Filter{tcpProxyFilter(dests[0].cluster, dests)},
+				Filters:          []*listener.Filter{g.tcpProxyFilter(Outbound, dests[0].cluster, dests)},
 			})
 		}
 	}

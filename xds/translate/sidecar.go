@@ -55,7 +55,7 @@ func (g *gen) virtualOutbound() *listener.Listener {
 		TrafficDirection: core.TrafficDirection_OUTBOUND,
 		FilterChains: []*listener.FilterChain{{
 			Name:    "virtualOutbound-catchall-tcp",
-			Filters: []*listener.Filter{tcpProxyFilter(g.catchAll(), []weighted{{cluster: g.catchAll()}})},
+			Filters: []*listener.Filter{g.tcpProxyFilter(Outbound, g.catchAll(), []weighted{{cluster: g.catchAll()}})},
 		}},
 	}
 }

@@ -34,9 +34,11 @@ import (
 	"github.com/wardmesh/ward/authz/extauthz"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/internal/access"
+	"github.com/wardmesh/ward/internal/rotate"
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/telemetry/als"
 	"github.com/wardmesh/ward/webhook"
 	"github.com/wardmesh/ward/xds"
 	"github.com/wardmesh/ward/xds/hooks"
@@ -138,6 +140,7 @@ type controlPlane struct {
 	ca       *ca.CA
 	jwks     *jwks.Resolver
 	authz    *extauthz.Server
+	calls    *als.Store // call records from Envoy's access log service
 	ready    atomic.Bool
 	kube     *kubeMode // nil outside Kubernetes mode
 
@@ -241,6 +244,19 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// against the current roots), and Envoy and proxyless workloads already
 	// reach and pin it.
 	cp.authz.RegisterMTLS(secure, extauthz.PeerConfig{TrustDomain: cp.ca.TrustDomain(), Roots: cp.ca.Roots})
+	// Envoy's gRPC Access Log Service, bound to the caller's certificate
+	// like ADS: a proxy reports only for its own namespace.
+	callLog, err := rotate.Open(filepath.Join(o.stateDir, "calls.log"), 64<<20, 3)
+	if err != nil {
+		return err
+	}
+	defer callLog.Close()
+	istioMetrics, err := als.NewMetrics(cp.registry, 0)
+	if err != nil {
+		return err
+	}
+	cp.calls = als.NewStore(als.StoreConfig{Sink: callLog, Metrics: istioMetrics})
+	als.New(als.Config{Auth: xds.AuthenticatorFunc(cp.ca.PeerIdentity), Store: cp.calls, Log: log}).Register(secure)
 	g, ctx := errgroup.WithContext(ctx)
 	if cp.source != nil {
 		g.Go(func() error { return cp.source.Run(ctx) })
@@ -499,6 +515,13 @@ func (cp *controlPlane) debugMux(gate *access.Gate) *http.ServeMux {
 			return
 		}
 		writeJSON(w, cp.source.Status())
+	})))
+	mux.Handle("GET /debug/calls", gate.Operator(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if cp.calls == nil {
+			writeJSON(w, map[string]any{})
+			return
+		}
+		writeJSON(w, map[string]any{"stats": cp.calls.Stats(), "edges": cp.calls.Edges(), "records": cp.calls.Records()})
 	})))
 	// Anything else under /debug/ is refused the same way, never served.
 	mux.Handle("/debug/", gate.Operator(http.NotFoundHandler()))
