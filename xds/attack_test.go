@@ -249,6 +249,9 @@ func TestAttackNodeSquattingAfterRestart(t *testing.T) {
 	if _, err := listeners(t, attacker, victimNode(map[string]any{"WARD_AUTHZ": "ext-authz", "LABELS": map[string]any{"app": "nobody"}})); err != nil {
 		t.Fatalf("attacker after restart: %v", err)
 	}
+	// The victim reconnects (a fresh connection: its old one may still be
+	// failing fast on the stopped server's transport).
+	victim = dial(t, addr, nil)
 	ls, err := listeners(t, victim, victimNode(nil))
 	if err != nil {
 		t.Fatalf("victim after restart: %v", err)
