@@ -84,5 +84,6 @@ func assembleEndpoints(sets []*svcEndpoints) *partial {
 		cachev3.NewResources(v.Clusters, nil),
 		cachev3.NewResources(v.Endpoints, toRes(res.Endpoints)),
 	}
+	p.encodeLazily()
 	return p
 }

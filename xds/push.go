@@ -62,6 +62,7 @@ type generated struct {
 	snap     *cachev3.Snapshot
 	anys     [4][]*anypb.Any
 	names    [4][]string
+	enc      [4][]*encoded // anys[t] is the concatenation of enc[t]'s
 	once     [4]sync.Once
 	index    [4]map[string]*anypb.Any
 }
@@ -101,12 +102,13 @@ type partial struct {
 	byType   [4]cachev3.Resources // listener, route, cluster, endpoint
 	anys     [4][]*anypb.Any      // marshalled once, in name order
 	names    [4][]string
+	enc      [4]*encoded     // anys' wire form, built on first send
 	refs     *translate.Refs // what the side references and provides
 }
 
 func newPartial(res *translate.Resources) *partial {
 	v := res.Versions()
-	return &partial{res: res, versions: v, refs: res.Refs(),
+	p := &partial{res: res, versions: v, refs: res.Refs(),
 		anys: [4][]*anypb.Any{marshalAll(res.Listeners), marshalAll(res.Routes), marshalAll(res.Clusters), marshalAll(res.Endpoints)},
 		names: [4][]string{
 			names(res.Listeners, func(m *listener.Listener) string { return m.GetName() }),
@@ -120,6 +122,8 @@ func newPartial(res *translate.Resources) *partial {
 			cachev3.NewResources(v.Clusters, toRes(res.Clusters)),
 			cachev3.NewResources(v.Endpoints, toRes(res.Endpoints)),
 		}}
+	p.encodeLazily()
+	return p
 }
 
 var cacheTypes = [4]types.ResponseType{types.Listener, types.Route, types.Cluster, types.Endpoint}
@@ -142,7 +146,7 @@ func newPair(o, e *partial) *pair {
 		if len(o.byType[i].Items) == 0 && len(e.byType[i].Items) > 0 {
 			src = e
 		}
-		merged.byType[i], merged.anys[i], merged.names[i] = src.byType[i], src.anys[i], src.names[i]
+		merged.byType[i], merged.anys[i], merged.names[i], merged.enc[i] = src.byType[i], src.anys[i], src.names[i], src.enc[i]
 	}
 	return &pair{merged: merged, needs: translate.Join(o.refs.Resolve(o.refs, e.refs), e.refs.Resolve(o.refs, e.refs))}
 }
@@ -168,7 +172,7 @@ func combine(pr *pair, o, e, in *partial) (*generated, []error, error) {
 			vs[i] = parts[0].versions.List()[i]
 		case 1:
 			vs[i] = with[0].versions.List()[i]
-			g.anys[i], g.names[i] = with[0].anys[i], with[0].names[i]
+			g.anys[i], g.names[i], g.enc[i] = with[0].anys[i], with[0].names[i], []*encoded{with[0].enc[i]}
 		default:
 			n := 0
 			for _, p := range with {
@@ -179,6 +183,7 @@ func combine(pr *pair, o, e, in *partial) (*generated, []error, error) {
 				vs[i] = translate.CombineVersions(vs[i], p.versions.List()[i])
 				g.anys[i] = append(g.anys[i], p.anys[i]...)
 				g.names[i] = append(g.names[i], p.names[i]...)
+				g.enc[i] = append(g.enc[i], p.enc[i])
 			}
 		}
 	}

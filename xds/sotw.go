@@ -33,7 +33,7 @@ type watcher struct {
 	sent map[uint64]*generated
 	// diffs caches wildcard incremental responses by (previous config,
 	// current config, type): proxies sharing configs share the diff.
-	diffs map[diffKey][]*anypb.Any
+	diffs map[diffKey]*encoded
 	// delta marks nodes with a delta stream: only they need the snapshot
 	// cache (and its per-type maps); deltaMu orders SetSnapshot calls.
 	delta   map[string]bool
@@ -59,7 +59,7 @@ type sotwWatch struct {
 var _ cachev3.Cache = (*watcher)(nil)
 
 func newWatcher(s *Server) *watcher {
-	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}, diffs: map[diffKey][]*anypb.Any{}, delta: map[string]bool{}}
+	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}, diffs: map[diffKey]*encoded{}, delta: map[string]bool{}}
 }
 
 // CreateWatch answers at once when the proxy lacks the current version (or
@@ -179,6 +179,7 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 	}
 	resp := &discovery.DiscoveryResponse{VersionInfo: version, TypeUrl: url}
 	var returned map[string]string
+	var enc []*encoded // what resp.Resources are made of, if shared
 	switch {
 	case incremental:
 		// Endpoints and routes are not full-state in SotW: send only what
@@ -194,22 +195,21 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 				resp.Resources = append(resp.Resources, a)
 			}
 		}
-		if wildcard {
-			key := diffKey{cur: g.seq, t: t}
-			if prev != nil {
-				key.prev = prev.seq
-			}
-			if d, ok := w.diffs[key]; ok && prev != nil {
-				resp.Resources = d
-			} else {
+		switch {
+		case wildcard && prev == nil:
+			resp.Resources, enc = g.anys[t], g.enc[t] // everything
+		case wildcard:
+			key := diffKey{prev: prev.seq, cur: g.seq, t: t}
+			d, ok := w.diffs[key]
+			if !ok {
 				for i, name := range g.names[t] {
 					add(name, g.anys[t][i])
 				}
-				if prev != nil {
-					w.diffs[key] = resp.Resources
-				}
+				d = newEncoded(resp.Resources)
+				w.diffs[key] = d
 			}
-		} else {
+			resp.Resources, enc = d.anys, []*encoded{d}
+		default:
 			for name := range sub.SubscribedResources() {
 				if a, ok := byName[name]; ok {
 					add(name, a)
@@ -219,7 +219,7 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 		returned = map[string]string{sentinel: strconv.FormatUint(g.seq, 10)}
 		w.sent[g.seq] = g
 	case wildcard:
-		resp.Resources = g.anys[t]
+		resp.Resources, enc = g.anys[t], g.enc[t]
 	default:
 		returned = map[string]string{}
 		byName := g.byName(t)
@@ -229,6 +229,9 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 				returned[name] = version
 			}
 		}
+	}
+	if enc != nil {
+		w.s.enc.attach(resp, enc)
 	}
 	return &cachev3.PassthroughResponse{Request: req, DiscoveryResponse: resp, ReturnedResources: returned}
 }
