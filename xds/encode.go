@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"runtime"
 	"sync"
@@ -43,9 +45,32 @@ import (
 // encoded is one list of resources in wire form as DiscoveryResponse
 // field 2, built on first use and then shared read-only.
 type encoded struct {
-	anys []*anypb.Any
-	once sync.Once
-	b    []byte
+	anys  []*anypb.Any
+	names []string // the resources' names (only delta needs them)
+	once  sync.Once
+	b     []byte
+	// delta is the same resources as DeltaDiscoveryResponse field 2
+	// (Resource: version, the Any, name), built on first use.
+	deltaOnce sync.Once
+	delta     []byte
+	// versions are the resources' delta versions (content hashes), in
+	// anys' order, built on first use by a delta stream.
+	versionsOnce sync.Once
+	versions     []string
+}
+
+// resourceVersions returns each resource's version: a hash of its bytes,
+// the same in every process (a reconnecting proxy's
+// initial_resource_versions match any replica's).
+func (e *encoded) resourceVersions() []string {
+	e.versionsOnce.Do(func() {
+		e.versions = make([]string, len(e.anys))
+		for i, a := range e.anys {
+			sum := sha256.Sum256(a.GetValue())
+			e.versions[i] = hex.EncodeToString(sum[:8])
+		}
+	})
+	return e.versions
 }
 
 func newEncoded(anys []*anypb.Any) *encoded { return &encoded{anys: anys} }
@@ -53,7 +78,7 @@ func newEncoded(anys []*anypb.Any) *encoded { return &encoded{anys: anys} }
 // encodeLazily gives each type's resources of p their (lazy) encoding.
 func (p *partial) encodeLazily() {
 	for i := range p.anys {
-		p.enc[i] = newEncoded(p.anys[i])
+		p.enc[i] = &encoded{anys: p.anys[i], names: p.names[i]}
 	}
 }
 
@@ -76,10 +101,31 @@ func encodeResources(anys []*anypb.Any) []byte {
 	return b[:len(b):len(b)] // shared: nobody may append into it
 }
 
+// deltaBytesFresh returns the delta encoding, building it on the first
+// call (fresh).
+func (e *encoded) deltaBytesFresh() (b []byte, fresh bool) {
+	e.deltaOnce.Do(func() {
+		vs := e.resourceVersions()
+		opts := proto.MarshalOptions{Deterministic: true}
+		for i, a := range e.anys {
+			r := &discovery.Resource{Name: e.names[i], Version: vs[i], Resource: a}
+			b = protowire.AppendTag(b, 2, protowire.BytesType)
+			b = protowire.AppendVarint(b, uint64(opts.Size(r)))
+			var err error
+			if b, err = opts.MarshalAppend(b, r); err != nil {
+				panic("xds: encode delta resource: " + err.Error()) // Anys of validated resources always marshal
+			}
+		}
+		e.delta, fresh = b[:len(b):len(b)], true
+	})
+	return e.delta, fresh
+}
+
 // responseEncoding is what a response's Resources are made of, in order.
 type responseEncoding struct {
 	parts []*encoded
-	count int // len(Resources) when attached, checked before use
+	count int  // len(Resources) when attached, checked before use
+	delta bool // parts' delta encodings (DeltaDiscoveryResponse)
 }
 
 // encoder is the gRPC codec of a server carrying Ward's xDS services: it
@@ -115,17 +161,27 @@ func (s *Server) ServerOptions() []grpc.ServerOption {
 // attach records that resp's Resources are the concatenation of parts. The
 // record lives until the response is sent or collected.
 func (e *encoder) attach(resp *discovery.DiscoveryResponse, parts []*encoded) {
+	attachTo(e, resp, &responseEncoding{parts: parts, count: len(resp.Resources)})
+}
+
+// attachDelta is attach for a delta response whose Resources are every
+// resource of parts, in order, with their content versions.
+func (e *encoder) attachDelta(resp *discovery.DeltaDiscoveryResponse, parts []*encoded) {
+	attachTo(e, resp, &responseEncoding{parts: parts, count: len(resp.Resources), delta: true})
+}
+
+func attachTo[T any](e *encoder, m *T, re *responseEncoding) {
 	if !e.enabled.Load() {
 		return
 	}
-	for _, p := range parts {
+	for _, p := range re.parts {
 		if p == nil {
 			return // not encodable: marshalled per stream
 		}
 	}
-	k := weak.Make(resp)
-	e.attached.Store(k, &responseEncoding{parts: parts, count: len(resp.Resources)})
-	runtime.AddCleanup(resp, func(k weak.Pointer[discovery.DiscoveryResponse]) { e.attached.Delete(k) }, k)
+	k := weak.Make(m)
+	e.attached.Store(k, re)
+	runtime.AddCleanup(m, func(k weak.Pointer[T]) { e.attached.Delete(k) }, k)
 }
 
 // Name is the codec's content subtype: it replaces "proto".
@@ -136,38 +192,54 @@ func (e *encoder) Unmarshal(data mem.BufferSlice, v any) error { return e.base.U
 
 // Marshal sends an attached response as shared bytes.
 func (e *encoder) Marshal(v any) (mem.BufferSlice, error) {
-	resp, ok := v.(*discovery.DiscoveryResponse)
-	if !ok {
-		out, err := e.base.Marshal(v)
-		if _, delta := v.(*discovery.DeltaDiscoveryResponse); delta && err == nil {
-			e.marshalled.Add(int64(out.Len()))
+	var out mem.BufferSlice
+	var err error
+	switch m := v.(type) {
+	case *discovery.DiscoveryResponse:
+		if re := e.take(weak.Make(m), len(m.Resources)); re != nil {
+			return e.marshalShared(m.GetVersionInfo(), re, &discovery.DiscoveryResponse{
+				Canary: m.GetCanary(), TypeUrl: m.GetTypeUrl(), Nonce: m.GetNonce(), ControlPlane: m.GetControlPlane(),
+			})
 		}
-		return out, err
-	}
-	if x, ok := e.attached.LoadAndDelete(weak.Make(resp)); ok {
-		if re := x.(*responseEncoding); re.count == len(resp.Resources) {
-			return e.marshalShared(resp, re)
+	case *discovery.DeltaDiscoveryResponse:
+		if re := e.take(weak.Make(m), len(m.Resources)); re != nil {
+			return e.marshalShared(m.GetSystemVersionInfo(), re, &discovery.DeltaDiscoveryResponse{
+				TypeUrl: m.GetTypeUrl(), RemovedResources: m.GetRemovedResources(), RemovedResourceNames: m.GetRemovedResourceNames(),
+				Nonce: m.GetNonce(), ControlPlane: m.GetControlPlane(), ResourceErrors: m.GetResourceErrors(),
+			})
 		}
+	default:
+		return e.base.Marshal(v)
 	}
-	out, err := e.base.Marshal(v)
-	if err == nil {
+	if out, err = e.base.Marshal(v); err == nil {
 		e.marshalled.Add(int64(out.Len()))
 	}
 	return out, err
 }
 
-// marshalShared writes version_info (1), the shared resources (2), then
-// canary (3), type_url (4), nonce (5) and control_plane (6): the field
-// order proto.Marshal uses.
-func (e *encoder) marshalShared(resp *discovery.DiscoveryResponse, re *responseEncoding) (mem.BufferSlice, error) {
-	var head []byte
-	if v := resp.GetVersionInfo(); v != "" {
-		head = protowire.AppendTag(head, 1, protowire.BytesType)
-		head = protowire.AppendString(head, v)
+// take returns and forgets the encoding attached to key if it still
+// matches the response (count resources).
+func (e *encoder) take(key any, count int) *responseEncoding {
+	x, ok := e.attached.LoadAndDelete(key)
+	if !ok {
+		return nil
 	}
-	tail, err := proto.MarshalOptions{Deterministic: true}.Marshal(&discovery.DiscoveryResponse{
-		Canary: resp.GetCanary(), TypeUrl: resp.GetTypeUrl(), Nonce: resp.GetNonce(), ControlPlane: resp.GetControlPlane(),
-	})
+	if re := x.(*responseEncoding); re.count == count {
+		return re
+	}
+	return nil
+}
+
+// marshalShared writes field 1 (version_info / system_version_info), the
+// shared resources (field 2), then rest, the response's other fields (3
+// and up): the field order proto.Marshal uses, so the bytes are the same.
+func (e *encoder) marshalShared(version string, re *responseEncoding, rest proto.Message) (mem.BufferSlice, error) {
+	var head []byte
+	if version != "" {
+		head = protowire.AppendTag(head, 1, protowire.BytesType)
+		head = protowire.AppendString(head, version)
+	}
+	tail, err := proto.MarshalOptions{Deterministic: true}.Marshal(rest)
 	if err != nil {
 		return nil, fmt.Errorf("marshal discovery response: %w", err)
 	}
@@ -178,6 +250,9 @@ func (e *encoder) marshalShared(resp *discovery.DiscoveryResponse, re *responseE
 	var shared int
 	for _, p := range re.parts {
 		b, fresh := p.bytesFresh()
+		if re.delta {
+			b, fresh = p.deltaBytesFresh()
+		}
 		if fresh {
 			e.encodedOnce.Add(int64(len(b)))
 		}
@@ -206,7 +281,8 @@ type EncodeStats struct {
 	// once, EncodedOnce, and referenced by every response carrying them).
 	Shared, EncodedOnce int64
 	// Marshalled is encoded for one response only: per-stream fields, and
-	// responses without a shared encoding (named subscriptions, delta).
+	// responses without a shared encoding (named subscriptions, delta
+	// responses carrying part of a config).
 	Marshalled int64
 }
 

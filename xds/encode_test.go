@@ -121,3 +121,40 @@ func TestEncoderDisabled(t *testing.T) {
 func weakOf(r *discovery.DiscoveryResponse) weak.Pointer[discovery.DiscoveryResponse] {
 	return weak.Make(r)
 }
+
+// A delta response made of whole config sides is sent as their shared
+// delta encoding, byte for byte what proto.Marshal gives.
+func TestEncoderDeltaSharedBytesEqualMarshal(t *testing.T) {
+	e := newEncoder()
+	e.enabled.Store(true)
+	part := func(prefix string, n int) *encoded {
+		p := &partial{}
+		p.anys[2] = testAnys(prefix, n)
+		for i := range n {
+			p.names[2] = append(p.names[2], fmt.Sprintf("%s-%d", prefix, i))
+		}
+		p.encodeLazily()
+		return p.enc[2]
+	}
+	parts := []*encoded{part("a", 3), part("b", 2)}
+	resp := &discovery.DeltaDiscoveryResponse{SystemVersionInfo: "v7", TypeUrl: resource.ClusterType, RemovedResources: []string{"gone"}}
+	for _, p := range parts {
+		vs := p.resourceVersions()
+		for i, a := range p.anys {
+			resp.Resources = append(resp.Resources, &discovery.Resource{Name: p.names[i], Version: vs[i], Resource: a})
+		}
+	}
+	e.attachDelta(resp, parts)
+	resp.Nonce = "3"
+	got, err := e.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := proto.MarshalOptions{Deterministic: true}.Marshal(resp)
+	if !bytes.Equal(got.Materialize(), want) {
+		t.Fatalf("delta shared encoding differs from proto.Marshal")
+	}
+	if e.shared.Load() == 0 {
+		t.Error("nothing sent from the shared encoding")
+	}
+}
