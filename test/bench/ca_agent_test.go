@@ -96,7 +96,11 @@ func BenchmarkCAAgentRSS(b *testing.B) {
 
 func benchAgentRSS(b *testing.B, pkg string) {
 	bin := filepath.Join(b.TempDir(), "agent")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wardmesh/ward/"+pkg).CombinedOutput(); err != nil {
+	build := exec.Command("go", "build", "-o", bin, "github.com/wardmesh/ward/"+pkg)
+	if pkg == "cmd/ward-agent" {
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build: static, no libc pages
+	}
+	if out, err := build.CombinedOutput(); err != nil {
 		b.Fatalf("build %s: %v\n%s", pkg, err, out)
 	}
 	var args []string
