@@ -1,6 +1,7 @@
 # Ward — build, run and test. See README.md.
 GO       ?= go
 BIN      := bin/ward
+AGENT    := bin/ward-agent
 STATE    ?= .state
 CONFIG   ?= examples
 PKGS     := ./...
@@ -10,8 +11,10 @@ FUZZTIME ?= 10s
 
 all: build
 
+## build: ward (everything) and ward-agent (the workload agent alone, small enough to run beside every workload)
 build:
 	$(GO) build -o $(BIN) ./cmd/ward
+	CGO_ENABLED=0 $(GO) build -o $(AGENT) ./cmd/ward-agent
 
 ## run: the control plane on the example mesh, state in ./.state (git-ignored)
 run: build

@@ -17,7 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/identity"
 	"github.com/wardmesh/ward/sds"
 )
 
@@ -117,7 +117,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: initial ca bundle is required")
 	}
 	if cfg.CAServerID.IsZero() {
-		cfg.CAServerID, err = mesh.ControlPlaneIdentity(td.Name()).SPIFFEID()
+		cfg.CAServerID, err = identity.ControlPlane(td.Name()).SPIFFEID()
 		if err != nil {
 			return nil, err
 		}

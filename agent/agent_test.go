@@ -11,19 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/testing/protocmp"
 
-	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"github.com/wardmesh/ward/ca"
-	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
@@ -311,42 +306,6 @@ func TestTokenFile(t *testing.T) {
 	}
 	if got := a.Current().ID.String(); got != "spiffe://example.org/ns/kns/sa/ksa" {
 		t.Errorf("enrolled as %s", got)
-	}
-}
-
-func TestEnvoyBootstrapGolden(t *testing.T) {
-	b, err := EnvoyBootstrap(EnvoyBootstrapConfig{
-		Identity: mesh.Identity{TrustDomain: "example.org", Namespace: "shop", ServiceAccount: "cart"},
-		Name:     "cart-0", IP: "10.0.0.7", Labels: map[string]string{"app": "cart"},
-		XDSAddress: "ward.ward-system.svc:15012", ControlPlaneID: mustID(t, "spiffe://example.org/ns/ward-system/sa/ward"),
-		SDSSocket: "/var/run/ward/sds.sock",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden := filepath.Join("testdata", "envoy-bootstrap.golden.json")
-	got, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wantB, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update)", err)
-	}
-	var want bootstrapv3.Bootstrap
-	if err := protojson.Unmarshal(wantB, &want); err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(&want, b, protocmp.Transform()); d != "" {
-		t.Errorf("envoy bootstrap differs from %s (-want +got):\n%s", golden, d)
-	}
-	if _, err := EnvoyBootstrap(EnvoyBootstrapConfig{XDSAddress: "no-port"}); err == nil {
-		t.Error("accepted an xDS address without a port")
 	}
 }
 

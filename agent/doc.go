@@ -3,5 +3,9 @@
 // certificate for renewals), rotates at a fraction of the certificate's
 // lifetime on an injected clock with backoff while the CA is unreachable,
 // serves the identity over SDS, writes the files and the grpc xDS bootstrap
-// proxyless gRPC needs, and renders the Envoy bootstrap.
+// proxyless gRPC needs. The Envoy sidecar bootstrap is rendered by
+// agent/sidecar, apart, so that the agent (and the slim ward-agent binary)
+// links no Envoy cluster or bootstrap protos; it reaches the CA through
+// ca/caclient and names identities with mesh/identity for the same
+// reason.
 package agent

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/ca/caclient"
 )
 
 // requestTimeout bounds one CreateCertificate call.
@@ -74,13 +74,13 @@ func (a *Agent) credentials() []credential {
 		for _, x := range s.Certs {
 			c.Certificate = append(c.Certificate, x.Raw)
 		}
-		out = append(out, credential{method: ca.MethodMTLS, cert: c})
+		out = append(out, credential{method: caclient.MethodMTLS, cert: c})
 	}
 	if a.cfg.JoinToken != "" && !a.joinUsed.Load() {
-		out = append(out, credential{method: ca.MethodJoinToken, token: a.cfg.JoinToken})
+		out = append(out, credential{method: caclient.MethodJoinToken, token: a.cfg.JoinToken})
 	}
 	if a.cfg.TokenFile != "" {
-		out = append(out, credential{method: ca.MethodK8sJWT})
+		out = append(out, credential{method: caclient.MethodK8sJWT})
 	}
 	return out
 }
@@ -96,7 +96,7 @@ func (a *Agent) request(ctx context.Context, csr []byte) ([]string, string, erro
 	for _, c := range creds {
 		chain, err := a.call(ctx, c, csr)
 		if err == nil {
-			if c.method == ca.MethodJoinToken {
+			if c.method == caclient.MethodJoinToken {
 				a.joinUsed.Store(true)
 			}
 			return chain, c.method, nil
@@ -110,14 +110,14 @@ func (a *Agent) request(ctx context.Context, csr []byte) ([]string, string, erro
 }
 
 func (a *Agent) call(ctx context.Context, c credential, csr []byte) ([]string, error) {
-	if c.method == ca.MethodK8sJWT {
+	if c.method == caclient.MethodK8sJWT {
 		tok, err := a.readToken()
 		if err != nil {
 			return nil, err
 		}
 		c.token = tok
 	}
-	cl, err := ca.Dial(ca.ClientConfig{
+	cl, err := caclient.Dial(caclient.Config{
 		Addr: a.cfg.CAAddr, Bundle: a.caBundle, ServerID: a.cfg.CAServerID,
 		Certificate: c.cert, Token: c.token, Clock: a.clock,
 	})
@@ -133,7 +133,7 @@ func (a *Agent) call(ctx context.Context, c credential, csr []byte) ([]string, e
 // accept verifies the response is an X509-SVID in our trust domain, for our
 // key, chaining to the bundle that came with it.
 func (a *Agent) accept(chain []string, key crypto.Signer) (*SVID, error) {
-	certs, roots, err := ca.SplitChain(chain)
+	certs, roots, err := caclient.SplitChain(chain)
 	if err != nil {
 		return nil, fmt.Errorf("accept certificate: %w", err)
 	}

@@ -14,14 +14,15 @@ import (
 	"google.golang.org/grpc/peer"
 	authnv1 "k8s.io/api/authentication/v1"
 
+	"github.com/wardmesh/ward/ca/caclient"
 	"github.com/wardmesh/ward/mesh"
 )
 
 // Authentication methods, as used in logs and metric labels.
 const (
-	MethodMTLS      = "mtls"
-	MethodK8sJWT    = "k8s-jwt"
-	MethodJoinToken = "join-token"
+	MethodMTLS      = caclient.MethodMTLS
+	MethodK8sJWT    = caclient.MethodK8sJWT
+	MethodJoinToken = caclient.MethodJoinToken
 	// MethodControlPlane marks the CA's own serving certificate in the
 	// issuance log; no caller authenticates with it.
 	MethodControlPlane = "control-plane"

@@ -1,114 +1,25 @@
 package ca
 
 import (
-	"context"
-	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"fmt"
-	"time"
 
-	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
-	pb "istio.io/api/security/v1alpha1"
+	"github.com/wardmesh/ward/ca/caclient"
 )
 
-// ClientConfig configures a connection to the certificate service.
-type ClientConfig struct {
-	Addr string
-	// Bundle returns the roots the server certificate must chain to.
-	Bundle func() *x509bundle.Bundle
-	// ServerID is the SPIFFE ID the server certificate must carry.
-	ServerID spiffeid.ID
-	// Certificate, when set, is presented as the client certificate
-	// (renewal by mTLS).
-	Certificate *tls.Certificate
-	// Token, when set, is sent as "authorization: Bearer <token>" (a
-	// Kubernetes service-account token or a join token).
-	Token string
-	Clock Clock
-}
+// ClientConfig configures a connection to the certificate service (see
+// package caclient, which agents import without the CA).
+type ClientConfig = caclient.Config
 
 // Client calls IstioCertificateService over TLS. One Client is one
 // connection with one credential.
-type Client struct {
-	conn  *grpc.ClientConn
-	api   pb.IstioCertificateServiceClient
-	token string
-}
+type Client = caclient.Client
 
 // Dial connects to the certificate service; the server is verified as an
 // X509-SVID for ServerID against Bundle.
-func Dial(cfg ClientConfig) (*Client, error) {
-	if cfg.Bundle == nil {
-		return nil, errors.New("dial ca: no trust bundle")
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = SystemClock{}
-	}
-	tc := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // verified as a SPIFFE ID below; there is no hostname to check
-		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, _, err := x509svid.ParseAndVerify(raw, cfg.Bundle(), x509svid.WithTime(cfg.Clock.Now()))
-			if err != nil {
-				return fmt.Errorf("ca server certificate: %w", err)
-			}
-			if id != cfg.ServerID {
-				return fmt.Errorf("ca server is %s, want %s", id, cfg.ServerID)
-			}
-			return nil
-		},
-		Time: cfg.Clock.Now,
-	}
-	if cfg.Certificate != nil {
-		cert := cfg.Certificate
-		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	}
-	conn, err := grpc.NewClient(cfg.Addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	if err != nil {
-		return nil, fmt.Errorf("dial ca %s: %w", cfg.Addr, err)
-	}
-	return &Client{conn: conn, api: pb.NewIstioCertificateServiceClient(conn), token: cfg.Token}, nil
-}
-
-// Close closes the connection.
-func (c *Client) Close() error { return c.conn.Close() }
-
-// CreateCertificate sends a PEM CSR asking for ttl (0 = the CA default)
-// and returns the response chain: leaf first, bundle last.
-func (c *Client) CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) ([]string, error) {
-	if c.token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
-	}
-	resp, err := c.api.CreateCertificate(ctx, &pb.IstioCertificateRequest{Csr: string(csrPEM), ValidityDuration: int64(ttl / time.Second)})
-	if err != nil {
-		return nil, fmt.Errorf("create certificate: %w", err)
-	}
-	return resp.GetCertChain(), nil
-}
+func Dial(cfg ClientConfig) (*Client, error) { return caclient.Dial(cfg) }
 
 // SplitChain parses a CreateCertificate response: the leaf with its
-// intermediates, and the trust bundle's roots (the last element, which may
-// hold several certificates).
+// intermediates, and the trust bundle's roots (the last element).
 func SplitChain(chain []string) (certs, roots []*x509.Certificate, err error) {
-	if len(chain) < 2 {
-		return nil, nil, fmt.Errorf("certificate chain has %d elements, want leaf and bundle", len(chain))
-	}
-	for i, s := range chain[:len(chain)-1] {
-		cs, err := parseCertsPEM([]byte(s))
-		if err != nil {
-			return nil, nil, fmt.Errorf("certificate chain element %d: %w", i, err)
-		}
-		certs = append(certs, cs...)
-	}
-	roots, err = parseCertsPEM([]byte(chain[len(chain)-1]))
-	if err != nil {
-		return nil, nil, fmt.Errorf("certificate chain bundle: %w", err)
-	}
-	return certs, roots, nil
+	return caclient.SplitChain(chain)
 }

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"math/big"
 	"time"
+
+	"github.com/wardmesh/ward/ca/caclient"
 )
 
 // Root key algorithms.
@@ -80,28 +82,7 @@ func keyID(pub crypto.PublicKey) []byte {
 }
 
 // parseCertsPEM parses every CERTIFICATE block in b.
-func parseCertsPEM(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse certificate: %w", err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("parse certificate: no CERTIFICATE block")
-	}
-	return out, nil
-}
+func parseCertsPEM(b []byte) ([]*x509.Certificate, error) { return caclient.ParseCertificates(b) }
 
 // parseKeyPEM parses a PKCS#8, PKCS#1 or SEC 1 private key.
 func parseKeyPEM(b []byte) (crypto.Signer, error) {

@@ -1,16 +1,13 @@
 package mesh
 
-// The control plane's default identity: the service account its serving
-// certificate names (spiffe://<td>/ns/ward-system/sa/ward). Agents pin it
-// when they reach the CA and xDS, Envoy and proxyless workloads when they
-// reach ext_authz.
+import "github.com/wardmesh/ward/mesh/identity"
+
+// The control plane's default identity (see package identity).
 const (
-	ControlPlaneNamespace      = "ward-system"
-	ControlPlaneServiceAccount = "ward"
+	ControlPlaneNamespace      = identity.ControlPlaneNamespace
+	ControlPlaneServiceAccount = identity.ControlPlaneServiceAccount
 )
 
 // ControlPlaneIdentity is the control plane's default identity in trust
 // domain td.
-func ControlPlaneIdentity(td string) Identity {
-	return Identity{TrustDomain: td, Namespace: ControlPlaneNamespace, ServiceAccount: ControlPlaneServiceAccount}
-}
+func ControlPlaneIdentity(td string) Identity { return identity.ControlPlane(td) }

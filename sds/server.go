@@ -8,17 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -38,16 +35,33 @@ type Config struct {
 	OnPush func(names []string)
 }
 
-// Server serves a workload's secrets over SDS. Secrets are held in a
-// go-control-plane LinearCache: every update bumps the version and wakes
-// the SotW and delta watches of the affected names.
+// Server serves a workload's secrets over SDS, state of the world
+// (StreamSecrets) and delta (DeltaSecrets). Every secret carries the
+// version of the update that last changed it; an update wakes every
+// stream, which sends what changed among the names it subscribed to.
+//
+// It implements the protocol itself rather than through go-control-plane's
+// server and cache, which link every xDS resource type (clusters,
+// listeners, routes...) into the agent: the agent needs only secrets.
 type Server struct {
-	cfg   Config
-	td    spiffeid.TrustDomain
-	log   *slog.Logger
-	cache *cachev3.LinearCache
-	xds   serverv3.Server
+	secretservice.UnimplementedSecretDiscoveryServiceServer
+	cfg Config
+	td  spiffeid.TrustDomain
+	log *slog.Logger
+
+	mu      sync.Mutex
+	version uint64             // of the last update
+	secrets map[string]*secret // by name
+	changed chan struct{}      // closed (and replaced) by every update
 }
+
+// secret is one published secret, packed once for every stream.
+type secret struct {
+	any     *anypb.Any
+	version string // the update that last changed it
+}
+
+var _ secretservice.SecretDiscoveryServiceServer = (*Server)(nil)
 
 // NewServer returns a server with no secrets yet; streams asking for them
 // wait until SetIdentity and SetBundle are called.
@@ -59,48 +73,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, td: td, log: cfg.Log.With("component", "sds")}
-	s.cache = cachev3.NewLinearCache(resourcev3.SecretType, cachev3.WithVersionPrefix("sds-"))
-	s.xds = serverv3.NewServer(context.Background(), s.cache, s.callbacks())
-	return s, nil
-}
-
-func (s *Server) callbacks() serverv3.Callbacks {
-	push := func(names []string) {
-		if s.cfg.OnPush != nil {
-			s.cfg.OnPush(names)
-		}
-	}
-	return serverv3.CallbackFuncs{
-		StreamRequestFunc: func(id int64, r *discovery.DiscoveryRequest) error {
-			if st := r.GetErrorDetail(); st != nil {
-				s.log.Warn("secret rejected", "stream", id, "names", r.GetResourceNames(), "detail", st.GetMessage())
-			}
-			return nil
-		},
-		StreamResponseFunc: func(_ context.Context, _ int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
-			names := make([]string, 0, len(r.GetResources()))
-			for _, a := range r.GetResources() {
-				var sec tlsv3.Secret
-				if a.UnmarshalTo(&sec) == nil {
-					names = append(names, sec.GetName())
-				}
-			}
-			push(names)
-		},
-		StreamDeltaResponseFunc: func(_ int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
-			names := make([]string, 0, len(r.GetResources()))
-			for _, res := range r.GetResources() {
-				names = append(names, res.GetName())
-			}
-			push(names)
-		},
-	}
+	return &Server{cfg: cfg, td: td, log: cfg.Log.With("component", "sds"), secrets: map[string]*secret{}, changed: make(chan struct{})}, nil
 }
 
 // Register adds the secret discovery service (SotW and delta) to g.
 func (s *Server) Register(g grpc.ServiceRegistrar) {
-	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, s)
 }
 
 // SetIdentity publishes the workload's certificate chain (leaf first) and
@@ -116,7 +94,7 @@ func (s *Server) SetIdentity(chainPEM, keyPEM []byte) error {
 	if err := sec.ValidateAll(); err != nil {
 		return fmt.Errorf("sds: secret %s: %w", SecretDefault, err)
 	}
-	return s.update(map[string]types.Resource{SecretDefault: sec})
+	return s.update(map[string]*tlsv3.Secret{SecretDefault: sec})
 }
 
 // SetBundle publishes the trust bundle (concatenated PEM roots) as
@@ -136,23 +114,41 @@ func (s *Server) SetBundle(rootsPEM []byte) error {
 	all := &tlsv3.CertificateValidationContext{CustomValidatorConfig: &core.TypedExtensionConfig{
 		Name: "envoy.tls.cert_validator.spiffe", TypedConfig: spiffe,
 	}}
-	res := map[string]types.Resource{
+	res := map[string]*tlsv3.Secret{
 		SecretRootCA:    validationSecret(SecretRootCA, vc),
 		s.td.IDString(): validationSecret(s.td.IDString(), vc),
 		SecretAll:       validationSecret(SecretAll, all),
 	}
 	for n, r := range res {
-		if err := r.(*tlsv3.Secret).ValidateAll(); err != nil {
+		if err := r.ValidateAll(); err != nil {
 			return fmt.Errorf("sds: secret %s: %w", n, err)
 		}
 	}
 	return s.update(res)
 }
 
-func (s *Server) update(res map[string]types.Resource) error {
-	if err := s.cache.UpdateResources(res, nil); err != nil {
-		return fmt.Errorf("sds: update: %w", err)
+// update publishes res as one new version: secrets whose bytes changed
+// take it, and every stream is woken.
+func (s *Server) update(res map[string]*tlsv3.Secret) error {
+	packed := make(map[string]*anypb.Any, len(res))
+	for n, r := range res {
+		a, err := anypb.New(r)
+		if err != nil {
+			return fmt.Errorf("sds: update %s: %w", n, err)
+		}
+		packed[n] = a
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.version++
+	v := fmt.Sprintf("sds-%d", s.version)
+	for n, a := range packed {
+		if old := s.secrets[n]; old == nil || !proto.Equal(old.any, a) {
+			s.secrets[n] = &secret{any: a, version: v}
+		}
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
 	return nil
 }
 

@@ -12,8 +12,11 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -220,5 +223,41 @@ func mustOK(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A NACKed version is not sent again; a later version is, and a stale
+// answer (to a superseded response) is ignored.
+func TestSotWNackAndStale(t *testing.T) {
+	s := newServer(t)
+	mustOK(t, s.SetIdentity([]byte("chain-1"), []byte("key-1")))
+	cl := startSDS(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := cl.StreamSecrets(ctx)
+	mustOK(t, err)
+	names := []string{SecretDefault}
+	mustOK(t, st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.SecretType, ResourceNames: names}))
+	r := recv(t, st.Recv)
+	// NACK it, then send a stale ACK: neither may bring a response.
+	mustOK(t, st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.SecretType, ResourceNames: names,
+		ResponseNonce: r.Nonce, ErrorDetail: &rpcstatus.Status{Message: "bad"}}))
+	mustOK(t, st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.SecretType, ResourceNames: names,
+		VersionInfo: "old", ResponseNonce: "stale"}))
+	mustOK(t, s.SetIdentity([]byte("chain-2"), []byte("key-2")))
+	r2 := recv(t, st.Recv)
+	if chainOf(secrets(t, r2.Resources)[SecretDefault]) != "chain-2" || r2.VersionInfo == r.VersionInfo {
+		t.Fatalf("after a NACK the next response must be the new version, got %s %v", r2.VersionInfo, r2.Resources)
+	}
+	// A wrong type URL ends the stream.
+	mustOK(t, st.Send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: r2.Nonce}))
+	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("wrong type URL: %v, want InvalidArgument", err)
+	}
+}
+
+func TestSecretTypeURL(t *testing.T) {
+	if SecretType != resourcev3.SecretType {
+		t.Fatalf("SecretType %q, go-control-plane's %q", SecretType, resourcev3.SecretType)
 	}
 }

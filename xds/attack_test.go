@@ -95,6 +95,7 @@ func serve(t *testing.T, s *xds.Server, c *ca.CA, opts ...grpc.ServerOption) str
 }
 
 func serveOn(t *testing.T, s *xds.Server, c *ca.CA, lis net.Listener, opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts, s.ServerOptions()...)
 	if c != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(c.ServerTLSConfig())))
 	}

@@ -6,7 +6,9 @@
 // present a Ward workload certificate and serves only that identity. It
 // debounces config updates, recomputes only proxies whose inputs changed,
 // applies per-stream back-pressure and stream, connection and node-size
-// limits, records ACK/NACK per stream and type, exports Prometheus metrics
+// limits, encodes each shared config side once and sends it to every
+// proxy holding it as the same bytes (Server.ServerOptions' codec, SotW and
+// delta), records ACK/NACK per stream and type, exports Prometheus metrics
 // and serves the config_dump, syncz and connections debug pages, scoped to
 // the caller's namespace.
 package xds

@@ -7,7 +7,6 @@ import (
 	"sort"
 
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wardmesh/ward/xds/translate"
@@ -77,12 +76,6 @@ func assembleEndpoints(sets []*svcEndpoints) *partial {
 		res.Endpoints[i], p.anys[3][i], p.names[3][i] = it.cla, it.any, it.cla.GetClusterName()
 	}
 	p.refs = res.Refs()
-	v := p.versions
-	p.byType = [4]cachev3.Resources{
-		cachev3.NewResources(v.Listeners, nil),
-		cachev3.NewResources(v.Routes, nil),
-		cachev3.NewResources(v.Clusters, nil),
-		cachev3.NewResources(v.Endpoints, toRes(res.Endpoints)),
-	}
+	p.encodeLazily()
 	return p
 }

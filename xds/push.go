@@ -13,7 +13,6 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -58,15 +57,13 @@ type generated struct {
 	seq      uint64 // unique per generated config
 	res      *translate.Resources
 	versions translate.Versions
-	// parts are the sides the config was combined from; snapshot builds
-	// go-control-plane's per-type maps from them only for delta streams.
-	parts    []*partial
-	snapOnce sync.Once
-	snap     *cachev3.Snapshot
-	anys     [4][]*anypb.Any
-	names    [4][]string
-	once     [4]sync.Once
-	index    [4]map[string]*anypb.Any
+	// parts are the sides the config was combined from.
+	parts []*partial
+	anys  [4][]*anypb.Any
+	names [4][]string
+	enc   [4][]*encoded // anys[t] is the concatenation of enc[t]'s
+	once  [4]sync.Once
+	index [4]map[string]*anypb.Any
 }
 
 type genEntry struct {
@@ -101,28 +98,24 @@ func shortType(url string) string {
 type partial struct {
 	res      *translate.Resources
 	versions translate.Versions
-	byType   [4]cachev3.Resources // listener, route, cluster, endpoint
-	anys     [4][]*anypb.Any      // marshalled once, in name order
+	anys     [4][]*anypb.Any // by type (listener, route, cluster, endpoint): marshalled once, in name order
 	names    [4][]string
+	enc      [4]*encoded     // anys' wire form, built on first send
 	refs     *translate.Refs // what the side references and provides
 }
 
 func newPartial(res *translate.Resources) *partial {
 	v := res.Versions()
-	return &partial{res: res, versions: v, refs: res.Refs(),
+	p := &partial{res: res, versions: v, refs: res.Refs(),
 		anys: [4][]*anypb.Any{marshalAll(res.Listeners), marshalAll(res.Routes), marshalAll(res.Clusters), marshalAll(res.Endpoints)},
 		names: [4][]string{
 			names(res.Listeners, func(m *listener.Listener) string { return m.GetName() }),
 			names(res.Routes, func(m *route.RouteConfiguration) string { return m.GetName() }),
 			names(res.Clusters, func(m *cluster.Cluster) string { return m.GetName() }),
 			names(res.Endpoints, func(m *endpoint.ClusterLoadAssignment) string { return m.GetClusterName() }),
-		},
-		byType: [4]cachev3.Resources{
-			cachev3.NewResources(v.Listeners, toRes(res.Listeners)),
-			cachev3.NewResources(v.Routes, toRes(res.Routes)),
-			cachev3.NewResources(v.Clusters, toRes(res.Clusters)),
-			cachev3.NewResources(v.Endpoints, toRes(res.Endpoints)),
 		}}
+	p.encodeLazily()
+	return p
 }
 
 var cacheTypes = [4]types.ResponseType{types.Listener, types.Route, types.Cluster, types.Endpoint}
@@ -142,10 +135,10 @@ func newPair(o, e *partial) *pair {
 	merged.versions.Endpoints = e.versions.Endpoints
 	for i := range cacheTypes {
 		src := o
-		if len(o.byType[i].Items) == 0 && len(e.byType[i].Items) > 0 {
+		if len(o.anys[i]) == 0 && len(e.anys[i]) > 0 {
 			src = e
 		}
-		merged.byType[i], merged.anys[i], merged.names[i] = src.byType[i], src.anys[i], src.names[i]
+		merged.anys[i], merged.names[i], merged.enc[i] = src.anys[i], src.names[i], src.enc[i]
 	}
 	return &pair{merged: merged, needs: translate.Join(o.refs.Resolve(o.refs, e.refs), e.refs.Resolve(o.refs, e.refs))}
 }
@@ -171,7 +164,7 @@ func combine(pr *pair, o, e, in *partial) (*generated, []error, error) {
 			vs[i] = parts[0].versions.List()[i]
 		case 1:
 			vs[i] = with[0].versions.List()[i]
-			g.anys[i], g.names[i] = with[0].anys[i], with[0].names[i]
+			g.anys[i], g.names[i], g.enc[i] = with[0].anys[i], with[0].names[i], []*encoded{with[0].enc[i]}
 		default:
 			n := 0
 			for _, p := range with {
@@ -182,6 +175,7 @@ func combine(pr *pair, o, e, in *partial) (*generated, []error, error) {
 				vs[i] = translate.CombineVersions(vs[i], p.versions.List()[i])
 				g.anys[i] = append(g.anys[i], p.anys[i]...)
 				g.names[i] = append(g.names[i], p.names[i]...)
+				g.enc[i] = append(g.enc[i], p.enc[i])
 			}
 		}
 	}
@@ -192,41 +186,11 @@ func combine(pr *pair, o, e, in *partial) (*generated, []error, error) {
 func withItems(parts []*partial, t int) []*partial {
 	var with []*partial
 	for _, p := range parts {
-		if len(p.byType[t].Items) > 0 {
+		if len(p.anys[t]) > 0 {
 			with = append(with, p)
 		}
 	}
 	return with
-}
-
-// snapshot is the config as go-control-plane's snapshot cache wants it
-// (for delta streams), built on first use: a type only one side has
-// reuses that side's map; others get a merged map. State-of-the-world
-// streams never need it, so a full-mesh push does not copy 8,000 clusters
-// into a map per proxy.
-func (g *generated) snapshot() *cachev3.Snapshot {
-	g.snapOnce.Do(func() {
-		g.snap = &cachev3.Snapshot{}
-		vs := g.versions.List()
-		for i, t := range cacheTypes {
-			with := withItems(g.parts, i)
-			switch len(with) {
-			case 0:
-				g.snap.Resources[t] = g.parts[0].byType[i]
-			case 1:
-				g.snap.Resources[t] = with[0].byType[i]
-			default:
-				items := map[string]types.ResourceWithTTL{}
-				for _, p := range with {
-					for k, v := range p.byType[i].Items {
-						items[k] = v
-					}
-				}
-				g.snap.Resources[t] = cachev3.Resources{Version: vs[i], Items: items}
-			}
-		}
-	})
-	return g.snap
 }
 
 func names[T any](in []T, name func(T) string) []string {
@@ -248,14 +212,6 @@ func (g *generated) byName(t int) map[string]*anypb.Any {
 		g.index[t] = m
 	})
 	return g.index[t]
-}
-
-func toRes[T types.Resource](in []T) []types.Resource {
-	out := make([]types.Resource, len(in))
-	for i, r := range in {
-		out[i] = r
-	}
-	return out
 }
 
 // version returns the generated version of a type URL.

@@ -60,6 +60,7 @@ type Server struct {
 	cache cachev3.SnapshotCache
 	watch *watcher
 	xds   serverv3.Server
+	enc   *encoder // the codec of ServerOptions
 
 	mu       sync.Mutex
 	ix       *translate.Index
@@ -111,7 +112,7 @@ func NewServer(cfg Config) *Server {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Log, m: newMetrics(cfg.Registry),
-		cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil),
+		cache: cachev3.NewSnapshotCache(false, cachev3.IDHash{}, nil), enc: newEncoder(),
 		conns: map[string]*conn{}, streams: map[int64]*streamState{}, sources: map[string]int{}, gens: map[string]*genEntry{}, partsOf: map[string][]string{},
 	}
 	s.refusals = logLimiter{burst: 10, interval: time.Second}

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"bytes"
-	"context"
 	"strconv"
 	"sync"
 
@@ -14,12 +13,14 @@ import (
 )
 
 // watcher is the cache the go-control-plane server reads. State-of-the-
-// world watches are answered here from resources marshalled once per
-// shared config side (go-control-plane's snapshot cache marshals every
+// world and delta watches are answered here from resources marshalled once
+// per shared config side (go-control-plane's snapshot cache marshals every
 // resource again for every response, which dominated CPU at 2,000
-// proxies); delta watches go to the snapshot cache. It also never re-sends
-// a version the proxy just rejected: go-control-plane would answer the
-// NACK, which carries the old version, with the same config in a loop.
+// proxies), and the responses are sent as shared bytes (encode.go). It
+// also never re-sends a version the proxy just rejected: go-control-plane
+// would answer the NACK, which carries the old version, with the same
+// config in a loop. (The embedded snapshot cache only answers unary
+// fetches, which the callbacks refuse.)
 type watcher struct {
 	cachev3.SnapshotCache
 	s *Server
@@ -33,11 +34,9 @@ type watcher struct {
 	sent map[uint64]*generated
 	// diffs caches wildcard incremental responses by (previous config,
 	// current config, type): proxies sharing configs share the diff.
-	diffs map[diffKey][]*anypb.Any
-	// delta marks nodes with a delta stream: only they need the snapshot
-	// cache (and its per-type maps); deltaMu orders SetSnapshot calls.
-	delta   map[string]bool
-	deltaMu sync.Mutex
+	diffs map[diffKey]*encoded
+	// deltaWatches are the parked delta watches, by node (see delta.go).
+	deltaWatches map[string]map[int64]*deltaWatch
 }
 
 type diffKey struct {
@@ -59,7 +58,7 @@ type sotwWatch struct {
 var _ cachev3.Cache = (*watcher)(nil)
 
 func newWatcher(s *Server) *watcher {
-	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}, diffs: map[diffKey][]*anypb.Any{}, delta: map[string]bool{}}
+	return &watcher{SnapshotCache: s.cache, s: s, watches: map[string]map[int64]*sotwWatch{}, sent: map[uint64]*generated{}, diffs: map[diffKey]*encoded{}, deltaWatches: map[string]map[int64]*deltaWatch{}}
 }
 
 // CreateWatch answers at once when the proxy lacks the current version (or
@@ -90,8 +89,8 @@ func (w *watcher) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch
 	}, nil
 }
 
-// set hands a node's new config to its parked watches and to the snapshot
-// cache (for delta streams).
+// set hands a node's new config to its parked watches, state of the
+// world and delta.
 func (w *watcher) set(node string, g *generated) error {
 	w.mu.Lock()
 	var out []func()
@@ -102,54 +101,18 @@ func (w *watcher) set(node string, g *generated) error {
 			out = append(out, func() { ch <- resp })
 		}
 	}
+	for id, wt := range w.deltaWatches[node] {
+		if resp := respondDelta(w.s.enc, g, wt.req, wt.sub); resp != nil {
+			delete(w.deltaWatches[node], id)
+			ch := wt.ch
+			out = append(out, func() { ch <- resp })
+		}
+	}
 	w.mu.Unlock()
 	for _, f := range out {
 		f()
 	}
-	w.mu.Lock()
-	delta := w.delta[node]
-	w.mu.Unlock()
-	if !delta {
-		return nil
-	}
-	return w.setDelta(node)
-}
-
-// CreateDeltaWatch hands delta streams to the snapshot cache, giving it
-// the node's config first if this is the node's first delta stream (set
-// skips nodes that have none).
-func (w *watcher) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
-	node := req.GetNode().GetId()
-	w.mu.Lock()
-	first := !w.delta[node]
-	w.delta[node] = true
-	w.mu.Unlock()
-	if first {
-		if err := w.setDelta(node); err != nil {
-			return nil, err
-		}
-	}
-	return w.SnapshotCache.CreateDeltaWatch(req, sub, ch)
-}
-
-// setDelta gives the snapshot cache the node's current config. deltaMu
-// orders concurrent callers, and each reads the config inside it, so the
-// cache never ends on an older config than the node's current one.
-func (w *watcher) setDelta(node string) error {
-	w.deltaMu.Lock()
-	defer w.deltaMu.Unlock()
-	g := w.s.current(node)
-	if g == nil {
-		return nil
-	}
-	return w.SnapshotCache.SetSnapshot(context.Background(), node, g.snapshot())
-}
-
-// forgetDelta drops a node's delta mark when its last stream closes.
-func (w *watcher) forgetDelta(node string) {
-	w.mu.Lock()
-	delete(w.delta, node)
-	w.mu.Unlock()
+	return nil
 }
 
 // respond builds the response a watch needs now, or nil. w.mu is held.
@@ -179,6 +142,7 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 	}
 	resp := &discovery.DiscoveryResponse{VersionInfo: version, TypeUrl: url}
 	var returned map[string]string
+	var enc []*encoded // what resp.Resources are made of, if shared
 	switch {
 	case incremental:
 		// Endpoints and routes are not full-state in SotW: send only what
@@ -194,22 +158,21 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 				resp.Resources = append(resp.Resources, a)
 			}
 		}
-		if wildcard {
-			key := diffKey{cur: g.seq, t: t}
-			if prev != nil {
-				key.prev = prev.seq
-			}
-			if d, ok := w.diffs[key]; ok && prev != nil {
-				resp.Resources = d
-			} else {
+		switch {
+		case wildcard && prev == nil:
+			resp.Resources, enc = g.anys[t], g.enc[t] // everything
+		case wildcard:
+			key := diffKey{prev: prev.seq, cur: g.seq, t: t}
+			d, ok := w.diffs[key]
+			if !ok {
 				for i, name := range g.names[t] {
 					add(name, g.anys[t][i])
 				}
-				if prev != nil {
-					w.diffs[key] = resp.Resources
-				}
+				d = newEncoded(resp.Resources)
+				w.diffs[key] = d
 			}
-		} else {
+			resp.Resources, enc = d.anys, []*encoded{d}
+		default:
 			for name := range sub.SubscribedResources() {
 				if a, ok := byName[name]; ok {
 					add(name, a)
@@ -219,7 +182,7 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 		returned = map[string]string{sentinel: strconv.FormatUint(g.seq, 10)}
 		w.sent[g.seq] = g
 	case wildcard:
-		resp.Resources = g.anys[t]
+		resp.Resources, enc = g.anys[t], g.enc[t]
 	default:
 		returned = map[string]string{}
 		byName := g.byName(t)
@@ -229,6 +192,9 @@ func (w *watcher) respond(g *generated, req *cachev3.Request, sub cachev3.Subscr
 				returned[name] = version
 			}
 		}
+	}
+	if enc != nil {
+		w.s.enc.attach(resp, enc)
 	}
 	return &cachev3.PassthroughResponse{Request: req, DiscoveryResponse: resp, ReturnedResources: returned}
 }

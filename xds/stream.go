@@ -165,8 +165,6 @@ func (s *Server) closeStream(stream int64) {
 	if c == nil {
 		return
 	}
-	s.watch.forgetDelta(c.id)
-	s.cache.ClearSnapshot(c.id)
 	s.log.Info("proxy disconnected", "proxy", s.clip(c.node), "connection", s.clip(c.id))
 }
 

@@ -59,7 +59,11 @@ func TestXDSLoadServerProcess(t *testing.T) {
 	// One source (loopback) opens every simulated proxy's stream: lift the
 	// per-source stream cap the load would otherwise hit.
 	srv := xds.NewServer(xds.Config{Log: slog.New(slog.DiscardHandler), Limits: xds.Limits{MaxStreamsPerSource: -1}})
-	g := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if os.Getenv("WARD_XDS_LOAD_NO_CODEC") == "" { // set: gRPC's proto codec, for before/after runs
+		opts = srv.ServerOptions()
+	}
+	g := grpc.NewServer(opts...)
 	srv.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	var mu sync.Mutex
@@ -104,6 +108,12 @@ func TestXDSLoadServerProcess(t *testing.T) {
 				pprof.StopCPUProfile()
 				mu.Lock()
 				fmt.Printf("PROF done\n")
+				mu.Unlock()
+			}
+			if sc.Text() == "ENC" {
+				st := srv.EncodeStats()
+				mu.Lock()
+				fmt.Printf("ENC %d %d %d\n", st.Shared, st.EncodedOnce, st.Marshalled)
 				mu.Unlock()
 			}
 			if sc.Text() == "MEM" {
@@ -231,6 +241,7 @@ type xdsServer struct {
 	addr  string
 	snaps chan time.Time
 	mem   chan float64
+	enc   chan [3]float64
 	prof  chan struct{}
 	stdin io.WriteCloser
 }
@@ -240,6 +251,19 @@ func (s *xdsServer) command(b *testing.B, line string) {
 	if _, err := io.WriteString(s.stdin, line+"\n"); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// encStats asks the server for its response byte counts: shared,
+// encoded once, marshalled (see xds.EncodeStats).
+func (s *xdsServer) encStats(b *testing.B) [3]float64 {
+	s.command(b, "ENC")
+	select {
+	case v := <-s.enc:
+		return v
+	case <-time.After(30 * time.Second):
+		b.Fatal("no ENC answer")
+	}
+	return [3]float64{}
 }
 
 // heapMiB asks the server for its live heap after a GC.
@@ -269,7 +293,7 @@ func startXDSServer(b *testing.B, dir string) *xdsServer {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	s := &xdsServer{cmd: cmd, snaps: make(chan time.Time, 100), mem: make(chan float64, 1), prof: make(chan struct{}, 1), stdin: stdin}
+	s := &xdsServer{cmd: cmd, snaps: make(chan time.Time, 100), mem: make(chan float64, 1), enc: make(chan [3]float64, 1), prof: make(chan struct{}, 1), stdin: stdin}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -280,6 +304,12 @@ func startXDSServer(b *testing.B, dir string) *xdsServer {
 				addr <- f[1]
 			case len(f) == 2 && f[0] == "PROF":
 				s.prof <- struct{}{}
+			case len(f) == 4 && f[0] == "ENC":
+				var v [3]float64
+				for i := range v {
+					v[i], _ = strconv.ParseFloat(f[i+1], 64)
+				}
+				s.enc <- v
 			case len(f) == 2 && f[0] == "MEM":
 				n, _ := strconv.ParseFloat(f[1], 64)
 				s.mem <- n / (1 << 20)
@@ -341,6 +371,7 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	cpu0, rss0, _ := xdsProcStat(pid)
 	_, sys0 := xdsProcCPU(pid)
 	heap0 := srv.heapMiB(b)
+	enc0 := srv.encStats(b)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -387,6 +418,7 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	initial := time.Since(start)
 	cpu1, rss1, hwm1 := xdsProcStat(pid)
 	_, sys1 := xdsProcCPU(pid)
+	enc1 := srv.encStats(b)
 	var resp0, bytes0 int
 	for _, c := range clients {
 		c.mu.Lock()
@@ -449,6 +481,7 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 		}
 	}
 	cpu2, rss2, hwm2 := xdsProcStat(pid)
+	enc2 := srv.encStats(b)
 	heap2 := srv.heapMiB(b)
 	_, rss3, _ := xdsProcStat(pid)
 	b.ReportMetric(initial.Seconds(), "initial-push-s")
@@ -457,6 +490,13 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 	b.ReportMetric(xdsPercentile(perClient, 0.5).Seconds()*1000, "change-proxy-acked-p50-ms")
 	b.ReportMetric(xdsPercentile(perClient, 0.99).Seconds()*1000, "change-proxy-acked-p99-ms")
 	b.ReportMetric(cpu1-cpu0, "cpu-initial-s")
+	b.ReportMetric((cpu1-cpu0)/float64(proxies)*1000, "cpu-per-connect-ms")
+	// Bytes of responses: marshalled for one response only, written once
+	// into encodings shared between responses, and sent from those.
+	b.ReportMetric((enc1[2]-enc0[2])/float64(max(resp0, 1)), "initial-marshalled-B/response")
+	b.ReportMetric((enc1[1]-enc0[1])/(1<<20), "initial-encoded-once-MiB")
+	b.ReportMetric((enc1[0]-enc0[0])/(1<<20), "initial-shared-MiB-sent")
+	b.ReportMetric((enc2[2]-enc1[2]+enc2[1]-enc1[1])/float64(max(changes, 1))/(1<<20), "change-encoded-MiB/push")
 	// Page faults on fresh memory (send buffers) count as system time.
 	b.ReportMetric(sys1-sys0, "cpu-initial-sys-s")
 	b.ReportMetric(float64(resp0), "initial-responses")
@@ -478,7 +518,11 @@ func xdsBenchLoad(b *testing.B, o benchmesh.Options, proxies, changes int) {
 // proxies see each change) or 5 times ("fullmesh": no Sidecar, every proxy
 // sees all 8,000 clusters and every change).
 // Run with -benchtime=1x.
+//
+// WARD_XDS_LOAD_PROXIES and WARD_XDS_LOAD_SERVICES shrink the run (e.g.
+// 500 and 250 on a shared machine); per-proxy figures scale from there.
 func BenchmarkXDSLoad(b *testing.B) {
+	proxies, services := envInt("WARD_XDS_LOAD_PROXIES", 2000), envInt("WARD_XDS_LOAD_SERVICES", 1000)
 	for _, sc := range []bool{true, false} {
 		name, changes := "scoped", 20
 		if !sc {
@@ -487,8 +531,16 @@ func BenchmarkXDSLoad(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
-				xdsBenchLoad(b, benchmesh.Options{Services: 1000, Namespaces: 10, Sidecars: sc}, 2000, changes)
+				xdsBenchLoad(b, benchmesh.Options{Services: services, Namespaces: 10, Sidecars: sc}, proxies, changes)
 			}
 		})
 	}
+}
+
+// envInt reads a positive integer from the environment, else def.
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
 }

@@ -76,7 +76,7 @@ func newSecureMesh(t *testing.T, initial string, hooks translate.Hooks) *authnMe
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv := xds.NewServer(xds.Config{Log: log, Hooks: hooks})
-	g := grpc.NewServer()
+	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	m := &xdsMesh{t: t, srv: srv, addr: lis.Addr().String(), dir: t.TempDir()}
@@ -97,7 +97,7 @@ func newSecureMesh(t *testing.T, initial string, hooks translate.Hooks) *authnMe
 	if err != nil {
 		t.Fatal(err)
 	}
-	sg := grpc.NewServer(grpc.Creds(credentials.NewTLS(authority.ServerTLSConfig())))
+	sg := grpc.NewServer(append(srv.ServerOptions(), grpc.Creds(credentials.NewTLS(authority.ServerTLSConfig())))...)
 	srv.RegisterSecure(sg, xds.AuthenticatorFunc(authority.PeerIdentity))
 	go func() { _ = sg.Serve(slis) }()
 	t.Cleanup(sg.Stop)

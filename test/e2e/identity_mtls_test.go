@@ -87,9 +87,9 @@ func newIdentityMesh(t *testing.T, xdsTLS bool) *identityMesh {
 
 	m.xds = xds.NewServer(xds.Config{Log: log, Hooks: translate.Hooks{InboundSecurity: strictGRPC}})
 	xl := listenLoopback(t)
-	xs := grpc.NewServer()
+	xs := grpc.NewServer(m.xds.ServerOptions()...)
 	if xdsTLS {
-		xs = grpc.NewServer(grpc.Creds(credentials.NewTLS(c.ServerTLSConfig())))
+		xs = grpc.NewServer(append(m.xds.ServerOptions(), grpc.Creds(credentials.NewTLS(c.ServerTLSConfig())))...)
 	}
 	m.xds.Register(xs)
 	go xs.Serve(xl)

@@ -46,7 +46,7 @@ func newXDSMesh(t *testing.T) *xdsMesh {
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv := xds.NewServer(xds.Config{Log: log})
-	g := grpc.NewServer()
+	g := grpc.NewServer(srv.ServerOptions()...)
 	srv.Register(g)
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(func() { g.Stop(); srv.Close() })

@@ -97,6 +97,13 @@ var rules = []rule{
 		"grpcauthz is linked into applications: it speaks the ext_authz wire protocol and must not pull in OPA, the policy compiler or Ward's servers"},
 	{module + "/mesh", append(append([]string{module + "/authn", module + "/authz", module + "/policies", module + "/xds"}, wardServers...), ioAndServers...),
 		"mesh is the model: it imports no translator, server, gRPC, client-go, HTTP or file watching"},
+	{module + "/cmd/ward-agent", []string{"github.com/open-policy-agent", "k8s.io", "sigs.k8s.io", "istio.io/client-go", "istio.io/api/networking",
+		"github.com/envoyproxy/go-control-plane/pkg/server", "github.com/envoyproxy/go-control-plane/pkg/cache",
+		"github.com/envoyproxy/go-control-plane/envoy/config/cluster", "github.com/envoyproxy/go-control-plane/envoy/config/listener",
+		"github.com/envoyproxy/go-control-plane/envoy/config/route", "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap",
+		module + "/mesh$", module + "/mesh/file", module + "/ca$", module + "/xds", module + "/authn", module + "/authz", module + "/policies",
+		module + "/kube", module + "/webhook", module + "/audit", module + "/cmd/ward"},
+		"ward-agent runs beside every workload (target ≤ 20 MB RSS): every package it links is paged in at start, so it links only the agent, SDS, the CA client and identities"},
 	{module + "/mesh/schema", append(append([]string{module + "/authn", module + "/authz", module + "/xds"}, wardServers...), ioAndServers...),
 		"schema is pure decoding and validation"},
 }

@@ -91,3 +91,69 @@ func BenchmarkValidateSidecarFullMesh(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIstioShape generates one proxy's config for each of the
+// Istio-benchmark-like shapes benchmesh.Shape renders, at 1,000 units
+// (gateways: one Gateway with 1,000 HTTPS servers and 1,000
+// VirtualServices). The snapshot is loaded and indexed outside the timer;
+// BenchmarkIstioShapeIndex times NewIndex for the same inputs.
+func BenchmarkIstioShape(b *testing.B) {
+	for _, shape := range benchmesh.Shapes {
+		b.Run(shape, func(b *testing.B) {
+			snap := shapeSnapshot(b, shape, 1000)
+			p := shapeProxy(shape)
+			ix := translate.NewIndex(snap)
+			var res *translate.Resources
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				res = translate.Generate(ix, ix.Scope(&p), translate.Hooks{})
+			}
+			b.StopTimer()
+			if err := res.Validate(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(len(res.Clusters)), "clusters")
+			b.ReportMetric(float64(len(res.Routes)), "routes")
+		})
+	}
+}
+
+// BenchmarkIstioShapeIndex: the per-snapshot indexing of each shape.
+func BenchmarkIstioShapeIndex(b *testing.B) {
+	for _, shape := range benchmesh.Shapes {
+		b.Run(shape, func(b *testing.B) {
+			snap := shapeSnapshot(b, shape, 1000)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				translate.NewIndex(snap)
+			}
+		})
+	}
+}
+
+func shapeSnapshot(b *testing.B, shape string, n int) *mesh.Snapshot {
+	b.Helper()
+	y, err := benchmesh.Shape(shape, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(y), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	res, err := file.Load(dir)
+	if err != nil || len(res.Rejected) > 0 {
+		b.Fatalf("load %s: %v %v", shape, err, res.Errs())
+	}
+	return res.Snapshot
+}
+
+func shapeProxy(shape string) mesh.Proxy {
+	if benchmesh.ShapeProxy(shape) == "router" {
+		return benchRouter
+	}
+	return mesh.Proxy{ID: "sidecar~10.200.0.1~app-0.default~default.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "default",
+		IPs: []string{"10.200.0.1"}, Labels: mesh.Labels{"app": "app"}}
+}

@@ -135,21 +135,18 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 	for _, s := range servers {
 		gwName := s.gwName()
 		allowed := newHostSet(serverHosts(s.server))
-		for _, vsCfg := range g.ix.GatewayVirtualServices(gwName) {
-			vs := vsCfg.Spec.(*networking.VirtualService)
-			for _, h := range vs.GetHosts() {
-				host := Qualify(h, vsCfg.Namespace)
-				if seen[host] || !allowed.allows(host) {
-					continue
-				}
-				seen[host] = true
-				vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", host, port), Domains: []string{host, fmt.Sprintf("%s:%d", host, port)}}
-				vh.Routes = g.httpRoutes(vsCfg, port, gwName)
-				if s.server.GetTls().GetHttpsRedirect() {
-					vh.RequireTls = route.VirtualHost_ALL
-				}
-				rc.VirtualHosts = append(rc.VirtualHosts, vh)
+		for _, gh := range g.ix.gatewayHosts(gwName, allowed) {
+			host := gh.host
+			if seen[host] || !allowed.allows(host) {
+				continue
 			}
+			seen[host] = true
+			vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", host, port), Domains: []string{host, fmt.Sprintf("%s:%d", host, port)}}
+			vh.Routes = g.httpRoutes(gh.cfg, port, gwName)
+			if s.server.GetTls().GetHttpsRedirect() {
+				vh.RequireTls = route.VirtualHost_ALL
+			}
+			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
 	if len(rc.VirtualHosts) == 0 {

@@ -30,6 +30,9 @@ type Index struct {
 	// by exact host, and the wildcard-host entries, both oldest first
 	vsByHost   map[string][]*vsEntry
 	vsWildcard []*vsEntry
+	// byGateway holds the VirtualServices bound to each gateway
+	// ("namespace/name"), with their hosts indexed (gateway servers).
+	byGateway  map[string]*gatewayVS
 	drByHost   map[string][]*drEntry
 	drWildcard []*drEntry
 	svcPrint   map[*mesh.Service]string
@@ -100,6 +103,7 @@ func NewIndex(snap *mesh.Snapshot) *Index {
 			ix.vsWildcard = append(ix.vsWildcard, e)
 		}
 	}
+	ix.byGateway = indexGateways(ix.vs)
 	for _, e := range ix.dr {
 		if strings.HasPrefix(e.host, "*") {
 			ix.drWildcard = append(ix.drWildcard, e)
@@ -194,11 +198,84 @@ func boundTo(e *vsEntry, gw string) bool {
 // GatewayVirtualServices returns the VirtualServices bound to gateway gw
 // ("namespace/name"), oldest first.
 func (ix *Index) GatewayVirtualServices(gw string) []*mesh.Config {
-	var out []*mesh.Config
-	for _, e := range ix.vs {
-		if boundTo(e, gw) && gw != "mesh" {
-			out = append(out, e.cfg)
+	if b := ix.byGateway[gw]; b != nil {
+		return slices.Clip(b.cfgs)
+	}
+	return nil
+}
+
+// gatewayVS is the VirtualServices bound to one gateway, oldest first,
+// and their hosts, indexed so that each of a gateway's servers (Istio's
+// benchmark has 1,000 on one gateway) finds the hosts it admits without
+// scanning every VirtualService of the gateway.
+type gatewayVS struct {
+	cfgs  []*mesh.Config
+	hosts []gatewayHost    // every (VirtualService, qualified host), in order
+	exact map[string][]int // exact host → its positions in hosts
+	wild  []int            // positions of wildcard hosts
+}
+
+type gatewayHost struct {
+	cfg  *mesh.Config
+	host string
+}
+
+// indexGateways groups vs (oldest first) by the gateways they bind to, as
+// boundTo reads spec.gateways: "namespace/name", or a name in the
+// VirtualService's namespace; "mesh" is not a gateway.
+func indexGateways(vs []*vsEntry) map[string]*gatewayVS {
+	out := map[string]*gatewayVS{}
+	for _, e := range vs {
+		for _, g := range e.spec.GetGateways() {
+			if g == "mesh" {
+				continue
+			}
+			if !strings.Contains(g, "/") {
+				g = e.cfg.Namespace + "/" + g
+			}
+			b := out[g]
+			if b == nil {
+				b = &gatewayVS{exact: map[string][]int{}}
+				out[g] = b
+			}
+			if n := len(b.cfgs); n > 0 && b.cfgs[n-1] == e.cfg {
+				continue // listed twice (short and qualified name)
+			}
+			b.cfgs = append(b.cfgs, e.cfg)
+			for _, h := range e.hosts {
+				if strings.HasPrefix(h, "*") {
+					b.wild = append(b.wild, len(b.hosts))
+				} else {
+					b.exact[h] = append(b.exact[h], len(b.hosts))
+				}
+				b.hosts = append(b.hosts, gatewayHost{cfg: e.cfg, host: h})
+			}
 		}
+	}
+	return out
+}
+
+// gatewayHosts returns the hosts of the VirtualServices bound to gateway
+// gw that a server admitting allowed may take, in VirtualService then
+// host order: every one when the server has a wildcard host, else those
+// equal to one of its hosts and the wildcard ones (allowed.allows decides
+// those). A superset of what allowed admits, in the same order as a scan.
+func (ix *Index) gatewayHosts(gw string, allowed hostSet) []gatewayHost {
+	b := ix.byGateway[gw]
+	if b == nil {
+		return nil
+	}
+	if len(allowed.wildcard) > 0 {
+		return b.hosts
+	}
+	pos := slices.Clone(b.wild)
+	for h := range allowed.exact {
+		pos = append(pos, b.exact[h]...)
+	}
+	slices.Sort(pos)
+	out := make([]gatewayHost, len(pos))
+	for i, p := range pos {
+		out[i] = b.hosts[p]
 	}
 	return out
 }

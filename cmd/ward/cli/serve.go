@@ -231,9 +231,11 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		"secure_addr", listeners[2].Addr().String(), "authz_addr", addrOf(listeners[3]), "debug_tls_addr", addrOf(listeners[5]))
 	logExposure(log, listeners[0], listeners[1])
 	streams := grpc.MaxConcurrentStreams(o.maxConcurrentStreams)
-	plain := grpc.NewServer(streams)
+	// The xDS codec sends config shared by proxies as shared bytes (encode
+	// once); other services on these servers keep gRPC's proto codec.
+	plain := grpc.NewServer(append(cp.xds.ServerOptions(), streams)...)
 	cp.xds.Register(plain)
-	secure := grpc.NewServer(grpc.Creds(credentials.NewTLS(cp.ca.ServerTLSConfig())), streams)
+	secure := grpc.NewServer(append(cp.xds.ServerOptions(), grpc.Creds(credentials.NewTLS(cp.ca.ServerTLSConfig())), streams)...)
 	cp.ca.Register(secure)
 	// ADS on the secure port needs a verified workload certificate and
 	// serves only its identity; the certificate service beside it still
