@@ -1,0 +1,16 @@
+// Package hbone implements HBONE, the tunnel protocol of Istio's ambient
+// mode: mutual TLS 1.3 (ALPN h2) between node proxies, each carrying a
+// workload's SPIFFE certificate, and one HTTP/2 CONNECT stream per proxied
+// TCP connection whose authority is the destination workload's ip:port.
+// The Server authenticates the caller against a trust bundle, asks a
+// policy callback, dials the destination and splices; the Client dials a
+// peer with the source workload's certificate and returns the tunnel as a
+// net.Conn. Connections to one peer with one source identity share an
+// HTTP/2 connection.
+package hbone
+
+// Port is HBONE's well-known port.
+const Port = 15008
+
+// alpn is the only application protocol HBONE speaks.
+const alpn = "h2"
