@@ -21,7 +21,7 @@ type Conn struct {
 
 // Reasons a connection is refused before authorisation runs.
 const (
-	ReasonMTLSRequired authz.Reason = "mtls_required" // STRICT refuses plaintext
+	ReasonMTLSRequired    authz.Reason = "mtls_required"      // STRICT refuses plaintext
 	ReasonNoLocalProvider authz.Reason = "custom_unsupported" // CUSTOM needs a waypoint
 )
 
