@@ -1,0 +1,247 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/node/hbone"
+)
+
+// pod is one enrolled workload: its certificate, its three listeners
+// inside its network namespace, and the rules that redirect to them.
+type pod struct {
+	p    *Proxy
+	w    *mesh.Workload
+	ip   netip.Addr
+	ns   netns
+	svid atomic.Pointer[svid]
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	listeners []net.Listener
+	client    *hbone.Client
+	server    *hbone.Server
+	captured  bool
+	done      chan struct{}
+	stopOnce  sync.Once
+	conns     sync.WaitGroup
+}
+
+func (pd *pod) cert() *tls.Certificate { return pd.svid.Load().cert }
+
+// start opens the listeners, installs capture and serves.
+func (pd *pod) start() error {
+	pd.ctx, pd.cancel = context.WithCancel(context.Background())
+	var err error
+	pd.client, err = hbone.NewClient(hbone.ClientConfig{
+		Bundles: pd.p.bundle, Now: pd.p.cfg.Now, Log: pd.p.cfg.Log,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return pd.ns.dial(ctx, addr, Mark) },
+	})
+	if err != nil {
+		return err
+	}
+	pd.server, err = hbone.NewServer(hbone.ServerConfig{
+		Certificate: func(netip.AddrPort) (*tls.Certificate, error) { return pd.cert(), nil },
+		Bundles:     pd.p.bundle,
+		Authorize:   pd.authorizeTunnel,
+		Dial: func(ctx context.Context, r hbone.Request) (net.Conn, error) {
+			return pd.ns.dial(ctx, r.Dest.String(), Mark)
+		},
+		Now: pd.p.cfg.Now,
+		Log: pd.p.cfg.Log,
+	})
+	if err != nil {
+		return err
+	}
+	out, err := pd.ns.listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(PortOutbound)))
+	if err != nil {
+		return err
+	}
+	pd.listeners = append(pd.listeners, out)
+	in, err := pd.ns.listen(":" + strconv.Itoa(PortInbound))
+	if err != nil {
+		return err
+	}
+	pd.listeners = append(pd.listeners, in)
+	hb, err := pd.ns.listen(":" + strconv.Itoa(PortHBONE))
+	if err != nil {
+		return err
+	}
+	pd.listeners = append(pd.listeners, hb)
+	if err := installCapture(pd.ns.path); err != nil {
+		return err
+	}
+	pd.captured = true
+	pd.serve(out, pd.outbound)
+	pd.serve(in, pd.inboundPlaintext)
+	pd.p.wg.Add(1)
+	go func() {
+		defer pd.p.wg.Done()
+		if err := pd.server.Serve(pd.ctx, hb); err != nil {
+			pd.p.cfg.Log.Warn("hbone server stopped", "name", pd.w.Name, "error", err)
+		}
+	}()
+	return nil
+}
+
+// serve accepts on l and handles each connection on its own goroutine.
+func (pd *pod) serve(l net.Listener, handle func(net.Conn)) {
+	pd.p.wg.Add(1)
+	go func() {
+		defer pd.p.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			pd.conns.Add(1)
+			go func() {
+				defer pd.conns.Done()
+				handle(c)
+			}()
+		}
+	}()
+}
+
+// stop removes the redirect rules first (the workload's traffic flows
+// unproxied rather than into closed ports), then closes the listeners
+// and the tunnels.
+func (pd *pod) stop(log *slog.Logger) {
+	pd.stopOnce.Do(func() {
+		if pd.captured {
+			if err := removeCapture(pd.ns.path); err != nil {
+				log.Error("capture rules left behind", "name", pd.w.Name, "error", err)
+			}
+		}
+		if pd.cancel != nil {
+			pd.cancel()
+		}
+		for _, l := range pd.listeners {
+			l.Close()
+		}
+		if pd.server != nil {
+			pd.server.Close()
+		}
+		if pd.client != nil {
+			pd.client.Close()
+		}
+		close(pd.done)
+	})
+}
+
+// outbound carries one captured outgoing connection: over HBONE with this
+// workload's identity when the destination is an ambient workload, else
+// in plaintext as Istio passes through traffic to non-mesh destinations.
+func (pd *pod) outbound(c net.Conn) {
+	defer c.Close()
+	dst, err := originalDst(c)
+	if err != nil {
+		pd.p.cfg.Log.Warn("outbound without original destination", "name", pd.w.Name, "error", err)
+		return
+	}
+	rt, ok := pd.p.state.Load().reg.resolve(dst)
+	if !ok {
+		pd.p.cfg.Log.Info("outbound: no endpoint", "name", pd.w.Name, "dest", dst.String())
+		return
+	}
+	up, err := pd.dialRoute(rt)
+	if err != nil {
+		pd.p.cfg.Log.Info("outbound refused", "name", pd.w.Name, "dest", rt.target.String(), "error", err)
+		return
+	}
+	defer up.Close()
+	defer context.AfterFunc(pd.ctx, func() { c.Close(); up.Close() })()
+	splice(c, up)
+}
+
+func (pd *pod) dialRoute(rt route) (net.Conn, error) {
+	ctx := pd.ctx
+	if rt.dest == nil || !Ambient(rt.dest) {
+		return pd.ns.dial(ctx, rt.target.String(), Mark)
+	}
+	server, err := rt.dest.Identity(pd.p.cfg.TrustDomain.Name()).SPIFFEID()
+	if err != nil {
+		return nil, err
+	}
+	return pd.client.Dial(ctx, hbone.Target{
+		Peer:     netip.AddrPortFrom(rt.target.Addr(), PortHBONE),
+		Dest:     rt.target,
+		Source:   pd.cert(),
+		ServerID: server,
+	})
+}
+
+// authorizeTunnel judges an HBONE tunnel: it must be for this workload,
+// and the workload's policy must allow the caller.
+func (pd *pod) authorizeTunnel(ctx context.Context, r hbone.Request) error {
+	if r.Dest.Addr() != pd.ip {
+		return fmt.Errorf("tunnel to %s arrived at workload %s", r.Dest, pd.ip)
+	}
+	return pd.judge(ctx, "hbone", Conn{Principal: r.Caller.String(), Source: r.Source, Dest: r.Dest})
+}
+
+// inboundPlaintext handles a caller outside the mesh, redirected to 15006.
+func (pd *pod) inboundPlaintext(c net.Conn) {
+	defer c.Close()
+	dst, err := originalDst(c)
+	if err != nil || dst.Addr() != pd.ip {
+		pd.p.cfg.Log.Warn("inbound plaintext: bad original destination", "name", pd.w.Name, "dest", dst.String(), "error", err)
+		return
+	}
+	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err := pd.judge(pd.ctx, "plaintext", Conn{Source: src, Dest: dst}); err != nil {
+		return
+	}
+	up, err := pd.ns.dial(pd.ctx, dst.String(), Mark)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	defer context.AfterFunc(pd.ctx, func() { c.Close(); up.Close() })()
+	splice(c, up)
+}
+
+// errDenied refuses a connection; the reason is in the decision log.
+var errDenied = errors.New("denied by policy")
+
+func (pd *pod) judge(ctx context.Context, transport string, c Conn) error {
+	v := pd.p.state.Load().policy.Decide(ctx, Workload{Namespace: pd.w.Namespace, Labels: pd.w.Labels}, c)
+	pd.p.decided(Decision{Workload: pd.w.Source, Transport: transport, Conn: c, Verdict: v})
+	if !v.Allowed {
+		return errDenied
+	}
+	return nil
+}
+
+// splice copies both ways, passing each side's EOF on as a half-close,
+// and returns when both directions are done.
+func splice(a, b net.Conn) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		io.Copy(b, a)
+		closeWrite(b)
+	}()
+	io.Copy(a, b)
+	closeWrite(a)
+	wg.Wait()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

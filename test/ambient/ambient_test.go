@@ -1,0 +1,250 @@
+package ambient
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/schema"
+	"github.com/wardmesh/ward/node"
+)
+
+// world is a running two-node ambient cluster.
+type world struct {
+	c         *cluster
+	a, b, e   pod // ambient: a on node-1; b (db) and e on node-2
+	d         pod // ambient on node-2, PERMISSIVE namespace
+	plain     pod // not enrolled: a plaintext caller
+	nodes     [2]*node.Proxy
+	mu        sync.Mutex
+	decisions []node.Decision
+}
+
+func (w *world) seen() []node.Decision {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]node.Decision(nil), w.decisions...)
+}
+
+// config is the mesh: WorkloadEntries enrolled with istio.io/dataplane-mode
+// and placed with ward.io/node, a service VIP for db, mesh-wide STRICT
+// with a PERMISSIVE namespace, and L4 AuthorizationPolicies.
+func (w *world) config() string {
+	we := func(p pod, ns, sa, app, nodeName string) string {
+		return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: %s, namespace: %s}
+spec:
+  address: %s
+  serviceAccount: %s
+  labels: {app: %s, istio.io/dataplane-mode: ambient, ward.io/node: %s}
+---
+`, p.name, ns, p.addr, sa, app, nodeName)
+	}
+	return we(w.a, "frontend", "web", "web", "node-1") +
+		we(w.b, "shop", "db", "db", "node-2") +
+		we(w.e, "evil", "x", "evil", "node-2") +
+		we(w.d, "legacy", "old", "old", "node-2") + `apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: shop}
+spec:
+  hosts: [db.shop.svc.cluster.local]
+  addresses: [10.254.100.1]
+  ports: [{number: 5432, name: tcp-db, protocol: TCP, targetPort: 9000}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: db}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: legacy}
+spec: {mtls: {mode: PERMISSIVE}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: from-frontend-and-evil, namespace: shop}
+spec:
+  rules: [{from: [{source: {namespaces: [frontend, evil]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-evil, namespace: shop}
+spec:
+  action: DENY
+  rules: [{from: [{source: {principals: [cluster.local/ns/evil/sa/x]}}]}]
+`
+}
+
+func snapshot(t *testing.T, src string) *mesh.Snapshot {
+	t.Helper()
+	cfgs, mc, err := schema.DecodeAll([]byte(src), mesh.Source{})
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	var m mesh.MeshConfig
+	if mc != nil {
+		m = *mc
+	}
+	return mesh.NewSnapshot(m, cfgs)
+}
+
+func newWorld(t *testing.T) *world {
+	c := newCluster(t)
+	w := &world{c: c, a: c.pod("a"), b: c.pod("b"), e: c.pod("e"), d: c.pod("d"), plain: c.pod("plain")}
+	c.run(w.b, "echo:9000,http:8080,sink:9100")
+	c.run(w.d, "echo:9000")
+	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := snapshot(t, w.config())
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for i := range w.nodes {
+		p, err := node.New(node.Config{
+			Node: fmt.Sprintf("node-%d", i+1), TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
+			Snapshot: snap, Issuer: node.LocalCA{CA: authority}, Log: log,
+			OnDecision: func(d node.Decision) {
+				w.mu.Lock()
+				w.decisions = append(w.decisions, d)
+				w.mu.Unlock()
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = p.Start(ctx)
+		cancel()
+		t.Cleanup(p.Stop)
+		if err != nil {
+			t.Fatalf("node-%d: %v", i+1, err)
+		}
+		w.nodes[i] = p
+	}
+	return w
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// exchange sends msg from p to addr, half-closes, and returns what came
+// back before EOF.
+func exchange(t *testing.T, p pod, addr, msg string) (string, error) {
+	t.Helper()
+	conn, err := dial(ctxT(t), p, addr)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(conn, msg); err != nil {
+		return "", err
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(conn)
+	return string(b), err
+}
+
+// lastFor returns the last decision for the WorkloadEntry named name.
+func (w *world) lastFor(t *testing.T, name string) node.Decision {
+	t.Helper()
+	ds := w.seen()
+	for i := len(ds) - 1; i >= 0; i-- {
+		if ds[i].Workload.Name == name {
+			return ds[i]
+		}
+	}
+	t.Fatalf("no decision for %s (have %d)", name, len(ds))
+	return node.Decision{}
+}
+
+func TestAmbientHBONE(t *testing.T) {
+	w := newWorld(t)
+
+	t.Run("pod a reaches db over hbone with its identity", func(t *testing.T) {
+		got, err := exchange(t, w.a, w.b.addr+":9000", "hello db")
+		if err != nil || got != "hello db" {
+			t.Fatalf("echo = %q, %v", got, err)
+		}
+		d := w.lastFor(t, w.b.name)
+		if d.Transport != "hbone" || d.Conn.Principal != "spiffe://cluster.local/ns/frontend/sa/web" || !d.Verdict.Allowed {
+			t.Fatalf("db's node proxy saw %+v", d)
+		}
+		if d.Conn.Source.Addr().String() != w.a.addr {
+			t.Errorf("tunnel came from %s, want pod a %s", d.Conn.Source, w.a.addr)
+		}
+	})
+	t.Run("service vip is load-balanced to db's target port", func(t *testing.T) {
+		got, err := exchange(t, w.a, "10.254.100.1:5432", "via vip")
+		if err != nil || got != "via vip" {
+			t.Fatalf("echo via VIP = %q, %v", got, err)
+		}
+		if d := w.lastFor(t, w.b.name); d.Conn.Dest.String() != w.b.addr+":9000" {
+			t.Errorf("tunnel authority = %s, want %s:9000", d.Conn.Dest, w.b.addr)
+		}
+	})
+	t.Run("unmodified http server sees a normal request", func(t *testing.T) {
+		got, err := exchange(t, w.a, w.b.addr+":8080", "GET / HTTP/1.0\r\nHost: db\r\n\r\n")
+		if err != nil || !strings.Contains(got, "200 OK") || !strings.Contains(got, "hello from db") {
+			t.Fatalf("http = %q, %v", got, err)
+		}
+	})
+	t.Run("deny by principal", func(t *testing.T) {
+		got, _ := exchange(t, w.e, w.b.addr+":9000", "let me in")
+		if got != "" {
+			t.Fatalf("denied caller got %q", got)
+		}
+		d := w.lastFor(t, w.b.name)
+		if d.Verdict.Allowed || d.Verdict.Decision == nil || d.Verdict.Decision.Rule != "ns[shop]-policy[deny-evil]-rule[0]" || d.Verdict.Reason != authz.ReasonDeny {
+			t.Fatalf("decision = %s (%+v)", d.Verdict.Explain(), d.Conn)
+		}
+	})
+	t.Run("strict refuses a plaintext caller", func(t *testing.T) {
+		got, _ := exchange(t, w.plain, w.b.addr+":9000", "plain")
+		if got != "" {
+			t.Fatalf("plaintext caller got %q", got)
+		}
+		d := w.lastFor(t, w.b.name)
+		if d.Transport != "plaintext" || d.Verdict.Allowed || d.Verdict.Reason != node.ReasonMTLSRequired {
+			t.Fatalf("decision = %s", d.Verdict.Explain())
+		}
+	})
+	t.Run("permissive accepts a plaintext caller", func(t *testing.T) {
+		got, err := exchange(t, w.plain, w.d.addr+":9000", "plain ok")
+		if err != nil || got != "plain ok" {
+			t.Fatalf("echo = %q, %v", got, err)
+		}
+		d := w.lastFor(t, w.d.name)
+		if d.Transport != "plaintext" || !d.Verdict.Allowed || d.Conn.Principal != "" {
+			t.Fatalf("decision = %+v", d)
+		}
+	})
+	t.Run("permissive workload over hbone still sees the identity", func(t *testing.T) {
+		got, err := exchange(t, w.a, w.d.addr+":9000", "mtls")
+		if err != nil || got != "mtls" {
+			t.Fatalf("echo = %q, %v", got, err)
+		}
+		if d := w.lastFor(t, w.d.name); d.Transport != "hbone" || d.Conn.Principal != "spiffe://cluster.local/ns/frontend/sa/web" {
+			t.Fatalf("decision = %+v", d)
+		}
+	})
+}
