@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -247,4 +248,83 @@ func TestAmbientHBONE(t *testing.T) {
 			t.Fatalf("decision = %+v", d)
 		}
 	})
+}
+
+// natRules returns the pod's nat table as iptables-save prints it.
+func natRules(t *testing.T, p pod) string {
+	t.Helper()
+	out, err := exec.Command("nsenter", "--net="+p.path, "iptables-save", "-t", "nat").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables-save in %s: %v: %s", p.name, err, out)
+	}
+	return string(out)
+}
+
+// TestAmbientConfigChanges: a policy change applies to new connections
+// at once without dropping established ones, and a workload that leaves
+// the node loses its capture rules and listeners.
+func TestAmbientConfigChanges(t *testing.T) {
+	w := newWorld(t)
+	// A long-lived connection a → db.
+	conn, err := dial(ctxT(t), w.a, w.b.addr+":9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	roundTrip := func(msg string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, msg); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != msg {
+			t.Fatalf("long-lived echo = %q, %v", buf, err)
+		}
+	}
+	roundTrip("before")
+
+	// New policy: the legacy namespace denies everyone; db is unchanged.
+	denyLegacy := w.config() + `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: legacy}
+spec:
+  action: DENY
+  rules: [{}]
+`
+	for _, p := range w.nodes {
+		if err := p.SetSnapshot(ctxT(t), snapshot(t, denyLegacy)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := exchange(t, w.a, w.d.addr+":9000", "x"); got != "" {
+		t.Fatalf("legacy answered %q after deny-all", got)
+	}
+	if d := w.lastFor(t, w.d.name); d.Verdict.Allowed || d.Verdict.Decision.Rule != "ns[legacy]-policy[deny-all]-rule[0]" {
+		t.Fatalf("decision = %s", d.Verdict.Explain())
+	}
+	roundTrip("after") // the unrelated connection is untouched
+
+	// d leaves node-2: its rules and listeners go; a's connection stays.
+	if !strings.Contains(natRules(t, w.d), "WARD_INBOUND") {
+		t.Fatal("no capture rules in d before removal")
+	}
+	without := strings.Replace(denyLegacy, "ward.io/node: node-2}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry", "ward.io/node: node-9}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry", 1)
+	if without == denyLegacy {
+		t.Fatal("test bug: d's WorkloadEntry not moved")
+	}
+	if err := w.nodes[1].SetSnapshot(ctxT(t), snapshot(t, without)); err != nil {
+		t.Fatal(err)
+	}
+	if rules := natRules(t, w.d); strings.Contains(rules, "WARD_") || strings.Contains(rules, "REDIRECT") {
+		t.Fatalf("capture rules left in d after removal:\n%s", rules)
+	}
+	if got, err := exchange(t, w.plain, w.d.addr+":9000", "direct"); err != nil || got != "direct" {
+		t.Fatalf("after removal d is reached directly: %q, %v", got, err)
+	}
+	if got := len(w.nodes[1].Enrolled()); got != 2 {
+		t.Errorf("node-2 enrols %d workloads, want 2", got)
+	}
+	roundTrip("still")
 }
