@@ -96,13 +96,15 @@ func New(cfg Config) (*Proxy, error) {
 
 // Run enrols the node's workloads, serves them until ctx ends, then
 // removes every capture rule and listener it made.
+// A workload that fails to enrol is logged and retried on the next
+// config change; the others are served.
 func (p *Proxy) Run(ctx context.Context) error {
-	err := p.Start(ctx)
-	if err == nil {
-		<-ctx.Done()
+	if err := p.Start(ctx); err != nil {
+		p.cfg.Log.Error("node: enrolment incomplete", "error", err)
 	}
+	<-ctx.Done()
 	p.Stop()
-	return err
+	return nil
 }
 
 // Start enrols the node's workloads and returns once they are served;
