@@ -28,6 +28,7 @@ type world struct {
 	a, b, e   pod // ambient: a on node-1; b (db) and e on node-2
 	d         pod // ambient on node-2, PERMISSIVE namespace
 	plain     pod // not enrolled: a plaintext caller
+	x         pod // not enrolled: the direct-path baseline server
 	nodes     [2]*node.Proxy
 	mu        sync.Mutex
 	decisions []node.Decision
@@ -92,7 +93,7 @@ spec:
 `
 }
 
-func snapshot(t *testing.T, src string) *mesh.Snapshot {
+func snapshot(t testing.TB, src string) *mesh.Snapshot {
 	t.Helper()
 	cfgs, mc, err := schema.DecodeAll([]byte(src), mesh.Source{})
 	if err != nil {
@@ -105,11 +106,12 @@ func snapshot(t *testing.T, src string) *mesh.Snapshot {
 	return mesh.NewSnapshot(m, cfgs)
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	c := newCluster(t)
-	w := &world{c: c, a: c.pod("a"), b: c.pod("b"), e: c.pod("e"), d: c.pod("d"), plain: c.pod("plain")}
+	w := &world{c: c, a: c.pod("a"), b: c.pod("b"), e: c.pod("e"), d: c.pod("d"), plain: c.pod("plain"), x: c.pod("x")}
 	c.run(w.b, "echo:9000,http:8080,sink:9100")
 	c.run(w.d, "echo:9000")
+	c.run(w.x, "echo:9000,sink:9100")
 	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local"})
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +143,7 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -149,7 +151,7 @@ func ctxT(t *testing.T) context.Context {
 
 // exchange sends msg from p to addr, half-closes, and returns what came
 // back before EOF.
-func exchange(t *testing.T, p pod, addr, msg string) (string, error) {
+func exchange(t testing.TB, p pod, addr, msg string) (string, error) {
 	t.Helper()
 	conn, err := dial(ctxT(t), p, addr)
 	if err != nil {
@@ -166,7 +168,7 @@ func exchange(t *testing.T, p pod, addr, msg string) (string, error) {
 }
 
 // lastFor returns the last decision for the WorkloadEntry named name.
-func (w *world) lastFor(t *testing.T, name string) node.Decision {
+func (w *world) lastFor(t testing.TB, name string) node.Decision {
 	t.Helper()
 	ds := w.seen()
 	for i := len(ds) - 1; i >= 0; i-- {
@@ -251,7 +253,7 @@ func TestAmbientHBONE(t *testing.T) {
 }
 
 // natRules returns the pod's nat table as iptables-save prints it.
-func natRules(t *testing.T, p pod) string {
+func natRules(t testing.TB, p pod) string {
 	t.Helper()
 	out, err := exec.Command("nsenter", "--net="+p.path, "iptables-save", "-t", "nat").CombinedOutput()
 	if err != nil {

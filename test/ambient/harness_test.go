@@ -26,7 +26,7 @@ import (
 // behaviour under test. The two simulated nodes are the two proxies and
 // the pods each one enrols.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	prefix string
 	fabric string
 	n      int
@@ -34,7 +34,7 @@ type cluster struct {
 
 // requireRoot skips unless network namespaces and the tools the node
 // proxy needs are available.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("ambient e2e needs root to create network namespaces")
@@ -46,7 +46,7 @@ func requireRoot(t *testing.T) {
 	}
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	requireRoot(t)
 	c := &cluster{t: t, prefix: fmt.Sprintf("wa%d", os.Getpid()%100000)}
 	c.fabric = c.prefix + "-fab"

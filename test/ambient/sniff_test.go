@@ -22,7 +22,7 @@ type sniffer struct {
 	done chan struct{}
 }
 
-func (c *cluster) sniff(t *testing.T) *sniffer {
+func (c *cluster) sniff(t testing.TB) *sniffer {
 	t.Helper()
 	s := &sniffer{done: make(chan struct{})}
 	opened := make(chan error, 1)
