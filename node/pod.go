@@ -230,12 +230,21 @@ func splice(a, b net.Conn) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		io.Copy(b, a)
+		copyBuffered(b, a)
 		closeWrite(b)
 	}()
-	io.Copy(a, b)
+	copyBuffered(a, b)
 	closeWrite(a)
 	wg.Wait()
+}
+
+// copyBuffered copies with a 256 KiB buffer: a tunnel's writes are
+// handed to the HTTP/2 writer one at a time, so fewer, larger writes mean
+// fewer hand-offs and frames (io.Copy would take TCPConn's WriterTo and
+// its 32 KiB buffer).
+func copyBuffered(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 256<<10)
+	io.CopyBuffer(dst, struct{ io.Reader }{src}, buf)
 }
 
 func closeWrite(c net.Conn) {

@@ -144,6 +144,7 @@ func (c *Client) transport(t Target) *http.Transport {
 	tc := c.tlsConfig(t)
 	return &http.Transport{
 		Protocols:       &protos,
+		HTTP2:           http2Config(),
 		TLSClientConfig: tc,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			raw, err := c.cfg.DialContext(ctx, network, addr)

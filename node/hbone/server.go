@@ -85,6 +85,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		Handler:           s,
 		TLSConfig:         s.tlsConfig(),
 		Protocols:         &protos,
+		HTTP2:             http2Config(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
@@ -202,10 +203,10 @@ func splice(up net.Conn, body io.Reader, w io.Writer, rc *http.ResponseControlle
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		io.Copy(countWriter{up, &sent}, body)
+		io.CopyBuffer(countWriter{up, &sent}, struct{ io.Reader }{body}, make([]byte, copyBuffer))
 		closeWrite(up)
 	}()
-	downN, _ = io.Copy(flushWriter{w, rc}, up)
+	downN, _ = io.CopyBuffer(flushWriter{w, rc}, struct{ io.Reader }{up}, make([]byte, copyBuffer))
 	select {
 	case <-done:
 	default:
@@ -214,6 +215,10 @@ func splice(up net.Conn, body io.Reader, w io.Writer, rc *http.ResponseControlle
 	}
 	return sent.Load(), downN
 }
+
+// copyBuffer is the splice buffer: larger writes mean fewer HTTP/2
+// frames and flushes per byte.
+const copyBuffer = 256 << 10
 
 type flushWriter struct {
 	w  io.Writer
