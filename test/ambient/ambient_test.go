@@ -192,6 +192,9 @@ func TestAmbientHBONE(t *testing.T) {
 		if d.Transport != "hbone" || d.Conn.Principal != "spiffe://cluster.local/ns/frontend/sa/web" || !d.Verdict.Allowed {
 			t.Fatalf("db's node proxy saw %+v", d)
 		}
+		if d.Verdict.Decision == nil || d.Verdict.Decision.Rule != "ns[shop]-policy[from-frontend-and-evil]-rule[0]" {
+			t.Errorf("allowed by %s, want the ALLOW-by-namespace rule", d.Verdict.Explain())
+		}
 		if d.Conn.Source.Addr().String() != w.a.addr {
 			t.Errorf("tunnel came from %s, want pod a %s", d.Conn.Source, w.a.addr)
 		}
