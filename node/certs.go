@@ -53,9 +53,10 @@ func (l LocalCA) Issue(_ context.Context, id spiffeid.ID, csrDER []byte, ttl tim
 
 // svid is a workload certificate with its key (made here, never sent).
 type svid struct {
-	id    spiffeid.ID
-	cert  *tls.Certificate
-	roots []*x509.Certificate
+	id      spiffeid.ID
+	cert    *tls.Certificate
+	roots   []*x509.Certificate
+	renewAt time.Time
 }
 
 // issue makes a key and CSR for id, has it signed, and checks what came
@@ -88,5 +89,5 @@ func issue(ctx context.Context, iss Issuer, id spiffeid.ID, ttl time.Duration, n
 	for _, c := range certs {
 		tc.Certificate = append(tc.Certificate, c.Raw)
 	}
-	return &svid{id: id, cert: tc, roots: roots}, nil
+	return &svid{id: id, cert: tc, roots: roots, renewAt: renewAt(certs[0], now)}, nil
 }

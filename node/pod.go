@@ -44,7 +44,7 @@ func (pd *pod) start() error {
 	pd.ctx, pd.cancel = context.WithCancel(context.Background())
 	var err error
 	pd.client, err = hbone.NewClient(hbone.ClientConfig{
-		Bundles: pd.p.bundle, Now: pd.p.cfg.Now, Log: pd.p.cfg.Log,
+		Bundles: pd.p.bundle, Now: pd.p.cfg.Clock.Now, Log: pd.p.cfg.Log,
 		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return pd.ns.dial(ctx, addr, Mark) },
 	})
 	if err != nil {
@@ -57,7 +57,7 @@ func (pd *pod) start() error {
 		Dial: func(ctx context.Context, r hbone.Request) (net.Conn, error) {
 			return pd.ns.dial(ctx, r.Dest.String(), Mark)
 		},
-		Now: pd.p.cfg.Now,
+		Now: pd.p.cfg.Clock.Now,
 		Log: pd.p.cfg.Log,
 	})
 	if err != nil {

@@ -39,7 +39,7 @@ type Config struct {
 	// tests); it must not block.
 	OnDecision func(Decision)
 	Log        *slog.Logger
-	Now        func() time.Time
+	Clock      Clock
 }
 
 // Decision is one inbound connection's verdict, for the decision log.
@@ -82,8 +82,8 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
 	}
 	pol, err := NewPolicy(cfg.Snapshot, authz.EngineConfig{Log: cfg.Log})
 	if err != nil {
@@ -102,7 +102,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err := p.Start(ctx); err != nil {
 		p.cfg.Log.Error("node: enrolment incomplete", "error", err)
 	}
-	<-ctx.Done()
+	p.rotate(ctx)
 	p.Stop()
 	return nil
 }
@@ -187,7 +187,7 @@ func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload) (*pod, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enrol %s: %w", w.Source, err)
 	}
-	s, err := issue(ctx, p.cfg.Issuer, id, p.cfg.CertTTL, p.cfg.Now())
+	s, err := issue(ctx, p.cfg.Issuer, id, p.cfg.CertTTL, p.cfg.Clock.Now())
 	if err != nil {
 		return nil, fmt.Errorf("enrol %s: %w", w.Source, err)
 	}

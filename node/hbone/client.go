@@ -190,6 +190,31 @@ func (c *Client) tlsConfig(t Target) *tls.Config {
 	}
 }
 
+// Retire stops new tunnels on the connections that present cert (after
+// a rotation) and closes each once its last tunnel ends; tunnels in
+// flight are not interrupted.
+func (c *Client) Retire(cert *tls.Certificate) {
+	if cert == nil || len(cert.Certificate) == 0 {
+		return
+	}
+	sum := sha256.Sum256(cert.Certificate[0])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, cc := range c.pool {
+		if k.cert != sum {
+			continue
+		}
+		delete(c.pool, k)
+		closeIdle := func(cc *http.ClientConn) {
+			if cc.InFlight() == 0 {
+				cc.Close()
+			}
+		}
+		cc.SetStateHook(closeIdle)
+		closeIdle(cc)
+	}
+}
+
 // Close closes every pooled connection (and their tunnels).
 func (c *Client) Close() error {
 	c.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type world struct {
 	plain     pod // not enrolled: a plaintext caller
 	x         pod // not enrolled: the direct-path baseline server
 	nodes     [2]*node.Proxy
+	clock     *fakeClock
 	mu        sync.Mutex
 	decisions []node.Decision
 }
@@ -93,6 +95,14 @@ spec:
 `
 }
 
+// fakeClock is the wall clock moved forward by hand; its After never
+// fires (tests call Renew themselves).
+type fakeClock struct{ offset atomic.Int64 }
+
+func (c *fakeClock) Now() time.Time                       { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *fakeClock) After(time.Duration) <-chan time.Time { return nil }
+func (c *fakeClock) advance(d time.Duration)              { c.offset.Add(int64(d)) }
+
 func snapshot(t testing.TB, src string) *mesh.Snapshot {
 	t.Helper()
 	cfgs, mc, err := schema.DecodeAll([]byte(src), mesh.Source{})
@@ -108,7 +118,7 @@ func snapshot(t testing.TB, src string) *mesh.Snapshot {
 
 func newWorld(t testing.TB) *world {
 	c := newCluster(t)
-	w := &world{c: c, a: c.pod("a"), b: c.pod("b"), e: c.pod("e"), d: c.pod("d"), plain: c.pod("plain"), x: c.pod("x")}
+	w := &world{c: c, clock: &fakeClock{}, a: c.pod("a"), b: c.pod("b"), e: c.pod("e"), d: c.pod("d"), plain: c.pod("plain"), x: c.pod("x")}
 	c.run(w.b, "echo:9000,http:8080,sink:9100")
 	c.run(w.d, "echo:9000")
 	c.run(w.x, "echo:9000,sink:9100")
@@ -121,7 +131,7 @@ func newWorld(t testing.TB) *world {
 	for i := range w.nodes {
 		p, err := node.New(node.Config{
 			Node: fmt.Sprintf("node-%d", i+1), TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
-			Snapshot: snap, Issuer: node.LocalCA{CA: authority}, Log: log,
+			Snapshot: snap, Issuer: node.LocalCA{CA: authority}, Log: log, Clock: w.clock,
 			OnDecision: func(d node.Decision) {
 				w.mu.Lock()
 				w.decisions = append(w.decisions, d)
@@ -332,4 +342,86 @@ spec:
 		t.Errorf("node-2 enrols %d workloads, want 2", got)
 	}
 	roundTrip("still")
+}
+
+// TestAmbientRotationUnderLoad: renewing both workloads' certificates
+// while connections are being made fails none of them, and a connection
+// opened before the rotation keeps working after it.
+func TestAmbientRotationUnderLoad(t *testing.T) {
+	w := newWorld(t)
+	long, err := dial(ctxT(t), w.a, w.b.addr+":9000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer long.Close()
+	long.SetDeadline(time.Now().Add(30 * time.Second))
+
+	var failed atomic.Int32
+	ok := make(chan struct{}, 1024)
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	for range 2 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if got, err := exchange(t, w.a, w.b.addr+":9000", "ping"); err != nil || got != "ping" {
+					failed.Add(1)
+					t.Errorf("connection failed during rotation: %q, %v", got, err)
+					continue
+				}
+				select {
+				case ok <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	waitN := func(n int) {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for range n {
+			select {
+			case <-ok:
+			case <-timeout:
+				t.Fatal("load made no progress")
+			}
+		}
+	}
+	waitN(20)
+	before := map[string]string{}
+	for _, p := range w.nodes {
+		for k, c := range p.Certificates() {
+			before[k.Name] = c.SerialNumber.String()
+		}
+	}
+	w.clock.advance(13 * time.Hour) // past half of the 24h lifetime
+	for _, p := range w.nodes {
+		p.Renew(ctxT(t))
+	}
+	for _, p := range w.nodes {
+		for k, c := range p.Certificates() {
+			if c.SerialNumber.String() == before[k.Name] {
+				t.Errorf("%s: certificate not renewed", k.Name)
+			}
+		}
+	}
+	waitN(20)
+	close(stop)
+	load.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d connections failed across the rotation", n)
+	}
+	if _, err := io.WriteString(long, "old"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	if _, err := io.ReadFull(long, buf); err != nil || string(buf) != "old" {
+		t.Fatalf("pre-rotation connection: %q, %v", buf, err)
+	}
 }
