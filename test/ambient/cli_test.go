@@ -1,0 +1,113 @@
+package ambient
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWardNodeCommand runs the real `ward node` binary for one node with
+// two enrolled pods: it enrols both from a config directory, carries a's
+// connection to b over HBONE (b's proxy logs a's identity), and on
+// SIGTERM removes its capture rules and exits cleanly.
+func TestWardNodeCommand(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.pod("ca"), c.pod("cb")
+	c.run(b, "echo:9000")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mesh")
+	if err := os.Mkdir(cfg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+	for _, p := range []struct {
+		pod    pod
+		ns, sa string
+	}{{a, "frontend", "web"}, {b, "shop", "db"}} {
+		yaml += "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: " + p.pod.name + ", namespace: " + p.ns + "}\n" +
+			"spec:\n  address: " + p.pod.addr + "\n  serviceAccount: " + p.sa + "\n  labels: {istio.io/dataplane-mode: ambient, ward.io/node: n1}\n"
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "mesh.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ward")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wardmesh/ward/cmd/ward").CombinedOutput(); err != nil {
+		t.Fatalf("build ward: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "node", "--name", "n1", "--config", cfg, "--dev-ca-state-dir", filepath.Join(dir, "ca"), "--log-level", "debug")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	lines := make(chan string, 4096)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // the test reads only what it waits for
+			}
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	waitLog := func(want ...string) string {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("ward node exited while waiting for %q", want)
+				}
+				match := true
+				for _, w := range want {
+					match = match && strings.Contains(l, w)
+				}
+				if match {
+					return l
+				}
+			case <-timeout:
+				t.Fatalf("no log line with %q", want)
+			}
+		}
+	}
+	waitLog("workload enrolled", a.name)
+	waitLog("workload enrolled", b.name)
+
+	if got, err := exchange(t, a, b.addr+":9000", "through ward node"); err != nil || got != "through ward node" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	waitLog("inbound connection", "spiffe://cluster.local/ns/frontend/sa/web", "allowed=true")
+	if !strings.Contains(natRules(t, b), "WARD_INBOUND") {
+		t.Fatal("no capture rules in b while ward node runs")
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range lines { // drain until the process exits
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("ward node exit: %v", err)
+	}
+	exited <- nil // for the cleanup
+	for _, p := range []pod{a, b} {
+		if rules := natRules(t, p); strings.Contains(rules, "WARD_") {
+			t.Errorf("capture rules left in %s after exit:\n%s", p.name, rules)
+		}
+	}
+}
