@@ -26,12 +26,22 @@ const (
 	chainOutbound = "WARD_OUTPUT"
 )
 
+// ruleset is the proxy's rules in one table of one family: chains it owns
+// and the built-in chains that jump to them.
+type ruleset struct {
+	restore, cli, table string
+	jumps               [][2]string // {built-in chain, owned chain}
+	rules               string
+}
+
 // captureRules redirects, in the workload's namespace, every new outgoing
-// TCP connection to 15001 (except the proxy's own, marked, and loopback)
-// and every incoming one to 15006 (except HBONE on 15008, which the proxy
-// terminates itself).
-func captureRules() string {
-	return fmt.Sprintf(`*nat
+// IPv4 TCP connection to 15001 (except the proxy's own, marked, and
+// loopback) and every incoming one to 15006 (except HBONE on 15008, which
+// the proxy terminates itself). IPv6 is not proxied yet, so new IPv6 TCP
+// connections other than loopback are refused both ways: without this an
+// IPv6 caller would reach the application around STRICT mTLS.
+func captureRules() []ruleset {
+	v4 := fmt.Sprintf(`*nat
 :%[1]s - [0:0]
 :%[2]s - [0:0]
 -A PREROUTING -j %[1]s
@@ -44,15 +54,33 @@ func captureRules() string {
 -A %[2]s -p tcp -j REDIRECT --to-ports %[6]d
 COMMIT
 `, chainInbound, chainOutbound, PortHBONE, PortInbound, Mark, PortOutbound)
+	v6 := fmt.Sprintf(`*filter
+:%[1]s - [0:0]
+:%[2]s - [0:0]
+-A INPUT -j %[1]s
+-A OUTPUT -j %[2]s
+-A %[1]s -i lo -j RETURN
+-A %[1]s -p tcp --syn -j REJECT --reject-with tcp-reset
+-A %[2]s -o lo -j RETURN
+-A %[2]s -m mark --mark %#[3]x -j RETURN
+-A %[2]s -p tcp --syn -j REJECT --reject-with tcp-reset
+COMMIT
+`, chainInbound, chainOutbound, Mark)
+	return []ruleset{
+		{"iptables-restore", "iptables", "nat", [][2]string{{"PREROUTING", chainInbound}, {"OUTPUT", chainOutbound}}, v4},
+		{"ip6tables-restore", "ip6tables", "filter", [][2]string{{"INPUT", chainInbound}, {"OUTPUT", chainOutbound}}, v6},
+	}
 }
 
 // installCapture replaces the proxy's rules in the namespace at path.
 func installCapture(path string) error {
 	removeCapture(path)
-	cmd := exec.Command("nsenter", "--net="+path, "iptables-restore", "--noflush")
-	cmd.Stdin = strings.NewReader(captureRules())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("install capture in %s: %w: %s", path, err, bytes.TrimSpace(out))
+	for _, rs := range captureRules() {
+		cmd := exec.Command("nsenter", "--net="+path, rs.restore, "--noflush")
+		cmd.Stdin = strings.NewReader(rs.rules)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("install capture in %s (%s): %w: %s", path, rs.cli, err, bytes.TrimSpace(out))
+		}
 	}
 	return nil
 }
@@ -61,15 +89,19 @@ func installCapture(path string) error {
 // gone is not an error, so it is safe to call twice.
 func removeCapture(path string) error {
 	var errs []string
-	for _, args := range [][]string{
-		{"-D", "PREROUTING", "-j", chainInbound},
-		{"-D", "OUTPUT", "-j", chainOutbound},
-		{"-F", chainInbound}, {"-X", chainInbound},
-		{"-F", chainOutbound}, {"-X", chainOutbound},
-	} {
-		cmd := exec.Command("nsenter", append([]string{"--net=" + path, "iptables", "-w", "-t", "nat"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil && !missing(out) {
-			errs = append(errs, fmt.Sprintf("%v: %s", args, bytes.TrimSpace(out)))
+	for _, rs := range captureRules() {
+		var cmds [][]string
+		for _, j := range rs.jumps {
+			cmds = append(cmds, []string{"-D", j[0], "-j", j[1]})
+		}
+		for _, j := range rs.jumps {
+			cmds = append(cmds, []string{"-F", j[1]}, []string{"-X", j[1]})
+		}
+		for _, args := range cmds {
+			cmd := exec.Command("nsenter", append([]string{"--net=" + path, rs.cli, "-w", "-t", rs.table}, args...)...)
+			if out, err := cmd.CombinedOutput(); err != nil && !missing(out) {
+				errs = append(errs, fmt.Sprintf("%s %v: %s", rs.cli, args, bytes.TrimSpace(out)))
+			}
 		}
 	}
 	if len(errs) > 0 {

@@ -254,6 +254,18 @@ func TestAmbientHBONE(t *testing.T) {
 			t.Fatalf("decision = %+v", d)
 		}
 	})
+	t.Run("ipv6 is refused, not a way around mtls", func(t *testing.T) {
+		// Control: IPv6 works between non-enrolled pods.
+		if got, err := exchange(t, w.plain, w.c.linkLocal(w.x)+":9000", "v6"); err != nil || got != "v6" {
+			t.Fatalf("IPv6 control echo = %q, %v", got, err)
+		}
+		if got, err := exchange(t, w.plain, w.c.linkLocal(w.b)+":9000", "v6"); err == nil || got != "" {
+			t.Fatalf("plaintext IPv6 reached a STRICT workload: %q, %v", got, err)
+		}
+		if got, err := exchange(t, w.a, w.c.linkLocal(w.x)+":9000", "v6"); err == nil || got != "" {
+			t.Fatalf("an enrolled pod's IPv6 left uncaptured: %q, %v", got, err)
+		}
+	})
 	t.Run("permissive workload over hbone still sees the identity", func(t *testing.T) {
 		got, err := exchange(t, w.a, w.d.addr+":9000", "mtls")
 		if err != nil || got != "mtls" {
@@ -265,14 +277,19 @@ func TestAmbientHBONE(t *testing.T) {
 	})
 }
 
-// natRules returns the pod's nat table as iptables-save prints it.
+// natRules returns the pod's IPv4 nat and IPv6 filter tables as
+// iptables-save prints them.
 func natRules(t testing.TB, p pod) string {
 	t.Helper()
-	out, err := exec.Command("nsenter", "--net="+p.path, "iptables-save", "-t", "nat").CombinedOutput()
-	if err != nil {
-		t.Fatalf("iptables-save in %s: %v: %s", p.name, err, out)
+	var all string
+	for _, args := range [][]string{{"iptables-save", "-t", "nat"}, {"ip6tables-save", "-t", "filter"}} {
+		out, err := exec.Command("nsenter", append([]string{"--net=" + p.path}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s in %s: %v: %s", args[0], p.name, err, out)
+		}
+		all += string(out)
 	}
-	return string(out)
+	return all
 }
 
 // TestAmbientConfigChanges: a policy change applies to new connections
@@ -332,7 +349,7 @@ spec:
 	if err := w.nodes[1].SetSnapshot(ctxT(t), snapshot(t, without)); err != nil {
 		t.Fatal(err)
 	}
-	if rules := natRules(t, w.d); strings.Contains(rules, "WARD_") || strings.Contains(rules, "REDIRECT") {
+	if rules := natRules(t, w.d); strings.Contains(rules, "WARD_") || strings.Contains(rules, "REDIRECT") || strings.Contains(rules, "REJECT") {
 		t.Fatalf("capture rules left in d after removal:\n%s", rules)
 	}
 	if got, err := exchange(t, w.plain, w.d.addr+":9000", "direct"); err != nil || got != "direct" {

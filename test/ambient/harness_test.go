@@ -92,6 +92,10 @@ func (c *cluster) pod(short string) pod {
 	if out, err := exec.Command("ip", "netns", "add", p.name).CombinedOutput(); err != nil {
 		c.t.Fatalf("ip netns add %s: %v: %s", p.name, err, out)
 	}
+	// No duplicate-address detection: link-local IPv6 is usable at once.
+	if out, err := exec.Command("ip", "netns", "exec", p.name, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0").CombinedOutput(); err != nil {
+		c.t.Fatalf("sysctl in %s: %v: %s", p.name, err, out)
+	}
 	peer := fmt.Sprintf("v%s%d", c.prefix[2:], c.n) // ≤ 15 bytes
 	c.ip(p.name, "link", "add", "eth0", "type", "veth", "peer", "name", peer, "netns", c.fabric)
 	c.ip(c.fabric, "link", "set", peer, "master", "br0", "up")
@@ -160,4 +164,23 @@ func dial(ctx context.Context, p pod, addr string) (net.Conn, error) {
 	}()
 	r := <-res
 	return r.c, r.err
+}
+
+// linkLocal returns p's IPv6 link-local address on eth0 as a dialable
+// host with zone.
+func (c *cluster) linkLocal(p pod) string {
+	c.t.Helper()
+	out, err := exec.Command("ip", "-n", p.name, "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link").CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("ip addr in %s: %v: %s", p.name, err, out)
+	}
+	f := strings.Fields(string(out))
+	for i, w := range f {
+		if w == "inet6" && i+1 < len(f) {
+			addr, _, _ := strings.Cut(f[i+1], "/")
+			return "[" + addr + "%eth0]"
+		}
+	}
+	c.t.Skipf("no IPv6 link-local address in %s: %s", p.name, out)
+	return ""
 }
