@@ -149,6 +149,12 @@ func (pd *pod) outbound(c net.Conn) {
 		pd.p.cfg.Log.Warn("outbound without original destination", "name", pd.w.Name, "error", err)
 		return
 	}
+	if dst.Addr().IsLoopback() || (dst.Addr() == pd.ip && proxyPort(dst.Port())) {
+		// Only a direct connection to the proxy's own listener has such an
+		// original destination; following it would loop.
+		pd.p.cfg.Log.Warn("outbound to the proxy itself refused", "name", pd.w.Name, "dest", dst.String())
+		return
+	}
 	rt, ok := pd.p.state.Load().reg.resolve(dst)
 	if !ok {
 		pd.p.cfg.Log.Info("outbound: no endpoint", "name", pd.w.Name, "dest", dst.String())
@@ -187,6 +193,9 @@ func (pd *pod) authorizeTunnel(ctx context.Context, r hbone.Request) error {
 	if r.Dest.Addr() != pd.ip {
 		return fmt.Errorf("tunnel to %s arrived at workload %s", r.Dest, pd.ip)
 	}
+	if proxyPort(r.Dest.Port()) {
+		return fmt.Errorf("tunnel to the proxy's own port %s", r.Dest)
+	}
 	return pd.judge(ctx, "hbone", Conn{Principal: r.Caller.String(), Source: r.Source, Dest: r.Dest})
 }
 
@@ -194,7 +203,7 @@ func (pd *pod) authorizeTunnel(ctx context.Context, r hbone.Request) error {
 func (pd *pod) inboundPlaintext(c net.Conn) {
 	defer c.Close()
 	dst, err := originalDst(c)
-	if err != nil || dst.Addr() != pd.ip {
+	if err != nil || dst.Addr() != pd.ip || proxyPort(dst.Port()) {
 		pd.p.cfg.Log.Warn("inbound plaintext: bad original destination", "name", pd.w.Name, "dest", dst.String(), "error", err)
 		return
 	}
@@ -209,6 +218,12 @@ func (pd *pod) inboundPlaintext(c net.Conn) {
 	defer up.Close()
 	defer context.AfterFunc(pd.ctx, func() { c.Close(); up.Close() })()
 	splice(c, up)
+}
+
+// proxyPort reports whether port is one the proxy listens on in the pod:
+// a connection addressed to it there would loop back into the proxy.
+func proxyPort(port uint16) bool {
+	return port == PortOutbound || port == PortInbound || port == PortHBONE
 }
 
 // errDenied refuses a connection; the reason is in the decision log.

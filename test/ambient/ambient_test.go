@@ -266,6 +266,23 @@ func TestAmbientHBONE(t *testing.T) {
 			t.Fatalf("an enrolled pod's IPv6 left uncaptured: %q, %v", got, err)
 		}
 	})
+	t.Run("the proxy's own ports are not a loop", func(t *testing.T) {
+		before := len(w.seen())
+		for _, port := range []string{"15006", "15001", "15008"} {
+			if got, _ := exchange(t, w.plain, w.d.addr+":"+port, "loop?"); got != "" {
+				t.Errorf("port %s answered %q", port, got)
+			}
+		}
+		if got, _ := exchange(t, w.a, "127.0.0.1:15001", "loop?"); got != "" {
+			t.Errorf("the outbound listener dialled directly answered %q", got)
+		}
+		if n := len(w.seen()) - before; n != 0 {
+			t.Errorf("%d connections were judged: the proxy looped into its own ports", n)
+		}
+		if got, err := exchange(t, w.plain, w.d.addr+":9000", "alive"); err != nil || got != "alive" {
+			t.Fatalf("after the loop attempts: %q, %v", got, err)
+		}
+	})
 	t.Run("permissive workload over hbone still sees the identity", func(t *testing.T) {
 		got, err := exchange(t, w.a, w.d.addr+":9000", "mtls")
 		if err != nil || got != "mtls" {
