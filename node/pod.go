@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/node/hbone"
@@ -170,8 +171,13 @@ func (pd *pod) outbound(c net.Conn) {
 	splice(c, up)
 }
 
+// dialTimeout bounds connecting to a destination (HBONE handshake and
+// CONNECT included).
+const dialTimeout = 10 * time.Second
+
 func (pd *pod) dialRoute(rt route) (net.Conn, error) {
-	ctx := pd.ctx
+	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
+	defer cancel()
 	if rt.dest == nil || !Ambient(rt.dest) {
 		return pd.ns.dial(ctx, rt.target.String(), Mark)
 	}
@@ -211,7 +217,9 @@ func (pd *pod) inboundPlaintext(c net.Conn) {
 	if err := pd.judge(pd.ctx, "plaintext", Conn{Source: src, Dest: dst}); err != nil {
 		return
 	}
-	up, err := pd.ns.dial(pd.ctx, dst.String(), Mark)
+	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
+	up, err := pd.ns.dial(ctx, dst.String(), Mark)
+	cancel()
 	if err != nil {
 		return
 	}

@@ -103,18 +103,29 @@ func (c *Client) Dial(ctx context.Context, t Target) (net.Conn, error) {
 		Header: http.Header{},
 		Body:   pr,
 	}
-	req = req.WithContext(context.WithoutCancel(ctx))
-	resp, err := cc.RoundTrip(req)
-	if err != nil {
+	// The stream lives as long as the tunnel, not ctx; ctx bounds only
+	// the wait for the peer's answer.
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	resp, err := cc.RoundTrip(req.WithContext(sctx))
+	if !stop() || err != nil {
+		cancel()
 		pw.Close()
+		if err == nil {
+			resp.Body.Close()
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err() // the stream was cancelled because ctx ended
+		}
 		return nil, fmt.Errorf("hbone connect %s via %s: %w", t.Dest, t.Peer, err)
 	}
 	if resp.StatusCode != http.StatusOK {
+		cancel()
 		resp.Body.Close()
 		pw.Close()
 		return nil, &StatusError{Code: resp.StatusCode, Dest: t.Dest}
 	}
-	return &tunnel{r: resp.Body, w: pw, local: addrPort(nil), remote: t.Dest}, nil
+	return &tunnel{r: resp.Body, w: pw, cancel: cancel, local: addrPort(nil), remote: t.Dest}, nil
 }
 
 // conn returns a pooled HTTP/2 connection for t or dials one.
@@ -231,6 +242,7 @@ func (c *Client) Close() error {
 type tunnel struct {
 	r      io.ReadCloser
 	w      *io.PipeWriter
+	cancel context.CancelFunc
 	local  netip.AddrPort
 	remote netip.AddrPort
 	once   sync.Once
@@ -243,6 +255,7 @@ func (t *tunnel) Close() error {
 	t.once.Do(func() {
 		t.w.Close()
 		t.r.Close()
+		t.cancel()
 	})
 	return nil
 }

@@ -399,3 +399,43 @@ func TestBadRequests(t *testing.T) {
 		t.Errorf("authorizer was reached: %+v", f.requests())
 	}
 }
+
+// TestDialBoundedByContext: a peer that never answers the CONNECT fails
+// the Dial when ctx ends, and the pooled connection stays usable.
+func TestDialBoundedByContext(t *testing.T) {
+	c := newCA(t, "cluster.local")
+	release := make(chan struct{})
+	defer close(release)
+	backend := echo(t)
+	f := serve(t, c, func(cfg *ServerConfig) {
+		cfg.Authorize = func(_ context.Context, r Request) error {
+			if r.Dest == backend {
+				return nil
+			}
+			<-release // hang every other destination
+			return errors.New("released")
+		}
+	})
+	src, _ := c.svid(t, "a", "client")
+	cl := client(t, c.bundles())
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if conn, err := cl.Dial(ctx, Target{Peer: f.addr, Dest: netip.MustParseAddrPort("127.0.0.1:9"), Source: src}); err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		if conn != nil {
+			conn.Close()
+		}
+		t.Fatalf("dial to a hanging peer: %v, want deadline exceeded", err)
+	}
+	conn, err := cl.Dial(ctxT(t), Target{Peer: f.addr, Dest: backend, Source: src})
+	if err != nil {
+		t.Fatalf("dial after a timed-out one: %v", err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("ok"))
+	if b := make([]byte, 2); func() error { _, err := io.ReadFull(conn, b); return err }() != nil || string(b) != "ok" {
+		t.Fatal("tunnel after a timed-out one does not echo")
+	}
+	if n := f.lis.n.Load(); n != 1 {
+		t.Errorf("%d connections, want the pooled one reused", n)
+	}
+}
