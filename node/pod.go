@@ -58,8 +58,9 @@ func (pd *pod) start() error {
 		Dial: func(ctx context.Context, r hbone.Request) (net.Conn, error) {
 			return pd.ns.dial(ctx, r.Dest.String(), Mark)
 		},
-		Now: pd.p.cfg.Clock.Now,
-		Log: pd.p.cfg.Log,
+		Now:      pd.p.cfg.Clock.Now,
+		Log:      pd.p.cfg.Log,
+		OnTunnel: func(_ hbone.Request, toWorkload, fromWorkload int64) { pd.p.metrics.spliced(fromWorkload, toWorkload) },
 	})
 	if err != nil {
 		return err
@@ -161,36 +162,39 @@ func (pd *pod) outbound(c net.Conn) {
 		pd.p.cfg.Log.Info("outbound: no endpoint", "name", pd.w.Name, "dest", dst.String())
 		return
 	}
-	up, err := pd.dialRoute(rt)
+	up, transport, err := pd.dialRoute(rt)
+	pd.p.metrics.outbound(transport, err)
 	if err != nil {
 		pd.p.cfg.Log.Info("outbound refused", "name", pd.w.Name, "dest", rt.target.String(), "error", err)
 		return
 	}
 	defer up.Close()
 	defer context.AfterFunc(pd.ctx, func() { c.Close(); up.Close() })()
-	splice(c, up)
+	pd.p.metrics.spliced(splice(c, up))
 }
 
 // dialTimeout bounds connecting to a destination (HBONE handshake and
 // CONNECT included).
 const dialTimeout = 10 * time.Second
 
-func (pd *pod) dialRoute(rt route) (net.Conn, error) {
+func (pd *pod) dialRoute(rt route) (net.Conn, string, error) {
 	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
 	defer cancel()
 	if rt.dest == nil || !Ambient(rt.dest) {
-		return pd.ns.dial(ctx, rt.target.String(), Mark)
+		c, err := pd.ns.dial(ctx, rt.target.String(), Mark)
+		return c, "plaintext", err
 	}
 	server, err := rt.dest.Identity(pd.p.cfg.TrustDomain.Name()).SPIFFEID()
 	if err != nil {
-		return nil, err
+		return nil, "hbone", err
 	}
-	return pd.client.Dial(ctx, hbone.Target{
+	c, err := pd.client.Dial(ctx, hbone.Target{
 		Peer:     netip.AddrPortFrom(rt.target.Addr(), PortHBONE),
 		Dest:     rt.target,
 		Source:   pd.cert(),
 		ServerID: server,
 	})
+	return c, "hbone", err
 }
 
 // authorizeTunnel judges an HBONE tunnel: it must be for this workload,
@@ -225,7 +229,8 @@ func (pd *pod) inboundPlaintext(c net.Conn) {
 	}
 	defer up.Close()
 	defer context.AfterFunc(pd.ctx, func() { c.Close(); up.Close() })()
-	splice(c, up)
+	received, sent := splice(c, up)
+	pd.p.metrics.spliced(sent, received)
 }
 
 // proxyPort reports whether port is one the proxy listens on in the pod:
@@ -248,26 +253,28 @@ func (pd *pod) judge(ctx context.Context, transport string, c Conn) error {
 
 // splice copies both ways, passing each side's EOF on as a half-close,
 // and returns when both directions are done.
-func splice(a, b net.Conn) {
+func splice(a, b net.Conn) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		copyBuffered(b, a)
+		aToB = copyBuffered(b, a)
 		closeWrite(b)
 	}()
-	copyBuffered(a, b)
+	bToA = copyBuffered(a, b)
 	closeWrite(a)
 	wg.Wait()
+	return aToB, bToA
 }
 
 // copyBuffered copies with a 256 KiB buffer: a tunnel's writes are
 // handed to the HTTP/2 writer one at a time, so fewer, larger writes mean
 // fewer hand-offs and frames (io.Copy would take TCPConn's WriterTo and
 // its 32 KiB buffer).
-func copyBuffered(dst io.Writer, src io.Reader) {
+func copyBuffered(dst io.Writer, src io.Reader) int64 {
 	buf := make([]byte, 256<<10)
-	io.CopyBuffer(dst, struct{ io.Reader }{src}, buf)
+	n, _ := io.CopyBuffer(dst, struct{ io.Reader }{src}, buf)
+	return n
 }
 
 func closeWrite(c net.Conn) {

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -38,8 +39,10 @@ type Config struct {
 	// OnDecision receives every inbound verdict (decision log, metrics,
 	// tests); it must not block.
 	OnDecision func(Decision)
-	Log        *slog.Logger
-	Clock      Clock
+	// Metrics registers the proxy's series; nil registers none.
+	Metrics prometheus.Registerer
+	Log     *slog.Logger
+	Clock   Clock
 }
 
 // Decision is one inbound connection's verdict, for the decision log.
@@ -52,9 +55,10 @@ type Decision struct {
 
 // Proxy is the node proxy: it serves every enrolled workload on its node.
 type Proxy struct {
-	cfg    Config
-	bundle *x509bundle.Bundle
-	state  atomic.Pointer[state]
+	cfg     Config
+	bundle  *x509bundle.Bundle
+	state   atomic.Pointer[state]
+	metrics *metrics
 
 	mu   sync.Mutex
 	pods map[mesh.Key]*pod
@@ -89,7 +93,11 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, bundle: x509bundle.New(cfg.TrustDomain), pods: map[mesh.Key]*pod{}}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, bundle: x509bundle.New(cfg.TrustDomain), pods: map[mesh.Key]*pod{}, metrics: m}
 	p.state.Store(&state{reg: newRegistry(cfg.Snapshot), policy: pol})
 	return p, nil
 }
@@ -159,6 +167,7 @@ func (p *Proxy) reconcile(ctx context.Context) error {
 		if w, ok := want[k]; !ok || w.Address != pd.w.Address {
 			pd.stop(p.cfg.Log)
 			delete(p.pods, k)
+			p.metrics.left(k)
 		}
 	}
 	var errs []error
@@ -194,6 +203,7 @@ func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload) (*pod, error) {
 	p.bundle.SetX509Authorities(s.roots)
 	pd := &pod{p: p, w: w, ip: ip, ns: netns{filepath.Join(p.cfg.NetnsDir, w.Name)}, done: make(chan struct{})}
 	pd.svid.Store(s)
+	p.metrics.certificate(w.Source, s)
 	if err := pd.start(); err != nil {
 		pd.stop(p.cfg.Log)
 		return nil, fmt.Errorf("enrol %s: %w", w.Source, err)
@@ -210,6 +220,7 @@ func (p *Proxy) decided(d Decision) {
 	p.cfg.Log.Log(context.Background(), lvl, "inbound connection", "namespace", d.Workload.Namespace, "name", d.Workload.Name,
 		"transport", d.Transport, "spiffe_id", d.Conn.Principal, "source", d.Conn.Source.String(), "dest", d.Conn.Dest.String(),
 		"allowed", d.Verdict.Allowed, "reason", string(d.Verdict.Reason), "explain", d.Verdict.Explain())
+	p.metrics.decided(d)
 	if p.cfg.OnDecision != nil {
 		p.cfg.OnDecision(d)
 	}

@@ -81,6 +81,7 @@ func (pd *pod) renew(ctx context.Context) error {
 	}
 	pd.p.bundle.SetX509Authorities(s.roots)
 	pd.svid.Store(s)
+	pd.p.metrics.certificate(pd.w.Source, s)
 	pd.client.Retire(old.cert)
 	pd.p.cfg.Log.Info("certificate renewed", "namespace", pd.w.Namespace, "name", pd.w.Name, "spiffe_id", s.id.String(), "expires", s.cert.Leaf.NotAfter)
 	return nil

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/wardmesh/ward/authz"
@@ -31,6 +32,7 @@ type world struct {
 	plain     pod // not enrolled: a plaintext caller
 	x         pod // not enrolled: the direct-path baseline server
 	nodes     [2]*node.Proxy
+	metrics   [2]*prometheus.Registry
 	clock     *fakeClock
 	mu        sync.Mutex
 	decisions []node.Decision
@@ -129,8 +131,10 @@ func newWorld(t testing.TB) *world {
 	snap := snapshot(t, w.config())
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	for i := range w.nodes {
+		w.metrics[i] = prometheus.NewRegistry()
 		p, err := node.New(node.Config{
-			Node: fmt.Sprintf("node-%d", i+1), TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
+			Metrics: w.metrics[i],
+			Node:    fmt.Sprintf("node-%d", i+1), TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
 			Snapshot: snap, Issuer: node.LocalCA{CA: authority}, Log: log, Clock: w.clock,
 			OnDecision: func(d node.Decision) {
 				w.mu.Lock()
@@ -281,6 +285,27 @@ func TestAmbientHBONE(t *testing.T) {
 		}
 		if got, err := exchange(t, w.plain, w.d.addr+":9000", "alive"); err != nil || got != "alive" {
 			t.Fatalf("after the loop attempts: %q, %v", got, err)
+		}
+	})
+	t.Run("metrics count connections, denies per rule and certificate expiry", func(t *testing.T) {
+		node2 := w.metrics[1]
+		if v := metric(t, node2, "ward_node_denies_total", "namespace", "shop", "rule", "ns[shop]-policy[deny-evil]-rule[0]"); v < 1 {
+			t.Errorf("denies by deny-evil = %v", v)
+		}
+		if v := metric(t, node2, "ward_node_denies_total", "namespace", "shop", "rule", "mtls_required"); v < 1 {
+			t.Errorf("STRICT refusals = %v", v)
+		}
+		if v := metric(t, node2, "ward_node_connections_total", "direction", "inbound", "transport", "hbone", "result", "allowed"); v < 1 {
+			t.Errorf("inbound hbone allowed = %v", v)
+		}
+		if v := metric(t, w.metrics[0], "ward_node_connections_total", "direction", "outbound", "transport", "hbone", "result", "allowed"); v < 1 {
+			t.Errorf("outbound hbone on node-1 = %v", v)
+		}
+		if v := metric(t, node2, "ward_node_cert_expiry_timestamp_seconds", "namespace", "shop", "name", w.b.name); v < float64(time.Now().Unix()) {
+			t.Errorf("db certificate expiry = %v", v)
+		}
+		if v := metric(t, w.metrics[0], "ward_node_bytes_total", "direction", "sent"); v < 1 {
+			t.Errorf("bytes sent on node-1 = %v", v)
 		}
 	})
 	t.Run("permissive workload over hbone still sees the identity", func(t *testing.T) {
@@ -458,4 +483,36 @@ func TestAmbientRotationUnderLoad(t *testing.T) {
 	if _, err := io.ReadFull(long, buf); err != nil || string(buf) != "old" {
 		t.Fatalf("pre-rotation connection: %q, %v", buf, err)
 	}
+}
+
+// metric returns the value of the series name{labels...} in r (0 when
+// absent).
+func metric(t *testing.T, r *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	fams, err := r.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if got[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
@@ -20,6 +23,7 @@ type nodeOptions struct {
 	config   string
 	netnsDir string
 	caState  string
+	metrics  string
 	log      logOptions
 }
 
@@ -45,6 +49,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.config, "config", "", "directory of Istio YAML: WorkloadEntry, ServiceEntry, PeerAuthentication, AuthorizationPolicy, MeshConfig")
 	f.StringVar(&o.netnsDir, "netns-dir", "/var/run/netns", "directory holding each workload's network namespace, named after its WorkloadEntry")
 	f.StringVar(&o.caState, "dev-ca-state-dir", "", "single-machine demos only: sign workload certificates with the CA state in this directory (the --state-dir of `ward serve`); the node then holds the CA key")
+	f.StringVar(&o.metrics, "metrics-addr", "", "serve /metrics on this address (connections, bytes, denies per rule, certificate expiry)")
 	o.log.addFlags(cmd)
 	return cmd
 }
@@ -88,11 +93,19 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 	if err != nil {
 		return fmt.Errorf("node: ca: %w", err)
 	}
-	p, err = node.New(node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: node.LocalCA{CA: authority}, NetnsDir: o.netnsDir, Log: log})
+	reg := prometheus.NewRegistry()
+	p, err = node.New(node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: node.LocalCA{CA: authority}, NetnsDir: o.netnsDir, Log: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
 	g, ctx := errgroup.WithContext(cmd.Context())
+	if o.metrics != "" {
+		lis, err := net.Listen("tcp", o.metrics)
+		if err != nil {
+			return fmt.Errorf("node: metrics: %w", err)
+		}
+		g.Go(func() error { return serveHTTP(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
+	}
 	g.Go(func() error { return src.Run(ctx) })
 	g.Go(func() error { return p.Run(ctx) })
 	err = g.Wait()
