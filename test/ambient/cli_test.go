@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,34 +65,37 @@ func TestWardNodeCommand(t *testing.T) {
 		close(lines)
 		exited <- cmd.Wait()
 	}()
-	waitLog := func(want ...string) string {
+	// waitLog waits until, for every group of strings, some log line
+	// contains all of them (in any order of lines).
+	waitLog := func(groups ...[]string) {
 		t.Helper()
 		timeout := time.After(60 * time.Second)
-		for {
+		pending := groups
+		for len(pending) > 0 {
 			select {
 			case l, ok := <-lines:
 				if !ok {
-					t.Fatalf("ward node exited while waiting for %q", want)
+					t.Fatalf("ward node exited while waiting for %q", pending)
 				}
-				match := true
-				for _, w := range want {
-					match = match && strings.Contains(l, w)
-				}
-				if match {
-					return l
-				}
+				pending = slices.DeleteFunc(pending, func(g []string) bool {
+					for _, w := range g {
+						if !strings.Contains(l, w) {
+							return false
+						}
+					}
+					return true
+				})
 			case <-timeout:
-				t.Fatalf("no log line with %q", want)
+				t.Fatalf("no log lines with %q", pending)
 			}
 		}
 	}
-	waitLog("workload enrolled", a.name)
-	waitLog("workload enrolled", b.name)
+	waitLog([]string{"workload enrolled", a.name}, []string{"workload enrolled", b.name})
 
 	if got, err := exchange(t, a, b.addr+":9000", "through ward node"); err != nil || got != "through ward node" {
 		t.Fatalf("echo = %q, %v", got, err)
 	}
-	waitLog("inbound connection", "spiffe://cluster.local/ns/frontend/sa/web", "allowed=true")
+	waitLog([]string{"inbound connection", "spiffe://cluster.local/ns/frontend/sa/web", "allowed=true"})
 	if !strings.Contains(natRules(t, b), "WARD_INBOUND") {
 		t.Fatal("no capture rules in b while ward node runs")
 	}
