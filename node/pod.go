@@ -26,6 +26,9 @@ type pod struct {
 	ip   netip.Addr
 	ns   netns
 	svid atomic.Pointer[svid]
+	// labels are the workload's current labels (policy selectors match
+	// them); a config change replaces them without re-enrolling.
+	labels atomic.Pointer[mesh.Labels]
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -243,7 +246,7 @@ func proxyPort(port uint16) bool {
 var errDenied = errors.New("denied by policy")
 
 func (pd *pod) judge(ctx context.Context, transport string, c Conn) error {
-	v := pd.p.state.Load().policy.Decide(ctx, Workload{Namespace: pd.w.Namespace, Labels: pd.w.Labels}, c)
+	v := pd.p.state.Load().policy.Decide(ctx, Workload{Namespace: pd.w.Namespace, Labels: *pd.labels.Load()}, c)
 	pd.p.decided(Decision{Workload: pd.w.Source, Transport: transport, Conn: c, Verdict: v})
 	if !v.Allowed {
 		return errDenied

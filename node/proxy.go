@@ -164,11 +164,14 @@ func (p *Proxy) reconcile(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, pd := range p.pods {
-		if w, ok := want[k]; !ok || w.Address != pd.w.Address {
-			pd.stop(p.cfg.Log)
-			delete(p.pods, k)
-			p.metrics.left(k)
+		w, ok := want[k]
+		if ok && sameEnrolment(w, pd.w) {
+			pd.labels.Store(&w.Labels)
+			continue
 		}
+		pd.stop(p.cfg.Log) // gone, or a new address or identity: enrol afresh
+		delete(p.pods, k)
+		p.metrics.left(k)
 	}
 	var errs []error
 	for k, w := range want {
@@ -183,6 +186,12 @@ func (p *Proxy) reconcile(ctx context.Context) error {
 		p.pods[k] = pd
 	}
 	return errors.Join(errs...)
+}
+
+// sameEnrolment reports whether a changed WorkloadEntry keeps what its
+// enrolment was built from: address, namespace and service account.
+func sameEnrolment(a, b *mesh.Workload) bool {
+	return a.Address == b.Address && a.Namespace == b.Namespace && a.ServiceAccount == b.ServiceAccount
 }
 
 // enrol obtains the workload's certificate, opens its listeners inside
@@ -203,6 +212,7 @@ func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload) (*pod, error) {
 	p.bundle.SetX509Authorities(s.roots)
 	pd := &pod{p: p, w: w, ip: ip, ns: netns{filepath.Join(p.cfg.NetnsDir, w.Name)}, done: make(chan struct{})}
 	pd.svid.Store(s)
+	pd.labels.Store(&w.Labels)
 	p.metrics.certificate(w.Source, s)
 	if err := pd.start(); err != nil {
 		pd.stop(p.cfg.Log)

@@ -401,6 +401,35 @@ spec:
 		t.Errorf("node-2 enrols %d workloads, want 2", got)
 	}
 	roundTrip("still")
+
+	// A label change on an enrolled workload: policies selecting the new
+	// label apply to its new connections without re-enrolling it.
+	locked := strings.Replace(without, "{app: db, ", "{app: db, tier: locked, ", 1) + `---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-locked, namespace: shop}
+spec:
+  selector: {matchLabels: {tier: locked}}
+  action: DENY
+  rules: [{}]
+`
+	serial := w.nodes[1].Certificates()
+	for _, p := range w.nodes {
+		if err := p.SetSnapshot(ctxT(t), snapshot(t, locked)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, _ := exchange(t, w.a, w.b.addr+":9000", "x"); got != "" {
+		t.Fatalf("db answered %q after it was labelled tier=locked", got)
+	}
+	if d := w.lastFor(t, w.b.name); d.Verdict.Allowed || d.Verdict.Decision.Rule != "ns[shop]-policy[deny-locked]-rule[0]" {
+		t.Fatalf("decision = %s", d.Verdict.Explain())
+	}
+	for k, c := range w.nodes[1].Certificates() {
+		if c != serial[k] {
+			t.Errorf("%s re-enrolled on a label change", k.Name)
+		}
+	}
 }
 
 // TestAmbientRotationUnderLoad: renewing both workloads' certificates
