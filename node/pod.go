@@ -29,6 +29,7 @@ type pod struct {
 	// labels are the workload's current labels (policy selectors match
 	// them); a config change replaces them without re-enrolling.
 	labels atomic.Pointer[mesh.Labels]
+	active tracker
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -59,7 +60,14 @@ func (pd *pod) start() error {
 		Bundles:     pd.p.bundle,
 		Authorize:   pd.authorizeTunnel,
 		Dial: func(ctx context.Context, r hbone.Request) (net.Conn, error) {
-			return pd.ns.dial(ctx, r.Dest.String(), Mark)
+			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			defer cancel()
+			up, err := pd.ns.dial(ctx, r.Dest.String(), Mark)
+			if err != nil {
+				return nil, err
+			}
+			c := Conn{Principal: r.Caller.String(), Source: r.Source, Dest: r.Dest}
+			return &trackedConn{Conn: up, untrack: pd.active.track("hbone", c, up)}, nil
 		},
 		Now:      pd.p.cfg.Clock.Now,
 		Log:      pd.p.cfg.Log,
@@ -221,7 +229,8 @@ func (pd *pod) inboundPlaintext(c net.Conn) {
 		return
 	}
 	src, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err := pd.judge(pd.ctx, "plaintext", Conn{Source: src, Dest: dst}); err != nil {
+	conn := Conn{Source: src, Dest: dst}
+	if err := pd.judge(pd.ctx, "plaintext", conn); err != nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
@@ -230,6 +239,7 @@ func (pd *pod) inboundPlaintext(c net.Conn) {
 	if err != nil {
 		return
 	}
+	up = &trackedConn{Conn: up, untrack: pd.active.track("plaintext", conn, up)}
 	defer up.Close()
 	defer context.AfterFunc(pd.ctx, func() { c.Close(); up.Close() })()
 	received, sent := splice(c, up)
@@ -246,12 +256,17 @@ func proxyPort(port uint16) bool {
 var errDenied = errors.New("denied by policy")
 
 func (pd *pod) judge(ctx context.Context, transport string, c Conn) error {
-	v := pd.p.state.Load().policy.Decide(ctx, Workload{Namespace: pd.w.Namespace, Labels: *pd.labels.Load()}, c)
+	v := pd.verdict(ctx, c)
 	pd.p.decided(Decision{Workload: pd.w.Source, Transport: transport, Conn: c, Verdict: v})
 	if !v.Allowed {
 		return errDenied
 	}
 	return nil
+}
+
+// verdict is the current policy's decision on c to this workload.
+func (pd *pod) verdict(ctx context.Context, c Conn) Verdict {
+	return pd.p.state.Load().policy.Decide(ctx, Workload{Namespace: pd.w.Namespace, Labels: *pd.labels.Load()}, c)
 }
 
 // splice copies both ways, passing each side's EOF on as a half-close,

@@ -51,6 +51,9 @@ type Decision struct {
 	Transport string   // "hbone" or "plaintext"
 	Conn      Conn
 	Verdict   Verdict
+	// Established marks an open connection closed because a policy
+	// change now denies it.
+	Established bool
 }
 
 // Proxy is the node proxy: it serves every enrolled workload on its node.
@@ -133,15 +136,19 @@ func (p *Proxy) Stop() {
 }
 
 // SetSnapshot applies new config: policies and routes change for new
-// connections at once (established ones are untouched); workloads that
-// joined the node are enrolled and those that left are removed.
+// connections at once; established inbound connections are judged again
+// and those the new policy denies are closed (the others are untouched);
+// workloads that joined the node are enrolled and those that left are
+// removed.
 func (p *Proxy) SetSnapshot(ctx context.Context, snap *mesh.Snapshot) error {
 	pol, err := p.state.Load().policy.Update(snap)
 	if err != nil {
 		return err // the previous config stays in effect
 	}
 	p.state.Store(&state{reg: newRegistry(snap), policy: pol})
-	return p.reconcile(ctx)
+	err = p.reconcile(ctx)
+	p.rejudge(ctx)
+	return err
 }
 
 // Enrolled lists the enrolled workloads.
@@ -228,7 +235,7 @@ func (p *Proxy) decided(d Decision) {
 		lvl = slog.LevelInfo
 	}
 	p.cfg.Log.Log(context.Background(), lvl, "inbound connection", "namespace", d.Workload.Namespace, "name", d.Workload.Name,
-		"transport", d.Transport, "spiffe_id", d.Conn.Principal, "source", d.Conn.Source.String(), "dest", d.Conn.Dest.String(),
+		"transport", d.Transport, "established", d.Established, "spiffe_id", d.Conn.Principal, "source", d.Conn.Source.String(), "dest", d.Conn.Dest.String(),
 		"allowed", d.Verdict.Allowed, "reason", string(d.Verdict.Reason), "explain", d.Verdict.Explain())
 	p.metrics.decided(d)
 	if p.cfg.OnDecision != nil {

@@ -335,8 +335,9 @@ func natRules(t testing.TB, p pod) string {
 }
 
 // TestAmbientConfigChanges: a policy change applies to new connections
-// at once without dropping established ones, and a workload that leaves
-// the node loses its capture rules and listeners.
+// at once without dropping unrelated established ones, closes an
+// established connection it now denies, and a workload that leaves the
+// node loses its capture rules and listeners.
 func TestAmbientConfigChanges(t *testing.T) {
 	w := newWorld(t)
 	// A long-lived connection a → db.
@@ -429,6 +430,18 @@ spec:
 		if c != serial[k] {
 			t.Errorf("%s re-enrolled on a label change", k.Name)
 		}
+	}
+	// The long-lived connection to db is now denied too: it was judged
+	// again and closed (the decision says so).
+	if n, err := io.ReadFull(conn, make([]byte, 1)); err == nil {
+		t.Fatalf("the established connection to db survived a policy that denies it (read %d)", n)
+	}
+	found := false
+	for _, d := range w.seen() {
+		found = found || (d.Established && d.Workload.Name == w.b.name && !d.Verdict.Allowed)
+	}
+	if !found {
+		t.Error("no decision records closing the established connection")
 	}
 }
 
