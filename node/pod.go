@@ -285,13 +285,11 @@ func splice(a, b net.Conn) (aToB, bToA int64) {
 	return aToB, bToA
 }
 
-// copyBuffered copies with a 256 KiB buffer: a tunnel's writes are
-// handed to the HTTP/2 writer one at a time, so fewer, larger writes mean
-// fewer hand-offs and frames (io.Copy would take TCPConn's WriterTo and
-// its 32 KiB buffer).
+// copyBuffered copies with hbone.Copy's adaptive buffer: small while a
+// connection is idle or chatty, large during bulk transfer (fewer
+// hand-offs to the HTTP/2 writer and fewer frames).
 func copyBuffered(dst io.Writer, src io.Reader) int64 {
-	buf := make([]byte, 256<<10)
-	n, _ := io.CopyBuffer(dst, struct{ io.Reader }{src}, buf)
+	n, _ := hbone.Copy(dst, src)
 	return n
 }
 

@@ -203,10 +203,10 @@ func splice(up net.Conn, body io.Reader, w io.Writer, rc *http.ResponseControlle
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		io.CopyBuffer(countWriter{up, &sent}, struct{ io.Reader }{body}, make([]byte, copyBuffer))
+		Copy(countWriter{up, &sent}, body)
 		closeWrite(up)
 	}()
-	downN, _ = io.CopyBuffer(flushWriter{w, rc}, struct{ io.Reader }{up}, make([]byte, copyBuffer))
+	downN, _ = Copy(flushWriter{w, rc}, up)
 	select {
 	case <-done:
 	default:
@@ -215,10 +215,6 @@ func splice(up net.Conn, body io.Reader, w io.Writer, rc *http.ResponseControlle
 	}
 	return sent.Load(), downN
 }
-
-// copyBuffer is the splice buffer: larger writes mean fewer HTTP/2
-// frames and flushes per byte.
-const copyBuffer = 256 << 10
 
 type flushWriter struct {
 	w  io.Writer
