@@ -20,13 +20,20 @@ const Port = 15008
 // alpn is the only application protocol HBONE speaks.
 const alpn = "h2"
 
-// http2Config sizes HBONE's HTTP/2 for bulk TCP: frames up to 1 MiB and
-// flow-control windows near the 4 MiB maximum, so one tunnel is not
-// throttled to a 64 KiB window per round trip (the stream benchmark in
-// test/ambient measures it); a ping detects a dead peer.
+// maxFrame is the largest DATA frame a peer may send us. Go's HTTP/2
+// client gives every request body (every tunnel's upstream direction) a
+// scratch buffer of min(peer's max frame size, 512 KiB) for its whole
+// life: with Go's default 1 MiB that was 512 KiB per open connection
+// (TestAmbientScale). 16 KiB, the protocol's default, keeps it at 16 KiB.
+const maxFrame = 16 << 10
+
+// http2Config sizes HBONE's HTTP/2: 16 KiB frames (maxFrame), flow-control
+// windows near the 4 MiB maximum so one tunnel is not throttled to a
+// 64 KiB window per round trip (the stream benchmark in test/ambient
+// measures it), and a ping that detects a dead peer.
 func http2Config() *http.HTTP2Config {
 	return &http.HTTP2Config{
-		MaxReadFrameSize:              1 << 20,
+		MaxReadFrameSize:              maxFrame,
 		MaxReceiveBufferPerConnection: 4<<20 - 1,
 		MaxReceiveBufferPerStream:     4<<20 - 1,
 		SendPingTimeout:               30 * time.Second,
