@@ -239,3 +239,25 @@ func TestPeerAuthenticationAndL4Rules(t *testing.T) {
 		})
 	}
 }
+
+// TestDecisionEntry: a verdict renders as a decision-log line naming the
+// deciding rule, or the PeerAuthentication refusal and its policy.
+func TestDecisionEntry(t *testing.T) {
+	pol, err := NewPolicy(snapshotOf(t, "", peerPolicies), authz.EngineConfig{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := Workload{Namespace: "shop", Labels: mesh.Labels{"app": "web"}}
+	dst := netip.MustParseAddrPort("10.254.2.2:80")
+	deny := Decision{ID: "d1", Workload: mesh.Key{Namespace: "shop", Name: "web-1"}, Transport: "hbone",
+		Conn:    Conn{Principal: "spiffe://cluster.local/ns/evil/sa/x", Dest: dst},
+		Verdict: pol.Decide(context.Background(), web, Conn{Principal: "spiffe://cluster.local/ns/evil/sa/x", Dest: dst})}
+	e := deny.Entry()
+	if e.DecisionID != "d1" || e.Workload != "shop/web-1" || e.Allowed || e.Rule != "ns[shop]-policy[deny-evil]-rule[0]" || e.SourcePrincipal != "spiffe://cluster.local/ns/evil/sa/x" || e.Action != "DENY" {
+		t.Errorf("deny entry = %+v", e)
+	}
+	strict := Decision{Verdict: pol.Decide(context.Background(), web, Conn{Dest: dst})}
+	if e := strict.Entry(); e.Allowed || e.Reason != string(ReasonMTLSRequired) || !strings.Contains(e.Policy, "istio-system/default") || e.Explanation == "" {
+		t.Errorf("strict entry = %+v", e)
+	}
+}

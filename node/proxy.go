@@ -47,8 +47,10 @@ type Config struct {
 
 // Decision is one inbound connection's verdict, for the decision log.
 type Decision struct {
-	Workload  mesh.Key // the destination WorkloadEntry
-	Transport string   // "hbone" or "plaintext"
+	ID        string    // random, as the decision log's decision_id
+	Time      time.Time // on the proxy's clock
+	Workload  mesh.Key  // the destination WorkloadEntry
+	Transport string    // "hbone" or "plaintext"
 	Conn      Conn
 	Verdict   Verdict
 	// Established marks an open connection closed because a policy
@@ -230,11 +232,12 @@ func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload) (*pod, error) {
 }
 
 func (p *Proxy) decided(d Decision) {
+	d.ID, d.Time = newDecisionID(), p.cfg.Clock.Now()
 	lvl := slog.LevelDebug
 	if !d.Verdict.Allowed {
 		lvl = slog.LevelInfo
 	}
-	p.cfg.Log.Log(context.Background(), lvl, "inbound connection", "namespace", d.Workload.Namespace, "name", d.Workload.Name,
+	p.cfg.Log.Log(context.Background(), lvl, "inbound connection", "decision_id", d.ID, "namespace", d.Workload.Namespace, "name", d.Workload.Name,
 		"transport", d.Transport, "established", d.Established, "spiffe_id", d.Conn.Principal, "source", d.Conn.Source.String(), "dest", d.Conn.Dest.String(),
 		"allowed", d.Verdict.Allowed, "reason", string(d.Verdict.Reason), "explain", d.Verdict.Explain())
 	p.metrics.decided(d)

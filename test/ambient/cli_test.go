@@ -40,7 +40,7 @@ func TestWardNodeCommand(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wardmesh/ward/cmd/ward").CombinedOutput(); err != nil {
 		t.Fatalf("build ward: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "node", "--name", "n1", "--config", cfg, "--dev-ca-state-dir", filepath.Join(dir, "ca"), "--log-level", "debug")
+	cmd := exec.Command(bin, "node", "--name", "n1", "--config", cfg, "--dev-ca-state-dir", filepath.Join(dir, "ca"), "--log-level", "debug", "--decision-log", filepath.Join(dir, "decisions.jsonl"))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +109,10 @@ func TestWardNodeCommand(t *testing.T) {
 		t.Fatalf("ward node exit: %v", err)
 	}
 	exited <- nil // for the cleanup
+	decisions, err := os.ReadFile(filepath.Join(dir, "decisions.jsonl"))
+	if err != nil || !strings.Contains(string(decisions), `"source_principal":"spiffe://cluster.local/ns/frontend/sa/web"`) || !strings.Contains(string(decisions), `"allowed":true`) {
+		t.Errorf("decision log lacks a's allowed connection (%v):\n%s", err, decisions)
+	}
 	for _, p := range []pod{a, b} {
 		if rules := natRules(t, p); strings.Contains(rules, "WARD_") {
 			t.Errorf("capture rules left in %s after exit:\n%s", p.name, rules)

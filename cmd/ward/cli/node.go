@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
@@ -24,6 +25,7 @@ type nodeOptions struct {
 	netnsDir string
 	caState  string
 	metrics  string
+	decLog   string
 	log      logOptions
 }
 
@@ -50,6 +52,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.netnsDir, "netns-dir", "/var/run/netns", "directory holding each workload's network namespace, named after its WorkloadEntry")
 	f.StringVar(&o.caState, "dev-ca-state-dir", "", "single-machine demos only: sign workload certificates with the CA state in this directory (the --state-dir of `ward serve`); the node then holds the CA key")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve /metrics on this address (connections, bytes, denies per rule, certificate expiry)")
+	f.StringVar(&o.decLog, "decision-log", "", "write every inbound verdict as a JSON line to this file (the ext_authz decision log format, rotated by size)")
 	o.log.addFlags(cmd)
 	return cmd
 }
@@ -94,7 +97,16 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 		return fmt.Errorf("node: ca: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	p, err = node.New(node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: node.LocalCA{CA: authority}, NetnsDir: o.netnsDir, Log: log, Metrics: reg})
+	cfg := node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: node.LocalCA{CA: authority}, NetnsDir: o.netnsDir, Log: log, Metrics: reg}
+	if o.decLog != "" {
+		dl, err := decisionlog.New(decisionlog.Config{Path: o.decLog, Log: log})
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		defer dl.Close()
+		cfg.OnDecision = func(d node.Decision) { dl.Log(d.Entry()) }
+	}
+	p, err = node.New(cfg)
 	if err != nil {
 		return err
 	}
