@@ -126,12 +126,14 @@ func (pd *pod) serve(l net.Listener, handle func(net.Conn)) {
 	}()
 }
 
-// stop removes the redirect rules first (the workload's traffic flows
-// unproxied rather than into closed ports), then closes the listeners
-// and the tunnels.
-func (pd *pod) stop(log *slog.Logger) {
+// stop closes the listeners and the tunnels. With removeRules (the
+// workload left the mesh or this node) it first removes the redirect
+// rules, so the workload's traffic flows directly again; without (the
+// proxy is stopping) the rules stay and the workload's TCP is refused
+// until a proxy serves it again: fail closed, never around mTLS.
+func (pd *pod) stop(log *slog.Logger, removeRules bool) {
 	pd.stopOnce.Do(func() {
-		if pd.captured {
+		if pd.captured && removeRules {
 			if err := removeCapture(pd.ns.path); err != nil {
 				log.Error("capture rules left behind", "name", pd.w.Name, "error", err)
 			}

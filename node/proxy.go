@@ -39,6 +39,11 @@ type Config struct {
 	// OnDecision receives every inbound verdict (decision log, metrics,
 	// tests); it must not block.
 	OnDecision func(Decision)
+	// RemoveRulesOnStop removes every workload's redirect rules when the
+	// proxy stops, so traffic flows unproxied (and unauthenticated). The
+	// default keeps them: a stopped proxy fails closed, and the next one
+	// replaces them when it enrols the workload.
+	RemoveRulesOnStop bool
 	// Metrics registers the proxy's series; nil registers none.
 	Metrics prometheus.Registerer
 	Log     *slog.Logger
@@ -108,8 +113,8 @@ func New(cfg Config) (*Proxy, error) {
 }
 
 // Run enrols the node's workloads, serves them until ctx ends, then
-// removes every capture rule and listener it made.
-// A workload that fails to enrol is logged and retried on the next
+// stops (see Stop for what happens to the redirect rules). A workload
+// that fails to enrol is logged and retried on the next
 // config change; the others are served.
 func (p *Proxy) Run(ctx context.Context) error {
 	if err := p.Start(ctx); err != nil {
@@ -125,12 +130,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 // others are still served.
 func (p *Proxy) Start(ctx context.Context) error { return p.reconcile(ctx) }
 
-// Stop removes every workload's capture rules, closes its listeners and
-// connections, and waits for the serving goroutines.
+// Stop closes every workload's listeners and connections and waits for
+// the serving goroutines. The redirect rules stay (fail closed: the
+// workloads' TCP is refused until a proxy serves them again) unless
+// Config.RemoveRulesOnStop is set.
 func (p *Proxy) Stop() {
 	p.mu.Lock()
 	for k, pd := range p.pods {
-		pd.stop(p.cfg.Log)
+		pd.stop(p.cfg.Log, p.cfg.RemoveRulesOnStop)
 		delete(p.pods, k)
 	}
 	p.mu.Unlock()
@@ -178,7 +185,7 @@ func (p *Proxy) reconcile(ctx context.Context) error {
 			pd.labels.Store(&w.Labels)
 			continue
 		}
-		pd.stop(p.cfg.Log) // gone, or a new address or identity: enrol afresh
+		pd.stop(p.cfg.Log, true) // gone, or a new address or identity: enrol afresh
 		delete(p.pods, k)
 		p.metrics.left(k)
 	}
@@ -224,7 +231,7 @@ func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload) (*pod, error) {
 	pd.labels.Store(&w.Labels)
 	p.metrics.certificate(w.Source, s)
 	if err := pd.start(); err != nil {
-		pd.stop(p.cfg.Log)
+		pd.stop(p.cfg.Log, true)
 		return nil, fmt.Errorf("enrol %s: %w", w.Source, err)
 	}
 	p.cfg.Log.Info("workload enrolled", "namespace", w.Namespace, "name", w.Name, "spiffe_id", id.String(), "netns", pd.ns.path)

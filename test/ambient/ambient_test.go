@@ -135,7 +135,7 @@ func newWorld(t testing.TB) *world {
 		p, err := node.New(node.Config{
 			Metrics: w.metrics[i],
 			Node:    fmt.Sprintf("node-%d", i+1), TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
-			Snapshot: snap, Issuer: node.LocalCA{CA: authority}, Log: log, Clock: w.clock,
+			Snapshot: snap, Issuer: node.LocalCA{CA: authority}, Log: log, Clock: w.clock, RemoveRulesOnStop: true,
 			OnDecision: func(d node.Decision) {
 				w.mu.Lock()
 				w.decisions = append(w.decisions, d)

@@ -14,8 +14,9 @@ import (
 
 // TestWardNodeCommand runs the real `ward node` binary for one node with
 // two enrolled pods: it enrols both from a config directory, carries a's
-// connection to b over HBONE (b's proxy logs a's identity), and on
-// SIGTERM removes its capture rules and exits cleanly.
+// connection to b over HBONE (b's proxy logs a's identity), writes the
+// decision log, and on SIGTERM exits cleanly leaving the redirect rules in
+// place, so the workloads fail closed until a proxy serves them again.
 func TestWardNodeCommand(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.pod("ca"), c.pod("cb")
@@ -113,9 +114,12 @@ func TestWardNodeCommand(t *testing.T) {
 	if err != nil || !strings.Contains(string(decisions), `"source_principal":"spiffe://cluster.local/ns/frontend/sa/web"`) || !strings.Contains(string(decisions), `"allowed":true`) {
 		t.Errorf("decision log lacks a's allowed connection (%v):\n%s", err, decisions)
 	}
-	for _, p := range []pod{a, b} {
-		if rules := natRules(t, p); strings.Contains(rules, "WARD_") {
-			t.Errorf("capture rules left in %s after exit:\n%s", p.name, rules)
-		}
+	// The rules stay after exit: b's STRICT application is not reachable
+	// in plaintext while no proxy serves it (fail closed).
+	if !strings.Contains(natRules(t, b), "WARD_INBOUND") {
+		t.Error("capture rules removed on exit: the workload would be reachable around mTLS")
+	}
+	if got, err := exchange(t, a, b.addr+":9000", "no proxy"); err == nil || got != "" {
+		t.Errorf("with ward node stopped, a reached b: %q, %v", got, err)
 	}
 }

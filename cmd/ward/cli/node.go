@@ -26,6 +26,7 @@ type nodeOptions struct {
 	caState  string
 	metrics  string
 	decLog   string
+	cleanup  bool
 	log      logOptions
 }
 
@@ -53,6 +54,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.caState, "dev-ca-state-dir", "", "single-machine demos only: sign workload certificates with the CA state in this directory (the --state-dir of `ward serve`); the node then holds the CA key")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve /metrics on this address (connections, bytes, denies per rule, certificate expiry)")
 	f.StringVar(&o.decLog, "decision-log", "", "write every inbound verdict as a JSON line to this file (the ext_authz decision log format, rotated by size)")
+	f.BoolVar(&o.cleanup, "remove-rules-on-exit", false, "remove the workloads' redirect rules on exit, so their traffic flows unproxied; by default the rules stay and their TCP is refused until a node proxy runs again (fail closed)")
 	o.log.addFlags(cmd)
 	return cmd
 }
@@ -97,7 +99,7 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 		return fmt.Errorf("node: ca: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	cfg := node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: node.LocalCA{CA: authority}, NetnsDir: o.netnsDir, Log: log, Metrics: reg}
+	cfg := node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: node.LocalCA{CA: authority}, NetnsDir: o.netnsDir, Log: log, Metrics: reg, RemoveRulesOnStop: o.cleanup}
 	if o.decLog != "" {
 		dl, err := decisionlog.New(decisionlog.Config{Path: o.decLog, Log: log})
 		if err != nil {
