@@ -106,6 +106,10 @@ var rules = []rule{
 		"ward-agent runs beside every workload (target ≤ 20 MB RSS): every package it links is paged in at start, so it links only the agent, SDS, the CA client and identities"},
 	{module + "/mesh/schema", append(append([]string{module + "/authn", module + "/authz", module + "/xds"}, wardServers...), ioAndServers...),
 		"schema is pure decoding and validation"},
+	{module + "/node", []string{module + "/xds", module + "/kube", module + "/webhook", module + "/sds", module + "/agent", module + "/audit", module + "/cmd", module + "/mesh/file", "k8s.io/client-go"},
+		"the node proxy runs on every node: it takes policy from authn/authz and identity from ca, never the control plane's servers or sources"},
+	{module + "/node/hbone", []string{module + "/mesh", module + "/authn", module + "/authz", module + "/policies", module + "/ca", module + "/node$"},
+		"hbone is the tunnel protocol alone: no Ward policy, model or CA"},
 }
 
 func TestDependencyDirection(t *testing.T) {

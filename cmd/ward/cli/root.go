@@ -38,6 +38,7 @@ func subcommands() []func() *cobra.Command {
 		newProxyConfigCmd,
 		newDemoCmd,
 		newProxyStatusCmd,
+		newNodeCmd,
 	}
 }
 

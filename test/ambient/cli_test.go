@@ -1,0 +1,125 @@
+package ambient
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestWardNodeCommand runs the real `ward node` binary for one node with
+// two enrolled pods: it enrols both from a config directory, carries a's
+// connection to b over HBONE (b's proxy logs a's identity), writes the
+// decision log, and on SIGTERM exits cleanly leaving the redirect rules in
+// place, so the workloads fail closed until a proxy serves them again.
+func TestWardNodeCommand(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.pod("ca"), c.pod("cb")
+	c.run(b, "echo:9000")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mesh")
+	if err := os.Mkdir(cfg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	yaml := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n"
+	for _, p := range []struct {
+		pod    pod
+		ns, sa string
+	}{{a, "frontend", "web"}, {b, "shop", "db"}} {
+		yaml += "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: " + p.pod.name + ", namespace: " + p.ns + "}\n" +
+			"spec:\n  address: " + p.pod.addr + "\n  serviceAccount: " + p.sa + "\n  labels: {istio.io/dataplane-mode: ambient, ward.io/node: n1}\n"
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "mesh.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ward")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/wardmesh/ward/cmd/ward").CombinedOutput(); err != nil {
+		t.Fatalf("build ward: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "node", "--name", "n1", "--config", cfg, "--dev-ca-state-dir", filepath.Join(dir, "ca"), "--log-level", "debug", "--decision-log", filepath.Join(dir, "decisions.jsonl"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	lines := make(chan string, 4096)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // the test reads only what it waits for
+			}
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	// waitLog waits until, for every group of strings, some log line
+	// contains all of them (in any order of lines).
+	waitLog := func(groups ...[]string) {
+		t.Helper()
+		timeout := time.After(60 * time.Second)
+		pending := groups
+		for len(pending) > 0 {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("ward node exited while waiting for %q", pending)
+				}
+				pending = slices.DeleteFunc(pending, func(g []string) bool {
+					for _, w := range g {
+						if !strings.Contains(l, w) {
+							return false
+						}
+					}
+					return true
+				})
+			case <-timeout:
+				t.Fatalf("no log lines with %q", pending)
+			}
+		}
+	}
+	waitLog([]string{"workload enrolled", a.name}, []string{"workload enrolled", b.name})
+
+	if got, err := exchange(t, a, b.addr+":9000", "through ward node"); err != nil || got != "through ward node" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	waitLog([]string{"inbound connection", "spiffe://cluster.local/ns/frontend/sa/web", "allowed=true"})
+	if !strings.Contains(natRules(t, b), "WARD_INBOUND") {
+		t.Fatal("no capture rules in b while ward node runs")
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range lines { // drain until the process exits
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("ward node exit: %v", err)
+	}
+	exited <- nil // for the cleanup
+	decisions, err := os.ReadFile(filepath.Join(dir, "decisions.jsonl"))
+	if err != nil || !strings.Contains(string(decisions), `"source_principal":"spiffe://cluster.local/ns/frontend/sa/web"`) || !strings.Contains(string(decisions), `"allowed":true`) {
+		t.Errorf("decision log lacks a's allowed connection (%v):\n%s", err, decisions)
+	}
+	// The rules stay after exit: b's STRICT application is not reachable
+	// in plaintext while no proxy serves it (fail closed).
+	if !strings.Contains(natRules(t, b), "WARD_INBOUND") {
+		t.Error("capture rules removed on exit: the workload would be reachable around mTLS")
+	}
+	if got, err := exchange(t, a, b.addr+":9000", "no proxy"); err == nil || got != "" {
+		t.Errorf("with ward node stopped, a reached b: %q, %v", got, err)
+	}
+}
