@@ -39,11 +39,16 @@ type EngineConfig struct {
 // prepared query per distinct set of applicable policies (prepared once per
 // workload shape and reused for every request).
 type Engine struct {
-	cfg       EngineConfig
-	snap      *mesh.Snapshot
-	policies  map[mesh.Key]*Policy
-	invalid   map[mesh.Key]error
-	compiler  *ast.Compiler
+	cfg      EngineConfig
+	snap     *mesh.Snapshot
+	policies map[mesh.Key]*Policy
+	invalid  map[mesh.Key]error
+	compiler *ast.Compiler
+	// parsed holds every module the compiler compiled, as parsed (the
+	// compiler works on copies); library is the embedded library's
+	// subset. Workload compilers (specialize) are built from them.
+	parsed    map[string]*ast.Module
+	library   map[string]*ast.Module
 	store     storage.Store // empty: policies read only input
 	providers map[string]*provider
 
@@ -79,6 +84,7 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.parsed = modules
 	e.compiler = ast.NewCompiler()
 	e.compiler.Compile(modules)
 	if e.compiler.Failed() {
@@ -93,12 +99,14 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 
 func (e *Engine) compilePolicies() (map[string]*ast.Module, error) {
 	modules := map[string]*ast.Module{}
+	e.library = map[string]*ast.Module{}
 	for name, src := range policies.Library() {
 		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
 		if err != nil {
 			return nil, fmt.Errorf("parse embedded library %s: %w", name, err)
 		}
 		modules[name] = m
+		e.library[name] = m
 	}
 	for _, c := range e.snap.All(mesh.KindAuthorizationPolicy) {
 		p, err := FromConfig(c)
@@ -195,8 +203,7 @@ func setKey(cfgs []*mesh.Config) string {
 }
 
 func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, error) {
-	p := &Prepared{engine: e, headers: map[string]bool{}}
-	refs := make([]string, 0, len(cfgs))
+	p := &Prepared{engine: e}
 	for _, c := range cfgs {
 		if err, bad := e.invalid[c.Key()]; bad {
 			p.invalid = append(p.invalid, fmt.Errorf("%s is invalid: %w", PolicyID(c.Namespace, c.Name), err))
@@ -204,32 +211,27 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 		}
 		pol := e.policies[c.Key()]
 		p.policies = append(p.policies, pol)
-		for _, r := range pol.Rules {
-			for _, m := range r.all() {
-				if m.Attr == AttrHeader {
-					p.headers[m.Key[0]] = true
-				}
-			}
-		}
-		refs = append(refs, "data."+RegoPackage(pol.Namespace, pol.Name)+".matches")
 	}
-	// The query returns each policy's set of matching rule indexes, in
-	// evaluation order; the decision order is applied in Go (Decide). It
-	// is the same order as the library's decide(), which a test holds
-	// them to, but folding it in Rego costs more than all the matching.
+	// The query returns the set of matching [policy, rule] index pairs of
+	// the workload's specialised module (specialize.go); the decision
+	// order is applied in Go (Decide). It is the same order as the
+	// library's decide(), which a test holds them to, but folding it in
+	// Rego costs more than all the matching.
 	//
 	// The query is compiled once here and run with topdown directly: the
 	// rego package's per-evaluation setup (metrics, a cancel goroutine,
 	// converting results to Go values) cost as much as the matching.
-	body, err := ast.ParseBody(resultVar + " = [" + strings.Join(refs, ", ") + "]")
-	if err != nil {
-		return nil, fmt.Errorf("parse authorization query for %d policies: %w", len(cfgs), err)
+	var err error
+	if p.compiler, _, err = e.specialize(p.policies); err != nil {
+		return nil, err
 	}
-	if p.query, err = e.compiler.QueryCompiler().Compile(body); err != nil {
+	body := ast.NewBody(ast.Equality.Expr(ast.VarTerm(resultVar), ast.NewTerm(workloadMatches)))
+	if p.query, err = p.compiler.QueryCompiler().Compile(body); err != nil {
 		return nil, fmt.Errorf("compile authorization query for %d policies: %w", len(cfgs), err)
 	}
-	if e.cfg.DecisionCache > 0 && !e.usesRegoProvider(p.policies) {
-		p.cache = newDecisionCache(p.policies, e.cfg.DecisionCache)
+	p.plan = planInput(p.compiler)
+	if e.cfg.DecisionCache > 0 && !p.plan.full && !e.usesRegoProvider(p.policies) {
+		p.cache = newDecisionCache(e.cfg.DecisionCache)
 	}
 	return p, nil
 }
@@ -240,8 +242,9 @@ const resultVar = "ward_matches"
 type Prepared struct {
 	engine   *Engine
 	policies []*Policy
-	headers  map[string]bool // the request headers the policies read
+	plan     *inputPlan // the input attributes the compiled rules read
 	invalid  []error
+	compiler *ast.Compiler // the library, the policies and their specialised module
 	query    ast.Body
 	cache    *decisionCache // nil: not cached
 }
@@ -281,7 +284,7 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	if p.cache == nil {
 		return p.decide(ctx, req)
 	}
-	key := p.cache.key(req)
+	key, _ := p.plan.key(req) // a full plan has no cache
 	if d, ok := p.cache.get(key); ok {
 		return &d, nil
 	}
@@ -327,8 +330,8 @@ func (p *Prepared) firstMatches(ctx context.Context, req *Request) ([]int, error
 	c := topdown.NewCancel()
 	stop := context.AfterFunc(ctx, c.Cancel)
 	defer stop()
-	q := topdown.NewQuery(p.query).WithCompiler(p.engine.compiler).WithStore(store).WithTransaction(txn).
-		WithInput(ast.NewTerm(req.input(p.headers))).WithCancel(c)
+	q := topdown.NewQuery(p.query).WithCompiler(p.compiler).WithStore(store).WithTransaction(txn).
+		WithInput(ast.NewTerm(p.plan.input(req))).WithCancel(c)
 	var result *ast.Term
 	err = q.Iter(ctx, func(qr topdown.QueryResult) error {
 		result = qr[ast.Var(resultVar)]
@@ -343,36 +346,46 @@ func (p *Prepared) firstMatches(ctx context.Context, req *Request) ([]int, error
 	return matchSets(result.Value, len(p.policies))
 }
 
-// matchSets reads the query result: an array holding one set of rule
-// indexes per policy. It returns the lowest index per policy, or -1.
+// matchSets reads the query result: the set of matching [policy, rule]
+// index pairs. It returns the lowest rule index per policy, or -1.
 func matchSets(v ast.Value, n int) ([]int, error) {
-	arr, ok := v.(*ast.Array)
-	if !ok || arr.Len() != n {
-		return nil, fmt.Errorf("match result is %T, want an array of %d sets", v, n)
+	set, ok := v.(ast.Set)
+	if !ok {
+		return nil, fmt.Errorf("match result is %T, want a set", v)
 	}
 	out := make([]int, n)
-	for i := range n {
-		set, ok := arr.Elem(i).Value.(ast.Set)
-		if !ok {
-			return nil, fmt.Errorf("match set %d is %T", i, arr.Elem(i).Value)
-		}
+	for i := range out {
 		out[i] = -1
-		err := set.Iter(func(t *ast.Term) error {
-			num, ok := t.Value.(ast.Number)
-			k, isInt := num.Int()
-			if !ok || !isInt {
-				return fmt.Errorf("rule index %v is not an integer", t)
-			}
-			if out[i] < 0 || k < out[i] {
-				out[i] = k
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	}
+	err := set.Iter(func(t *ast.Term) error {
+		pi, ri, ok := matchPair(t)
+		if !ok || pi < 0 || pi >= n || ri < 0 {
+			return fmt.Errorf("match %v is not a [policy, rule] index pair", t)
 		}
+		if out[pi] < 0 || ri < out[pi] {
+			out[pi] = ri
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+func matchPair(t *ast.Term) (pi, ri int, ok bool) {
+	arr, ok := t.Value.(*ast.Array)
+	if !ok || arr.Len() != 2 {
+		return 0, 0, false
+	}
+	a, ok1 := arr.Elem(0).Value.(ast.Number)
+	b, ok2 := arr.Elem(1).Value.(ast.Number)
+	if !ok1 || !ok2 {
+		return 0, 0, false
+	}
+	pi, ok1 = a.Int()
+	ri, ok2 = b.Int()
+	return pi, ri, ok1 && ok2
 }
 
 // custom applies enforced CUSTOM hits: an in-process rego provider is
