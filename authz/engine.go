@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"google.golang.org/protobuf/proto"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -55,6 +57,36 @@ type Engine struct {
 	pathLevel mesh.PathNormalization // the snapshot's pathNormalization
 	hash      string                 // PolicyHash of the snapshot compiled
 	prepared  *preparedSet           // shared by engines with the same hash
+	workloads *workloadMemo          // this snapshot's For results
+}
+
+// workloadMemo memoises For by namespace and labels for one snapshot
+// (which policies apply can depend on services, through targetRefs, so a
+// new snapshot starts a new memo). Selecting the policies and rendering
+// the set's key cost as much as an evaluation at 100 policies; a check
+// now pays one map lookup. It holds at most maxWorkloadMemo shapes (the
+// labels come from callers); beyond that For computes as before.
+type workloadMemo struct {
+	m sync.Map // workloadKey → *Prepared
+	n atomic.Int64
+}
+
+const maxWorkloadMemo = 4096
+
+// workloadKey renders ns and l unambiguously (length-prefixed, keys sorted).
+func workloadKey(ns string, l mesh.Labels) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	w := &keyWriter{b: make([]byte, 0, 64)}
+	w.add(ns)
+	for _, k := range keys {
+		w.add(k)
+		w.add(l[k])
+	}
+	return string(w.b)
 }
 
 // preparedSet caches Prepared queries by applicable policy set.
@@ -78,7 +110,7 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 		cfg.DecisionCache = 10000
 	}
 	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{},
-		prepared: &preparedSet{m: map[string]*Prepared{}}, store: inmem.New(), hash: PolicyHash(snap),
+		prepared: &preparedSet{m: map[string]*Prepared{}}, workloads: &workloadMemo{}, store: inmem.New(), hash: PolicyHash(snap),
 		pathLevel: snap.Mesh().PathNormalizationLevel()}
 	modules, err := e.compilePolicies()
 	if err != nil {
@@ -137,6 +169,7 @@ func (e *Engine) Update(snap *mesh.Snapshot) (*Engine, error) {
 	}
 	n := *e
 	n.snap = snap
+	n.workloads = &workloadMemo{}
 	return &n, nil
 }
 
@@ -173,6 +206,19 @@ func (e *Engine) Policy(k mesh.Key) (*Policy, bool) {
 // For returns the prepared evaluation for a workload in namespace ns with
 // labels l. Workloads with the same applicable policies share one.
 func (e *Engine) For(ctx context.Context, ns string, l mesh.Labels) (*Prepared, error) {
+	wk := workloadKey(ns, l)
+	if p, ok := e.workloads.m.Load(wk); ok {
+		return p.(*Prepared), nil
+	}
+	p, err := e.forPolicies(ctx, ns, l)
+	if err == nil && e.workloads.n.Add(1) <= maxWorkloadMemo {
+		e.workloads.m.Store(wk, p)
+	}
+	return p, err
+}
+
+// forPolicies selects the policies that apply and returns their Prepared.
+func (e *Engine) forPolicies(ctx context.Context, ns string, l mesh.Labels) (*Prepared, error) {
 	cfgs := PoliciesFor(e.snap, ns, l)
 	key := setKey(cfgs)
 	e.prepared.mu.Lock()
