@@ -269,7 +269,7 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 	// rego package's per-evaluation setup (metrics, a cancel goroutine,
 	// converting results to Go values) cost as much as the matching.
 	var err error
-	if p.compiler, _, err = e.specialize(p.policies); err != nil {
+	if p.compiler, err = e.specialize(ctx, p.policies); err != nil {
 		return nil, err
 	}
 	body := ast.NewBody(ast.Equality.Expr(ast.VarTerm(resultVar), ast.NewTerm(workloadMatches)))

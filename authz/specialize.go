@@ -1,9 +1,11 @@
 package authz
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // Per-workload specialisation.
@@ -37,13 +39,15 @@ const workloadPackage = "ward.workload"
 // match the input.
 var workloadMatches = ast.MustParseRef("data." + workloadPackage + ".m")
 
-// specialize compiles the specialised module for ps in a compiler of its
-// own, holding the library, ps' modules (for their helper rules) and the
-// specialised module.
-func (e *Engine) specialize(ps []*Policy) (*ast.Compiler, *ast.Module, error) {
+// specialize compiles the specialised module for ps, then partially
+// evaluates it with the whole input unknown and returns a compiler of the
+// residual (residualize). When partial evaluation fails or its residual
+// grows past maxResidual rules, the specialised module itself is used: it
+// decides the same, only slower.
+func (e *Engine) specialize(ctx context.Context, ps []*Policy) (*ast.Compiler, error) {
 	mod, err := e.workloadModule(ps)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	modules := make(map[string]*ast.Module, len(e.library)+len(ps)+1)
 	for name, m := range e.library {
@@ -53,13 +57,111 @@ func (e *Engine) specialize(ps []*Policy) (*ast.Compiler, *ast.Module, error) {
 		name := moduleName(p)
 		modules[name] = e.parsed[name]
 	}
-	modules["ward/workload.rego"] = mod
+	modules[workloadFile] = mod
 	c := ast.NewCompiler()
 	c.Compile(modules)
 	if c.Failed() {
-		return nil, nil, fmt.Errorf("compile workload module of %d policies: %w", len(ps), c.Errors)
+		return nil, fmt.Errorf("compile workload module of %d policies: %w", len(ps), c.Errors)
 	}
-	return c, c.Modules["ward/workload.rego"], nil
+	if isEmptyWorkload(mod) {
+		return c, nil // nothing to evaluate
+	}
+	residual, err := e.residualize(ctx, c, len(mod.Rules))
+	if err != nil {
+		e.cfg.Log.Warn("authorization policies not partially evaluated; evaluating them whole", "policies", len(ps), "error", err)
+		return c, nil
+	}
+	return residual, nil
+}
+
+const workloadFile = "ward/workload.rego"
+
+// maxResidual bounds the residual's rules, as a multiple of the
+// specialised module's: inlining a rule whose from, to and when each OR
+// several values multiplies them.
+const maxResidual = 8
+
+// residualize partially evaluates data.ward.workload.m[x] with input
+// unknown. OPA inlines the helper rules (one residual rule per OR branch),
+// drops the compiler's locals (startswith(input.source.principal, "…")
+// instead of a local bound to it), so every condition on the request is a
+// direct reference the rule index can use and evaluation takes fewer
+// steps. Each residual query binds x to its [policy, rule] pair and
+// becomes `m contains [policy, rule] if { the rest }`; support modules
+// (what OPA could not inline) are compiled alongside.
+func (e *Engine) residualize(ctx context.Context, c *ast.Compiler, rules int) (*ast.Compiler, error) {
+	pq, err := rego.New(rego.Compiler(c), rego.Query("data."+workloadPackage+".m[x]"),
+		rego.Unknowns([]string{"input"})).Partial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("partial evaluation: %w", err)
+	}
+	if len(pq.Queries) > maxResidual*max(rules, 1) {
+		return nil, fmt.Errorf("residual of %d rules for %d", len(pq.Queries), rules)
+	}
+	mod := ast.MustParseModuleWithOpts("package "+workloadPackage, regoV1)
+	for _, q := range pq.Queries {
+		key, body, ok := residualRule(q)
+		if !ok {
+			return nil, fmt.Errorf("residual query %v binds no ground [policy, rule] pair", q)
+		}
+		mod.Rules = append(mod.Rules, workloadRule(mod, key, body))
+	}
+	if len(mod.Rules) == 0 {
+		mod = ast.MustParseModuleWithOpts("package "+workloadPackage+"\n\nm := set()", regoV1)
+	}
+	modules := make(map[string]*ast.Module, len(e.library)+len(pq.Support)+1)
+	for name, m := range e.library {
+		modules[name] = m
+	}
+	for i, m := range pq.Support {
+		modules[fmt.Sprintf("ward/support/%d.rego", i)] = m
+	}
+	modules[workloadFile] = mod
+	rc := ast.NewCompiler()
+	rc.Compile(modules)
+	if rc.Failed() {
+		return nil, fmt.Errorf("compile residual: %w", rc.Errors)
+	}
+	return rc, nil
+}
+
+// residualRule splits a residual query into the [policy, rule] pair it
+// binds x to and the other expressions.
+func residualRule(q ast.Body) (*ast.Term, ast.Body, bool) {
+	var key *ast.Term
+	body := make(ast.Body, 0, len(q))
+	for _, expr := range q {
+		if k, ok := bindsX(expr); ok && key == nil {
+			key = k
+			continue
+		}
+		body = append(body, expr)
+	}
+	if key == nil || !key.IsGround() {
+		return nil, nil, false
+	}
+	if _, _, ok := matchPair(key); !ok {
+		return nil, nil, false
+	}
+	if len(body) == 0 {
+		body = ast.NewBody(ast.NewExpr(ast.BooleanTerm(true)))
+	}
+	return key, body, true
+}
+
+// bindsX matches `x = term` (either side).
+func bindsX(e *ast.Expr) (*ast.Term, bool) {
+	if !e.IsEquality() || e.Negated || len(e.With) > 0 {
+		return nil, false
+	}
+	a, b := e.Operand(0), e.Operand(1)
+	if a.Equal(ast.VarTerm("x")) {
+		return b, true
+	}
+	if b.Equal(ast.VarTerm("x")) {
+		return a, true
+	}
+	return nil, false
 }
 
 // workloadModule builds the specialised module from the snapshot
@@ -82,7 +184,8 @@ func (e *Engine) workloadModule(ps []*Policy) (*ast.Module, error) {
 			if !ok {
 				return nil, fmt.Errorf("%s: rule key %v is not an index", p.ID(), r.Head.Key)
 			}
-			mod.Rules = append(mod.Rules, workloadRule(mod, pi, ri, r.Body.Copy()))
+			key := ast.ArrayTerm(ast.InternedTerm(pi), ast.NewTerm(ri))
+			mod.Rules = append(mod.Rules, workloadRule(mod, key, r.Body.Copy()))
 		}
 	}
 	if len(mod.Rules) == 0 {
@@ -92,14 +195,19 @@ func (e *Engine) workloadModule(ps []*Policy) (*ast.Module, error) {
 	return mod, nil
 }
 
+// isEmptyWorkload reports whether mod is the `m := set()` of a workload
+// whose policies have no rules.
+func isEmptyWorkload(mod *ast.Module) bool {
+	return len(mod.Rules) == 1 && mod.Rules[0].Head.Key == nil
+}
+
 func isMatchesRule(r *ast.Rule) bool {
 	ref := r.Head.Ref()
 	return len(ref) == 1 && ref[0].Value.Compare(ast.Var("matches")) == 0
 }
 
-// workloadRule is `m contains [pi, ri] if body`.
-func workloadRule(mod *ast.Module, pi int, ri ast.Number, body ast.Body) *ast.Rule {
-	key := ast.ArrayTerm(ast.InternedTerm(pi), ast.NewTerm(ri))
+// workloadRule is `m contains key if body`, key a [policy, rule] pair.
+func workloadRule(mod *ast.Module, key *ast.Term, body ast.Body) *ast.Rule {
 	head := ast.NewHead(ast.Var("m"), key)
 	head.Reference = ast.Ref{ast.VarTerm("m")}
 	return &ast.Rule{Head: head, Body: body, Module: mod, Location: body.Loc()}
