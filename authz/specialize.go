@@ -66,6 +66,16 @@ func (e *Engine) specialize(ctx context.Context, ps []*Policy) (*ast.Compiler, e
 	if isEmptyWorkload(mod) {
 		return c, nil // nothing to evaluate
 	}
+	// Partial evaluation inlines every definition of every rule a body
+	// refers to, so its output is the product of their counts: a rule
+	// whose from, to and when each OR many values would explode (and For
+	// runs on a workload's first check). It is attempted only when that
+	// product is small.
+	if n := residualSize(c, c.Modules[workloadFile]); n > maxResidual*len(mod.Rules) {
+		e.cfg.Log.Info("authorization policies evaluated whole: their residual would have too many rules",
+			"policies", len(ps), "rules", len(mod.Rules), "residual", n)
+		return c, nil
+	}
 	residual, err := e.residualize(ctx, c, len(mod.Rules))
 	if err != nil {
 		e.cfg.Log.Warn("authorization policies not partially evaluated; evaluating them whole", "policies", len(ps), "error", err)
@@ -123,6 +133,53 @@ func (e *Engine) residualize(ctx context.Context, c *ast.Compiler, rules int) (*
 		return nil, fmt.Errorf("compile residual: %w", rc.Errors)
 	}
 	return rc, nil
+}
+
+// maxBranches caps residualSize's arithmetic.
+const maxBranches = 1 << 20
+
+// residualSize bounds the number of residual rules partial evaluation
+// produces for mod: per rule, the product over the rules and functions
+// its body refers to of the sum of their definitions' own sizes.
+func residualSize(c *ast.Compiler, mod *ast.Module) int {
+	memo := map[string]int{}
+	total := 0
+	for _, r := range mod.Rules {
+		total = min(maxBranches, total+bodyBranches(c, r.Body, memo, 0))
+	}
+	return total
+}
+
+func bodyBranches(c *ast.Compiler, body ast.Body, memo map[string]int, depth int) int {
+	n := 1
+	ast.WalkRefs(body, func(ref ast.Ref) bool {
+		if !ref.HasPrefix(ast.DefaultRootRef) {
+			return false
+		}
+		n = min(maxBranches, n*refBranches(c, ref.GroundPrefix(), memo, depth))
+		return false
+	})
+	return n
+}
+
+// refBranches sums the sizes of the definitions of the rule or function
+// at ref (1 for a base document or an unknown ref).
+func refBranches(c *ast.Compiler, ref ast.Ref, memo map[string]int, depth int) int {
+	key := ref.String()
+	if n, ok := memo[key]; ok {
+		return n
+	}
+	rules := c.GetRulesExact(ref)
+	if len(rules) == 0 || depth > 16 {
+		return 1
+	}
+	memo[key] = maxBranches // a cycle (none in valid Rego) counts as too many
+	sum := 0
+	for _, r := range rules {
+		sum = min(maxBranches, sum+bodyBranches(c, r.Body, memo, depth+1))
+	}
+	memo[key] = max(sum, 1)
+	return memo[key]
 }
 
 // residualRule splits a residual query into the [policy, rule] pair it
