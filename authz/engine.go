@@ -268,8 +268,10 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 	// The query is compiled once here and run with topdown directly: the
 	// rego package's per-evaluation setup (metrics, a cancel goroutine,
 	// converting results to Go values) cost as much as the matching.
+	// Not the check's context: the result is shared by every later check,
+	// and a caller giving up must not leave it unspecialised.
 	var err error
-	if p.compiler, err = e.specialize(ctx, p.policies); err != nil {
+	if p.compiler, err = e.specialize(context.WithoutCancel(ctx), p.policies); err != nil {
 		return nil, err
 	}
 	body := ast.NewBody(ast.Equality.Expr(ast.VarTerm(resultVar), ast.NewTerm(workloadMatches)))
