@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -63,8 +65,9 @@ func loadRequest(i int) *authv3.CheckRequest {
 // requests and the same open-loop schedule. Flags (after -args) or their
 // environment variables choose what it drives:
 //
-//	-authz.targets   WARD_AUTHZ_TARGETS   ward,opa-envoy,addr (default ward): measured in turn,
-//	                                      interleaved per policy count and rate
+//	-authz.targets   WARD_AUTHZ_TARGETS   ward,opa-envoy,null,addr (default ward): measured in
+//	                                      turn, interleaved per policy count and rate; null is
+//	                                      a gRPC server that only looks its answer up (the floor)
 //	-authz.addr      WARD_AUTHZ_ADDR      the "addr" target: a server already listening
 //	-authz.pid       WARD_AUTHZ_PID       its process id, to read its CPU from /proc (0: not reported)
 //	-authz.opa-envoy WARD_OPA_ENVOY_PLUGIN an opa-envoy-plugin binary (hack/build-opa-envoy-plugin.sh)
@@ -275,7 +278,11 @@ func TestAuthzLoadServerProcess(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, lis) }()
+	if os.Getenv(authzNullEnv) != "" {
+		go func() { done <- serveNull(ctx, lis, policies) }()
+	} else {
+		go func() { done <- s.Serve(ctx, lis) }()
+	}
 	if prof := os.Getenv("WARD_AUTHZ_LOAD_CPUPROFILE"); prof != "" {
 		f, err := os.Create(prof)
 		if err != nil {
@@ -290,6 +297,43 @@ func TestAuthzLoadServerProcess(t *testing.T) {
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
 	cancel()
 	<-done
+}
+
+// authzNullEnv makes the child a null server: the same gRPC server
+// settings as Ward's (extauthz.Server.Serve) answering from a table of
+// the probes' decisions, with no policy evaluation — the transport's floor
+// for CPU per check.
+const authzNullEnv = "WARD_AUTHZ_LOAD_NULL"
+
+type nullServer struct {
+	authv3.UnimplementedAuthorizationServer
+	deny map[string]bool // probe paths+principals+tenants that are denied
+}
+
+func serveNull(ctx context.Context, lis net.Listener, policies int) error {
+	g := grpc.NewServer(grpc.NumStreamWorkers(uint32(32 * runtime.GOMAXPROCS(0))))
+	ns := &nullServer{deny: map[string]bool{}}
+	for _, p := range authzProbes(policies) {
+		if !p.allow {
+			ns.deny[nullKey(p.req)] = true
+		}
+	}
+	authv3.RegisterAuthorizationServer(g, ns)
+	go func() { <-ctx.Done(); g.Stop() }()
+	return g.Serve(lis)
+}
+
+func nullKey(r *authv3.CheckRequest) string {
+	h := r.GetAttributes().GetRequest().GetHttp()
+	return h.GetMethod() + " " + h.GetPath() + " " + h.GetHeaders()["x-tenant"] + " " + r.GetAttributes().GetSource().GetPrincipal()
+}
+
+func (n *nullServer) Check(_ context.Context, r *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	c := int32(0)
+	if n.deny[nullKey(r)] {
+		c = 7 // PERMISSION_DENIED
+	}
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: c}}, nil
 }
 
 // authzServer is the server under load.
@@ -308,23 +352,26 @@ func startTarget(b *testing.B, target, cache string, policies int) *authzServer 
 		return startWard(b, policies, size)
 	case "opa-envoy":
 		return startOPAEnvoy(b, policies)
+	case "null":
+		return startWard(b, policies, -1, authzNullEnv+"=1")
 	case "addr":
 		if *authzAddr == "" {
 			b.Fatal("target addr needs -authz.addr or WARD_AUTHZ_ADDR")
 		}
 		return &authzServer{addr: *authzAddr, pid: *authzPID}
 	}
-	b.Fatalf("unknown target %q (ward, opa-envoy, addr)", target)
+	b.Fatalf("unknown target %q (ward, opa-envoy, null, addr)", target)
 	return nil
 }
 
-func startWard(b *testing.B, policies, cache int) *authzServer {
+func startWard(b *testing.B, policies, cache int, env ...string) *authzServer {
 	exe, err := os.Executable()
 	if err != nil {
 		b.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestAuthzLoadServerProcess$", "-test.v=false")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d,%d", authzServerEnv, policies, cache), "GOMAXPROCS=2")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
