@@ -108,9 +108,41 @@ func FailClosed(r Reason, err error) *Decision { return failClosed(r, err) }
 // ⇒ allow, else deny; AUDIT hits are recorded; dry-run policies only feed
 // the shadow verdict. This is policies/lib/decision.rego's decide().
 func decide(ps []*Policy, first []int) *Decision {
+	return decideNamed(ps, newRuleNames(ps), first)
+}
+
+// ruleNames holds each policy's ID and rule names, rendered once per
+// Prepared instead of on every decision.
+type ruleNames struct {
+	ids   []string
+	rules [][]string
+}
+
+func newRuleNames(ps []*Policy) *ruleNames {
+	n := &ruleNames{ids: make([]string, len(ps)), rules: make([][]string, len(ps))}
+	for i, p := range ps {
+		n.ids[i] = p.ID()
+		n.rules[i] = make([]string, len(p.Rules))
+		for r := range p.Rules {
+			n.rules[i][r] = p.RuleName(r)
+		}
+	}
+	return n
+}
+
+// rule names rule r of policy i of ps.
+func (n *ruleNames) rule(ps []*Policy, i, r int) string {
+	if r < len(n.rules[i]) {
+		return n.rules[i][r]
+	}
+	return ps[i].RuleName(r)
+}
+
+// decideNamed is decide with the names rendered.
+func decideNamed(ps []*Policy, names *ruleNames, first []int) *Decision {
 	hit := func(i int) Hit {
 		p := ps[i]
-		return Hit{Policy: p.ID(), Rule: p.RuleName(first[i]), Action: p.Action, DryRun: p.DryRun, Provider: p.Provider}
+		return Hit{Policy: names.ids[i], Rule: names.rule(ps, i, first[i]), Action: p.Action, DryRun: p.DryRun, Provider: p.Provider}
 	}
 	d := &Decision{}
 	var dryDeny, dryAllow []Hit
@@ -130,8 +162,8 @@ func decide(ps []*Policy, first []int) *Decision {
 		}
 	}
 	d.DryRun = append(dryDeny, dryAllow...)
-	d.Verdict = verdictOf(ps, first, false)
-	shadow := verdictOf(ps, first, true)
+	d.Verdict = verdictOf(ps, names, first, false)
+	shadow := verdictOf(ps, names, first, true)
 	if len(d.DryRun) > 0 || shadow != d.Verdict {
 		d.Shadow = &shadow
 	}
@@ -140,7 +172,7 @@ func decide(ps []*Policy, first []int) *Decision {
 
 // verdictOf decides from DENY and ALLOW policies, counting dry-run ones
 // only when withDry.
-func verdictOf(ps []*Policy, first []int, withDry bool) Verdict {
+func verdictOf(ps []*Policy, names *ruleNames, first []int, withDry bool) Verdict {
 	allowPolicies := 0
 	var allow *Verdict
 	for i, p := range ps {
@@ -150,12 +182,12 @@ func verdictOf(ps []*Policy, first []int, withDry bool) Verdict {
 		switch p.Action {
 		case ActionDeny:
 			if first[i] >= 0 {
-				return Verdict{Allowed: false, Reason: ReasonDeny, Policy: p.ID(), Rule: p.RuleName(first[i]), Action: ActionDeny}
+				return Verdict{Allowed: false, Reason: ReasonDeny, Policy: names.ids[i], Rule: names.rule(ps, i, first[i]), Action: ActionDeny}
 			}
 		case ActionAllow:
 			allowPolicies++
 			if first[i] >= 0 && allow == nil {
-				allow = &Verdict{Allowed: true, Reason: ReasonAllow, Policy: p.ID(), Rule: p.RuleName(first[i]), Action: ActionAllow}
+				allow = &Verdict{Allowed: true, Reason: ReasonAllow, Policy: names.ids[i], Rule: names.rule(ps, i, first[i]), Action: ActionAllow}
 			}
 		}
 	}

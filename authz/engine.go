@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"google.golang.org/protobuf/proto"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/topdown"
@@ -39,17 +42,52 @@ type EngineConfig struct {
 // prepared query per distinct set of applicable policies (prepared once per
 // workload shape and reused for every request).
 type Engine struct {
-	cfg       EngineConfig
-	snap      *mesh.Snapshot
-	policies  map[mesh.Key]*Policy
-	invalid   map[mesh.Key]error
-	compiler  *ast.Compiler
+	cfg      EngineConfig
+	snap     *mesh.Snapshot
+	policies map[mesh.Key]*Policy
+	invalid  map[mesh.Key]error
+	compiler *ast.Compiler
+	// parsed holds every module the compiler compiled, as parsed (the
+	// compiler works on copies); library is the embedded library's
+	// subset. Workload compilers (specialize) are built from them.
+	parsed    map[string]*ast.Module
+	library   map[string]*ast.Module
 	store     storage.Store // empty: policies read only input
 	providers map[string]*provider
 
 	pathLevel mesh.PathNormalization // the snapshot's pathNormalization
 	hash      string                 // PolicyHash of the snapshot compiled
 	prepared  *preparedSet           // shared by engines with the same hash
+	workloads *workloadMemo          // this snapshot's For results
+}
+
+// workloadMemo memoises For by namespace and labels for one snapshot
+// (which policies apply can depend on services, through targetRefs, so a
+// new snapshot starts a new memo). Selecting the policies and rendering
+// the set's key cost as much as an evaluation at 100 policies; a check
+// now pays one map lookup. It holds at most maxWorkloadMemo shapes (the
+// labels come from callers); beyond that For computes as before.
+type workloadMemo struct {
+	m sync.Map // workloadKey → *Prepared
+	n atomic.Int64
+}
+
+const maxWorkloadMemo = 4096
+
+// workloadKey renders ns and l unambiguously (length-prefixed, keys sorted).
+func workloadKey(ns string, l mesh.Labels) string {
+	keys := make([]string, 0, len(l))
+	for k := range l {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	w := &keyWriter{b: make([]byte, 0, 64)}
+	w.add(ns)
+	for _, k := range keys {
+		w.add(k)
+		w.add(l[k])
+	}
+	return string(w.b)
 }
 
 // preparedSet caches Prepared queries by applicable policy set.
@@ -73,12 +111,13 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 		cfg.DecisionCache = 10000
 	}
 	e := &Engine{cfg: cfg, snap: snap, policies: map[mesh.Key]*Policy{}, invalid: map[mesh.Key]error{},
-		prepared: &preparedSet{m: map[string]*Prepared{}}, store: inmem.New(), hash: PolicyHash(snap),
+		prepared: &preparedSet{m: map[string]*Prepared{}}, workloads: &workloadMemo{}, store: inmem.New(), hash: PolicyHash(snap),
 		pathLevel: snap.Mesh().PathNormalizationLevel()}
 	modules, err := e.compilePolicies()
 	if err != nil {
 		return nil, err
 	}
+	e.parsed = modules
 	e.compiler = ast.NewCompiler()
 	e.compiler.Compile(modules)
 	if e.compiler.Failed() {
@@ -93,12 +132,14 @@ func NewEngine(snap *mesh.Snapshot, cfg EngineConfig) (*Engine, error) {
 
 func (e *Engine) compilePolicies() (map[string]*ast.Module, error) {
 	modules := map[string]*ast.Module{}
+	e.library = map[string]*ast.Module{}
 	for name, src := range policies.Library() {
 		m, err := ast.ParseModuleWithOpts(name, src, ast.ParserOptions{RegoVersion: ast.RegoV1})
 		if err != nil {
 			return nil, fmt.Errorf("parse embedded library %s: %w", name, err)
 		}
 		modules[name] = m
+		e.library[name] = m
 	}
 	for _, c := range e.snap.All(mesh.KindAuthorizationPolicy) {
 		p, err := FromConfig(c)
@@ -129,6 +170,7 @@ func (e *Engine) Update(snap *mesh.Snapshot) (*Engine, error) {
 	}
 	n := *e
 	n.snap = snap
+	n.workloads = &workloadMemo{}
 	return &n, nil
 }
 
@@ -165,6 +207,19 @@ func (e *Engine) Policy(k mesh.Key) (*Policy, bool) {
 // For returns the prepared evaluation for a workload in namespace ns with
 // labels l. Workloads with the same applicable policies share one.
 func (e *Engine) For(ctx context.Context, ns string, l mesh.Labels) (*Prepared, error) {
+	wk := workloadKey(ns, l)
+	if p, ok := e.workloads.m.Load(wk); ok {
+		return p.(*Prepared), nil
+	}
+	p, err := e.forPolicies(ctx, ns, l)
+	if err == nil && e.workloads.n.Add(1) <= maxWorkloadMemo {
+		e.workloads.m.Store(wk, p)
+	}
+	return p, err
+}
+
+// forPolicies selects the policies that apply and returns their Prepared.
+func (e *Engine) forPolicies(ctx context.Context, ns string, l mesh.Labels) (*Prepared, error) {
 	cfgs := PoliciesFor(e.snap, ns, l)
 	key := setKey(cfgs)
 	e.prepared.mu.Lock()
@@ -195,8 +250,7 @@ func setKey(cfgs []*mesh.Config) string {
 }
 
 func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, error) {
-	p := &Prepared{engine: e, headers: map[string]bool{}}
-	refs := make([]string, 0, len(cfgs))
+	p := &Prepared{engine: e}
 	for _, c := range cfgs {
 		if err, bad := e.invalid[c.Key()]; bad {
 			p.invalid = append(p.invalid, fmt.Errorf("%s is invalid: %w", PolicyID(c.Namespace, c.Name), err))
@@ -204,44 +258,48 @@ func (e *Engine) prepare(ctx context.Context, cfgs []*mesh.Config) (*Prepared, e
 		}
 		pol := e.policies[c.Key()]
 		p.policies = append(p.policies, pol)
-		for _, r := range pol.Rules {
-			for _, m := range r.all() {
-				if m.Attr == AttrHeader {
-					p.headers[m.Key[0]] = true
-				}
-			}
-		}
-		refs = append(refs, "data."+RegoPackage(pol.Namespace, pol.Name)+".matches")
 	}
-	// The query returns each policy's set of matching rule indexes, in
-	// evaluation order; the decision order is applied in Go (Decide). It
-	// is the same order as the library's decide(), which a test holds
-	// them to, but folding it in Rego costs more than all the matching.
+	// The query returns the set of matching [policy, rule] index pairs of
+	// the workload's specialised module (specialize.go); the decision
+	// order is applied in Go (Decide). It is the same order as the
+	// library's decide(), which a test holds them to, but folding it in
+	// Rego costs more than all the matching.
 	//
 	// The query is compiled once here and run with topdown directly: the
 	// rego package's per-evaluation setup (metrics, a cancel goroutine,
 	// converting results to Go values) cost as much as the matching.
-	body, err := ast.ParseBody(resultVar + " = [" + strings.Join(refs, ", ") + "]")
-	if err != nil {
-		return nil, fmt.Errorf("parse authorization query for %d policies: %w", len(cfgs), err)
+	// Not the check's context: the result is shared by every later check,
+	// and a caller giving up must not leave it unspecialised.
+	var err error
+	if p.compiler, err = e.specialize(context.WithoutCancel(ctx), p.policies); err != nil {
+		return nil, err
 	}
-	if p.query, err = e.compiler.QueryCompiler().Compile(body); err != nil {
+	body := ast.NewBody(ast.Equality.Expr(ast.VarTerm(resultVar), ast.NewTerm(workloadMatches)))
+	if p.query, err = p.compiler.QueryCompiler().Compile(body); err != nil {
 		return nil, fmt.Errorf("compile authorization query for %d policies: %w", len(cfgs), err)
 	}
-	if e.cfg.DecisionCache > 0 && !e.usesRegoProvider(p.policies) {
-		p.cache = newDecisionCache(p.policies, e.cfg.DecisionCache)
+	p.plan = planInput(p.compiler)
+	p.names = newRuleNames(p.policies)
+	if e.cfg.DecisionCache > 0 && !p.plan.full && !e.usesRegoProvider(p.policies) {
+		p.cache = newDecisionCache(e.cfg.DecisionCache)
 	}
 	return p, nil
 }
 
 const resultVar = "ward_matches"
 
+// noMetrics is given to every evaluation: topdown otherwise allocates a
+// metrics registry per query that nobody reads.
+var noMetrics = metrics.NoOp()
+
 // Prepared evaluates requests against one set of applicable policies.
 type Prepared struct {
 	engine   *Engine
 	policies []*Policy
-	headers  map[string]bool // the request headers the policies read
+	plan     *inputPlan // the input attributes the compiled rules read
+	names    *ruleNames
 	invalid  []error
+	compiler *ast.Compiler // the library, the policies and their specialised module
 	query    ast.Body
 	cache    *decisionCache // nil: not cached
 }
@@ -281,7 +339,7 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	if p.cache == nil {
 		return p.decide(ctx, req)
 	}
-	key := p.cache.key(req)
+	key, _ := p.plan.key(req) // a full plan has no cache
 	if d, ok := p.cache.get(key); ok {
 		return &d, nil
 	}
@@ -292,16 +350,21 @@ func (p *Prepared) Decide(ctx context.Context, req *Request) (*Decision, error) 
 	return d, err
 }
 
-// decide evaluates req without the cache.
+// decide evaluates req without the cache. One deadline bounds the
+// evaluation and any in-process CUSTOM provider together.
 func (p *Prepared) decide(ctx context.Context, req *Request) (*Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, p.engine.cfg.Timeout)
-	defer cancel()
+	deadline := time.Now().Add(p.engine.cfg.Timeout)
 	matches, err := p.firstMatches(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrEval, err)
 		return failClosed(ReasonError, err), err
 	}
-	d := decide(p.policies, matches)
+	d := decideNamed(p.policies, p.names, matches)
+	if len(d.Custom) == 0 {
+		return d, nil
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	if err := p.custom(ctx, req, d); err != nil {
 		if errors.Is(err, ErrBadCheckRequest) {
 			return failClosed(ReasonBadRequest, err), err
@@ -313,7 +376,9 @@ func (p *Prepared) decide(ctx context.Context, req *Request) (*Decision, error) 
 
 // firstMatches evaluates the compiled query and returns, per policy, the
 // lowest matching rule index or -1. The evaluation is cancelled when ctx
-// ends.
+// ends or after the engine's Timeout: a timer on topdown's cancel rather than a
+// context.WithTimeout, which cost three allocations and a goroutine
+// handoff on every check.
 func (p *Prepared) firstMatches(ctx context.Context, req *Request) ([]int, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -325,10 +390,14 @@ func (p *Prepared) firstMatches(ctx context.Context, req *Request) ([]int, error
 	}
 	defer store.Abort(ctx, txn)
 	c := topdown.NewCancel()
-	stop := context.AfterFunc(ctx, c.Cancel)
-	defer stop()
-	q := topdown.NewQuery(p.query).WithCompiler(p.engine.compiler).WithStore(store).WithTransaction(txn).
-		WithInput(ast.NewTerm(req.input(p.headers))).WithCancel(c)
+	t := time.AfterFunc(p.engine.cfg.Timeout, c.Cancel)
+	defer t.Stop()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, c.Cancel)
+		defer stop()
+	}
+	q := topdown.NewQuery(p.query).WithCompiler(p.compiler).WithStore(store).WithTransaction(txn).
+		WithInput(ast.NewTerm(p.plan.input(req))).WithCancel(c).WithMetrics(noMetrics)
 	var result *ast.Term
 	err = q.Iter(ctx, func(qr topdown.QueryResult) error {
 		result = qr[ast.Var(resultVar)]
@@ -343,36 +412,46 @@ func (p *Prepared) firstMatches(ctx context.Context, req *Request) ([]int, error
 	return matchSets(result.Value, len(p.policies))
 }
 
-// matchSets reads the query result: an array holding one set of rule
-// indexes per policy. It returns the lowest index per policy, or -1.
+// matchSets reads the query result: the set of matching [policy, rule]
+// index pairs. It returns the lowest rule index per policy, or -1.
 func matchSets(v ast.Value, n int) ([]int, error) {
-	arr, ok := v.(*ast.Array)
-	if !ok || arr.Len() != n {
-		return nil, fmt.Errorf("match result is %T, want an array of %d sets", v, n)
+	set, ok := v.(ast.Set)
+	if !ok {
+		return nil, fmt.Errorf("match result is %T, want a set", v)
 	}
 	out := make([]int, n)
-	for i := range n {
-		set, ok := arr.Elem(i).Value.(ast.Set)
-		if !ok {
-			return nil, fmt.Errorf("match set %d is %T", i, arr.Elem(i).Value)
-		}
+	for i := range out {
 		out[i] = -1
-		err := set.Iter(func(t *ast.Term) error {
-			num, ok := t.Value.(ast.Number)
-			k, isInt := num.Int()
-			if !ok || !isInt {
-				return fmt.Errorf("rule index %v is not an integer", t)
-			}
-			if out[i] < 0 || k < out[i] {
-				out[i] = k
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
+	}
+	err := set.Iter(func(t *ast.Term) error {
+		pi, ri, ok := matchPair(t)
+		if !ok || pi < 0 || pi >= n || ri < 0 {
+			return fmt.Errorf("match %v is not a [policy, rule] index pair", t)
 		}
+		if out[pi] < 0 || ri < out[pi] {
+			out[pi] = ri
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+func matchPair(t *ast.Term) (pi, ri int, ok bool) {
+	arr, ok := t.Value.(*ast.Array)
+	if !ok || arr.Len() != 2 {
+		return 0, 0, false
+	}
+	a, ok1 := arr.Elem(0).Value.(ast.Number)
+	b, ok2 := arr.Elem(1).Value.(ast.Number)
+	if !ok1 || !ok2 {
+		return 0, 0, false
+	}
+	pi, ok1 = a.Int()
+	ri, ok2 = b.Int()
+	return pi, ri, ok1 && ok2
 }
 
 // custom applies enforced CUSTOM hits: an in-process rego provider is

@@ -141,11 +141,28 @@ func headers(h *authv3.AttributeContext_HttpRequest) map[string]string {
 		}
 		return out
 	}
+	if lowerKeys(h.GetHeaders()) {
+		// Zero copy: Envoy sends header names in lower case, so the
+		// request's own map is already what a Request wants. It is shared,
+		// never written (a Request's headers are read-only).
+		return h.GetHeaders()
+	}
 	out := make(map[string]string, len(h.GetHeaders()))
 	for k, v := range h.GetHeaders() {
 		out[strings.ToLower(k)] = v
 	}
 	return out
+}
+
+func lowerKeys(m map[string]string) bool {
+	for k := range m {
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; 'A' <= c && c <= 'Z' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // EnvoyInput builds opa-envoy-plugin's input document from a CheckRequest:

@@ -42,7 +42,8 @@ type HTTPRequest struct {
 	Path   string // as received, with query
 	Host   string
 	// Headers are keyed by lower-case name; repeated headers are joined
-	// with "," as Envoy does.
+	// with "," as Envoy does. Read-only: RequestFromCheck may share the
+	// CheckRequest's own map.
 	Headers map[string]string
 
 	// normPath is Path normalised at the engine's level (Prepared.Decide

@@ -69,19 +69,31 @@ type Config struct {
 	Masked  []string
 	Clock   Clock
 	Log     *slog.Logger
+	// Queue, when positive, takes writes off the caller's path: Log only
+	// applies the rate limit and queues the entry (at most Queue waiting;
+	// more are dropped and counted), and one goroutine masks, encodes and
+	// writes them in order. Close writes what is queued and stops it.
+	// Zero: Log writes before it returns.
+	Queue int
 }
 
 // Logger writes decision entries. It is safe for concurrent use.
 type Logger struct {
-	cfg     Config
-	masked  map[string]bool
-	mu      sync.Mutex
+	cfg    Config
+	masked map[string]bool
+	// wmu guards the output (a queued write never holds mu, so a slow
+	// disk does not stall Log); mu guards the rest.
+	wmu     sync.Mutex
 	w       io.Writer
 	f       *os.File
 	size    int64
+	mu      sync.Mutex
 	tokens  float64
 	last    time.Time
 	dropped uint64
+	queue   chan *Entry   // nil: synchronous
+	closed  bool          // no more entries are queued
+	written chan struct{} // closed when the writer has drained the queue
 }
 
 // New opens the log.
@@ -119,7 +131,19 @@ func New(cfg Config) (*Logger, error) {
 			return nil, err
 		}
 	}
+	if cfg.Queue > 0 {
+		l.queue, l.written = make(chan *Entry, cfg.Queue), make(chan struct{})
+		go l.writer()
+	}
 	return l, nil
+}
+
+// writer writes queued entries until Close closes the queue.
+func (l *Logger) writer() {
+	defer close(l.written)
+	for e := range l.queue {
+		l.write(e)
+	}
 }
 
 func (l *Logger) open() error {
@@ -169,24 +193,64 @@ func (l *Logger) Mask(hs map[string]string) map[string]string {
 	return out
 }
 
-// Log writes e unless the rate limit is exhausted. It reports whether the
-// entry was written.
+// Log writes e unless the rate limit is exhausted (or, with a Queue,
+// queues it for writing unless the queue is full). It reports whether the
+// entry was taken.
 func (l *Logger) Log(e *Entry) bool {
+	if l.queue == nil {
+		b, ok := l.encode(e)
+		if !ok {
+			return false
+		}
+		l.mu.Lock()
+		ok = l.allow() && !l.closed
+		if !ok {
+			l.dropped++
+		}
+		l.mu.Unlock()
+		return ok && l.writeOut(e.DecisionID, b)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.allow() || l.closed {
+		l.dropped++
+		return false
+	}
+	select {
+	case l.queue <- e:
+		return true
+	default:
+		l.dropped++
+		return false
+	}
+}
+
+// write encodes and writes one queued entry.
+func (l *Logger) write(e *Entry) {
+	b, ok := l.encode(e)
+	if !ok {
+		return
+	}
+	l.writeOut(e.DecisionID, b)
+}
+
+// encode masks the entry's headers and renders it as one JSON line.
+func (l *Logger) encode(e *Entry) ([]byte, bool) {
 	if len(e.Headers) > 0 {
 		e.Headers = l.Mask(e.Headers)
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
 		l.cfg.Log.Error("decision log: marshal", "decision_id", e.DecisionID, "error", err)
-		return false
+		return nil, false
 	}
-	b = append(b, '\n')
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.allow() {
-		l.dropped++
-		return false
-	}
+	return append(b, '\n'), true
+}
+
+// writeOut writes one encoded entry, rotating first when due.
+func (l *Logger) writeOut(id string, b []byte) bool {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.f != nil && l.size+int64(len(b)) > l.cfg.MaxBytes && l.size > 0 {
 		if err := l.rotate(); err != nil {
 			l.cfg.Log.Error("decision log: rotate", "error", err)
@@ -196,7 +260,7 @@ func (l *Logger) Log(e *Entry) bool {
 	n, err := l.w.Write(b)
 	l.size += int64(n)
 	if err != nil {
-		l.cfg.Log.Error("decision log: write", "decision_id", e.DecisionID, "error", err)
+		l.cfg.Log.Error("decision log: write", "decision_id", id, "error", err)
 		return false
 	}
 	return true
@@ -241,10 +305,19 @@ func (l *Logger) Dropped() uint64 {
 	return l.dropped
 }
 
-// Close closes the file, if any.
+// Close writes the queued entries, if any, and closes the file, if any.
 func (l *Logger) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	if l.queue != nil && !l.closed {
+		close(l.queue)
+	}
+	l.closed = true
+	l.mu.Unlock()
+	if l.written != nil {
+		<-l.written
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.f == nil {
 		return nil
 	}

@@ -94,3 +94,66 @@ func TestRotatesBySize(t *testing.T) {
 		t.Error("more files kept than MaxFiles")
 	}
 }
+
+// blockingWriter holds every Write until release is closed, telling
+// started when the first one begins.
+type blockingWriter struct {
+	started chan struct{}
+	release chan struct{}
+	once    bool
+	buf     bytes.Buffer
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	if !w.once {
+		w.once = true
+		close(w.started)
+	}
+	<-w.release
+	return w.buf.Write(p)
+}
+
+// TestQueueWritesOffTheCallersPath: with a Queue, Log returns while the
+// writer is stuck, a full queue drops (and counts) entries, and Close
+// writes what was queued, in order.
+func TestQueueWritesOffTheCallersPath(t *testing.T) {
+	w := &blockingWriter{started: make(chan struct{}), release: make(chan struct{})}
+	l, err := New(Config{Writer: w, Queue: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l.Log(&Entry{DecisionID: "a"}) {
+		t.Fatal("first entry not taken")
+	}
+	<-w.started // the writer holds "a"; the queue is empty
+	for _, id := range []string{"b", "c"} {
+		if !l.Log(&Entry{DecisionID: id}) {
+			t.Fatalf("entry %s not queued", id)
+		}
+	}
+	if l.Log(&Entry{DecisionID: "d"}) {
+		t.Fatal("entry d taken although the queue is full")
+	}
+	if got := l.Dropped(); got != 1 {
+		t.Errorf("dropped %d, want 1", got)
+	}
+	close(w.release)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l.Log(&Entry{DecisionID: "e"}) {
+		t.Error("entry taken after Close")
+	}
+	var ids []string
+	sc := bufio.NewScanner(&w.buf)
+	for sc.Scan() {
+		var e Entry
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.DecisionID)
+	}
+	if strings.Join(ids, ",") != "a,b,c" {
+		t.Errorf("written %v, want a,b,c", ids)
+	}
+}

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"encoding/json"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -96,6 +97,9 @@ func header(k, v string, a corev3.HeaderValueOption_HeaderAppendAction) *corev3.
 // dynamicMetadata exposes the decision to access logs and later filters:
 // the provider's dynamic_metadata merged with Ward's own keys.
 func dynamicMetadata(id string, d *authz.Decision) *structpb.Struct {
+	if d.Provider == nil && utf8.ValidString(d.Policy) && utf8.ValidString(d.Rule) {
+		return wardMetadata(id, d)
+	}
 	m := map[string]any{}
 	if d.Provider != nil {
 		for k, v := range d.Provider.DynamicMetadata {
@@ -120,6 +124,26 @@ func dynamicMetadata(id string, d *authz.Decision) *structpb.Struct {
 		st, _ = structpb.NewStruct(map[string]any{"ward_decision_id": id})
 	}
 	return st
+}
+
+// wardMetadata is dynamicMetadata without a provider's keys, built
+// directly (no map[string]any, no conversion): it is on every check.
+func wardMetadata(id string, d *authz.Decision) *structpb.Struct {
+	f := make(map[string]*structpb.Value, 7)
+	f["ward_decision_id"] = structpb.NewStringValue(id)
+	f["ward_allowed"] = structpb.NewBoolValue(d.Allowed)
+	f["ward_reason"] = structpb.NewStringValue(string(d.Reason))
+	if d.Rule != "" {
+		f["ward_policy"] = structpb.NewStringValue(d.Policy)
+		f["ward_rule"] = structpb.NewStringValue(d.Rule)
+	}
+	if d.Audited() {
+		f["ward_audit"] = structpb.NewBoolValue(true)
+	}
+	if len(d.DryRun) > 0 {
+		f["ward_dry_run"] = structpb.NewBoolValue(true)
+	}
+	return &structpb.Struct{Fields: f}
 }
 
 // jsonSafe converts OPA's json.Number values (and nested ones) into

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,29 @@ type Server struct {
 	metrics *metrics
 	engine  atomic.Pointer[authz.Engine]
 	jwt     jwtCache
+	labels  labelMemo
+}
+
+// labelMemo memoises parsed workload labels by their JSON text (a check
+// names its workload's labels in every request; parsing them was a tenth
+// of a check). Bounded: past maxLabelMemo texts, labels are parsed per
+// check. Parsed labels are shared and never modified.
+type labelMemo struct {
+	m sync.Map // string → mesh.Labels
+	n atomic.Int64
+}
+
+const maxLabelMemo = 4096
+
+func (lm *labelMemo) parse(s string) (mesh.Labels, error) {
+	if l, ok := lm.m.Load(s); ok {
+		return l.(mesh.Labels), nil
+	}
+	l, err := authz.ParseLabels(s)
+	if err == nil && lm.n.Add(1) <= maxLabelMemo {
+		lm.m.Store(s, l)
+	}
+	return l, err
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -265,7 +289,7 @@ func (s *Server) workload(ctx context.Context, req *authv3.CheckRequest) (authz.
 	if w.Namespace == "" {
 		return w, fmt.Errorf("%w: no workload namespace in context extensions or metadata", authz.ErrBadCheckRequest)
 	}
-	labels, err := authz.ParseLabels(get(authz.ContextLabels, "x-ward-labels"))
+	labels, err := s.labels.parse(get(authz.ContextLabels, "x-ward-labels"))
 	if err != nil {
 		return w, fmt.Errorf("%w: %w", authz.ErrBadCheckRequest, err)
 	}

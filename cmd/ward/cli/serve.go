@@ -162,7 +162,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	cp := &controlPlane{log: log, registry: prometheus.NewRegistry()}
 	cp.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cp.jwks = jwks.New(jwks.Config{Log: log, Registry: cp.registry, OnChange: cp.onKeysChanged})
-	decisions, err := decisionlog.New(decisionlog.Config{Path: filepath.Join(o.stateDir, "decisions.log")})
+	decisions, err := decisionlog.New(decisionlog.Config{Path: filepath.Join(o.stateDir, "decisions.log"), Queue: 4096})
 	if err != nil {
 		return err
 	}
