@@ -85,7 +85,7 @@ func loadRequest(i int) *authv3.CheckRequest {
 var (
 	authzTargets  = flag.String("authz.targets", envOr("WARD_AUTHZ_TARGETS", "ward"), "ext_authz servers to measure: ward, opa-envoy, addr")
 	authzAddr     = flag.String("authz.addr", os.Getenv("WARD_AUTHZ_ADDR"), "address of a running ext_authz server (target addr)")
-	authzPID      = flag.Int("authz.pid", envInt("WARD_AUTHZ_PID"), "pid of the server at -authz.addr (CPU from /proc; 0: not reported)")
+	authzPID      = flag.Int("authz.pid", envInt("WARD_AUTHZ_PID", 0), "pid of the server at -authz.addr (CPU from /proc; 0: not reported)")
 	opaEnvoyBin   = flag.String("authz.opa-envoy", os.Getenv("WARD_OPA_ENVOY_PLUGIN"), "opa-envoy-plugin binary (target opa-envoy)")
 	authzPolicies = flag.String("authz.policies", envOr("WARD_AUTHZ_POLICIES", "10,100"), "policy counts")
 	authzRates    = flag.String("authz.rps", envOr("WARD_AUTHZ_RPS", "1000,5000"), "target request rates")
@@ -504,11 +504,6 @@ func envOr(k, def string) string {
 		return v
 	}
 	return def
-}
-
-func envInt(k string) int {
-	n, _ := strconv.Atoi(os.Getenv(k))
-	return n
 }
 
 func envFloat(k string, def float64) float64 {
