@@ -72,8 +72,18 @@ type Config struct {
 	// checks from proxyless gRPC interceptors (ContextProxyless), which the
 	// server authenticates itself. nil: only inline jwks verify; tokens of
 	// other issuers are rejected (fail closed).
-	Keys  authn.KeySets
-	Clock Clock
+	Keys authn.KeySets
+	// PreviousPolicyBound is how long, at most, the previous snapshot's
+	// engine may keep deciding checks for workloads the new one has not
+	// prepared yet (warm.go). 0: a new snapshot decides at once and a
+	// workload not prepared yet prepares on its first check. ward serve
+	// sets 10s.
+	PreviousPolicyBound time.Duration
+	// PrepareConcurrency is how many workloads a new snapshot prepares at
+	// once in the background (default 1, at most 2: it shares the cores
+	// with the checks).
+	PrepareConcurrency int
+	Clock              Clock
 }
 
 // Server is the ext_authz server. Update installs a snapshot; until the
@@ -85,6 +95,7 @@ type Server struct {
 	engine  atomic.Pointer[authz.Engine]
 	jwt     jwtCache
 	labels  labelMemo
+	warm    warmer
 }
 
 // labelMemo memoises parsed workload labels by their JSON text (a check
@@ -130,6 +141,7 @@ func New(cfg Config) *Server {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
+	cfg.PrepareConcurrency = min(max(cfg.PrepareConcurrency, 1), 2)
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {
 		cfg.Log.Error("ext_authz metrics not registered", "error", err)
@@ -137,20 +149,27 @@ func New(cfg Config) *Server {
 	return &Server{cfg: cfg, metrics: m}
 }
 
-// Update compiles snap and swaps it in atomically; in-flight checks finish
-// on the previous engine. On a compile error the previous engine stays.
+// Update compiles snap and stages it: its policies are prepared for
+// every known workload in the background, and it starts deciding once
+// they are, or after Config.PreviousPolicyBound (at once when that is 0);
+// see warm.go. In-flight checks finish on the engine they started with.
+// On a compile error the previous engine stays.
 func (s *Server) Update(snap *mesh.Snapshot) error {
 	var e *authz.Engine
 	var err error
-	if old := s.engine.Load(); old != nil {
-		e, err = old.Update(snap) // reuses compiled policies when they did not change
+	base := s.warm.staged.Load()
+	if base == nil {
+		base = s.engine.Load()
+	}
+	if base != nil {
+		e, err = base.Update(snap) // reuses compiled policies when they did not change
 	} else {
 		e, err = authz.NewEngine(snap, authz.EngineConfig{Log: s.cfg.Log, Timeout: s.cfg.Timeout, DecisionCache: s.cfg.DecisionCache})
 	}
 	if err != nil {
 		return fmt.Errorf("ext_authz: update to snapshot %s: %w", snap.Version(), err)
 	}
-	s.engine.Store(e)
+	s.stageEngine(e)
 	s.cfg.Log.Info("ext_authz policies updated", "version", snap.Version(), "invalid", len(e.Invalid()))
 	return nil
 }
@@ -171,6 +190,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.Serve
 	s.Register(g)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
+	defer s.Close()
 	select {
 	case <-ctx.Done():
 		g.GracefulStop()
@@ -211,7 +231,7 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth call
 	if err != nil {
 		return authz.FailClosed(authz.ReasonBadRequest, err), nil, name, err
 	}
-	e := s.engine.Load()
+	e, p := s.pick(w)
 	if e == nil {
 		err := errors.New("no policy snapshot loaded yet")
 		return authz.FailClosed(authz.ReasonError, err), r, name, err
@@ -231,9 +251,11 @@ func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth call
 			return authz.FailClosed(ReasonUnauthenticated, err), r, name, err
 		}
 	}
-	p, err := e.For(ctx, w.Namespace, w.Labels)
-	if err != nil {
-		return authz.FailClosed(authz.ReasonError, err), r, name, err
+	if p == nil {
+		s.metrics.inline.Inc() // neither engine had the workload prepared
+		if p, err = e.For(ctx, w.Namespace, w.Labels); err != nil {
+			return authz.FailClosed(authz.ReasonError, err), r, name, err
+		}
 	}
 	d, err = p.Decide(ctx, r)
 	return d, r, name, err
@@ -295,7 +317,7 @@ func (s *Server) workload(ctx context.Context, req *authv3.CheckRequest) (authz.
 	}
 	w.Labels = labels
 	if len(labels) == 0 && w.Name != "" {
-		if e := s.engine.Load(); e != nil {
+		if e := s.newest(); e != nil {
 			w.Labels = entryLabels(e.Snapshot(), w)
 		}
 	}
@@ -364,4 +386,13 @@ func (s *Server) loggedPath(p string) string {
 		return n
 	}
 	return p
+}
+
+// newest returns the staged engine, else the deciding one (nil before the
+// first snapshot).
+func (s *Server) newest() *authz.Engine {
+	if e := s.warm.staged.Load(); e != nil {
+		return e
+	}
+	return s.engine.Load()
 }

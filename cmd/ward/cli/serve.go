@@ -131,6 +131,11 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
+// authzPreviousPolicyBound bounds how long the ext_authz server keeps
+// deciding by the previous snapshot while it prepares a new one: Istio's
+// sidecars likewise enforce the old RBAC until they ACK the new listener.
+const authzPreviousPolicyBound = 10 * time.Second
+
 // controlPlane holds the running parts of `ward serve`.
 type controlPlane struct {
 	log      *slog.Logger
@@ -167,7 +172,12 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	defer decisions.Close()
-	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry, Keys: cp.jwks})
+	// A policy change is prepared for every known workload before it
+	// decides (the previous policies keep deciding meanwhile, at most
+	// authzPreviousPolicyBound): preparing on a check could exceed Envoy's
+	// 200 ms ext_authz timeout and deny it (docs/authz.md).
+	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry, Keys: cp.jwks,
+		PreviousPolicyBound: authzPreviousPolicyBound})
 	hc := hooks.Config{Keys: cp.jwks, Log: log}
 	if hc.ExtAuthz, err = extAuthzTarget(o); err != nil {
 		return err
