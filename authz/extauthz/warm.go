@@ -147,6 +147,7 @@ func (s *Server) prepareAll(ctx context.Context, st *stage) {
 					h(wl)
 				}
 				if _, fresh := st.engine.Ready(wl.Namespace, wl.Labels); fresh {
+					s.metrics.prepared.Inc() // its policy set was prepared for another workload
 					continue
 				}
 				if _, err := st.engine.For(ctx, wl.Namespace, wl.Labels); err != nil {
