@@ -84,3 +84,48 @@ spec: {action: DENY, rules: [{to: [{operation: {paths: ["/never"]}}]}]}
 		t.Fatalf("decision %+v, err %v: want a fail-closed denial", d, err)
 	}
 }
+
+// TestEngineReadyAndPreparesOnce: Ready never prepares; concurrent For
+// calls for workloads with one policy set prepare it once and share it;
+// an engine for the same policies (Update) is Ready for it at once.
+func TestEngineReadyAndPreparesOnce(t *testing.T) {
+	snap := mesh.NewSnapshot(mesh.MeshConfig{}, parseConfigs(t, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: a}
+spec:
+  rules: [{to: [{operation: {methods: ["GET"]}}]}]
+`))
+	e, err := NewEngine(snap, EngineConfig{Timeout: testTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.Ready("a", mesh.Labels{"app": "x"}); ok {
+		t.Fatal("Ready before any preparation")
+	}
+	got := make(chan *Prepared, 8)
+	for i := range cap(got) {
+		go func() {
+			p, err := e.For(context.Background(), "a", mesh.Labels{"app": string(rune('a' + i))})
+			if err != nil {
+				t.Error(err)
+			}
+			got <- p
+		}()
+	}
+	first := <-got
+	for range cap(got) - 1 {
+		if p := <-got; p != first {
+			t.Fatal("one policy set prepared twice")
+		}
+	}
+	if p, ok := e.Ready("a", mesh.Labels{"app": "new"}); !ok || p != first {
+		t.Fatal("a new workload with a prepared set is not Ready")
+	}
+	n, err := e.Update(mesh.NewSnapshot(mesh.MeshConfig{}, snap.All(mesh.KindAuthorizationPolicy)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := n.Ready("a", nil); !ok || p != first {
+		t.Fatal("an engine for unchanged policies is not Ready")
+	}
+}

@@ -75,9 +75,10 @@ type Config struct {
 	Keys authn.KeySets
 	// PreviousPolicyBound is how long, at most, the previous snapshot's
 	// engine may keep deciding checks for workloads the new one has not
-	// prepared yet (warm.go). 0: a new snapshot decides at once and a
-	// workload not prepared yet prepares on its first check. ward serve
-	// sets 10s.
+	// prepared yet, while every known workload is prepared in the
+	// background (warm.go). 0: a new snapshot decides at once, nothing is
+	// prepared in the background and each workload prepares on its first
+	// check (ward authz check, tests). ward serve sets 10s.
 	PreviousPolicyBound time.Duration
 	// PrepareConcurrency is how many workloads a new snapshot prepares at
 	// once in the background (default 1, at most 2: it shares the cores

@@ -66,9 +66,9 @@ type warmer struct {
 	hooks      warmHooks
 }
 
-// stageEngine starts preparing e in the background and arranges for it to
-// start deciding: at once when nothing decides yet or no bound is set,
-// else when its preparation ends or the bound expires.
+// stageEngine starts preparing e in the background (when a bound is set)
+// and arranges for it to start deciding: at once when nothing decides yet
+// or no bound is set, else when its preparation ends or the bound expires.
 func (s *Server) stageEngine(e *authz.Engine) {
 	w := &s.warm
 	w.mu.Lock()
@@ -88,6 +88,9 @@ func (s *Server) stageEngine(e *authz.Engine) {
 		}
 		w.staged.Store(e)
 		st.timer = time.AfterFunc(w.staleSince.Add(s.cfg.PreviousPolicyBound).Sub(now), func() { s.promote(st, "bound") })
+	}
+	if s.cfg.PreviousPolicyBound <= 0 {
+		return // no background preparation: each workload prepares on its first check
 	}
 	w.wg.Add(1)
 	go func() {

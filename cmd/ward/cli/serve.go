@@ -178,6 +178,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	// 200 ms ext_authz timeout and deny it (docs/authz.md).
 	cp.authz = extauthz.New(extauthz.Config{Log: log, Decisions: decisions, Registry: cp.registry, Keys: cp.jwks,
 		PreviousPolicyBound: authzPreviousPolicyBound})
+	defer cp.authz.Close() // stops background preparation
 	hc := hooks.Config{Keys: cp.jwks, Log: log}
 	if hc.ExtAuthz, err = extAuthzTarget(o); err != nil {
 		return err
