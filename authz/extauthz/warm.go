@@ -26,8 +26,9 @@ import (
 // Until then a check is decided by the newest engine that is ready for its
 // workload: the staged one once that workload is prepared, otherwise the
 // previous one if it had the workload prepared, otherwise the staged one,
-// preparing inline (a workload neither engine knew; counted). A check is
-// judged wholly by one snapshot's engine, never a mix.
+// preparing inline (a workload neither engine knew; counted). A check's
+// policies, RequestAuthentications and port protocols come from one
+// snapshot's engine, never a mix.
 //
 // Keeping the previous engine's decisions while the new one prepares is
 // the trade-off Istio makes with Envoy: a sidecar enforces its previous
