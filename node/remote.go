@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -37,6 +39,10 @@ type RemoteConfig struct {
 	// JoinToken enrols the node (`ward ca token create --node`); it is
 	// spent once, then the node renews its certificate by mTLS.
 	JoinToken string
+	// StateDir, when set, keeps the node key and certificate (node.key
+	// 0600, node.pem) so a restarted node proxy renews by its certificate
+	// instead of needing a new join token; then JoinToken may be empty.
+	StateDir string
 	// TTL of the node certificate asked for (0: the CA's default).
 	TTL   time.Duration
 	Clock Clock
@@ -62,8 +68,8 @@ var _ Issuer = (*RemoteCA)(nil)
 
 // NewRemoteCA enrols the node with its join token and connects as it.
 func NewRemoteCA(ctx context.Context, cfg RemoteConfig) (*RemoteCA, error) {
-	if cfg.Addr == "" || cfg.NodeID.IsZero() || cfg.ServerID.IsZero() || len(cfg.Roots) == 0 || cfg.JoinToken == "" {
-		return nil, errors.New("node ca: Addr, NodeID, ServerID, Roots and JoinToken are required")
+	if cfg.Addr == "" || cfg.NodeID.IsZero() || cfg.ServerID.IsZero() || len(cfg.Roots) == 0 {
+		return nil, errors.New("node ca: Addr, NodeID, ServerID and Roots are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
@@ -72,6 +78,19 @@ func NewRemoteCA(ctx context.Context, cfg RemoteConfig) (*RemoteCA, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	r := &RemoteCA{cfg: cfg, bundle: x509bundle.FromX509Authorities(cfg.NodeID.TrustDomain(), cfg.Roots)}
+	if cert, err := r.load(); err == nil {
+		// Renew by the saved certificate at once: it proves the CA still
+		// accepts it and starts a fresh lifetime.
+		r.cert = cert
+		if err := r.renew(ctx, ""); err == nil {
+			return r, nil
+		} else if cfg.JoinToken == "" {
+			return nil, fmt.Errorf("node ca: renew %s from %s: %w", cfg.NodeID, cfg.StateDir, err)
+		}
+	} else if cfg.JoinToken == "" {
+		return nil, fmt.Errorf("node ca: no join token and no usable node certificate: %w", err)
+	}
+	r.cert = nil
 	if err := r.renew(ctx, cfg.JoinToken); err != nil {
 		return nil, fmt.Errorf("node ca: enrol %s: %w", cfg.NodeID, err)
 	}
@@ -151,6 +170,9 @@ func (r *RemoteCA) renew(ctx context.Context, token string) error {
 		return err
 	}
 	r.install(cert, next)
+	if err := r.save(cert, key); err != nil {
+		r.cfg.Log.Error("node certificate not saved; a restart needs a new join token", "dir", r.cfg.StateDir, "error", err)
+	}
 	r.cfg.Log.Info("node certificate issued", "spiffe_id", r.cfg.NodeID.String(), "expires", cert.Leaf.NotAfter)
 	return nil
 }
@@ -203,4 +225,89 @@ func (r *RemoteCA) dial(token string, cert *tls.Certificate) (*caclient.Client, 
 		cfg.Certificate = cert
 	}
 	return caclient.Dial(cfg)
+}
+
+// Files in RemoteConfig.StateDir.
+const (
+	nodeKeyFile  = "node.key"
+	nodeCertFile = "node.pem"
+)
+
+// save writes the node key (0600) and certificate chain, each replaced
+// atomically, the key first.
+func (r *RemoteCA) save(cert *tls.Certificate, key *ecdsa.PrivateKey) error {
+	if r.cfg.StateDir == "" {
+		return nil
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(r.cfg.StateDir, 0o700); err != nil {
+		return err
+	}
+	if err := writeAtomic(filepath.Join(r.cfg.StateDir, nodeKeyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})); err != nil {
+		return err
+	}
+	var chain []byte
+	for _, c := range cert.Certificate {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
+	}
+	return writeAtomic(filepath.Join(r.cfg.StateDir, nodeCertFile), chain)
+}
+
+// load reads the saved node certificate and key and accepts them only as
+// a valid SVID for exactly this node's identity under the trust roots,
+// whose key matches.
+func (r *RemoteCA) load() (*tls.Certificate, error) {
+	if r.cfg.StateDir == "" {
+		return nil, errors.New("no state dir")
+	}
+	certPEM, err := os.ReadFile(filepath.Join(r.cfg.StateDir, nodeCertFile))
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(r.cfg.StateDir, nodeKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	tc, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("saved node certificate: %w", err)
+	}
+	got, _, err := x509svid.ParseAndVerify(tc.Certificate, r.bundle, x509svid.WithTime(r.cfg.Clock.Now()))
+	if err != nil {
+		return nil, fmt.Errorf("saved node certificate: %w", err)
+	}
+	if got != r.cfg.NodeID {
+		return nil, fmt.Errorf("saved node certificate names %s, want %s", got, r.cfg.NodeID)
+	}
+	if tc.Leaf, err = x509.ParseCertificate(tc.Certificate[0]); err != nil {
+		return nil, err
+	}
+	return &tc, nil
+}
+
+func writeAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

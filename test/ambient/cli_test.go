@@ -43,57 +43,11 @@ func TestWardNodeCommand(t *testing.T) {
 		t.Fatalf("build ward: %v\n%s", err, out)
 	}
 	caAddr, token, root := startServe(t, bin, cfg, filepath.Join(dir, "state"))
-	cmd := exec.Command(bin, "node", "--name", "n1", "--config", cfg, "--ca-addr", caAddr, "--ca-root", root, "--join-token-file", token,
-		"--log-level", "debug", "--decision-log", filepath.Join(dir, "decisions.jsonl"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	lines := make(chan string, 4096)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default: // the test reads only what it waits for
-			}
-		}
-		close(lines)
-		exited <- cmd.Wait()
-	}()
-	// waitLog waits until, for every group of strings, some log line
-	// contains all of them (in any order of lines).
-	waitLog := func(groups ...[]string) {
-		t.Helper()
-		timeout := time.After(60 * time.Second)
-		pending := groups
-		for len(pending) > 0 {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("ward node exited while waiting for %q", pending)
-				}
-				pending = slices.DeleteFunc(pending, func(g []string) bool {
-					for _, w := range g {
-						if !strings.Contains(l, w) {
-							return false
-						}
-					}
-					return true
-				})
-			case <-timeout:
-				t.Fatalf("no log lines with %q", pending)
-			}
-		}
-	}
+	nodeState := filepath.Join(dir, "node")
+	args := []string{"node", "--name", "n1", "--config", cfg, "--ca-addr", caAddr, "--ca-root", root, "--state-dir", nodeState,
+		"--log-level", "debug", "--decision-log", filepath.Join(dir, "decisions.jsonl")}
+	cmd, lines, exited := startNode(t, bin, append(args, "--join-token-file", token)...)
+	waitLog := func(groups ...[]string) { t.Helper(); waitLines(t, lines, groups...) }
 	waitLog([]string{"node certificate issued", "spiffe://cluster.local/ns/ward-system/sa/ward-node/node/n1"},
 		[]string{"workload enrolled", a.name}, []string{"workload enrolled", b.name})
 
@@ -125,6 +79,72 @@ func TestWardNodeCommand(t *testing.T) {
 	}
 	if got, err := exchange(t, a, b.addr+":9000", "no proxy"); err == nil || got != "" {
 		t.Errorf("with ward node stopped, a reached b: %q, %v", got, err)
+	}
+
+	// A restart needs no new token: the node renews by the certificate it
+	// saved in --state-dir (the join token is spent).
+	_, lines, _ = startNode(t, bin, args...)
+	waitLog([]string{"node certificate issued", "node/n1"}, []string{"workload enrolled", a.name}, []string{"workload enrolled", b.name})
+	if got, err := exchange(t, a, b.addr+":9000", "after restart"); err != nil || got != "after restart" {
+		t.Fatalf("after restart: echo = %q, %v", got, err)
+	}
+}
+
+// startNode starts `ward node` with args; lines carries its log lines and
+// exited its exit status. Cleanup kills it.
+func startNode(t *testing.T, bin string, args ...string) (*exec.Cmd, chan string, chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	lines := make(chan string, 4096)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default: // the test reads only what it waits for
+			}
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	return cmd, lines, exited
+}
+
+// waitLines waits until, for every group of strings, some line contains
+// all of them (in any order of lines).
+func waitLines(t *testing.T, lines chan string, groups ...[]string) {
+	t.Helper()
+	timeout := time.After(60 * time.Second)
+	pending := groups
+	for len(pending) > 0 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("ward node exited while waiting for %q", pending)
+			}
+			pending = slices.DeleteFunc(pending, func(g []string) bool {
+				for _, w := range g {
+					if !strings.Contains(l, w) {
+						return false
+					}
+				}
+				return true
+			})
+		case <-timeout:
+			t.Fatalf("no log lines with %q", pending)
+		}
 	}
 }
 

@@ -32,6 +32,7 @@ type nodeOptions struct {
 	caRoot   string
 	caServer string
 	token    string
+	stateDir string
 	metrics  string
 	decLog   string
 	cleanup  bool
@@ -65,6 +66,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.caRoot, "ca-root", "", "PEM file with the CA's trust bundle (from: ward ca bundle)")
 	f.StringVar(&o.caServer, "ca-server-id", "", "SPIFFE ID of the control plane (default spiffe://<td>/ns/ward-system/sa/ward)")
 	f.StringVar(&o.token, "join-token-file", "", "file holding this node's one-time join token (from: ward ca token create --node <name>)")
+	f.StringVar(&o.stateDir, "state-dir", "", "keep the node key and certificate here (0600) so a restart renews by certificate instead of needing a new join token")
 	f.StringVar(&o.caState, "dev-ca-state-dir", "", "single-machine demos only, instead of --ca-addr: sign workload certificates with the CA state in this directory (the --state-dir of `ward serve`); the node then holds the CA key and no placement check is made")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve /metrics on this address (connections, bytes, denies per rule, certificate expiry)")
 	f.StringVar(&o.decLog, "decision-log", "", "write every inbound verdict as a JSON line to this file (the ext_authz decision log format, rotated by size)")
@@ -163,8 +165,8 @@ func nodeIssuer(ctx context.Context, o nodeOptions, td spiffeid.TrustDomain, log
 }
 
 func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (node.RemoteConfig, error) {
-	if o.caRoot == "" || o.token == "" {
-		return node.RemoteConfig{}, errors.New("node: --ca-root and --join-token-file are required (or --dev-ca-state-dir on a single machine)")
+	if o.caRoot == "" || (o.token == "" && o.stateDir == "") {
+		return node.RemoteConfig{}, errors.New("node: --ca-root and --join-token-file (or a --state-dir holding the node certificate) are required (or --dev-ca-state-dir on a single machine)")
 	}
 	pemRoots, err := os.ReadFile(o.caRoot)
 	if err != nil {
@@ -174,9 +176,11 @@ func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (nod
 	if err != nil {
 		return node.RemoteConfig{}, fmt.Errorf("node: --ca-root %s: %w", o.caRoot, err)
 	}
-	tok, err := os.ReadFile(o.token)
-	if err != nil {
-		return node.RemoteConfig{}, fmt.Errorf("node: --join-token-file: %w", err)
+	var tok []byte
+	if o.token != "" {
+		if tok, err = os.ReadFile(o.token); err != nil {
+			return node.RemoteConfig{}, fmt.Errorf("node: --join-token-file: %w", err)
+		}
 	}
 	nodeID, err := ca.NodeID(td, mesh.ControlPlaneIdentity("").Namespace, o.name)
 	if err != nil {
@@ -190,5 +194,5 @@ func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (nod
 		return node.RemoteConfig{}, fmt.Errorf("node: --ca-server-id: %w", err)
 	}
 	return node.RemoteConfig{Addr: o.caAddr, NodeID: nodeID, ServerID: server, Roots: roots,
-		JoinToken: strings.TrimSpace(string(tok)), Log: log}, nil
+		JoinToken: strings.TrimSpace(string(tok)), StateDir: o.stateDir, Log: log}, nil
 }
