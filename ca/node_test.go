@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"testing"
 	"time"
 
@@ -217,5 +218,22 @@ func TestNodeID(t *testing.T) {
 	}
 	if _, err := mesh.IdentityFromID(id); err == nil {
 		t.Error("a node identity parses as a workload identity")
+	}
+}
+
+// TestNodeCertificateIsNoWorkload: a node certificate does not open a
+// workload's xDS or ext_authz stream on the secure port.
+func TestNodeCertificateIsNoWorkload(t *testing.T) {
+	c := newTestCA(t, &fakeClock{now: time.Now()}, nil)
+	id, err := NodeID(c.td, "ward-system", "node-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := c.Sign(Params{ID: id, PublicKey: ecKey(t).Public(), Method: MethodJoinToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ChainIdentity([][]*x509.Certificate{{iss.Leaf, c.Roots()[0]}}); err == nil {
+		t.Errorf("node certificate accepted as workload %v", got)
 	}
 }
