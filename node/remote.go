@@ -111,13 +111,25 @@ func (r *RemoteCA) Close() error {
 	return r.client.Close()
 }
 
-// Issue asks the CA for id's certificate with the node proxy's CSR.
+// Issue asks the CA for id's certificate with the node proxy's CSR. A
+// call that fails because a node renewal replaced its connection
+// meanwhile is made once more on the new one.
 func (r *RemoteCA) Issue(ctx context.Context, id spiffeid.ID, csrDER []byte, ttl time.Duration) ([]string, error) {
-	r.mu.Lock()
-	cl := r.client
-	r.mu.Unlock()
 	csr := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})
-	return cl.CreateCertificateFor(ctx, id, csr, ttl)
+	cl := r.conn()
+	chain, err := cl.CreateCertificateFor(ctx, id, csr, ttl)
+	if err != nil && ctx.Err() == nil {
+		if next := r.conn(); next != cl {
+			return next.CreateCertificateFor(ctx, id, csr, ttl)
+		}
+	}
+	return chain, err
+}
+
+func (r *RemoteCA) conn() *caclient.Client {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.client
 }
 
 // Run renews the node certificate at half its lifetime (retrying a
