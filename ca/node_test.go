@@ -237,3 +237,30 @@ func TestNodeCertificateIsNoWorkload(t *testing.T) {
 		t.Errorf("node certificate accepted as workload %v", got)
 	}
 }
+
+// FuzzNodeID: an identity is a node identity only in the exact form
+// NodeID builds, and never also a workload identity.
+func FuzzNodeID(f *testing.F) {
+	f.Add("/ns/ward-system/sa/ward-node/node/node-1")
+	f.Add("/ns/ward-system/sa/ward-node/node/a.b")
+	f.Add("/ns/ward-system/sa/ward-node")
+	f.Add("/ns/ward-system/sa/ward-node/node/a/b")
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	f.Fuzz(func(t *testing.T, path string) {
+		id, err := spiffeid.FromPath(td, path)
+		if err != nil {
+			return
+		}
+		node, ok := ParseNodeID(id, td, "ward-system")
+		if !ok {
+			return
+		}
+		back, err := NodeID(td, "ward-system", node)
+		if err != nil || back != id {
+			t.Fatalf("ParseNodeID(%s) = %q, but NodeID gives %v, %v", id, node, back, err)
+		}
+		if _, err := mesh.IdentityFromID(id); err == nil {
+			t.Fatalf("%s is both a node and a workload identity", id)
+		}
+	})
+}
