@@ -26,6 +26,9 @@ const (
 	// MethodControlPlane marks the CA's own serving certificate in the
 	// issuance log; no caller authenticates with it.
 	MethodControlPlane = "control-plane"
+	// MethodNodeProxy marks, in the issuance log, a workload certificate
+	// issued to the node proxy of the workload's node.
+	MethodNodeProxy = "node-proxy"
 )
 
 // errNoCredential means an authenticator found nothing it could check; the
@@ -37,6 +40,8 @@ var errNoCredential = errors.New("no credential for this method")
 type Caller struct {
 	ID     spiffeid.ID
 	Method string
+	// Node is set for a node proxy: the node its identity is bound to.
+	Node string
 	// commit finalises the authentication once the certificate is signed
 	// (consumes a join token); nil when there is nothing to do.
 	commit func() error
@@ -93,6 +98,9 @@ func (a certAuthenticator) Authenticate(ctx context.Context) (*Caller, error) {
 	id, err := x509svid.IDFromCert(leaf)
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	if n, ok := a.ca.nodeCaller(id, MethodMTLS, nil); ok {
+		return n, nil
 	}
 	return a.ca.caller(id, MethodMTLS, nil)
 }
@@ -159,15 +167,25 @@ func (a joinAuthenticator) Authenticate(ctx context.Context) (*Caller, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, sa, err := a.ca.tokens.Check(t)
+	g, err := a.ca.tokens.check(t)
 	if err != nil {
 		return nil, fmt.Errorf("join token %s: %w", t.ID, err)
 	}
+	commit := func() error { return a.ca.tokens.Consume(t) }
+	if g.Node != "" {
+		id, err := NodeID(a.ca.td, a.ca.cfg.ServerIdentity.Namespace, g.Node)
+		if err != nil {
+			return nil, fmt.Errorf("join token %s: %w", t.ID, err)
+		}
+		n, _ := a.ca.nodeCaller(id, MethodJoinToken, commit)
+		return n, nil
+	}
+	ns, sa := g.Namespace, g.Account
 	id, err := mesh.Identity{TrustDomain: a.ca.cfg.TrustDomain, Namespace: ns, ServiceAccount: sa}.SPIFFEID()
 	if err != nil {
 		return nil, err
 	}
-	return a.ca.caller(id, MethodJoinToken, func() error { return a.ca.tokens.Consume(t) })
+	return a.ca.caller(id, MethodJoinToken, commit)
 }
 
 // caller checks id is a workload identity in the CA's trust domain that

@@ -96,6 +96,10 @@ type Config struct {
 	// control plane's namespace that callers may still obtain; every other
 	// identity there, and always the control plane's own, is refused.
 	AllowReserved []string
+	// Placement says which workloads run on which node; a node proxy is
+	// issued a workload's certificate only for workloads on its node. Nil
+	// refuses every impersonation request.
+	Placement Placement
 }
 
 func (c *Config) setDefaults() error {

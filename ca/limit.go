@@ -19,6 +19,8 @@ const (
 	DefaultUnauthenticatedShare = 0.5
 	DefaultIdentityPerSecond    = 5
 	DefaultIdentityBurst        = 50
+	DefaultNodePerSecond        = 20
+	DefaultNodeBurst            = 250
 	DefaultFailuresPerSecond    = 1
 	DefaultFailureBurst         = 10
 	DefaultMaxLimitKeys         = 10000
@@ -45,6 +47,12 @@ type Limits struct {
 	// to one SPIFFE ID (all replicas of a service account share them).
 	IdentityPerSecond float64
 	IdentityBurst     int
+	// NodePerSecond and NodeBurst bound the certificates one node proxy
+	// obtains (its own and its workloads'), charged to its node identity.
+	// The burst covers a full node (Kubernetes' default 110 pods) enrolling
+	// at start.
+	NodePerSecond float64
+	NodeBurst     int
 	// FailuresPerSecond and FailureBurst bound failed authentications per
 	// source address and per join-token id; a source over its budget is
 	// refused before any work is done for it.
@@ -62,6 +70,8 @@ func (l *Limits) setDefaults() {
 	setFloat(&l.UnauthenticatedShare, DefaultUnauthenticatedShare)
 	setFloat(&l.IdentityPerSecond, DefaultIdentityPerSecond)
 	setFloat(&l.FailuresPerSecond, DefaultFailuresPerSecond)
+	setFloat(&l.NodePerSecond, DefaultNodePerSecond)
+	setInt(&l.NodeBurst, DefaultNodeBurst)
 	setInt(&l.CSRMaxConcurrent, DefaultCSRMaxConcurrent)
 	setInt(&l.IdentityBurst, DefaultIdentityBurst)
 	setInt(&l.FailureBurst, DefaultFailureBurst)
@@ -89,6 +99,7 @@ const (
 	limitConcurrency     = "concurrency"
 	limitIdentity        = "identity"
 	limitSource          = "source"
+	limitNode            = "node"
 )
 
 // bucket returns a limiter of r per second holding burst, or an unlimited
@@ -108,6 +119,7 @@ type limiter struct {
 	unauth   *rate.Limiter
 	slots    chan struct{} // nil: no concurrency limit
 	identity *keyedLimiter
+	nodes    *keyedLimiter
 	failures *keyedLimiter
 }
 
@@ -118,6 +130,7 @@ func newLimiter(l Limits, clock Clock) *limiter {
 		all:      bucket(l.CSRMaxPerSecond, burst),
 		unauth:   bucket(l.CSRMaxPerSecond*l.UnauthenticatedShare, int(float64(burst)*l.UnauthenticatedShare)),
 		identity: newKeyedLimiter(l.IdentityPerSecond, l.IdentityBurst, l.MaxKeys),
+		nodes:    newKeyedLimiter(l.NodePerSecond, l.NodeBurst, l.MaxKeys),
 		failures: newKeyedLimiter(l.FailuresPerSecond, l.FailureBurst, l.MaxKeys),
 	}
 	if l.CSRMaxConcurrent > 0 {
@@ -152,6 +165,12 @@ func (l *limiter) admit(mtls bool) (release func(), hit string) {
 func (l *limiter) allowIdentity(id string) bool {
 	now := l.clock.Now()
 	return l.identity.get(id, now).AllowN(now, 1)
+}
+
+// allowNode takes one issuance from a node identity's bucket.
+func (l *limiter) allowNode(id string) bool {
+	now := l.clock.Now()
+	return l.nodes.get(id, now).AllowN(now, 1)
 }
 
 // failing reports whether any of keys has spent its failure budget.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net"
 	"time"
@@ -23,6 +24,7 @@ const (
 	resultInvalid         = "invalid"
 	resultUnauthenticated = "unauthenticated"
 	resultRateLimited     = "rate_limited"
+	resultDenied          = "denied"
 	resultError           = "error"
 )
 
@@ -74,16 +76,33 @@ func (s *service) create(ctx context.Context, req *pb.IstioCertificateRequest) (
 		return nil, resultUnauthenticated, status.Error(codes.Unauthenticated, "authentication failed")
 	}
 	log = log.With("spiffe_id", caller.ID.String(), "method", caller.Method)
-	if caller.ID.String() != pre.mtlsID && !c.limits.allowIdentity(caller.ID.String()) {
+	target, err := impersonated(req)
+	if err != nil {
+		c.warnLimited("csr_invalid", log, "csr rejected", "reason", err)
+		return nil, resultInvalid, status.Error(codes.InvalidArgument, "invalid certificate signing request")
+	}
+	id, err := c.subject(ctx, caller, target)
+	if err != nil {
+		result, err := c.refuse(log, err)
+		return nil, result, err
+	}
+	if id != caller.ID {
+		log = log.With("node", caller.Node, "impersonated", id.String())
+	}
+	if id.String() != pre.mtlsID && !c.limits.allowIdentity(id.String()) {
 		return nil, resultRateLimited, c.limited(limitIdentity, pre)
 	}
 	for _, u := range csr.URIs {
-		if u.String() != caller.ID.String() {
+		if u.String() != id.String() {
 			c.warnLimited("csr_invalid", log, "csr rejected", "reason", "csr asks for another identity", "requested", u.String())
 			return nil, resultInvalid, status.Error(codes.InvalidArgument, "invalid certificate signing request")
 		}
 	}
-	issued, err := c.Sign(Params{ID: caller.ID, PublicKey: csr.PublicKey, TTL: time.Duration(req.GetValidityDuration()) * time.Second, Method: caller.Method})
+	method := caller.Method
+	if id != caller.ID {
+		method = MethodNodeProxy
+	}
+	issued, err := c.Sign(Params{ID: id, PublicKey: csr.PublicKey, TTL: time.Duration(req.GetValidityDuration()) * time.Second, Method: method})
 	if err != nil {
 		log.Error("signing failed", "err", err)
 		return nil, resultError, status.Error(codes.Internal, "signing failed")
@@ -96,6 +115,18 @@ func (s *service) create(ctx context.Context, req *pb.IstioCertificateRequest) (
 	}
 	log.Debug("certificate issued", "serial", issued.Leaf.SerialNumber.Text(16), "not_after", issued.Leaf.NotAfter)
 	return &pb.IstioCertificateResponse{CertChain: issued.Chain}, resultIssued, nil
+}
+
+// refuse logs why an authenticated caller was refused and returns the
+// opaque status: PermissionDenied for a DeniedError, Internal otherwise.
+func (c *CA) refuse(log *slog.Logger, err error) (string, error) {
+	var d *DeniedError
+	if errors.As(err, &d) {
+		c.warnLimited("denied", log, "csr refused", "reason", err)
+		return resultDenied, status.Error(codes.PermissionDenied, "not authorised for the requested identity")
+	}
+	log.Error("csr refused", "err", err)
+	return resultError, status.Error(codes.Internal, "certificate request failed")
 }
 
 // pre is what the service knows of a caller before any expensive work:
@@ -151,7 +182,9 @@ func (c *CA) admit(p pre) (func(), error) {
 	switch {
 	case !mtls && c.limits.failing(p.sources()...):
 		hit = limitSource
-	case mtls && !c.limits.allowIdentity(p.mtlsID):
+	case mtls && c.isNode(p.mtlsID) && !c.limits.allowNode(p.mtlsID):
+		hit = limitNode
+	case mtls && !c.isNode(p.mtlsID) && !c.limits.allowIdentity(p.mtlsID):
 		hit = limitIdentity
 	}
 	if hit != "" {

@@ -70,6 +70,10 @@ type tokenRecord struct {
 	Namespace string    `json:"namespace"`
 	Account   string    `json:"serviceAccount"`
 	Expires   time.Time `json:"expires"`
+	// Node, when set, makes this a node proxy's token: it enrols the
+	// node identity bound to Node (NodeID) and Namespace/Account are
+	// empty.
+	Node string `json:"node,omitempty"`
 }
 
 // TokenStore keeps join tokens as one file per token (mode 0600) in a
@@ -108,6 +112,19 @@ func (s *TokenStore) Create(namespace, account string, ttl time.Duration) (JoinT
 	if err := s.reserved.Check(namespace, account); err != nil {
 		return JoinToken{}, fmt.Errorf("create join token: %w", err)
 	}
+	return s.mint(tokenRecord{Namespace: namespace, Account: account}, ttl)
+}
+
+// CreateNode mints a single-use token that enrols the node proxy of node
+// (the identity NodeID names), valid for ttl.
+func (s *TokenStore) CreateNode(node string, ttl time.Duration) (JoinToken, error) {
+	if err := ValidNodeName(node); err != nil {
+		return JoinToken{}, fmt.Errorf("create node join token: %w", err)
+	}
+	return s.mint(tokenRecord{Node: node}, ttl)
+}
+
+func (s *TokenStore) mint(rec tokenRecord, ttl time.Duration) (JoinToken, error) {
 	if ttl <= 0 {
 		return JoinToken{}, errors.New("create join token: ttl must be positive")
 	}
@@ -120,7 +137,7 @@ func (s *TokenStore) Create(namespace, account string, ttl time.Duration) (JoinT
 		return JoinToken{}, fmt.Errorf("create join token: %w", err)
 	}
 	t := JoinToken{ID: hex.EncodeToString(idb[:]), Secret: base64.RawURLEncoding.EncodeToString(sec[:])}
-	rec := tokenRecord{Hash: hashSecret(t.Secret), Namespace: namespace, Account: account, Expires: s.clock.Now().Add(ttl).UTC()}
+	rec.Hash, rec.Expires = hashSecret(t.Secret), s.clock.Now().Add(ttl).UTC()
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return JoinToken{}, fmt.Errorf("create join token: %w", err)
@@ -140,31 +157,51 @@ func (s *TokenStore) path(id string) string { return filepath.Join(s.dir, id+".j
 
 // Check validates t without consuming it and returns the namespace and
 // service account it was minted for. Expired tokens are deleted.
+// A node token reports ErrTokenUnknown here (see check).
 func (s *TokenStore) Check(t JoinToken) (namespace, account string, err error) {
-	b, err := os.ReadFile(s.path(t.ID))
-	if errors.Is(err, os.ErrNotExist) {
+	rec, err := s.check(t)
+	if err != nil {
+		return "", "", err
+	}
+	if rec.Node != "" {
 		return "", "", ErrTokenUnknown
 	}
+	return rec.Namespace, rec.Account, nil
+}
+
+// check validates t without consuming it and returns its record: a
+// workload's namespace and account, or a node's name.
+func (s *TokenStore) check(t JoinToken) (tokenRecord, error) {
+	b, err := os.ReadFile(s.path(t.ID))
+	if errors.Is(err, os.ErrNotExist) {
+		return tokenRecord{}, ErrTokenUnknown
+	}
 	if err != nil {
-		return "", "", fmt.Errorf("check join token %s: %w", t.ID, err)
+		return tokenRecord{}, fmt.Errorf("check join token %s: %w", t.ID, err)
 	}
 	var rec tokenRecord
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return "", "", fmt.Errorf("check join token %s: %w", t.ID, err)
+		return tokenRecord{}, fmt.Errorf("check join token %s: %w", t.ID, err)
 	}
 	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(hashSecret(t.Secret))) != 1 {
-		return "", "", ErrTokenUnknown
+		return tokenRecord{}, ErrTokenUnknown
 	}
 	if !s.clock.Now().Before(rec.Expires) {
 		_ = os.Remove(s.path(t.ID))
-		return "", "", ErrTokenExpired
+		return tokenRecord{}, ErrTokenExpired
+	}
+	if rec.Node != "" {
+		if rec.Namespace != "" || rec.Account != "" || ValidNodeName(rec.Node) != nil {
+			return tokenRecord{}, fmt.Errorf("check join token %s: malformed node record", t.ID)
+		}
+		return rec, nil
 	}
 	// A record is only ever written by Create, which refuses reserved
 	// identities; one naming them was written by someone else.
 	if err := s.reserved.Check(rec.Namespace, rec.Account); err != nil {
-		return "", "", fmt.Errorf("check join token %s: %w", t.ID, err)
+		return tokenRecord{}, fmt.Errorf("check join token %s: %w", t.ID, err)
 	}
-	return rec.Namespace, rec.Account, nil
+	return rec, nil
 }
 
 // Consume marks t used. Exactly one concurrent caller succeeds.

@@ -26,11 +26,12 @@ type Issuer interface {
 
 // MethodNodeProxy records, in the CA's issuance log, a certificate issued
 // to a node proxy for a workload on its node.
-const MethodNodeProxy = "node-proxy"
+const MethodNodeProxy = ca.MethodNodeProxy
 
-// LocalCA issues from an in-process Ward CA: tests and single-process
-// demos. A node proxy in production asks `ward serve` (next step: the
-// CA's node-scoped impersonation check, see docs/ambient.md).
+// LocalCA issues from an in-process Ward CA, with no placement check:
+// unit tests and `ward node --dev-ca-state-dir` only. A node proxy asks
+// `ward serve` through RemoteCA, which the CA checks against the node's
+// workloads.
 type LocalCA struct{ CA *ca.CA }
 
 var _ Issuer = LocalCA{}

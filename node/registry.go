@@ -4,16 +4,18 @@ import (
 	"net/netip"
 	"sync/atomic"
 
+	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
 )
 
 // Labels that enrol a workload. Istio's name selects ambient mode; Ward
 // adds the node a WorkloadEntry runs on (Istio's WorkloadEntry has no such
 // field; in Kubernetes the pod's spec.nodeName is used instead).
+// The CA places workloads on nodes by the same labels (ca.Placement).
 const (
-	LabelDataplaneMode = "istio.io/dataplane-mode"
-	DataplaneAmbient   = "ambient"
-	LabelNode          = "ward.io/node"
+	LabelDataplaneMode = ca.LabelDataplaneMode
+	DataplaneAmbient   = ca.DataplaneAmbient
+	LabelNode          = ca.LabelNode
 )
 
 // Ambient reports whether w is enrolled in ambient mode.

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/structpb"
 	pb "istio.io/api/security/v1alpha1"
 )
 
@@ -104,10 +105,26 @@ func (c *Client) Close() error { return c.conn.Close() }
 // CreateCertificate sends a PEM CSR asking for ttl (0 = the CA default)
 // and returns the response chain: leaf first, bundle last.
 func (c *Client) CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) ([]string, error) {
+	return c.create(ctx, &pb.IstioCertificateRequest{Csr: string(csrPEM), ValidityDuration: int64(ttl / time.Second)})
+}
+
+// ImpersonatedIdentity is Istio's request metadata key naming the
+// identity a node proxy asks a certificate for.
+const ImpersonatedIdentity = "ImpersonatedIdentity"
+
+// CreateCertificateFor is CreateCertificate by a node proxy for workload
+// id on its node (Istio's ImpersonatedIdentity request metadata). The
+// caller must authenticate with its node certificate.
+func (c *Client) CreateCertificateFor(ctx context.Context, id spiffeid.ID, csrPEM []byte, ttl time.Duration) ([]string, error) {
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{ImpersonatedIdentity: structpb.NewStringValue(id.String())}}
+	return c.create(ctx, &pb.IstioCertificateRequest{Csr: string(csrPEM), ValidityDuration: int64(ttl / time.Second), Metadata: md})
+}
+
+func (c *Client) create(ctx context.Context, req *pb.IstioCertificateRequest) ([]string, error) {
 	if c.token != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
 	}
-	resp, err := c.api.CreateCertificate(ctx, &pb.IstioCertificateRequest{Csr: string(csrPEM), ValidityDuration: int64(ttl / time.Second)})
+	resp, err := c.api.CreateCertificate(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("create certificate: %w", err)
 	}

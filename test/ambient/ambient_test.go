@@ -18,7 +18,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/wardmesh/ward/authz"
-	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
 	"github.com/wardmesh/ward/node"
@@ -124,18 +123,16 @@ func newWorld(t testing.TB) *world {
 	c.run(w.b, "echo:9000,http:8080,sink:9100")
 	c.run(w.d, "echo:9000")
 	c.run(w.x, "echo:9000,sink:9100")
-	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	snap := snapshot(t, w.config())
+	cp := newControlPlane(t, func() *mesh.Snapshot { return snap })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	for i := range w.nodes {
 		w.metrics[i] = prometheus.NewRegistry()
+		iss := cp.issuer(t, fmt.Sprintf("node-%d", i+1))
 		p, err := node.New(node.Config{
 			Metrics: w.metrics[i],
 			Node:    fmt.Sprintf("node-%d", i+1), TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
-			Snapshot: snap, Issuer: node.LocalCA{CA: authority}, Log: log, Clock: w.clock, RemoveRulesOnStop: true,
+			Snapshot: snap, Issuer: iss, Log: log, Clock: w.clock, RemoveRulesOnStop: true,
 			OnDecision: func(d node.Decision) {
 				w.mu.Lock()
 				w.decisions = append(w.decisions, d)

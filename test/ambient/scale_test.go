@@ -14,7 +14,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/node"
 )
 
@@ -39,16 +39,14 @@ func TestAmbientScale(t *testing.T) {
 	}
 	server := pods[0]
 	c.run(server, "echo:9000")
-	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	snap := snapshot(t, cfg.String())
+	iss := newControlPlane(t, func() *mesh.Snapshot { return snap }).issuer(t, "n1")
 	runtime.GC()
 	var base runtime.MemStats
 	runtime.ReadMemStats(&base)
 	baseG := runtime.NumGoroutine()
 	p, err := node.New(node.Config{Node: "n1", TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
-		Snapshot: snapshot(t, cfg.String()), Issuer: node.LocalCA{CA: authority},
+		Snapshot: snap, Issuer: iss,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -36,21 +37,35 @@ func newCACmd() *cobra.Command {
 func newCATokenCmd() *cobra.Command {
 	token := &cobra.Command{Use: "token", Short: "Manage one-time join tokens for file-mode workloads and VMs"}
 	o := caOptions{}
-	var ns, sa string
+	var ns, sa, nodeName string
 	var ttl time.Duration
 	var allowReserved []string
 	create := &cobra.Command{
 		Use:   "create",
-		Short: "Mint a single-use join token for one namespace/service account",
+		Short: "Mint a single-use join token for one namespace/service account, or for a node proxy",
 		Long: "Mint a single-use join token. It is printed once and stored only as a SHA-256\n" +
-			"hash in <state>/tokens; `ward agent --join-token-file` spends it on enrolment.",
+			"hash in <state>/tokens; `ward agent --join-token-file` spends it on enrolment.\n" +
+			"With --node it enrols the node proxy of that node instead (`ward node\n" +
+			"--join-token-file`): the node identity spiffe://<td>/ns/ward-system/sa/ward-node/node/<node>,\n" +
+			"which may obtain the certificates of the ambient workloads placed on that node.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := ca.NewReservation(mesh.ControlPlaneIdentity(""), allowReserved)
 			if err != nil {
 				return err
 			}
-			t, err := ca.NewTokenStore(ca.TokenDir(o.stateDir), nil).WithReservation(res).Create(ns, sa, ttl)
+			store := ca.NewTokenStore(ca.TokenDir(o.stateDir), nil).WithReservation(res)
+			var t ca.JoinToken
+			switch {
+			case nodeName != "" && ns != "":
+				return errors.New("ca token create: --node and --ns are exclusive")
+			case nodeName != "":
+				t, err = store.CreateNode(nodeName, ttl)
+			case ns == "":
+				return errors.New("ca token create: --ns or --node is required")
+			default:
+				t, err = store.Create(ns, sa, ttl)
+			}
 			if err != nil {
 				return err
 			}
@@ -61,9 +76,9 @@ func newCATokenCmd() *cobra.Command {
 	o.addFlags(create)
 	create.Flags().StringVar(&ns, "ns", "", "namespace of the identity (required)")
 	create.Flags().StringVar(&sa, "sa", "default", "service account of the identity")
+	create.Flags().StringVar(&nodeName, "node", "", "mint a token enrolling the node proxy of this node (the ward.io/node label of its workloads) instead of a workload")
 	create.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token can be used")
 	create.Flags().StringSliceVar(&allowReserved, "allow-reserved", nil, "namespace/serviceaccount in the control plane's namespace (ward-system) to mint a token for anyway; ward serve must allow it too (--ca-allow-reserved). The control plane's own identity is always refused")
-	_ = create.MarkFlagRequired("ns")
 	token.AddCommand(create)
 	return token
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/ca"
+	"github.com/wardmesh/ward/ca/caclient"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
 	"github.com/wardmesh/ward/node"
@@ -24,6 +28,11 @@ type nodeOptions struct {
 	config   string
 	netnsDir string
 	caState  string
+	caAddr   string
+	caRoot   string
+	caServer string
+	token    string
+	stateDir string
 	metrics  string
 	decLog   string
 	cleanup  bool
@@ -41,7 +50,9 @@ func newNodeCmd() *cobra.Command {
 			"network namespace (<--netns-dir>/<WorkloadEntry name>) and redirects its TCP there with\n" +
 			"iptables. Traffic between enrolled workloads is carried over HBONE with the source\n" +
 			"workload's identity; arriving connections are judged by PeerAuthentication and the L4\n" +
-			"part of AuthorizationPolicy. Config is read (and watched) from --config, the same\n" +
+			"part of AuthorizationPolicy. Workload certificates come from `ward serve` (--ca-addr):\n" +
+			"the node enrols with its join token and the CA issues only the workloads placed on it.\n" +
+			"Config is read (and watched) from --config, the same\n" +
 			"Istio YAML tree `ward serve --config` reads; ADS from `ward serve` is the next step\n" +
 			"(docs/ambient.md).",
 		Args: cobra.NoArgs,
@@ -51,7 +62,12 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.name, "name", "", "this node's name (the ward.io/node label of its workloads)")
 	f.StringVar(&o.config, "config", "", "directory of Istio YAML: WorkloadEntry, ServiceEntry, PeerAuthentication, AuthorizationPolicy, MeshConfig")
 	f.StringVar(&o.netnsDir, "netns-dir", "/var/run/netns", "directory holding each workload's network namespace, named after its WorkloadEntry")
-	f.StringVar(&o.caState, "dev-ca-state-dir", "", "single-machine demos only: sign workload certificates with the CA state in this directory (the --state-dir of `ward serve`); the node then holds the CA key")
+	f.StringVar(&o.caAddr, "ca-addr", "localhost:15012", "address of Ward's certificate service (the --secure-addr of `ward serve`)")
+	f.StringVar(&o.caRoot, "ca-root", "", "PEM file with the CA's trust bundle (from: ward ca bundle)")
+	f.StringVar(&o.caServer, "ca-server-id", "", "SPIFFE ID of the control plane (default spiffe://<td>/ns/ward-system/sa/ward)")
+	f.StringVar(&o.token, "join-token-file", "", "file holding this node's one-time join token (from: ward ca token create --node <name>)")
+	f.StringVar(&o.stateDir, "state-dir", "", "keep the node key and certificate here (0600) so a restart renews by certificate instead of needing a new join token")
+	f.StringVar(&o.caState, "dev-ca-state-dir", "", "single-machine demos only, instead of --ca-addr: sign workload certificates with the CA state in this directory (the --state-dir of `ward serve`); the node then holds the CA key and no placement check is made")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve /metrics on this address (connections, bytes, denies per rule, certificate expiry)")
 	f.StringVar(&o.decLog, "decision-log", "", "write every inbound verdict as a JSON line to this file (the ext_authz decision log format, rotated by size)")
 	f.BoolVar(&o.cleanup, "remove-rules-on-exit", false, "remove the workloads' redirect rules on exit, so their traffic flows unproxied; by default the rules stay and their TCP is refused until a node proxy runs again (fail closed)")
@@ -63,12 +79,6 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 	log := o.log.logger(cmd.ErrOrStderr())
 	if o.name == "" || o.config == "" {
 		return errors.New("node: --name and --config are required")
-	}
-	if o.caState == "" {
-		// Remote issuance needs the CA to check that the workload runs on
-		// the calling node (Istio's impersonation rule); until it does,
-		// refusing is safer than a node proxy that can ask for anyone.
-		return errors.New("node: --dev-ca-state-dir is required: issuing through `ward serve` (node-scoped certificate requests) is not available yet")
 	}
 	var p *node.Proxy
 	src, err := file.New(file.Config{Dir: o.config, Log: log, OnSnapshot: func(s *mesh.Snapshot) {
@@ -90,16 +100,12 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 	if err != nil {
 		return fmt.Errorf("node: trust domain: %w", err)
 	}
-	issued, err := ca.NewMemoryLog(ca.LogConfig{})
+	issuer, runIssuer, err := nodeIssuer(cmd.Context(), o, td, log)
 	if err != nil {
 		return err
 	}
-	authority, err := ca.New(ca.Config{StateDir: o.caState, TrustDomain: td.Name(), Log: log, IssuanceLog: issued})
-	if err != nil {
-		return fmt.Errorf("node: ca: %w", err)
-	}
 	reg := prometheus.NewRegistry()
-	cfg := node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: node.LocalCA{CA: authority}, NetnsDir: o.netnsDir, Log: log, Metrics: reg, RemoveRulesOnStop: o.cleanup}
+	cfg := node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: issuer, NetnsDir: o.netnsDir, Log: log, Metrics: reg, RemoveRulesOnStop: o.cleanup}
 	if o.decLog != "" {
 		dl, err := decisionlog.New(decisionlog.Config{Path: o.decLog, Log: log})
 		if err != nil {
@@ -121,10 +127,72 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 		g.Go(func() error { return serveHTTP(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
 	}
 	g.Go(func() error { return src.Run(ctx) })
+	g.Go(func() error { return runIssuer(ctx) })
 	g.Go(func() error { return p.Run(ctx) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
+}
+
+// nodeIssuer returns where workload certificates come from: `ward serve`
+// as this node (the CA checks each workload is placed on it), or, with
+// --dev-ca-state-dir, the CA state on this machine.
+func nodeIssuer(ctx context.Context, o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (node.Issuer, func(context.Context) error, error) {
+	idle := func(context.Context) error { return nil }
+	if o.caState != "" {
+		log.Warn("node: signing workload certificates with the local CA state (--dev-ca-state-dir): development only, the node holds the CA key")
+		issued, err := ca.NewMemoryLog(ca.LogConfig{})
+		if err != nil {
+			return nil, nil, err
+		}
+		authority, err := ca.New(ca.Config{StateDir: o.caState, TrustDomain: td.Name(), Log: log, IssuanceLog: issued})
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: ca: %w", err)
+		}
+		return node.LocalCA{CA: authority}, idle, nil
+	}
+	cfg, err := remoteConfig(o, td, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := node.NewRemoteCA(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("node: %w", err)
+	}
+	return r, r.Run, nil
+}
+
+func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (node.RemoteConfig, error) {
+	if o.caRoot == "" || (o.token == "" && o.stateDir == "") {
+		return node.RemoteConfig{}, errors.New("node: --ca-root and --join-token-file (or a --state-dir holding the node certificate) are required (or --dev-ca-state-dir on a single machine)")
+	}
+	pemRoots, err := os.ReadFile(o.caRoot)
+	if err != nil {
+		return node.RemoteConfig{}, fmt.Errorf("node: --ca-root: %w", err)
+	}
+	roots, err := caclient.ParseCertificates(pemRoots)
+	if err != nil {
+		return node.RemoteConfig{}, fmt.Errorf("node: --ca-root %s: %w", o.caRoot, err)
+	}
+	var tok []byte
+	if o.token != "" {
+		if tok, err = os.ReadFile(o.token); err != nil {
+			return node.RemoteConfig{}, fmt.Errorf("node: --join-token-file: %w", err)
+		}
+	}
+	nodeID, err := ca.NodeID(td, mesh.ControlPlaneIdentity("").Namespace, o.name)
+	if err != nil {
+		return node.RemoteConfig{}, fmt.Errorf("node: --name: %w", err)
+	}
+	server, err := mesh.ControlPlaneIdentity(td.Name()).SPIFFEID()
+	if o.caServer != "" {
+		server, err = spiffeid.FromString(o.caServer)
+	}
+	if err != nil {
+		return node.RemoteConfig{}, fmt.Errorf("node: --ca-server-id: %w", err)
+	}
+	return node.RemoteConfig{Addr: o.caAddr, NodeID: nodeID, ServerID: server, Roots: roots,
+		JoinToken: strings.TrimSpace(string(tok)), StateDir: o.stateDir, Log: log}, nil
 }

@@ -218,7 +218,7 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		meshCfg = cp.kube.mesh.WithDefaults()
 		cp.ca, err = cp.kube.newCA(ctx, o, meshCfg, cp.registry)
 	} else {
-		cp.ca, err = newCA(o, meshCfg, log, cp.registry)
+		cp.ca, err = newCA(o, meshCfg, log, cp.registry, ca.SnapshotPlacement{Snapshot: cp.snapshot})
 	}
 	if err != nil {
 		return err
@@ -307,11 +307,13 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	return err
 }
 
-func newCA(o serveOptions, m mesh.MeshConfig, log *slog.Logger, reg prometheus.Registerer) (*ca.CA, error) {
+// newCA builds the file-mode CA. Node proxies are issued the certificates
+// of the workloads the WorkloadEntries place on their node (placement).
+func newCA(o serveOptions, m mesh.MeshConfig, log *slog.Logger, reg prometheus.Registerer, placement ca.Placement) (*ca.CA, error) {
 	cfg := ca.Config{
 		StateDir: o.stateDir, TrustDomain: m.TrustDomain, Log: log, Metrics: reg,
 		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
-		ServerNames: o.serverNames,
+		ServerNames: o.serverNames, Placement: placement,
 	}
 	o.bounds.applyCA(&cfg)
 	return ca.New(cfg)
@@ -423,6 +425,13 @@ func (cp *controlPlane) push() {
 	}
 	cp.log.Info("snapshot", "version", s.Version(), "objects", s.Len(), "services", len(s.Services()),
 		"workloads", len(s.Workloads()), "rejected", rejected)
+}
+
+// snapshot returns what was last served (nil before the first).
+func (cp *controlPlane) snapshot() *mesh.Snapshot {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.current
 }
 
 // onKeysChanged re-pushes the current snapshot when an issuer's keys
@@ -645,7 +654,10 @@ func (cp *controlPlane) analyze(s *mesh.Snapshot) []kube.Problem {
 
 // newCA builds the CA on the ward-ca Secret (created by the leader only),
 // or on Istio's cacerts layout when the plug-in directory holds one. The
-// leader campaign starts here and runs until ctx ends.
+// leader campaign starts here and runs until ctx ends. It has no
+// Placement: node proxies are refused workload certificates until the
+// CA checks a pod's spec.nodeName (docs/ambient.md), since WorkloadEntry
+// and pod labels are writable by namespace users there.
 func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig, reg prometheus.Registerer) (*ca.CA, error) {
 	go func() { _ = k.leader.Run(ctx) }()
 	cfg := ca.Config{
