@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -105,7 +102,7 @@ func (o authzRecommendOptions) records(ctx context.Context) ([]als.Record, error
 	for _, f := range files {
 		rs, err := readCallFile(f)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("authz recommend: %w", err)
 		}
 		all = append(all, rs...)
 	}
@@ -137,34 +134,18 @@ func stateCallFiles(dir string) []string {
 	return out
 }
 
-// readCallFile decodes a JSON-lines record file. A torn last line (the
-// server writing) is skipped; any other bad line is an error.
+// readCallFile decodes a JSON-lines record file.
 func readCallFile(path string) ([]als.Record, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("authz recommend: open call records: %w", err)
+		return nil, fmt.Errorf("open call records: %w", err)
 	}
 	defer f.Close()
-	var out []als.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	line, bad := 0, 0
-	for sc.Scan() {
-		line++
-		if bad > 0 {
-			return nil, fmt.Errorf("authz recommend: %s:%d: not a call record", path, bad)
-		}
-		var r als.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			bad = line
-			continue
-		}
-		out = append(out, r)
+	rs, err := als.ReadRecords(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if err := sc.Err(); err != nil && err != io.EOF {
-		return nil, fmt.Errorf("authz recommend: read %s: %w", path, err)
-	}
-	return out, nil
+	return rs, nil
 }
 
 // callsOf keeps the records within window of the newest and turns them
