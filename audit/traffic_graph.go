@@ -5,7 +5,9 @@ import "sort"
 // graph is the observed-traffic graph drawn as inline SVG: callers in
 // the left column, called identities in the right, one line per edge
 // and verdict, coloured by mTLS (green) or plaintext (orange, dashed)
-// when allowed and red when denied. No scripts, no external assets.
+// when allowed and red when denied. No scripts, no external assets. The
+// shades differ from the bar charts' (more than the e2e screenshot
+// check's tolerance), so a screenshot proves the graph itself painted.
 type graph struct {
 	Width, Height int
 	Nodes         []graphNode
@@ -86,9 +88,9 @@ func edgeLines(e TrafficEdge, y1, y2 int) []graphEdge {
 	var out []graphEdge
 	if e.Allowed > 0 {
 		a := base
-		a.Class, a.Color = "edge allowed mtls", "#2e7d32"
+		a.Class, a.Color = "edge allowed mtls", "#43a047"
 		if !e.MTLS {
-			a.Class, a.Color, a.Dash = "edge allowed plaintext", "#ef6c00", "6 3"
+			a.Class, a.Color, a.Dash = "edge allowed plaintext", "#fb8c00", "6 3"
 		}
 		a.Title = e.Source + " → " + e.Destination + " " + e.Protocol + ": " + itoa(e.Allowed) + " allowed"
 		out = append(out, a)
@@ -96,7 +98,7 @@ func edgeLines(e TrafficEdge, y1, y2 int) []graphEdge {
 	if e.Denied > 0 {
 		d := base
 		d.Y1, d.Y2 = d.Y1+3, d.Y2+3
-		d.Class, d.Color = "edge denied "+map[bool]string{true: "mtls", false: "plaintext"}[e.MTLS], "#c62828"
+		d.Class, d.Color = "edge denied "+map[bool]string{true: "mtls", false: "plaintext"}[e.MTLS], "#e53935"
 		if !e.MTLS {
 			d.Dash = "6 3"
 		}
