@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/authz/recommend"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
@@ -26,6 +28,9 @@ type authzRecommendOptions struct {
 	window     time.Duration
 	enforce    bool
 	collapseAt int
+	// includeRestricted also proposes policies for workloads that
+	// already have an enforced ALLOW policy.
+	includeRestricted bool
 }
 
 func newAuthzRecommendCmd() *cobra.Command {
@@ -56,6 +61,7 @@ func newAuthzRecommendCmd() *cobra.Command {
 	f.DurationVar(&o.window, "window", 0, "use only records this long before the newest one (0: all)")
 	f.BoolVar(&o.enforce, "enforce", false, "emit enforcing policies (the rollout's last step) instead of dry-run")
 	f.IntVar(&o.collapseAt, "collapse-at", 3, "distinct paths under one parent that make it a <parent>/* prefix")
+	f.BoolVar(&o.includeRestricted, "include-restricted", false, "with --config, also propose for workloads that already have an enforced ALLOW policy (ALLOW policies add up: this can widen their access)")
 	return cmd
 }
 
@@ -74,6 +80,9 @@ func runAuthzRecommend(cmd *cobra.Command, o authzRecommendOptions) error {
 		}
 		snap = res.Snapshot
 		cfg.Selector = recommend.SelectorFrom(recommendWorkloads(snap))
+		if !o.includeRestricted {
+			calls = withoutRestricted(cmd, snap, calls)
+		}
 	}
 	result := recommend.Recommend(calls, cfg)
 	out, err := result.YAML(!o.enforce)
@@ -192,4 +201,45 @@ func recommendWorkloads(snap *mesh.Snapshot) []recommend.Workload {
 		}
 	}
 	return out
+}
+
+// withoutRestricted drops the calls to identities a workload of which
+// already has an enforced ALLOW policy: ALLOW policies add up, so a
+// recommendation there could only widen access (e.g. allow by principal
+// what the config allows only with a token). It says which on stderr.
+func withoutRestricted(cmd *cobra.Command, snap *mesh.Snapshot, calls []recommend.Call) []recommend.Call {
+	restricted := map[string]bool{}
+	for _, w := range snap.Workloads() {
+		if w.ServiceAccount != "" && hasAllowPolicy(snap, w) {
+			restricted[w.Namespace+"/"+w.ServiceAccount] = true
+		}
+	}
+	out := calls[:0:0]
+	skipped := map[string]int{}
+	for _, c := range calls {
+		ns, sa, ok := spiffeParts(c.Destination)
+		if ok && restricted[ns+"/"+sa] {
+			skipped[ns+"/"+sa]++
+			continue
+		}
+		out = append(out, c)
+	}
+	keys := make([]string, 0, len(skipped))
+	for k := range skipped {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(cmd.ErrOrStderr(), "note: %d calls to %s not used: it already has an enforced ALLOW policy (--include-restricted to propose anyway)\n", skipped[k], k)
+	}
+	return out
+}
+
+func hasAllowPolicy(snap *mesh.Snapshot, w *mesh.Workload) bool {
+	for _, c := range authz.PoliciesFor(snap, w.Namespace, w.Labels) {
+		if p, err := authz.FromConfig(c); err == nil && p.Action == authz.ActionAllow && !p.DryRun {
+			return true
+		}
+	}
+	return false
 }

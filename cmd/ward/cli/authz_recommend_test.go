@@ -173,3 +173,35 @@ func TestAuthzRecommendNeedsRecords(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
+
+// TestAuthzRecommendSkipsRestricted: a workload that already has an
+// enforced ALLOW policy gets no recommendation (it could only widen its
+// access), unless --include-restricted.
+func TestAuthzRecommendSkipsRestricted(t *testing.T) {
+	dir := t.TempDir()
+	meshYAML, err := os.ReadFile(filepath.Join(recommendData, "config", "mesh.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow := `
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: cart-callers, namespace: shop}
+spec:
+  selector: {matchLabels: {app: cart}}
+  action: ALLOW
+  rules: [{from: [{source: {principals: [cluster.local/ns/shop/sa/frontend]}}]}]
+`
+	if err := os.WriteFile(filepath.Join(dir, "c.yaml"), append(meshYAML, allow...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runRecommend(t, "--state", recommendData+"/state", "--config", dir)
+	if code != 0 || strings.Contains(out, "ward-recommended-cart") || !strings.Contains(errOut, "note: 6 calls to shop/cart not used") {
+		t.Fatalf("exit %d, stderr:\n%s\n%s", code, errOut, out)
+	}
+	out, errOut, code = runRecommend(t, "--state", recommendData+"/state", "--config", dir, "--include-restricted")
+	if code != 0 || !strings.Contains(out, "ward-recommended-cart") {
+		t.Fatalf("--include-restricted: exit %d, stderr:\n%s", code, errOut)
+	}
+}
