@@ -15,19 +15,26 @@ func Recommend(calls []Call, cfg Config) Result {
 	}
 	var res Result
 	groups := map[string]*group{}
+	byDest := map[string]*group{} // nil: not a workload identity
 	for _, c := range calls {
 		res.Window.add(c.Time)
 		if c.Denied {
 			res.Denied++
 			continue
 		}
-		ns, sa, ok := principalParts(c.Destination)
+		g, ok := byDest[c.Destination]
 		if !ok {
+			ns, sa, valid := principalParts(c.Destination)
+			if valid {
+				g = groupFor(groups, ns, sa, cfg.Selector)
+				g.workloads[c.Destination] = true
+			}
+			byDest[c.Destination] = g
+		}
+		if g == nil {
 			res.Skipped++
 			continue
 		}
-		g := groupFor(groups, ns, sa, cfg.Selector)
-		g.workloads[c.Destination] = true
 		g.evidence.add(c.Time)
 		g.source(c).add(c)
 	}
