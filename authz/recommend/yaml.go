@@ -121,7 +121,7 @@ func (r Rule) doc() ruleDoc {
 	var d ruleDoc
 	if !r.AnySource {
 		if len(r.Principals) > 0 {
-			d.From = append(d.From, fromDoc{Source: sourceDoc{Principals: r.Principals}})
+			d.From = append(d.From, fromDoc{Source: sourceDoc{Principals: istioPrincipals(r.Principals)}})
 		}
 		if len(r.IPBlocks) > 0 {
 			d.From = append(d.From, fromDoc{Source: sourceDoc{IPBlocks: r.IPBlocks}})
@@ -131,4 +131,15 @@ func (r Rule) doc() ruleDoc {
 		d.To = append(d.To, toDoc{Operation: opDoc(o)})
 	}
 	return d
+}
+
+// istioPrincipals writes SPIFFE IDs in Istio's principal form, without
+// the scheme (Istio matches "spiffe://" + principal, so a principal with
+// the scheme would never match there; Ward accepts both).
+func istioPrincipals(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = strings.TrimPrefix(id, "spiffe://")
+	}
+	return out
 }
