@@ -90,7 +90,7 @@ func (g *group) source(c Call) *calls {
 	}
 	cs := g.sources[s]
 	if cs == nil {
-		cs = &calls{ops: map[op]bool{}}
+		cs = &calls{ops: map[op]*Evidence{}}
 		g.sources[s] = cs
 	}
 	return cs
@@ -98,8 +98,7 @@ func (g *group) source(c Call) *calls {
 
 // calls is what one source did to one group.
 type calls struct {
-	ops      map[op]bool
-	evidence Evidence
+	ops map[op]*Evidence
 }
 
 // op is one observed operation; tcp ops carry only the port.
@@ -111,12 +110,16 @@ type op struct {
 }
 
 func (cs *calls) add(c Call) {
-	cs.evidence.add(c.Time)
 	o := op{port: c.Port, tcp: c.Protocol == "tcp"}
 	if !o.tcp {
 		o.method, o.path = c.Method, c.Path
 	}
-	cs.ops[o] = true
+	e := cs.ops[o]
+	if e == nil {
+		e = &Evidence{}
+		cs.ops[o] = e
+	}
+	e.add(c.Time)
 }
 
 // policy builds the group's rules: sources with the same operations
@@ -133,14 +136,14 @@ func (g *group) policy(collapseAt int) Policy {
 	}
 	byOps := map[string]*Rule{}
 	for s, cs := range g.sources {
-		for _, to := range operations(cs.ops, collapseAt) {
-			k := opsKey(to)
+		for _, og := range operations(cs.ops, collapseAt) {
+			k := opsKey(og.to)
 			r := byOps[k]
 			if r == nil {
-				r = &Rule{To: to}
+				r = &Rule{To: og.to}
 				byOps[k] = r
 			}
-			r.Evidence.merge(cs.evidence)
+			r.Evidence.merge(og.evidence)
 			r.addSource(s)
 		}
 	}
@@ -173,7 +176,7 @@ func (r *Rule) addSource(s source) {
 // seen on them, so that no method is allowed on a path it was not seen
 // on. A TCP call allows its whole port; an unknown port (0) is left out
 // of the operation, and TCP to an unknown port allows any operation.
-func operations(ops map[op]bool, collapseAt int) [][]Operation {
+func operations(ops map[op]*Evidence, collapseAt int) []opGroup {
 	tcpPorts := map[uint32]bool{}
 	paths := map[uint32]map[string]bool{}
 	for o := range ops {
@@ -186,8 +189,8 @@ func operations(ops map[op]bool, collapseAt int) [][]Operation {
 		}
 		paths[o.port][o.path] = true
 	}
-	if tcpPorts[0] || ops[op{}] {
-		return [][]Operation{nil} // any operation: TCP, or HTTP with no port, method or path known
+	if tcpPorts[0] || ops[op{}] != nil {
+		return []opGroup{{evidence: evidenceOf(ops, func(op) bool { return true })}} // any operation: TCP, or HTTP with no port, method or path known
 	}
 	var tcp, out []Operation
 	for port := range tcpPorts {
@@ -211,14 +214,34 @@ func operations(ops map[op]bool, collapseAt int) [][]Operation {
 		}
 		out = append(out, byMethods(port, methods)...)
 	}
-	var rules [][]Operation
-	for _, to := range [][]Operation{tcp, out} {
-		if len(to) > 0 {
-			sort.Slice(to, func(i, j int) bool { return opKey(to[i]) < opKey(to[j]) })
-			rules = append(rules, to)
+	var rules []opGroup
+	for _, g := range []opGroup{
+		{to: tcp, evidence: evidenceOf(ops, func(o op) bool { return tcpPorts[o.port] })},
+		{to: out, evidence: evidenceOf(ops, func(o op) bool { return !tcpPorts[o.port] })},
+	} {
+		if len(g.to) > 0 {
+			sort.Slice(g.to, func(i, j int) bool { return opKey(g.to[i]) < opKey(g.to[j]) })
+			rules = append(rules, g)
 		}
 	}
 	return rules
+}
+
+// opGroup is the `to` list of one rule and the evidence of the calls it
+// covers.
+type opGroup struct {
+	to       []Operation
+	evidence Evidence
+}
+
+func evidenceOf(ops map[op]*Evidence, covers func(op) bool) Evidence {
+	var e Evidence
+	for o, oe := range ops {
+		if covers(o) {
+			e.merge(*oe)
+		}
+	}
+	return e
 }
 
 // byMethods groups patterns with the same method set into one operation.

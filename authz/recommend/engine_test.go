@@ -296,3 +296,26 @@ func unseenProbes(rnd *rand.Rand) []recommend.Call {
 	}
 	return out
 }
+
+// TestRuleEvidence: a source's TCP and HTTP rules each carry the
+// evidence of the calls they cover.
+func TestRuleEvidence(t *testing.T) {
+	res := recommend.Recommend([]recommend.Call{
+		{Time: t0, Source: cart, Destination: db, Port: 5432, Protocol: "tcp"},
+		{Time: t0.Add(time.Hour), Source: cart, Destination: db, Port: 5432, Protocol: "tcp"},
+		httpCall(cart, db, 8080, "GET", "/x", 30),
+	}, recommend.Config{})
+	rules := res.Policies[0].Rules
+	if len(rules) != 2 {
+		t.Fatalf("rules %+v", rules)
+	}
+	for _, r := range rules {
+		want := uint64(1)
+		if len(r.To) == 1 && len(r.To[0].Methods) == 0 {
+			want = 2 // the TCP rule
+		}
+		if r.Evidence.Calls != want {
+			t.Errorf("rule %+v: %d calls, want %d", r.To, r.Evidence.Calls, want)
+		}
+	}
+}
