@@ -319,3 +319,21 @@ func TestRuleEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestOddPaths: recorded paths Istio cannot hold exactly (wildcards,
+// templates) or that look unusual still give valid policies that allow
+// the recorded call. (Paths with spaces, control characters or no leading "/" are
+// refused by the engine and by Envoy's codec: never recorded allowed.)
+func TestOddPaths(t *testing.T) {
+	var calls []recommend.Call
+	for i, p := range []string{"/ünï/cödé", "/a*b", "/{x}/y", "/x/%41", "/x/y/", "/", "/q;p=1"} {
+		calls = append(calls, httpCall(frontend, cart, 8080, "GET", p, i))
+	}
+	out := recommendYAML(t, calls, false)
+	c := newChecker(t, out)
+	for _, call := range calls {
+		if !c.allowed(call) {
+			t.Errorf("%q denied:\n%s", call.Path, out)
+		}
+	}
+}
