@@ -31,6 +31,7 @@ func Build(in Input) *Report {
 	b.authzFindings()
 	b.certs()
 	b.decisions()
+	b.traffic()
 	b.rejected()
 	b.readiness()
 	b.summary()

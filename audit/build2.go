@@ -202,11 +202,31 @@ func (b *builder) readiness() {
 			}
 		}
 	}
+	b.observedBlockers(byNS)
 	sort.Strings(order)
 	for _, ns := range order {
 		nr := byNS[ns]
 		nr.Ready = len(nr.Blockers) == 0
 		b.r.StrictReadiness = append(b.r.StrictReadiness, *nr)
+	}
+}
+
+// observedBlockers adds the plaintext calls the records show into each
+// namespace of the config: whatever the config says, these callers still
+// send plaintext, and STRICT would break them.
+func (b *builder) observedBlockers(byNS map[string]*NamespaceReady) {
+	if b.r.Traffic == nil {
+		return
+	}
+	for _, np := range b.r.Traffic.PlaintextByNamespace {
+		nr := byNS[np.Namespace]
+		if nr == nil {
+			continue
+		}
+		for _, e := range np.Edges {
+			nr.Blockers = append(nr.Blockers, fmt.Sprintf("observed: %s → %s over %s without mTLS, %d calls (last %s)",
+				e.Source, e.Destination, e.Protocol, e.Allowed+e.Denied, e.LastSeen.Format("2006-01-02T15:04:05Z")))
+		}
 	}
 }
 

@@ -84,7 +84,13 @@ figure{margin:0}figcaption{font-weight:600;margin-bottom:.3em}
 {{range .Bars}}<text x="0" y="{{.Y}}" dy="14" font-size="12">{{.Label}}</text><rect x="90" y="{{.Y}}" width="{{.Width}}" height="18" fill="{{.Color}}"><title>{{.Label}}: {{.Value}}</title></rect><text x="{{.Width}}" dx="96" y="{{.Y}}" dy="14" font-size="12">{{.Value}}</text>
 {{end}}</svg></figure>
 {{end}}</div>
-<h2 id="findings">Findings</h2>
+{{with .Graph}}<h2 id="traffic-graph-title">Who calls whom (observed)</h2>
+<figure><figcaption>Callers (left) and called identities (right); green mTLS, orange dashed plaintext, red denied{{if .Omitted}}; {{.Omitted}} more edges are only in the tables{{end}}.</figcaption>
+<svg id="traffic-graph" xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" role="img" aria-label="Observed traffic graph">
+{{range .Edges}}<line class="{{.Class}}" data-source="{{.Source}}" data-destination="{{.Destination}}" x1="{{.X1}}" y1="{{.Y1}}" x2="{{.X2}}" y2="{{.Y2}}" stroke="{{.Color}}" stroke-width="2"{{if .Dash}} stroke-dasharray="{{.Dash}}"{{end}}><title>{{.Title}}</title></line>
+{{end}}{{range .Nodes}}<text class="node" id="{{.ID}}" x="{{.X}}" y="{{.Y}}" text-anchor="{{.Anchor}}" font-size="12"><title>{{.Title}}</title>{{.Label}}</text>
+{{end}}</svg></figure>
+{{end}}<h2 id="findings">Findings</h2>
 {{if .R.Findings}}<table><tr><th>severity</th><th>code</th><th>object</th><th>message</th><th>controls</th></tr>
 {{range .R.Findings}}<tr><td class="{{sevclass (print .Severity)}}">{{.Severity}}</td><td>{{.Code}}</td><td>{{.Object}}</td><td>{{.Message}}</td><td>{{range .Controls}}{{.}} {{end}}</td></tr>
 {{end}}</table>{{else}}<p>No findings.</p>{{end}}
@@ -114,7 +120,8 @@ func renderHTML(w io.Writer, r *Report) error {
 		R        *Report
 		Charts   []chart
 		Sections []htmlSection
-	}{r, charts(r), secs}
+		Graph    *graph
+	}{r, charts(r), secs, trafficGraph(r.Traffic)}
 	if err := htmlTmpl.Execute(w, data); err != nil {
 		return fmt.Errorf("render audit html: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/telemetry/als"
 )
 
 // SchemaVersion names the JSON schema of a Report (docs/audit.md).
@@ -30,6 +31,9 @@ type Input struct {
 	JWKS []jwks.Status
 	// Decisions are decision-log entries; nil when no log was given.
 	Decisions []decisionlog.Entry
+	// Calls are observed call records (ward serve's access-log service:
+	// calls.log or /debug/calls); nil when none were given.
+	Calls []als.Record
 	// Now is the audit time; ExpiryThreshold flags certificates expiring
 	// sooner than Now+threshold (default 30 days).
 	Now             time.Time
@@ -48,6 +52,7 @@ type Report struct {
 	JWT             []JWTWorkload    `json:"jwt"`
 	Certificates    Certificates     `json:"certificates"`
 	Decisions       *Decisions       `json:"decisions,omitempty"`
+	Traffic         *Traffic         `json:"observedTraffic,omitempty"`
 	Findings        []Finding        `json:"findings"`
 	StrictReadiness []NamespaceReady `json:"strictReadiness"`
 }

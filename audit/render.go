@@ -53,7 +53,8 @@ type section struct {
 
 func sections(r *Report) []section {
 	return []section{summarySection(r), findingsSection(r), mtlsSection(r), readinessSection(r),
-		authzSection(r), policiesSection(r), jwtSection(r), certSection(r), issuedNSSection(r), issuedSection(r), decisionSection(r), deniedSection(r)}
+		authzSection(r), policiesSection(r), jwtSection(r), certSection(r), issuedNSSection(r), issuedSection(r), decisionSection(r), deniedSection(r),
+		trafficSection(r), trafficPlaintextSection(r), trafficCallersSection(r), trafficDeniedSection(r), trafficOpenSection(r)}
 }
 
 func summarySection(r *Report) section {

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -34,12 +35,39 @@ func extAuthzInterceptor(c WorkloadConfig) (grpc.UnaryServerInterceptor, func(),
 	if err != nil {
 		return nil, nil, fmt.Errorf("demo %s: %w", c.Role, err)
 	}
-	a, err := grpcauthz.New(grpcauthz.Config{Target: c.ExtAuthz, DialOptions: []grpc.DialOption{creds},
-		Namespace: w.Namespace, Name: w.Name, Labels: w.Labels, Log: c.Log})
+	calls, stopCalls, err := callLog(c, w, creds)
 	if err != nil {
 		return nil, nil, err
 	}
-	return a.UnaryServerInterceptor(), func() { a.Close() }, nil
+	a, err := grpcauthz.New(grpcauthz.Config{Target: c.ExtAuthz, DialOptions: []grpc.DialOption{creds},
+		Namespace: w.Namespace, Name: w.Name, Labels: w.Labels, Log: c.Log, CallLog: calls})
+	if err != nil {
+		stopCalls()
+		return nil, nil, err
+	}
+	return a.UnaryServerInterceptor(), func() { a.Close(); stopCalls() }, nil
+}
+
+// callLog reports every call the interceptor decides to Ward's access-log
+// service, on the same secure port as ext_authz and with the same
+// certificate (the service binds the records to it).
+func callLog(c WorkloadConfig, w grpcauthz.Workload, creds grpc.DialOption) (*grpcauthz.ALSClient, func(), error) {
+	node := w.Name
+	if node == "" {
+		node = c.Role
+	}
+	alsc, err := grpcauthz.NewALSClient(grpcauthz.ALSConfig{Target: c.ExtAuthz, DialOptions: []grpc.DialOption{creds},
+		NodeID: node + "." + w.Namespace, Namespace: w.Namespace, Log: c.Log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo %s: %w", c.Role, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = alsc.Run(ctx)
+	}()
+	return alsc, func() { cancel(); <-done; alsc.Close() }, nil
 }
 
 // allowedBy is the rule Ward's ext_authz named for an allowed call.

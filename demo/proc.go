@@ -2,6 +2,7 @@ package demo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -157,4 +158,17 @@ func output(ctx context.Context, bin string, args ...string) ([]byte, error) {
 		return out, fmt.Errorf("ward %s: %w", strings.Join(args[:min(2, len(args))], " "), err)
 	}
 	return out, nil
+}
+
+// outputAll is output with the command's stderr (its notes) after its
+// stdout.
+func outputAll(ctx context.Context, bin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("ward %s: %w: %s", strings.Join(args[:min(2, len(args))], " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return append(out, stderr.Bytes()...), nil
 }

@@ -271,12 +271,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return res, err
 	}
 	if !cfg.NoAudit {
-		fmt.Fprintf(out, "\nAudit of the running mesh (ward audit --config %s --server %s --decisions %s)\n\n", cfgDir, debugURL, filepath.Join(stateDir, "decisions.log"))
-		rep, err := output(ctx, cfg.Ward, "audit", "--config", cfgDir, "--server", debugURL, "--decisions", filepath.Join(stateDir, "decisions.log"))
+		calls := filepath.Join(stateDir, "calls.log")
+		fmt.Fprintf(out, "\nAudit of the running mesh (ward audit --config %s --server %s --decisions %s --calls %s)\n\n", cfgDir, debugURL, filepath.Join(stateDir, "decisions.log"), calls)
+		rep, err := output(ctx, cfg.Ward, "audit", "--config", cfgDir, "--server", debugURL, "--decisions", filepath.Join(stateDir, "decisions.log"), "--calls", calls)
 		if err != nil {
 			return res, err
 		}
 		out.Write(rep)
+		fmt.Fprintf(out, "\nPolicies recommended from the observed calls (ward authz recommend --config %s --state %s)\n\n", cfgDir, stateDir)
+		rec, err := outputAll(ctx, cfg.Ward, "authz", "recommend", "--config", cfgDir, "--state", stateDir)
+		if err != nil {
+			return res, err
+		}
+		out.Write(rec)
 	}
 	return res, nil
 }

@@ -49,7 +49,12 @@ type Config struct {
 	// (default DefaultReasonHeader). The interceptor returns it to the
 	// caller: as a response header on allow, a trailer on deny.
 	ReasonHeader string
-	Log          *slog.Logger
+	// CallLog, when set, receives an access-log entry per RPC (peer
+	// identity, method, status, latency, the deciding policy and rule).
+	CallLog CallLog
+	// Now is the clock of call latencies (default time.Now).
+	Now func() time.Time
+	Log *slog.Logger
 }
 
 // Authorizer holds the interceptors' state.
@@ -68,6 +73,9 @@ func New(cfg Config) (*Authorizer, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
@@ -112,8 +120,9 @@ func (a *Authorizer) Close() error {
 
 // UnaryServerInterceptor authorises each unary RPC before its handler.
 func (a *Authorizer) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, hdr, err := a.authorize(ctx, info.FullMethod)
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		ctx, hdr, c, err := a.authorize(ctx, info.FullMethod)
+		defer func() { a.logCall(c, status.Code(err)) }()
 		if err != nil {
 			return nil, err
 		}
@@ -129,8 +138,9 @@ func (a *Authorizer) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // StreamServerInterceptor authorises each stream once, when it opens
 // (Envoy checks an HTTP/2 stream once too).
 func (a *Authorizer) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, hdr, err := a.authorize(ss.Context(), info.FullMethod)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		ctx, hdr, c, err := a.authorize(ss.Context(), info.FullMethod)
+		defer func() { a.logCall(c, status.Code(err)) }()
 		if err != nil {
 			return err
 		}
@@ -153,15 +163,21 @@ func (s *authorizedStream) Context() context.Context { return s.ctx }
 // authorize asks the server about one RPC. On allow it returns the
 // context the handler runs with (incoming metadata as the server's
 // headers-to-add/remove leave it) and the response headers to send; on
-// deny, or when no verdict arrives, a status error (fail closed).
-func (a *Authorizer) authorize(ctx context.Context, method string) (context.Context, metadata.MD, error) {
+// deny, or when no verdict arrives, a status error (fail closed). The
+// call describes the RPC for its access-log entry.
+func (a *Authorizer) authorize(ctx context.Context, method string) (context.Context, metadata.MD, *call, error) {
 	req := a.checkRequest(ctx, method)
+	c := &call{start: a.cfg.Now(), check: req}
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
 	defer cancel()
 	resp, err := a.client.Check(cctx, req)
 	if err != nil {
 		a.cfg.Log.Warn("authorization failed closed: ext_authz unavailable", "method", method, "error", err)
-		return nil, nil, status.Error(codes.PermissionDenied, "ext_authz unavailable: "+status.Code(err).String())
+		c.denied = codes.PermissionDenied
+		return nil, nil, c, status.Error(codes.PermissionDenied, "ext_authz unavailable: "+status.Code(err).String())
 	}
-	return a.verdict(ctx, method, resp)
+	c.metadata = resp.GetDynamicMetadata()
+	vctx, hdr, err := a.verdict(ctx, method, resp)
+	c.denied = status.Code(err)
+	return vctx, hdr, c, err
 }

@@ -31,7 +31,7 @@ spec:
 		"/admin": false, "admin": false, "/a/%2e%2e/admin": false, "/x/../admin": false,
 		"/%61dmin": false, "/admin/Op": false, "/x\\..\\admin": false, "/pkg.Svc/Op": true,
 	} {
-		_, _, err := a.authorize(context.Background(), path)
+		_, _, _, err := a.authorize(context.Background(), path)
 		if allow && err != nil {
 			t.Errorf("%q: denied: %v", path, err)
 		}

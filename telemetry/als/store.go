@@ -1,8 +1,10 @@
 package als
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"sort"
 	"sync"
@@ -226,4 +228,33 @@ func (s *Store) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Stats{Records: s.total, Kept: len(s.ring), Edges: len(s.edges), DroppedEdges: s.droppedE, SinkErrors: s.sinkErrs}
+}
+
+// ReadRecords decodes call records written as JSON lines (the store's
+// file). Blank lines are skipped; a line that is not a record is an
+// error naming it, except a torn last line (the server was writing),
+// which is skipped.
+func ReadRecords(r io.Reader) ([]Record, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var out []Record
+	bad := 0
+	for n := 1; sc.Scan(); n++ {
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		if bad > 0 {
+			return nil, fmt.Errorf("read call records: line %d: not a call record", bad)
+		}
+		var rec Record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			bad = n
+			continue
+		}
+		out = append(out, rec)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read call records: %w", err)
+	}
+	return out, nil
 }

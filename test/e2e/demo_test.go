@@ -45,6 +45,11 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`reviews \(v3\)`),
 		regexp.MustCompile(`(?m)^Totals: [1-9]\d* allowed, [1-9]\d* denied, 1 refused, 0 failed`),
 		regexp.MustCompile(`(?m)^Audit of the running mesh`),
+		// Real records from the proxyless interceptors, through Ward's
+		// access-log service: allowed and denied calls between identities.
+		regexp.MustCompile(`== Observed traffic \([1-9]\d* calls .*: [1-9]\d* allowed, [1-9]\d* denied`),
+		regexp.MustCompile(`spiffe://cluster.local/ns/bookinfo/sa/frontend\s+spiffe://cluster.local/ns/bookinfo/sa/reviews\s+http\s+yes\s+[1-9]`),
+		regexp.MustCompile(`(?m)^Policies recommended from the observed calls`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("output lacks %s", want)

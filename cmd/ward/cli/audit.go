@@ -18,6 +18,7 @@ import (
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/telemetry/als"
 )
 
 type auditOptions struct {
@@ -26,6 +27,7 @@ type auditOptions struct {
 	server    string
 	caState   string
 	decisions []string
+	calls     []string
 	since     string
 	until     string
 	output    string
@@ -58,8 +60,9 @@ func newAuditCmd() *cobra.Command {
 	f.StringVar(&o.server, "server", "", "debug address of a running ward serve (e.g. http://127.0.0.1:15014): live CA and JWKS health")
 	f.StringVar(&o.caState, "ca-state", "", "ward serve --state dir whose CA state (ca/ca.json) to inventory, read-only")
 	f.StringSliceVar(&o.decisions, "decisions", nil, "authz decision log files (JSON lines, e.g. decisions.log,decisions.log.1) for decision statistics")
-	f.StringVar(&o.since, "since", "", "only decisions at or after this time (RFC 3339) or this long ago (e.g. 24h)")
-	f.StringVar(&o.until, "until", "", "only decisions before this time (RFC 3339)")
+	f.StringSliceVar(&o.calls, "calls", nil, "call-record files of ward serve's access-log service (JSON lines: <state>/calls.log, calls.log.1, …) for the observed-traffic section")
+	f.StringVar(&o.since, "since", "", "only decisions and calls at or after this time (RFC 3339) or this long ago (e.g. 24h)")
+	f.StringVar(&o.until, "until", "", "only decisions and calls before this time (RFC 3339)")
 	addOutputFlag(cmd, &o.output, audit.Formats...)
 	f.StringVar(&o.outFile, "out", "", "write the report to this file instead of stdout")
 	f.StringVar(&o.failOn, "fail-on", "", "exit 3 when a finding has this severity or higher: high|medium|low|info")
@@ -120,7 +123,39 @@ func (o auditOptions) input(cmd *cobra.Command, now time.Time) (audit.Input, err
 			return in, err
 		}
 	}
+	if len(o.calls) > 0 {
+		if in.Calls, err = o.readCalls(now); err != nil {
+			return in, err
+		}
+	}
 	return in, nil
+}
+
+// readCalls reads --calls, keeping records within --since/--until.
+func (o auditOptions) readCalls(now time.Time) ([]als.Record, error) {
+	from, err := parseSince(o.since, now)
+	if err != nil {
+		return nil, err
+	}
+	var to time.Time
+	if o.until != "" {
+		if to, err = time.Parse(time.RFC3339, o.until); err != nil {
+			return nil, fmt.Errorf("audit: --until %q: %w", o.until, err)
+		}
+	}
+	all := []als.Record{}
+	for _, path := range o.calls {
+		rs, err := readCallFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		for _, r := range rs {
+			if (from.IsZero() || !r.Time.Before(from)) && (to.IsZero() || r.Time.Before(to)) {
+				all = append(all, r)
+			}
+		}
+	}
+	return all, nil
 }
 
 // source loads the snapshot from --config or --kube (with the CA Secret).

@@ -21,7 +21,7 @@ func newAuthzCmd() *cobra.Command {
 		Use:   "authz",
 		Short: "Inspect and test authorization policies offline",
 	}
-	cmd.AddCommand(newAuthzCheckCmd())
+	cmd.AddCommand(newAuthzCheckCmd(), newAuthzRecommendCmd())
 	return cmd
 }
 
