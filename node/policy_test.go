@@ -3,57 +3,21 @@ package node
 import (
 	"context"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/wardmesh/ward/authn"
 	"github.com/wardmesh/ward/authz"
+	"github.com/wardmesh/ward/authz/authztest"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
 )
 
 // suiteFile is one file of authz/testdata/semantics (the format of
 // authz/semantics_test.go, decoded strictly so a format change is seen).
-type suiteFile struct {
-	Policies string      `yaml:"policies"`
-	Mesh     string      `yaml:"mesh"`
-	Cases    []suiteCase `yaml:"cases"`
-}
-
-type suiteCase struct {
-	Name     string            `yaml:"name"`
-	NS       string            `yaml:"ns"`
-	Labels   map[string]string `yaml:"labels"`
-	Req      suiteRequest      `yaml:"req"`
-	Allow    bool              `yaml:"allow"`
-	By       string            `yaml:"by"`
-	Reason   string            `yaml:"reason"`
-	Audit    []string          `yaml:"audit"`
-	Shadow   *bool             `yaml:"shadow"`
-	NoRBAC   bool              `yaml:"norbac"`
-	Why      string            `yaml:"why"`
-	Explains string            `yaml:"explains"`
-}
-
-type suiteRequest struct {
-	Principal string            `yaml:"principal"`
-	IP        string            `yaml:"ip"`
-	RemoteIP  string            `yaml:"remoteIP"`
-	DstIP     string            `yaml:"dstIP"`
-	Port      uint32            `yaml:"port"`
-	SNI       string            `yaml:"sni"`
-	TCP       bool              `yaml:"tcp"`
-	Method    string            `yaml:"method"`
-	Path      string            `yaml:"path"`
-	Host      string            `yaml:"host"`
-	Headers   map[string]string `yaml:"headers"`
-	Claims    map[string]any    `yaml:"claims"`
-}
+// The semantics suite's data format is authz's (authztest).
+type suiteCase = authztest.Case
 
 func or(s, def string) string {
 	if s == "" {
@@ -84,22 +48,9 @@ func snapshotOf(t *testing.T, meshYAML, policies string) *mesh.Snapshot {
 // matcher as the suite expects (the same cases the Rego engine, native
 // RBAC and the Envoy simulator are held to).
 func TestAgreesWithSemanticsSuiteTCP(t *testing.T) {
-	files, err := filepath.Glob("../authz/testdata/semantics/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no semantics files: %v", err)
-	}
 	n := 0
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sf suiteFile
-		dec := yaml.NewDecoder(strings.NewReader(string(b)))
-		dec.KnownFields(true)
-		if err := dec.Decode(&sf); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
+	for name, sf := range authztest.LoadSemantics(t) {
+		var err error
 		var pol *Policy
 		for _, c := range sf.Cases {
 			if !c.Req.TCP {
@@ -112,7 +63,7 @@ func TestAgreesWithSemanticsSuiteTCP(t *testing.T) {
 				}
 			}
 			n++
-			t.Run(filepath.Base(f)+"/"+c.Name, func(t *testing.T) { checkSuiteCase(t, pol, c) })
+			t.Run(name+"/"+c.Name, func(t *testing.T) { checkSuiteCase(t, pol, c) })
 		}
 	}
 	if n < 14 {

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wardmesh/ward/agent"
+	"github.com/wardmesh/ward/internal/httpserve"
 	"github.com/wardmesh/ward/mesh/identity"
 	"github.com/wardmesh/ward/sds"
 )
@@ -185,7 +185,7 @@ func run(cmd *cobra.Command, o options) error {
 		if err != nil {
 			return fmt.Errorf("agent: metrics: %w", err)
 		}
-		g.Go(func() error { return serveHTTP(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
+		g.Go(func() error { return httpserve.Serve(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
 	}
 	g.Go(func() error { return a.Run(ctx) })
 	return g.Wait()
@@ -202,24 +202,6 @@ func logger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// serveHTTP serves h on lis until ctx ends, then shuts down gracefully.
-func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // Main runs the agent as the ward-agent binary and exits with its status.

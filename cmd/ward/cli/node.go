@@ -18,6 +18,7 @@ import (
 	"github.com/wardmesh/ward/authz/decisionlog"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/ca/caclient"
+	"github.com/wardmesh/ward/internal/httpserve"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
 	"github.com/wardmesh/ward/node"
@@ -124,7 +125,7 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 		if err != nil {
 			return fmt.Errorf("node: metrics: %w", err)
 		}
-		g.Go(func() error { return serveHTTP(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
+		g.Go(func() error { return httpserve.Serve(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
 	}
 	g.Go(func() error { return src.Run(ctx) })
 	g.Go(func() error { return runIssuer(ctx) })

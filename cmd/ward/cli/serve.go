@@ -34,6 +34,7 @@ import (
 	"github.com/wardmesh/ward/authz/extauthz"
 	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/internal/access"
+	"github.com/wardmesh/ward/internal/httpserve"
 	"github.com/wardmesh/ward/internal/rotate"
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
@@ -293,10 +294,10 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 		return err
 	}
 	mux := cp.debugMux(gate)
-	g.Go(func() error { return serveHTTP(ctx, listeners[0], mux) })
+	g.Go(func() error { return httpserve.Serve(ctx, listeners[0], mux) })
 	if listeners[5] != nil {
 		tlsLis := tls.NewListener(listeners[5], httpsConfig(cp.ca.ServerTLSConfig()))
-		g.Go(func() error { return serveHTTP(ctx, tlsLis, mux) })
+		g.Go(func() error { return httpserve.Serve(ctx, tlsLis, mux) })
 	}
 	if listeners[1] != nil {
 		g.Go(func() error { return serveGRPC(ctx, listeners[1], plain) })
@@ -574,24 +575,6 @@ func serveGRPC(ctx context.Context, lis net.Listener, g *grpc.Server) error {
 	case <-stopped:
 	case <-time.After(2 * time.Second):
 		g.Stop()
-	}
-	return nil
-}
-
-// serveHTTP serves h on lis until ctx ends, then shuts down gracefully.
-func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
 	}
 	return nil
 }
