@@ -32,6 +32,8 @@ type Record struct {
 	Authority     string `json:"authority,omitempty"`
 	ResponseCode  uint32 `json:"response_code,omitempty"`
 	Details       string `json:"response_code_details,omitempty"`
+	// ResponseFlags are Envoy's response flags ("UH,UF"; "" for none).
+	ResponseFlags string `json:"response_flags,omitempty"`
 	MTLS          bool   `json:"mtls"`
 	Denied        bool   `json:"denied"`
 	Policy        string `json:"policy,omitempty"`
