@@ -84,3 +84,20 @@ func memRecord(size string, i, edge int) Record {
 		DecisionID: fmt.Sprintf("%016x", i*2654435761), ResponseCode: 200, MTLS: true, DurationUS: 1500,
 	}
 }
+
+// TestRingCapacityIsTheBound: a full ring holds exactly MaxRecords slots,
+// none unused, whatever the bound.
+func TestRingCapacityIsTheBound(t *testing.T) {
+	for _, n := range []int{1, 3, 64, 100, 10_000, 12_345} {
+		s := NewStore(StoreConfig{MaxRecords: n})
+		for i := range n + 5 {
+			s.Add(Record{Source: fmt.Sprint(i)})
+		}
+		if len(s.ring) != n || cap(s.ring) != n {
+			t.Errorf("MaxRecords %d: ring len %d cap %d", n, len(s.ring), cap(s.ring))
+		}
+		if got := s.Records(); len(got) != n || got[0].Source != fmt.Sprint(5) || got[n-1].Source != fmt.Sprint(n+4) {
+			t.Errorf("MaxRecords %d: kept %d records, %v … %v", n, len(got), got[0].Source, got[len(got)-1].Source)
+		}
+	}
+}
