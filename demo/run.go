@@ -159,6 +159,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		{Name: "reviews-v2", App: "reviews", Version: "v2", ServiceAccount: "reviews"},
 		{Name: "reviews-v3", App: "reviews", Version: "v3", ServiceAccount: "reviews"},
 		{Name: "ratings", App: "ratings", ServiceAccount: "ratings"},
+		// details has no ALLOW policy yet: the recommendation proposes one.
+		{Name: "details", App: "details", ServiceAccount: "details"},
 	}
 	pp, err := freePorts(3 + len(ws) - 1)
 	if err != nil {

@@ -13,6 +13,7 @@ const (
 	MethodReviewsList = "/bookinfo.Reviews/List"
 	MethodRatingsGet  = "/bookinfo.Ratings/Get"
 	MethodRatingsAdm  = "/bookinfo.Ratings/Admin"
+	MethodDetailsGet  = "/bookinfo.Details/Get"
 )
 
 type handler func(ctx context.Context, req *structpb.Struct) (*structpb.Struct, error)

@@ -13,6 +13,7 @@ func allExpected() []Event {
 		{From: "frontend", To: "ratings", Method: MethodRatingsGet, Caller: "mTLS as frontend", Code: "PermissionDenied", Rule: "deny"},
 		{From: "frontend", To: "ratings", Method: MethodRatingsAdm, Caller: "mTLS as frontend, no token", Code: "PermissionDenied"},
 		{From: "frontend", To: "ratings", Method: MethodRatingsAdm, Caller: "mTLS as frontend + ops JWT", Code: "OK"},
+		{From: "frontend", To: "details", Method: MethodDetailsGet, Caller: "mTLS as frontend", Code: "OK"},
 	}
 }
 
@@ -26,7 +27,7 @@ func TestCheckPassesWhenEveryOutcomeWasSeen(t *testing.T) {
 	if err := tb.check(res); err != nil {
 		t.Fatalf("check: %v\n%s", err, b.String())
 	}
-	if res.Allowed != 6 || res.Denied != 4 || res.Refused != 2 || res.Failed != 0 {
+	if res.Allowed != 8 || res.Denied != 4 || res.Refused != 2 || res.Failed != 0 {
 		t.Fatalf("counts %+v", res)
 	}
 	if n := strings.Count(b.String(), "ratings-deny") + strings.Count(b.String(), " deny\n"); n != 1 {

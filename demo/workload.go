@@ -27,6 +27,7 @@ import (
 const (
 	reviewsTarget = "xds:///reviews.bookinfo.svc.cluster.local:9080"
 	ratingsTarget = "xds:///ratings.bookinfo.svc.cluster.local:9080"
+	detailsTarget = "xds:///details.bookinfo.svc.cluster.local:9080"
 )
 
 // Roles a workload can play.
@@ -34,6 +35,7 @@ const (
 	RoleFrontend = "frontend"
 	RoleReviews  = "reviews"
 	RoleRatings  = "ratings"
+	RoleDetails  = "details"
 )
 
 // WorkloadConfig configures one demo workload process (`ward demo
@@ -91,10 +93,10 @@ func RunWorkload(ctx context.Context, c WorkloadConfig) error {
 	switch c.Role {
 	case RoleFrontend:
 		return runFrontend(ctx, c, out)
-	case RoleReviews, RoleRatings:
+	case RoleReviews, RoleRatings, RoleDetails:
 		return runServer(ctx, c, out)
 	}
-	return fmt.Errorf("demo workload: unknown role %q (frontend, reviews or ratings)", c.Role)
+	return fmt.Errorf("demo workload: unknown role %q (frontend, reviews, ratings or details)", c.Role)
 }
 
 func xdsClient(target string) (*grpc.ClientConn, error) {
@@ -145,6 +147,12 @@ func runServer(ctx context.Context, c WorkloadConfig, out *emitter) error {
 			},
 			"Admin": func(context.Context, *structpb.Struct) (*structpb.Struct, error) {
 				return structpb.NewStruct(map[string]any{"reset": true})
+			},
+		}), nil)
+	case RoleDetails:
+		s.RegisterService(serviceDesc("bookinfo.Details", map[string]handler{
+			"Get": func(context.Context, *structpb.Struct) (*structpb.Struct, error) {
+				return structpb.NewStruct(map[string]any{"pages": 200})
 			},
 		}), nil)
 	}
@@ -221,6 +229,11 @@ func runFrontend(ctx context.Context, c WorkloadConfig, out *emitter) error {
 		return err
 	}
 	defer ratings.Close()
+	details, err := xdsClient(detailsTarget)
+	if err != nil {
+		return err
+	}
+	defer details.Close()
 	t := time.NewTicker(c.Interval)
 	defer t.Stop()
 	for {
@@ -235,6 +248,7 @@ func runFrontend(ctx context.Context, c WorkloadConfig, out *emitter) error {
 			{ratings, "ratings", MethodRatingsGet, "", "mTLS as frontend"},
 			{ratings, "ratings", MethodRatingsAdm, "", "mTLS as frontend, no token"},
 			{ratings, "ratings", MethodRatingsAdm, token, "mTLS as frontend + ops JWT"},
+			{details, "details", MethodDetailsGet, "", "mTLS as frontend"},
 		} {
 			ev := invoke(ctx, step.cc, step.method, step.token)
 			if ctx.Err() != nil {

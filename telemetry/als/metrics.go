@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -15,7 +16,12 @@ var istioLabels = []string{
 	"reporter", "source_principal", "source_workload_namespace",
 	"destination_principal", "destination_workload_namespace", "destination_service",
 	"request_protocol", "response_code", "connection_security_policy",
+	"source_workload", "source_canonical_service",
+	"destination_workload", "destination_canonical_service", "response_flags",
 }
+
+// labelSet is one series' label values, in istioLabels' order.
+type labelSet [14]string
 
 // DefaultMaxSeries bounds the label sets Metrics exports.
 const DefaultMaxSeries = 10000
@@ -32,8 +38,10 @@ type Metrics struct {
 	dropped   prometheus.Counter
 
 	mu     sync.Mutex
-	series map[[9]string]bool
+	series map[labelSet]bool
 	max    int
+
+	peers atomic.Pointer[map[string]peer] // principal → workload, from SetWorkloads
 }
 
 // NewMetrics registers the metrics with reg; maxSeries ≤ 0 means
@@ -52,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer, maxSeries int) (*Metrics, error) {
 			Help: "TCP connections reported by proxies' access logs (Istio's standard metric)."}, istioLabels),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "ward_telemetry_metric_series_dropped_total",
 			Help: "Records not counted in Istio's standard metrics because their label set would pass the series bound."}),
-		series: map[[9]string]bool{},
+		series: map[labelSet]bool{},
 		max:    maxSeries,
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tcpOpened, m.dropped} {
@@ -65,7 +73,7 @@ func NewMetrics(reg prometheus.Registerer, maxSeries int) (*Metrics, error) {
 
 // Observe counts one record.
 func (m *Metrics) Observe(r Record) {
-	l := labels(r)
+	l := m.labels(r)
 	if !m.admit(l) {
 		m.dropped.Inc()
 		return
@@ -79,7 +87,7 @@ func (m *Metrics) Observe(r Record) {
 }
 
 // admit reports whether l is a known label set or one more fits.
-func (m *Metrics) admit(l [9]string) bool {
+func (m *Metrics) admit(l labelSet) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.series[l] {
@@ -92,7 +100,7 @@ func (m *Metrics) admit(l [9]string) bool {
 	return true
 }
 
-func labels(r Record) [9]string {
+func (m *Metrics) labels(r Record) labelSet {
 	reporter := "source"
 	if r.Side == "server" {
 		reporter = "destination"
@@ -102,11 +110,22 @@ func labels(r Record) [9]string {
 		security = "mutual_tls"
 	}
 	code := strconv.FormatUint(uint64(r.ResponseCode), 10) // 0: no response, as Istio
-	return [9]string{
+	flags := r.ResponseFlags
+	if flags == "" {
+		flags = "-" // Istio's value for none
+	}
+	var peers map[string]peer
+	if p := m.peers.Load(); p != nil {
+		peers = *p
+	}
+	src, dst := peers[r.Source].orUnknown(), peers[r.Destination].orUnknown()
+	return labelSet{
 		reporter,
 		orUnknown(r.Source), namespaceOf(r.Source),
 		orUnknown(r.Destination), namespaceOf(r.Destination), serviceOf(r.Cluster),
 		orUnknown(r.Protocol), code, security,
+		src.workload, src.canonical,
+		dst.workload, dst.canonical, flags,
 	}
 }
 

@@ -78,6 +78,7 @@ func fromCommon(c *datav3.AccessLogCommon, reporter, protocol, authzNS string, n
 	if v, ok := md["ward_allowed"].GetKind().(*structpb.Value_BoolValue); ok && !v.BoolValue {
 		r.Denied = true
 	}
+	r.ResponseFlags = flagCodes(c.GetResponseFlags())
 	if c.GetResponseFlags().GetUnauthorizedDetails() != nil {
 		r.Denied = true
 	}

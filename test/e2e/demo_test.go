@@ -11,7 +11,7 @@ import (
 )
 
 // TestDemo runs `ward demo` as a user would, bounded in time: the control
-// plane, five agents and five proxyless workloads on loopback. It must
+// plane, six agents and six proxyless workloads on loopback. It must
 // exit 0 (every expected outcome seen), print allowed and denied calls
 // with their deciding rules, both canary phases, and the audit report.
 func TestDemo(t *testing.T) {
@@ -50,10 +50,24 @@ func TestDemo(t *testing.T) {
 		regexp.MustCompile(`== Observed traffic \([1-9]\d* calls .*: [1-9]\d* allowed, [1-9]\d* denied`),
 		regexp.MustCompile(`spiffe://cluster.local/ns/bookinfo/sa/frontend\s+spiffe://cluster.local/ns/bookinfo/sa/reviews\s+http\s+yes\s+[1-9]`),
 		regexp.MustCompile(`(?m)^Policies recommended from the observed calls`),
+		// details has no ALLOW policy: its calls are allowed, flagged by
+		// the audit, and the recommendation proposes a least-privilege
+		// dry-run policy for exactly what was seen; reviews and ratings
+		// already have ALLOW policies and get none.
+		regexp.MustCompile(`frontend\s+details\s+Details/Get\s+mTLS as frontend\s+ALLOW\s+allowed: no ALLOW policy applies`),
+		regexp.MustCompile(`(?m)^  ok   details, with no ALLOW policy yet, is open to mesh identities$`),
+		regexp.MustCompile(`TRAFFIC-ALLOWED-WITHOUT-POLICY\s+spiffe://cluster.local/ns/bookinfo/sa/details\s+[1-9]\d* calls allowed only because no ALLOW policy applies`),
+		regexp.MustCompile(`(?m)^    istio.io/dry-run: "true"\n    recommend.wardmesh.io/evidence: [1-9]\d* calls, .*\n    recommend.wardmesh.io/workloads: spiffe://cluster.local/ns/bookinfo/sa/details\n  name: ward-recommended-details\n  namespace: bookinfo\nspec:\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        principals:\n        - cluster.local/ns/bookinfo/sa/frontend\n    to:\n    - operation:\n        methods:\n        - POST\n        paths:\n        - /bookinfo.Details/Get\n        ports:\n        - "\d+"\n  selector:\n    matchLabels:\n      app: details\n`),
+		regexp.MustCompile(`(?m)^note: [1-9]\d* calls to bookinfo/ratings not used: it already has an enforced ALLOW policy`),
+		regexp.MustCompile(`(?m)^note: [1-9]\d* calls to bookinfo/reviews not used: it already has an enforced ALLOW policy`),
+		regexp.MustCompile(`(?m)^verified with Ward's engine: [1-9]\d* recorded allowed calls allowed by --config plus the enforced recommendation; 0 not verifiable`),
 	} {
 		if !want.MatchString(out) {
 			t.Errorf("output lacks %s", want)
 		}
+	}
+	if n := strings.Count(out, "name: ward-recommended-"); n != 1 {
+		t.Errorf("%d recommended policies, want 1 (details)", n)
 	}
 	if strings.Contains(out, "FAIL") {
 		t.Errorf("a check failed")

@@ -79,7 +79,7 @@ func TestServeAccessLogsOverMTLS(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `istio_requests_total{connection_security_policy="none",destination_principal="spiffe://cluster.local/ns/bookinfo/sa/productpage"`) ||
+	if !strings.Contains(string(body), `istio_requests_total{connection_security_policy="none",destination_canonical_service="productpage",destination_principal="spiffe://cluster.local/ns/bookinfo/sa/productpage",destination_service="unknown",destination_workload="productpage-1",destination_workload_namespace="bookinfo"`) ||
 		!strings.Contains(string(body), `reporter="destination"`) {
 		t.Errorf("/metrics has no istio_requests_total for the record")
 	}

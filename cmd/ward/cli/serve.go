@@ -147,6 +147,7 @@ type controlPlane struct {
 	jwks     *jwks.Resolver
 	authz    *extauthz.Server
 	calls    *als.Store // call records from Envoy's access log service
+	metrics  *als.Metrics
 	ready    atomic.Bool
 	kube     *kubeMode // nil outside Kubernetes mode
 
@@ -268,6 +269,13 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	istioMetrics, err := als.NewMetrics(cp.registry, 0)
 	if err != nil {
 		return err
+	}
+	cp.mu.Lock()
+	cp.metrics = istioMetrics
+	current := cp.current
+	cp.mu.Unlock()
+	if current != nil {
+		setMetricWorkloads(istioMetrics, current)
 	}
 	cp.calls = als.NewStore(als.StoreConfig{Sink: callLog, Metrics: istioMetrics})
 	als.New(als.Config{Auth: xds.AuthenticatorFunc(cp.ca.PeerIdentity), Store: cp.calls, Log: log}).Register(secure)
@@ -412,7 +420,11 @@ func (cp *controlPlane) push() {
 	}
 	cp.mu.Lock()
 	cp.current = s
+	metrics := cp.metrics
 	cp.mu.Unlock()
+	if metrics != nil {
+		setMetricWorkloads(metrics, s)
+	}
 	cp.jwks.Track(s)
 	if err := cp.authz.Update(s); err != nil {
 		cp.log.Error("authorization engine not updated; the previous one keeps deciding", "version", s.Version(), "error", err.Error())
@@ -426,6 +438,16 @@ func (cp *controlPlane) push() {
 	}
 	cp.log.Info("snapshot", "version", s.Version(), "objects", s.Len(), "services", len(s.Services()),
 		"workloads", len(s.Workloads()), "rejected", rejected)
+}
+
+// setMetricWorkloads tells Istio's standard metrics the snapshot's
+// workloads, for their workload and canonical-service labels.
+func setMetricWorkloads(m *als.Metrics, s *mesh.Snapshot) {
+	ws := make([]als.Workload, 0, len(s.Workloads()))
+	for _, w := range s.Workloads() {
+		ws = append(ws, als.Workload{Name: w.Name, Namespace: w.Namespace, ServiceAccount: w.ServiceAccount, Labels: w.Labels})
+	}
+	m.SetWorkloads(s.Mesh().WithDefaults().TrustDomain, ws)
 }
 
 // snapshot returns what was last served (nil before the first).
