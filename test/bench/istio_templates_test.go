@@ -1,0 +1,149 @@
+package bench
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"text/template"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/mesh/file"
+	"github.com/wardmesh/ward/xds/benchmesh"
+	"github.com/wardmesh/ward/xds/translate"
+)
+
+// Istio's own benchmark templates (pilot/pkg/xds/testdata/benchmarks in
+// the istio.io/istio module), read at run time from the module cache,
+// never copied: set ISTIO_BENCH_DIR to that folder (docs/benchmarks.md
+// has the commands). Without it these benchmarks skip.
+var istioDir = os.Getenv("ISTIO_BENCH_DIR")
+
+func needIstio(b *testing.B) {
+	if istioDir == "" {
+		b.Skip("set ISTIO_BENCH_DIR to istio.io/istio's pilot/pkg/xds/testdata/benchmarks")
+	}
+}
+
+type istioInput struct{ Services, Instances int }
+
+type istioCase struct {
+	name string
+	in   istioInput
+}
+
+// Istio's testCases sizes (pilot/pkg/xds/bench_test.go).
+var istioCases = []istioCase{
+	{"gateways", istioInput{1000, 0}},
+	{"http", istioInput{100, 0}},
+	{"virtualservice", istioInput{100, 0}},
+	{"serviceentry-workloadentry", istioInput{100, 1000}},
+}
+
+func renderIstio(b *testing.B, c istioCase) string {
+	funcs := template.FuncMap{
+		"until": func(n int) []int {
+			r := make([]int, n)
+			for i := range r {
+				r[i] = i
+			}
+			return r
+		},
+		"div": func(a, b int) int { return a / b },
+		"mod": func(a, b int) int { return a % b },
+	}
+	f := filepath.Join(istioDir, c.name+".yaml")
+	t := template.Must(template.New("").Funcs(funcs).ParseFiles(f))
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, c.name+".yaml", c.in); err != nil {
+		b.Fatal(err)
+	}
+	// Istio's harness puts objects without a namespace in "default".
+	docs := strings.Split(buf.String(), "\n---")
+	for i, d := range docs {
+		if strings.Contains(d, "kind:") && !strings.Contains(d, "  namespace:") {
+			docs[i] = strings.Replace(d, "metadata:\n", "metadata:\n  namespace: default\n", 1)
+		}
+	}
+	return strings.Join(docs, "\n---")
+}
+
+func loadYAML(b *testing.B, y string) *mesh.Snapshot {
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(y), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	res, err := file.Load(dir)
+	if err != nil || len(res.Rejected) > 0 {
+		b.Fatalf("load: %v %v", err, res.Errs())
+	}
+	return res.Snapshot
+}
+
+func istioProxy(name string) mesh.Proxy {
+	l := mesh.Labels{"istio.io/benchmark": "true"}
+	if name == "gateways" {
+		return mesh.Proxy{ID: "router~1.1.1.1~v0.default~default.svc.cluster.local", Type: mesh.ProxyRouter, Namespace: "default", IPs: []string{"1.1.1.1"}, Labels: l}
+	}
+	return mesh.Proxy{ID: "sidecar~1.1.1.1~v0.default~default.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "default", IPs: []string{"1.1.1.1"}, Labels: l}
+}
+
+func genOne(b *testing.B, snap *mesh.Snapshot, p mesh.Proxy) {
+	ix := translate.NewIndex(snap)
+	var res *translate.Resources
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		res = translate.Generate(ix, ix.Scope(&p), translate.Hooks{})
+	}
+	b.StopTimer()
+	if err := res.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(len(res.Listeners)), "listeners")
+	b.ReportMetric(float64(len(res.Clusters)), "clusters")
+	b.ReportMetric(float64(len(res.Routes)), "routes")
+}
+
+// BenchmarkIstioTemplate: Ward generating one proxy's full config from
+// Istio's own benchmark templates rendered at Istio's sizes.
+func BenchmarkIstioTemplate(b *testing.B) {
+	needIstio(b)
+	for _, c := range istioCases {
+		b.Run(c.name, func(b *testing.B) { genOne(b, loadYAML(b, renderIstio(b, c)), istioProxy(c.name)) })
+	}
+}
+
+func BenchmarkIstioTemplateIndex(b *testing.B) {
+	needIstio(b)
+	for _, c := range istioCases {
+		b.Run(c.name, func(b *testing.B) {
+			snap := loadYAML(b, renderIstio(b, c))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				translate.NewIndex(snap)
+			}
+		})
+	}
+}
+
+// BenchmarkWardShape: Ward's own benchmesh.Shape at Istio's unit counts.
+func BenchmarkWardShape(b *testing.B) {
+	for _, c := range istioCases {
+		b.Run(c.name, func(b *testing.B) {
+			y, err := benchmesh.Shape(c.name, c.in.Services)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := mesh.Proxy{ID: "sidecar~10.200.0.1~app-0.default~default.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "default",
+				IPs: []string{"10.200.0.1"}, Labels: mesh.Labels{"app": "app"}}
+			if benchmesh.ShapeProxy(c.name) == "router" {
+				p = mesh.Proxy{ID: "router~10.9.9.9~ingress.istio-system~istio-system.svc.cluster.local", Type: mesh.ProxyRouter, Namespace: "istio-system",
+					Labels: mesh.Labels{"istio": "ingressgateway"}}
+			}
+			genOne(b, loadYAML(b, y), p)
+		})
+	}
+}
