@@ -108,6 +108,8 @@ var rules = []rule{
 		"schema is pure decoding and validation"},
 	{module + "/node", []string{module + "/xds", module + "/kube", module + "/webhook", module + "/sds", module + "/agent", module + "/audit", module + "/cmd", module + "/mesh/file", "k8s.io/client-go"},
 		"the node proxy runs on every node: it takes policy from authn/authz and identity from ca, never the control plane's servers or sources"},
+	{module + "/redirect", []string{module, "google.golang.org/grpc", "k8s.io", "net/http"},
+		"redirect is the pod's init container (ward redirect) and a candidate for node capture: nf_tables over netlink, nothing of Ward's"},
 	{module + "/node/hbone", []string{module + "/mesh", module + "/authn", module + "/authz", module + "/policies", module + "/ca", module + "/node$"},
 		"hbone is the tunnel protocol alone: no Ward policy, model or CA"},
 }

@@ -1,0 +1,45 @@
+package redirect_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// helperEnv makes the test binary a dialer: it connects to the address in
+// the variable, prints what the listener that answered wrote, and exits.
+// The capture tests run it as other users (uid 1000, the proxy's 1337):
+// the rules match a socket's owner, so only a process of that uid proves
+// them.
+const helperEnv = "WARD_REDIRECT_TEST_DIAL"
+
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(helperEnv); addr != "" {
+		os.Exit(dial(addr))
+	}
+	code := m.Run()
+	if helperDir != "" {
+		os.RemoveAll(helperDir)
+	}
+	os.Exit(code)
+}
+
+func dial(addr string) int {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Print(string(b))
+	return 0
+}
