@@ -10,6 +10,7 @@ import (
 
 	"github.com/wardmesh/ward/agent/sidecar"
 	"github.com/wardmesh/ward/cmd/internal/agentcli"
+	"github.com/wardmesh/ward/internal/atomicfile"
 	"github.com/wardmesh/ward/mesh"
 )
 
@@ -25,10 +26,10 @@ func newAgentCmd() *cobra.Command {
 func newAgentBootstrapCmd() *cobra.Command {
 	var id agentcli.IdentityFlags
 	var envoy bool
-	var ns, sa, stateDir, sdsSocket string
+	var ns, sa, stateDir, sdsSocket, outFile string
 	cmd := &cobra.Command{
 		Use:   "bootstrap",
-		Short: "Print a data-plane bootstrap (--envoy: Envoy with ADS to Ward and SDS from the agent)",
+		Short: "Print or write (--out) a data-plane bootstrap (--envoy: Envoy with ADS to Ward and SDS from the agent)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !envoy {
@@ -50,13 +51,24 @@ func newAgentBootstrapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(out))
+			out = append(out, '\n')
+			if outFile != "" {
+				// Atomic: Envoy, started after this init container, never
+				// reads a half-written bootstrap, and a restarted init
+				// container replaces it whole. No shell redirection needed.
+				if err := atomicfile.Write(outFile, out, 0o644, 0o755); err != nil {
+					return fmt.Errorf("agent bootstrap: write %s: %w", outFile, err)
+				}
+				return nil
+			}
+			_, err = cmd.OutOrStdout().Write(out)
 			return err
 		},
 	}
 	id.AddFlags(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&envoy, "envoy", false, "print an Envoy bootstrap (JSON)")
+	f.StringVar(&outFile, "out", "", "write the bootstrap to this file (atomically) instead of stdout")
 	f.StringVar(&ns, "ns", "default", "workload namespace")
 	f.StringVar(&sa, "sa", "default", "workload service account")
 	f.StringVar(&stateDir, "state", ".", "agent state directory (for the default SDS socket path)")

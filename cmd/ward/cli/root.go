@@ -39,6 +39,7 @@ func subcommands() []func() *cobra.Command {
 		newDemoCmd,
 		newProxyStatusCmd,
 		newNodeCmd,
+		newRedirectCmd,
 	}
 }
 
