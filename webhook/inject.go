@@ -3,7 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/wardmesh/ward/kube"
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/redirect"
 )
 
 // Labels and annotations that drive injection, as Istio spells them.
@@ -26,7 +27,7 @@ const (
 	ContainerProxy     = "ward-proxy"
 	ContainerAgent     = "ward-agent"
 	ContainerBootstrap = "ward-bootstrap"
-	ContainerIPTables  = "ward-init"
+	ContainerRedirect  = "ward-init" // runs `ward redirect`
 	VolumeToken        = "ward-token"
 	VolumeRootCert     = "ward-root-cert"
 	VolumeAgent        = "ward-agent"
@@ -50,8 +51,8 @@ const (
 // InjectConfig is what injection needs to know about the mesh.
 type InjectConfig struct {
 	ProxyImage string // Envoy, e.g. envoyproxy/envoy:v1.36.0
-	WardImage  string // the Ward binary (agent, bootstrap, iptables init)
-	// CNI skips the iptables init container: a CNI plugin redirects.
+	WardImage  string // the Ward binary as entrypoint (agent, bootstrap, redirect init)
+	// CNI skips the redirect init container: a CNI plugin redirects.
 	CNI bool
 	// Revision is the istio.io/rev value this control plane injects for;
 	// "" means "default".
@@ -168,7 +169,7 @@ func Inject(pod *corev1.Pod, cfg InjectConfig) (out *corev1.Pod, changed bool, e
 	}
 	cfg = cfg.withDefaults()
 	out = pod.DeepCopy()
-	for _, n := range []string{ContainerProxy, ContainerAgent, ContainerBootstrap, ContainerIPTables} {
+	for _, n := range []string{ContainerProxy, ContainerAgent, ContainerBootstrap, ContainerRedirect} {
 		if hasContainer(out, n) {
 			return nil, false, fmt.Errorf("inject pod %s/%s: container %q exists but the pod has no %s annotation", pod.Namespace, podName(pod), n, AnnotationStatus)
 		}
@@ -181,7 +182,11 @@ func Inject(pod *corev1.Pod, cfg InjectConfig) (out *corev1.Pod, changed bool, e
 	var inits []corev1.Container
 	add(&inits, &st.InitContainers, bootstrapContainer(cfg))
 	if !cfg.CNI {
-		add(&inits, &st.InitContainers, iptablesContainer(cfg, out))
+		args, err := redirectArgs(pod)
+		if err != nil {
+			return nil, false, fmt.Errorf("inject pod %s/%s: %w", pod.Namespace, podName(pod), err)
+		}
+		add(&inits, &st.InitContainers, redirectContainer(cfg, args))
 	}
 	out.Spec.InitContainers = append(inits, out.Spec.InitContainers...)
 	add(&out.Spec.Containers, &st.Containers, agentContainer(cfg))
@@ -254,44 +259,97 @@ func proxySecurity() *corev1.SecurityContext {
 }
 
 // bootstrapContainer writes the Envoy bootstrap (node identity, xDS and
-// SDS addresses) into the shared agent volume.
+// SDS addresses) into the shared agent volume. It runs the image's
+// entrypoint (ward) with arguments, like every container Ward injects:
+// the image has no shell.
 func bootstrapContainer(cfg InjectConfig) corev1.Container {
-	args := append([]string{"ward", "agent", "bootstrap", "--envoy", "--ns", "$(POD_NAMESPACE)", "--sa", "$(SERVICE_ACCOUNT)",
+	args := append([]string{"agent", "bootstrap", "--envoy", "--out", envoyConfig, "--ns", "$(POD_NAMESPACE)", "--sa", "$(SERVICE_ACCOUNT)",
 		"--state", agentDir, "--sds-socket", sdsSocket}, identityArgs(cfg)...)
 	return corev1.Container{
-		Name: ContainerBootstrap, Image: cfg.WardImage,
-		Command:         []string{"/bin/sh", "-c", "exec " + strings.Join(args, " ") + " > " + envoyConfig},
+		Name: ContainerBootstrap, Image: cfg.WardImage, Args: args,
 		Env:             podEnv(),
 		VolumeMounts:    []corev1.VolumeMount{{Name: VolumeAgent, MountPath: agentDir}},
 		SecurityContext: proxySecurity(), Resources: resources("10m", "32Mi", "128Mi"),
 	}
 }
 
-// iptablesContainer redirects the pod's TCP traffic through Envoy: inbound
-// to 15006, outbound to 15001, except traffic of uid 1337 (the proxy and
-// the agent) and to loopback.
-func iptablesContainer(cfg InjectConfig, pod *corev1.Pod) corev1.Container {
-	script := strings.Join([]string{
-		"set -e",
-		"iptables -t nat -N WARD_INBOUND",
-		"iptables -t nat -A WARD_INBOUND -p tcp --dport 15020 -j RETURN",
-		"iptables -t nat -A WARD_INBOUND -p tcp --dport 15090 -j RETURN",
-		fmt.Sprintf("iptables -t nat -A WARD_INBOUND -p tcp -j REDIRECT --to-ports %d", InboundPort),
-		"iptables -t nat -A PREROUTING -p tcp -j WARD_INBOUND",
-		"iptables -t nat -N WARD_OUTBOUND",
-		fmt.Sprintf("iptables -t nat -A WARD_OUTBOUND -m owner --uid-owner %d -j RETURN", ProxyUID),
-		"iptables -t nat -A WARD_OUTBOUND -d 127.0.0.1/32 -j RETURN",
-		fmt.Sprintf("iptables -t nat -A WARD_OUTBOUND -p tcp -j REDIRECT --to-ports %d", OutboundPort),
-		"iptables -t nat -A OUTPUT -p tcp -j WARD_OUTBOUND",
-	}, "\n")
+// redirectContainer runs `ward redirect`, which installs the pod's
+// traffic capture with nf_tables from Go (package redirect): inbound TCP
+// to 15006, outbound TCP to 15001, except the proxy's own traffic (uid
+// and gid 1337), localhost and what the pod's annotations exclude. It is
+// the only injected container that runs as root, with NET_ADMIN and
+// NET_RAW and nothing else.
+func redirectContainer(cfg InjectConfig, args []string) corev1.Container {
 	return corev1.Container{
-		Name: ContainerIPTables, Image: cfg.WardImage, Command: []string{"/bin/sh", "-c", script},
+		Name: ContainerRedirect, Image: cfg.WardImage, Args: args,
 		SecurityContext: &corev1.SecurityContext{
-			RunAsUser: ptr.To[int64](0), RunAsNonRoot: ptr.To(false), AllowPrivilegeEscalation: ptr.To(false),
+			RunAsUser: ptr.To[int64](0), RunAsGroup: ptr.To[int64](0), RunAsNonRoot: ptr.To(false),
+			AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}, Drop: []corev1.Capability{"ALL"}},
 		},
 		Resources: resources("10m", "16Mi", "64Mi"),
 	}
+}
+
+// Pod annotations that shape the capture, as Istio spells them.
+const (
+	AnnotationIncludeInboundPorts     = "traffic.sidecar.istio.io/includeInboundPorts"
+	AnnotationExcludeInboundPorts     = "traffic.sidecar.istio.io/excludeInboundPorts"
+	AnnotationExcludeOutboundPorts    = "traffic.sidecar.istio.io/excludeOutboundPorts"
+	AnnotationIncludeOutboundIPRanges = "traffic.sidecar.istio.io/includeOutboundIPRanges"
+	AnnotationExcludeOutboundIPRanges = "traffic.sidecar.istio.io/excludeOutboundIPRanges"
+)
+
+// redirectArgs translates the pod's traffic annotations into `ward
+// redirect` flags. Every flag is spelled out (defaults too), so the pod
+// spec says exactly what is captured. An invalid value is an error naming
+// the annotation: skipping it would capture traffic the pod excluded, or
+// let traffic bypass the proxy.
+func redirectArgs(pod *corev1.Pod) ([]string, error) {
+	args := []string{"redirect"}
+	for _, a := range []struct {
+		annotation, flag, def string
+		parse                 func(string) (string, error)
+	}{
+		{AnnotationIncludeInboundPorts, "--include-inbound-ports", "*", portSet},
+		{AnnotationExcludeInboundPorts, "--exclude-inbound-ports", "", ports},
+		{AnnotationExcludeOutboundPorts, "--exclude-outbound-ports", "", ports},
+		{AnnotationIncludeOutboundIPRanges, "--include-outbound-ip-ranges", "*", rangeSet},
+		{AnnotationExcludeOutboundIPRanges, "--exclude-outbound-ip-ranges", "", prefixes},
+	} {
+		v, ok := pod.Annotations[a.annotation]
+		if !ok {
+			v = a.def
+		}
+		v, err := a.parse(v)
+		if err != nil {
+			return nil, fmt.Errorf("annotation %s: %w", a.annotation, err)
+		}
+		args = append(args, a.flag+"="+v)
+	}
+	return append(args, "--inbound-port="+strconv.Itoa(InboundPort), "--outbound-port="+strconv.Itoa(OutboundPort),
+		"--proxy-uid="+strconv.Itoa(ProxyUID), "--proxy-gid="+strconv.Itoa(ProxyUID)), nil
+}
+
+// The annotation parsers return the canonical spelling.
+func portSet(s string) (string, error) {
+	v, err := redirect.ParsePortSet(s)
+	return v.String(), err
+}
+
+func ports(s string) (string, error) {
+	v, err := redirect.ParsePorts(s)
+	return redirect.PortSet{Ports: v}.String(), err
+}
+
+func rangeSet(s string) (string, error) {
+	v, err := redirect.ParseRangeSet(s)
+	return v.String(), err
+}
+
+func prefixes(s string) (string, error) {
+	v, err := redirect.ParsePrefixes(s)
+	return redirect.RangeSet{Prefixes: v}.String(), err
 }
 
 // agentContainer runs `ward agent`: it enrols with the projected token and

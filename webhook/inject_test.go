@@ -29,16 +29,21 @@ func readPod(t *testing.T, path string) *corev1.Pod {
 	return &p
 }
 
+// injectCases are the injection goldens; tests of properties every
+// injected pod must have run over all of them.
+var injectCases = []struct {
+	pod, golden string
+	cfg         webhook.InjectConfig
+}{
+	{"pod.yaml", "pod.injected.golden.yaml", webhook.InjectConfig{ProxyImage: "envoy:test", WardImage: "ward:test"}},
+	{"pod.yaml", "pod.cni.golden.yaml", webhook.InjectConfig{ProxyImage: "envoy:test", WardImage: "ward:test", CNI: true}},
+	{"pod.annotated.yaml", "pod.annotated.golden.yaml", webhook.InjectConfig{ProxyImage: "envoy:test", WardImage: "ward:test"}},
+}
+
 func TestInjectGolden(t *testing.T) {
-	for _, tc := range []struct {
-		golden string
-		cfg    webhook.InjectConfig
-	}{
-		{"pod.injected.golden.yaml", webhook.InjectConfig{ProxyImage: "envoy:test", WardImage: "ward:test"}},
-		{"pod.cni.golden.yaml", webhook.InjectConfig{ProxyImage: "envoy:test", WardImage: "ward:test", CNI: true}},
-	} {
+	for _, tc := range injectCases {
 		t.Run(tc.golden, func(t *testing.T) {
-			in := readPod(t, "testdata/pod.yaml")
+			in := readPod(t, filepath.Join("testdata", tc.pod))
 			out, changed, err := webhook.Inject(in, tc.cfg)
 			if err != nil || !changed {
 				t.Fatalf("Inject: changed %v, err %v", changed, err)
@@ -65,7 +70,7 @@ func TestInjectGolden(t *testing.T) {
 			if err != nil || changed || !cmp.Equal(again, out) {
 				t.Errorf("re-injection changed the pod (changed %v, err %v)", changed, err)
 			}
-			if in.Labels["security.istio.io/tlsMode"] != "" || len(in.Spec.Containers) != 1 {
+			if in.Labels["security.istio.io/tlsMode"] != "" || len(in.Spec.Containers) != 1 || len(in.Spec.InitContainers) > 1 {
 				t.Error("Inject modified its input")
 			}
 		})

@@ -55,7 +55,7 @@ func newInjectCmd() *cobra.Command {
 	f.StringVarP(&in, "filename", "f", "", "YAML file to inject (\"-\" for stdin); required")
 	f.StringVar(&cfg.ProxyImage, "proxy-image", "", "Envoy image (default envoyproxy/envoy:v1.36.0)")
 	f.StringVar(&cfg.WardImage, "ward-image", "", "Ward image for the agent and init containers")
-	f.BoolVar(&cfg.CNI, "cni", false, "traffic is redirected by a CNI plugin: no iptables init container")
+	f.BoolVar(&cfg.CNI, "cni", false, "traffic is redirected by a CNI plugin: no redirect (ward-init) init container")
 	f.StringVar(&cfg.CAAddr, "ca-addr", "", "Ward's certificate service (default ward.ward-system.svc:15012)")
 	f.StringVar(&cfg.XDSAddr, "xds-addr", "", "Ward's xDS server (default: --ca-addr)")
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "", "SPIFFE trust domain (default cluster.local)")

@@ -6,12 +6,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/wardmesh/ward/redirect"
+	"github.com/wardmesh/ward/webhook"
 )
 
 func TestRedirectDryRun(t *testing.T) {
@@ -105,5 +109,51 @@ func TestAgentBootstrapOut(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Dir(path)); len(ents) != 1 {
 		t.Errorf("%d files beside the bootstrap, want none", len(ents)-1)
+	}
+}
+
+// TestInjectedInitContainersRun runs the injector's init containers'
+// arguments through this command tree (the Ward image's entrypoint):
+// ward-init's with --dry-run added, ward-bootstrap's with --out moved to
+// a temporary file. The webhook's flags and the CLI's cannot drift apart.
+func TestInjectedInitContainersRun(t *testing.T) {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "shop", Annotations: map[string]string{
+			webhook.AnnotationIncludeInboundPorts:     "8080",
+			webhook.AnnotationExcludeOutboundIPRanges: "169.254.169.254",
+		}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "api:1"}}},
+	}
+	out, _, err := webhook.Inject(pod, webhook.InjectConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, c := range out.Spec.InitContainers {
+		args := slices.Clone(c.Args)
+		switch c.Name {
+		case webhook.ContainerRedirect:
+			got, err := execRoot(t, append(args, "--dry-run")...)
+			if err != nil || !strings.Contains(got, "tcp dport 8080 jump in_redirect") || !strings.Contains(got, "ip daddr 169.254.169.254/32 return") {
+				t.Errorf("%s %q: %v\n%s", c.Name, args, err, got)
+			}
+		case webhook.ContainerBootstrap:
+			i := slices.Index(args, "--out")
+			if i < 0 {
+				t.Fatalf("%s %q has no --out", c.Name, args)
+			}
+			args[i+1] = filepath.Join(t.TempDir(), "envoy.json")
+			if _, err := execRoot(t, args...); err != nil {
+				t.Errorf("%s %q: %v", c.Name, args, err)
+			} else if _, err := os.Stat(args[i+1]); err != nil {
+				t.Errorf("%s wrote no bootstrap: %v", c.Name, err)
+			}
+		default:
+			continue
+		}
+		ran++
+	}
+	if ran != 2 {
+		t.Errorf("ran %d injected init containers, want 2", ran)
 	}
 }

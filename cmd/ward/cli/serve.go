@@ -91,7 +91,7 @@ func (k *kubeOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&k.pluginDir, "ca-plugin-dir", "", "Istio cacerts directory; used (plug-in CA) when it holds ca-cert.pem")
 	f.StringVar(&k.inject.ProxyImage, "proxy-image", "", "Envoy image injected into pods")
 	f.StringVar(&k.inject.WardImage, "ward-image", "", "Ward image injected into pods (agent, init)")
-	f.BoolVar(&k.inject.CNI, "cni", false, "a CNI plugin redirects traffic: inject no iptables init container")
+	f.BoolVar(&k.inject.CNI, "cni", false, "a CNI plugin redirects traffic: inject no redirect (ward-init) init container")
 }
 
 func newServeCmd() *cobra.Command {
