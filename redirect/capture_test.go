@@ -2,6 +2,7 @@ package redirect_test
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/nftables"
@@ -201,4 +202,19 @@ func countRules(t *testing.T, ns string) (tables, rules int) {
 		return nil
 	})
 	return tables, rules
+}
+
+// TestInstallWithoutCapability: a process without CAP_NET_ADMIN gets an
+// error that names the table and the capability, and nothing changes.
+func TestInstallWithoutCapability(t *testing.T) {
+	l := newLab(t)
+	got := runAs(t, l.pod, appUID, appUID, installEnv+"=1")
+	for _, want := range []string{"redirect: install nf_tables table inet ward", "CAP_NET_ADMIN"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("install as uid %d: %q does not say %q", appUID, got, want)
+		}
+	}
+	if tables, _ := countRules(t, l.pod); tables != 0 {
+		t.Errorf("%d tables after a failed install", tables)
+	}
 }

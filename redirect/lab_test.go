@@ -197,8 +197,14 @@ func dialFrom(t *testing.T, ns, addr string) string {
 // child is forked from a thread in ns and so starts there).
 func dialAs(t *testing.T, ns string, uid, gid uint32, addr string) string {
 	t.Helper()
+	return runAs(t, ns, uid, gid, helperEnv+"="+addr)
+}
+
+// runAs runs the helper with uid and gid inside ns, env added.
+func runAs(t *testing.T, ns string, uid, gid uint32, env string) string {
+	t.Helper()
 	cmd := exec.Command(helper(t))
-	cmd.Env = append(os.Environ(), helperEnv+"="+addr)
+	cmd.Env = append(os.Environ(), env)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
@@ -206,7 +212,7 @@ func dialAs(t *testing.T, ns string, uid, gid uint32, addr string) string {
 	if err := cmd.Wait(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return "dial error: " + strings.TrimSpace(stderr.String())
+			return "error: " + strings.TrimSpace(stderr.String())
 		}
 		t.Fatalf("helper as uid %d: %v", uid, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/wardmesh/ward/redirect"
 )
 
 // helperEnv makes the test binary a dialer: it connects to the address in
@@ -16,9 +18,19 @@ import (
 // them.
 const helperEnv = "WARD_REDIRECT_TEST_DIAL"
 
+// installEnv makes the test binary run Install in its own namespace and
+// print the error, if any.
+const installEnv = "WARD_REDIRECT_TEST_INSTALL"
+
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(helperEnv); addr != "" {
 		os.Exit(dial(addr))
+	}
+	if os.Getenv(installEnv) != "" {
+		if err := redirect.Install(redirect.DefaultConfig()); err != nil {
+			fmt.Print(err)
+		}
+		os.Exit(0)
 	}
 	code := m.Run()
 	if helperDir != "" {

@@ -3,6 +3,7 @@ package redirect
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 
@@ -32,12 +33,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // Unavailable reports whether err says the kernel has no nf_tables (or no
 // nat support for it) for us.
 func Unavailable(err error) bool {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return false
+	}
 	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) ||
 		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT)
 }
 
 func hint(err error) string {
+	var pe *fs.PathError
 	switch {
+	case errors.As(err, &pe): // the namespace file, not nf_tables
+		return ""
 	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 		return " (changing nf_tables needs CAP_NET_ADMIN in the namespace's user namespace)"
 	case Unavailable(err):
@@ -110,7 +118,7 @@ func withConn(cfg Config, fn func(*nftables.Conn) error) error {
 	if cfg.NetNS != "" {
 		f, err := os.Open(cfg.NetNS)
 		if err != nil {
-			return err
+			return fmt.Errorf("open network namespace: %w", err)
 		}
 		defer f.Close()
 		opts = append(opts, nftables.WithNetNSFd(int(f.Fd())))

@@ -80,7 +80,8 @@ func TestErrorNamesWhatFailed(t *testing.T) {
 	cfg.NetNS = "/nonexistent/netns"
 	err := redirect.Install(cfg)
 	var re *redirect.Error
-	if !errors.As(err, &re) || re.Op != "install" || !strings.Contains(err.Error(), "table inet ward in network namespace /nonexistent/netns") {
+	if !errors.As(err, &re) || re.Op != "install" || !strings.Contains(err.Error(), "table inet ward in network namespace /nonexistent/netns") ||
+		redirect.Unavailable(err) || strings.Contains(err.Error(), "is nf_tables") {
 		t.Fatalf("Install in a missing namespace: %v", err)
 	}
 	for _, errno := range []error{unix.EPROTONOSUPPORT, unix.EOPNOTSUPP} {
