@@ -88,6 +88,25 @@ func TestCapture(t *testing.T) {
 	}
 }
 
+// TestInboundPassthroughSource: the proxy's connection to its own pod IP
+// from 127.0.0.6 (Envoy's InboundPassthroughCluster binds it, see
+// xds/translate) goes straight to the application; the same connection
+// from the pod IP would be captured again and loop through 15006.
+func TestInboundPassthroughSource(t *testing.T) {
+	l := newLab(t)
+	listen(t, l)
+	if err := redirect.Install(podConfig(l)); err != nil {
+		t.Fatal(err)
+	}
+	to := families[0].at(families[0].pod, 7070)
+	if got, want := runAs(t, l.pod, proxyUID, proxyUID, helperEnv+"="+to, srcEnv+"=127.0.0.6"), "pod "+to; got != want {
+		t.Errorf("proxy from 127.0.0.6 → %s reached %q, want %q", to, got, want)
+	}
+	if got, want := dialAs(t, l.pod, proxyUID, proxyUID, to), "inbound "+to; got != want {
+		t.Errorf("proxy from the pod IP → %s reached %q, want %q", to, got, want)
+	}
+}
+
 // TestCaptureIncludeLists: with includeInboundPorts and
 // includeOutboundIPRanges only the listed ports and ranges are captured.
 func TestCaptureIncludeLists(t *testing.T) {

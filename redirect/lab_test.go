@@ -201,10 +201,10 @@ func dialAs(t *testing.T, ns string, uid, gid uint32, addr string) string {
 }
 
 // runAs runs the helper with uid and gid inside ns, env added.
-func runAs(t *testing.T, ns string, uid, gid uint32, env string) string {
+func runAs(t *testing.T, ns string, uid, gid uint32, env ...string) string {
 	t.Helper()
 	cmd := exec.Command(helper(t))
-	cmd.Env = append(os.Environ(), env)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr

@@ -18,6 +18,9 @@ import (
 // them.
 const helperEnv = "WARD_REDIRECT_TEST_DIAL"
 
+// srcEnv, with helperEnv, binds the dialer to this source address.
+const srcEnv = "WARD_REDIRECT_TEST_SRC"
+
 // installEnv makes the test binary run Install in its own namespace and
 // print the error, if any.
 const installEnv = "WARD_REDIRECT_TEST_INSTALL"
@@ -40,7 +43,11 @@ func TestMain(m *testing.M) {
 }
 
 func dial(addr string) int {
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if src := os.Getenv(srcEnv); src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

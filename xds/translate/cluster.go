@@ -293,6 +293,28 @@ func passthroughClusters() []*cluster.Cluster {
 	}
 }
 
+// InboundPassthroughCluster sends inbound connections to ports no service
+// declares to the workload at their original destination, from
+// 127.0.0.6 (Istio's InboundPassthroughCluster). The sidecar's capture
+// (package redirect, like istio-iptables) lets that source through over
+// lo but sends the proxy's other connections to its own pod IP to the
+// inbound port — without the bind such a connection would come back to
+// virtualInbound and loop.
+const InboundPassthroughCluster = "InboundPassthroughCluster"
+
+// InboundPassthroughBind is the source address of
+// InboundPassthroughCluster's connections.
+const InboundPassthroughBind = "127.0.0.6"
+
+func inboundPassthroughCluster() *cluster.Cluster {
+	return &cluster.Cluster{
+		Name: InboundPassthroughCluster, ConnectTimeout: durationpb.New(defaultConnectTimeout),
+		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_ORIGINAL_DST},
+		LbPolicy:             cluster.Cluster_CLUSTER_PROVIDED,
+		UpstreamBindConfig:   &core.BindConfig{SourceAddress: &core.SocketAddress{Address: InboundPassthroughBind, PortSpecifier: &core.SocketAddress_PortValue{}}},
+	}
+}
+
 // inboundCluster sends inbound traffic for a port to the local workload.
 func inboundCluster(port, target uint32) *cluster.Cluster {
 	name := InboundName(port)

@@ -76,9 +76,10 @@ func (g *gen) virtualInbound() *listener.Listener {
 		// chains carry the same authorization).
 		FilterChains: []*listener.FilterChain{{
 			Name:    "virtualInbound-catchall",
-			Filters: g.tcpFilters(Inbound, 0, PassthroughCluster, []weighted{{cluster: PassthroughCluster}}),
+			Filters: g.tcpFilters(Inbound, 0, InboundPassthroughCluster, []weighted{{cluster: InboundPassthroughCluster}}),
 		}},
 	}
+	g.res.Clusters = append(g.res.Clusters, inboundPassthroughCluster())
 	for _, in := range g.sc.ports {
 		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.port, in.target))
 		for _, sec := range g.inboundSecurity(in.target) {
