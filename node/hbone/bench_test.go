@@ -1,0 +1,160 @@
+package hbone
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"io"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The benchmarks here run in one process over loopback and need no root:
+// a tunnel client and server (the two proxy hops of ambient mode without
+// the plaintext legs) and the AES-GCM cost that bounds any HBONE hop.
+// test/ambient measures the whole path; docs/benchmarks.md has results.
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// sink is a TCP backend that reads to EOF and reports the count.
+func sink(tb testing.TB) (netip.AddrPort, <-chan int64) {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	counts := make(chan int64, 1)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				n, _ := io.CopyBuffer(io.Discard, c, make([]byte, 256<<10))
+				counts <- n
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(l.Addr().String()), counts
+}
+
+// source is a TCP backend that writes n bytes and closes.
+func source(tb testing.TB, n int64) netip.AddrPort {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { l.Close() })
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		chunk := make([]byte, 64<<10)
+		for n > 0 {
+			w, err := c.Write(chunk[:min(int64(len(chunk)), n)])
+			if err != nil {
+				return
+			}
+			n -= int64(w)
+		}
+	}()
+	return netip.MustParseAddrPort(l.Addr().String())
+}
+
+// BenchmarkTunnel moves one stream through a tunnel each way: up is the
+// caller writing (the request body: client → server → sink), down the
+// destination writing (the response body). cpu-ns/B is the whole
+// process's CPU (both hops, the backend and the kernel's TCP) per byte.
+func BenchmarkTunnel(b *testing.B) {
+	c := newCA(b, "cluster.local")
+	src, _ := c.svid(b, "a", "client")
+	chunk := make([]byte, 64<<10)
+	b.Run("up", func(b *testing.B) {
+		f := serve(b, c, nil)
+		dst, counts := sink(b)
+		conn, err := client(b, c.bundles()).Dial(ctxT(b), Target{Peer: f.addr, Dest: dst, Source: src})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		b.SetBytes(int64(len(chunk)))
+		cpu := cpuTime(b)
+		b.ResetTimer()
+		for range b.N {
+			if _, err := conn.Write(chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		conn.(interface{ CloseWrite() error }).CloseWrite()
+		if n := <-counts; n != int64(b.N*len(chunk)) {
+			b.Fatalf("sink counted %d, want %d", n, b.N*len(chunk))
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(cpuTime(b)-cpu)/float64(b.N*len(chunk)), "cpu-ns/B")
+	})
+	b.Run("down", func(b *testing.B) {
+		f := serve(b, c, nil)
+		total := int64(b.N) * int64(len(chunk))
+		dst := source(b, total)
+		conn, err := client(b, c.bundles()).Dial(ctxT(b), Target{Peer: f.addr, Dest: dst, Source: src})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		b.SetBytes(int64(len(chunk)))
+		cpu := cpuTime(b)
+		b.ResetTimer()
+		n, err := io.CopyBuffer(io.Discard, conn, make([]byte, 256<<10))
+		b.StopTimer()
+		if err != nil || n != total {
+			b.Fatalf("read %d, %v; want %d", n, err, total)
+		}
+		b.ReportMetric(float64(cpuTime(b)-cpu)/float64(total), "cpu-ns/B")
+	})
+}
+
+// BenchmarkRecordCrypto is the AES-128-GCM work of one HBONE hop per
+// 16 KiB TLS record (TLS 1.3 negotiates AES-128-GCM first where both ends
+// have AES hardware): seal on the sending proxy, open on the receiving
+// one. Its ns/B is the floor of a hop's CPU per byte.
+func BenchmarkRecordCrypto(b *testing.B) {
+	for _, op := range []string{"seal", "open"} {
+		b.Run(op, func(b *testing.B) {
+			block, err := aes.NewCipher(make([]byte, 16))
+			if err != nil {
+				b.Fatal(err)
+			}
+			aead, err := cipher.NewGCM(block)
+			if err != nil {
+				b.Fatal(err)
+			}
+			nonce := make([]byte, aead.NonceSize())
+			plain := make([]byte, 16<<10)
+			sealed := aead.Seal(nil, nonce, plain, nil)
+			out := make([]byte, 0, len(sealed))
+			b.SetBytes(int64(len(plain)))
+			for range b.N {
+				if op == "seal" {
+					out = aead.Seal(out[:0], nonce, plain, nil)
+				} else if out, err = aead.Open(out[:0], nonce, sealed, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
