@@ -155,7 +155,7 @@ func (c *Client) transport(t Target) *http.Transport {
 	tc := c.tlsConfig(t)
 	return &http.Transport{
 		Protocols:       &protos,
-		HTTP2:           http2Config(),
+		HTTP2:           http2Config(clientMaxFrame),
 		TLSClientConfig: tc,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			raw, err := c.cfg.DialContext(ctx, network, addr)
@@ -249,7 +249,7 @@ type tunnel struct {
 }
 
 func (t *tunnel) Read(p []byte) (int, error)  { return t.r.Read(p) }
-func (t *tunnel) Write(p []byte) (int, error) { return t.w.Write(p) }
+func (t *tunnel) Write(p []byte) (int, error) { return writeChunks(t.w, p, upPayload, nil) }
 func (t *tunnel) CloseWrite() error           { return t.w.Close() }
 func (t *tunnel) Close() error {
 	t.once.Do(func() {

@@ -57,3 +57,22 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 		}
 	}
 }
+
+// writeChunks writes p to w in pieces of at most size bytes, calling
+// flush (when set) after each: every piece becomes one HTTP/2 DATA frame
+// whose header and payload fill whole TLS records (see frameHeader).
+func writeChunks(w io.Writer, p []byte, size int, flush func() error) (int, error) {
+	var total int
+	for len(p) > 0 {
+		n, err := w.Write(p[:min(len(p), size)])
+		total += n
+		if err == nil && flush != nil {
+			err = flush()
+		}
+		if err != nil {
+			return total, err
+		}
+		p = p[n:]
+	}
+	return total, nil
+}
