@@ -61,7 +61,7 @@ func (c *testCA) svid(t testing.TB, ns, sa string) (*tls.Certificate, spiffeid.I
 }
 
 // echo is a TCP backend on loopback: it echoes until EOF, then half-closes.
-func echo(t *testing.T) netip.AddrPort {
+func echo(t testing.TB) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
