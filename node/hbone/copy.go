@@ -1,38 +1,82 @@
 package hbone
 
 import (
+	"errors"
 	"io"
+	"os"
 	"sync"
+	"syscall"
 )
 
-// Copy buffer sizes: an idle or chatty connection holds a small buffer;
-// one whose reads fill the buffer (bulk transfer) moves up to large ones
-// from a pool, and back down when reads get small again. Fixed 256 KiB
-// buffers cost 1 MiB per proxied connection across both ends and made
-// garbage collection a third of the proxy's CPU on short connections.
+// Copy buffer sizes: a chatty connection reads into a small buffer; one
+// whose reads fill the buffer (bulk transfer) moves up to a large one, and
+// back down when reads get small again. Fixed 256 KiB buffers cost 1 MiB
+// per proxied connection across both ends and made garbage collection a
+// third of the proxy's CPU on short connections.
 const (
 	smallBuffer = 4 << 10
 	largeBuffer = 256 << 10
 )
 
-var largePool = sync.Pool{New: func() any { b := make([]byte, largeBuffer); return &b }}
+var (
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBuffer); return &b }}
+	largePool = sync.Pool{New: func() any { b := make([]byte, largeBuffer); return &b }}
+)
+
+// buffers is a Copy's current buffer, taken from a pool only while it is
+// needed.
+type buffers struct {
+	cur   *[]byte
+	large bool
+}
+
+func (b *buffers) get() []byte {
+	if b.cur == nil {
+		if b.large {
+			b.cur = largePool.Get().(*[]byte)
+		} else {
+			b.cur = smallPool.Get().(*[]byte)
+		}
+	}
+	return *b.cur
+}
+
+func (b *buffers) release() {
+	if b.cur == nil {
+		return
+	}
+	if b.large {
+		largePool.Put(b.cur)
+	} else {
+		smallPool.Put(b.cur)
+	}
+	b.cur = nil
+}
+
+func (b *buffers) size(large bool) {
+	if large != b.large {
+		b.release()
+		b.large = large
+	}
+}
 
 // Copy copies src to dst until EOF or an error, like io.Copy, with the
 // adaptive buffer above. It returns the bytes written; EOF is not an error.
+//
+// When src is a socket (a syscall.Conn) an idle connection holds no
+// buffer: Copy reads without blocking and, when there is nothing to read,
+// returns the buffer to its pool before it waits. Most open connections
+// are idle, and their buffers were a quarter of the proxy's memory per
+// connection (TestAmbientScale).
 func Copy(dst io.Writer, src io.Reader) (int64, error) {
-	small := make([]byte, smallBuffer)
-	buf := small
-	var large *[]byte
-	defer func() {
-		if large != nil {
-			largePool.Put(large)
-		}
-	}()
+	var bufs buffers
+	defer bufs.release()
+	read := reader(src, &bufs)
 	var total int64
 	for {
-		n, rerr := src.Read(buf)
+		p, n, rerr := read()
 		if n > 0 {
-			w, werr := dst.Write(buf[:n])
+			w, werr := dst.Write(p[:n])
 			total += int64(w)
 			if werr != nil {
 				return total, werr
@@ -48,14 +92,58 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 			return total, rerr
 		}
 		switch {
-		case n == len(buf) && large == nil:
-			large = largePool.Get().(*[]byte)
-			buf = *large
-		case n < smallBuffer/2 && large != nil:
-			largePool.Put(large)
-			large, buf = nil, small
+		case n == len(p) && !bufs.large:
+			bufs.size(true)
+		case n < smallBuffer/2 && bufs.large:
+			bufs.size(false)
 		}
 	}
+}
+
+// reader returns a function that reads src into bufs' buffer.
+func reader(src io.Reader, bufs *buffers) func() ([]byte, int, error) {
+	if sc, ok := src.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			return func() ([]byte, int, error) { return readRaw(rc, bufs) }
+		}
+	}
+	return func() ([]byte, int, error) {
+		p := bufs.get()
+		n, err := src.Read(p)
+		return p, n, err
+	}
+}
+
+// readRaw reads the socket without blocking; when it would block, the
+// buffer goes back to its pool while the runtime's poller waits for the
+// socket to become readable (as net.Conn.Read waits, minus the buffer).
+func readRaw(rc syscall.RawConn, bufs *buffers) ([]byte, int, error) {
+	var p []byte
+	var n int
+	var err error
+	cerr := rc.Read(func(fd uintptr) bool {
+		p = bufs.get()
+		for {
+			n, err = syscall.Read(int(fd), p)
+			if !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		if errors.Is(err, syscall.EAGAIN) {
+			bufs.release()
+			return false
+		}
+		return true
+	})
+	switch {
+	case cerr != nil:
+		return p, 0, cerr
+	case err != nil:
+		return p, 0, os.NewSyscallError("read", err)
+	case n == 0:
+		return p, 0, io.EOF
+	}
+	return p, n, nil
 }
 
 // writeChunks writes p to w in pieces of at most size bytes, calling
