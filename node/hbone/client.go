@@ -177,10 +177,12 @@ func (c *Client) transport(t Target) *http.Transport {
 func (c *Client) tlsConfig(t Target) *tls.Config {
 	src := t.Source
 	return &tls.Config{
-		MinVersion:           tls.VersionTLS13,
-		NextProtos:           []string{alpn},
-		InsecureSkipVerify:   true, // verified as a SPIFFE ID below
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return src, nil },
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{alpn},
+		// Full records from the first byte (see doc.go).
+		DynamicRecordSizingDisabled: true,
+		InsecureSkipVerify:          true, // verified as a SPIFFE ID below
+		GetClientCertificate:        func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return src, nil },
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			id, _, err := x509svid.ParseAndVerify(raw, c.cfg.Bundles, x509svid.WithTime(c.cfg.Now()))
 			if err != nil {

@@ -32,6 +32,13 @@ const (
 	tlsRecord   = 16 << 10
 )
 
+// Dynamic record sizing is off on both ends (DynamicRecordSizingDisabled):
+// crypto/tls otherwise sends the first 128 KiB of every connection in
+// ~1 KiB records, to speed a browser's first paint over a slow-starting
+// TCP connection. Between node proxies in a cluster that only multiplies
+// the per-record cost (syscall, packet, AEAD call) of a new peer's first
+// transfers; ztunnel's rustls does not size records dynamically either.
+
 // maxFrame is the largest DATA frame the server lets a client send, and
 // so upstream (caller → destination) frames are one record each. Go's
 // HTTP/2 client gives every request body a scratch buffer of min(peer's

@@ -103,7 +103,9 @@ func (s *Server) tlsConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{alpn},
-		ClientAuth: tls.RequireAnyClientCert,
+		// Full records from the first byte (see doc.go).
+		DynamicRecordSizingDisabled: true,
+		ClientAuth:                  tls.RequireAnyClientCert,
 		GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.cfg.Certificate(addrPort(hi.Conn.LocalAddr()))
 		},
