@@ -54,7 +54,9 @@ const (
 // (destination → caller) frames carry four records each. The server holds
 // no per-stream buffer of this size (the client's framer keeps one read
 // buffer per connection), and fewer frames are fewer hand-offs between
-// the handler, the server's write loop and its frame writer.
+// the handler, the server's write loop and its frame writer. A peer client
+// that reads only 16 KiB frames (another HBONE implementation) gets
+// correct frames of that size, each with a 9-byte record after it.
 const (
 	clientMaxFrame = 4 * tlsRecord
 	downPayload    = clientMaxFrame - frameHeader
