@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // active is one established inbound connection: what policy judged and
@@ -87,4 +89,13 @@ func (p *Proxy) rejudge(ctx context.Context) {
 			a.up.Close()
 		}
 	}
+}
+
+// SyscallConn exposes the socket, so hbone.Copy can wait for it to become
+// readable without holding a buffer.
+func (c *trackedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }

@@ -155,7 +155,7 @@ func (c *Client) transport(t Target) *http.Transport {
 	tc := c.tlsConfig(t)
 	return &http.Transport{
 		Protocols:       &protos,
-		HTTP2:           http2Config(),
+		HTTP2:           http2Config(clientMaxFrame),
 		TLSClientConfig: tc,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			raw, err := c.cfg.DialContext(ctx, network, addr)
@@ -177,10 +177,12 @@ func (c *Client) transport(t Target) *http.Transport {
 func (c *Client) tlsConfig(t Target) *tls.Config {
 	src := t.Source
 	return &tls.Config{
-		MinVersion:           tls.VersionTLS13,
-		NextProtos:           []string{alpn},
-		InsecureSkipVerify:   true, // verified as a SPIFFE ID below
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return src, nil },
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{alpn},
+		// Full records from the first byte (see doc.go).
+		DynamicRecordSizingDisabled: true,
+		InsecureSkipVerify:          true, // verified as a SPIFFE ID below
+		GetClientCertificate:        func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return src, nil },
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			id, _, err := x509svid.ParseAndVerify(raw, c.cfg.Bundles, x509svid.WithTime(c.cfg.Now()))
 			if err != nil {
@@ -249,7 +251,7 @@ type tunnel struct {
 }
 
 func (t *tunnel) Read(p []byte) (int, error)  { return t.r.Read(p) }
-func (t *tunnel) Write(p []byte) (int, error) { return t.w.Write(p) }
+func (t *tunnel) Write(p []byte) (int, error) { return writeChunks(t.w, p, upPayload, nil) }
 func (t *tunnel) CloseWrite() error           { return t.w.Close() }
 func (t *tunnel) Close() error {
 	t.once.Do(func() {

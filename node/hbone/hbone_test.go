@@ -32,7 +32,7 @@ type testCA struct {
 	td spiffeid.TrustDomain
 }
 
-func newCA(t *testing.T, td string) *testCA {
+func newCA(t testing.TB, td string) *testCA {
 	t.Helper()
 	c, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: td})
 	if err != nil {
@@ -46,7 +46,7 @@ func (c *testCA) bundles() x509bundle.Source {
 }
 
 // svid issues a certificate for ns/sa with a key made here.
-func (c *testCA) svid(t *testing.T, ns, sa string) (*tls.Certificate, spiffeid.ID) {
+func (c *testCA) svid(t testing.TB, ns, sa string) (*tls.Certificate, spiffeid.ID) {
 	t.Helper()
 	id := spiffeid.RequireFromPath(c.td, "/ns/"+ns+"/sa/"+sa)
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -61,7 +61,7 @@ func (c *testCA) svid(t *testing.T, ns, sa string) (*tls.Certificate, spiffeid.I
 }
 
 // echo is a TCP backend on loopback: it echoes until EOF, then half-closes.
-func echo(t *testing.T) netip.AddrPort {
+func echo(t testing.TB) netip.AddrPort {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -114,7 +114,7 @@ func (f *fixture) requests() []Request {
 }
 
 // serve starts an HBONE server presenting a server SVID; mod adjusts cfg.
-func serve(t *testing.T, c *testCA, mod func(*ServerConfig)) *fixture {
+func serve(t testing.TB, c *testCA, mod func(*ServerConfig)) *fixture {
 	t.Helper()
 	f := &fixture{ca: c, tunnels: make(chan [2]int64, 16)}
 	srvCert, _ := c.svid(t, "dst", "server")
@@ -159,7 +159,7 @@ func serve(t *testing.T, c *testCA, mod func(*ServerConfig)) *fixture {
 	return f
 }
 
-func client(t *testing.T, b x509bundle.Source) *Client {
+func client(t testing.TB, b x509bundle.Source) *Client {
 	t.Helper()
 	c, err := NewClient(ClientConfig{Bundles: b})
 	if err != nil {
@@ -169,7 +169,7 @@ func client(t *testing.T, b x509bundle.Source) *Client {
 	return c
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx

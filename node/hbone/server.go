@@ -85,7 +85,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		Handler:           s,
 		TLSConfig:         s.tlsConfig(),
 		Protocols:         &protos,
-		HTTP2:             http2Config(),
+		HTTP2:             http2Config(maxFrame),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
@@ -103,7 +103,9 @@ func (s *Server) tlsConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{alpn},
-		ClientAuth: tls.RequireAnyClientCert,
+		// Full records from the first byte (see doc.go).
+		DynamicRecordSizingDisabled: true,
+		ClientAuth:                  tls.RequireAnyClientCert,
 		GetCertificate: func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.cfg.Certificate(addrPort(hi.Conn.LocalAddr()))
 		},
@@ -222,11 +224,7 @@ type flushWriter struct {
 }
 
 func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if err == nil {
-		err = f.rc.Flush()
-	}
-	return n, err
+	return writeChunks(f.w, p, downPayload, f.rc.Flush)
 }
 
 type countWriter struct {

@@ -30,6 +30,7 @@ type cluster struct {
 	prefix string
 	fabric string
 	n      int
+	pids   map[string]int // the apps' process per pod name (benchmarks read their CPU)
 }
 
 // requireRoot skips unless network namespaces and the tools the node
@@ -123,6 +124,10 @@ func (c *cluster) run(p pod, apps string) {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
+	if c.pids == nil {
+		c.pids = map[string]int{}
+	}
+	c.pids[p.name] = cmd.Process.Pid // ip netns exec execs the app in place
 	c.t.Cleanup(func() {
 		cmd.Process.Kill()
 		cmd.Wait()

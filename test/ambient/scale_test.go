@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,7 @@ func TestAmbientScale(t *testing.T) {
 	var base runtime.MemStats
 	runtime.ReadMemStats(&base)
 	baseG := runtime.NumGoroutine()
+	baseRSS := rss(t)
 	p, err := node.New(node.Config{Node: "n1", TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"),
 		Snapshot: snap, Issuer: iss,
 		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -60,6 +62,7 @@ func TestAmbientScale(t *testing.T) {
 	t.Cleanup(p.Stop)
 	enrolTime := time.Since(start)
 	enrolled := heap(t, base)
+	enrolledStack, enrolledRSS := stacks(), rss(t)
 
 	open := make([]net.Conn, 0, conns)
 	defer func() {
@@ -83,9 +86,12 @@ func TestAmbientScale(t *testing.T) {
 		}
 	}
 	loaded := heap(t, base)
+	loadedStack, loadedRSS := stacks(), rss(t)
 	t.Logf("enrolled %d workloads in %v: +%.1f MiB heap in use, %d goroutines", workloads, enrolTime.Round(time.Millisecond), enrolled, runtime.NumGoroutine()-baseG)
 	t.Logf("with %d open connections (both ends on this proxy): +%.1f MiB heap in use (%.1f KiB per connection), %d goroutines",
 		conns, loaded, (loaded-enrolled)*1024/conns, runtime.NumGoroutine()-baseG)
+	t.Logf("goroutine stacks %.1f MiB (%.1f KiB per connection); process RSS %.1f MiB (%.1f MiB before the proxy, %.1f after enrolling)",
+		loadedStack-enrolledStack, (loadedStack-enrolledStack)*1024/conns, loadedRSS, baseRSS, enrolledRSS)
 }
 
 // heap returns the heap in use above base, in MiB, after a GC. It counts
@@ -96,4 +102,32 @@ func heap(t *testing.T, base runtime.MemStats) float64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return float64(int64(m.HeapInuse)-int64(base.HeapInuse)) / (1 << 20)
+}
+
+// stacks is the goroutine stack memory in use, in MiB.
+func stacks() float64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.StackInuse) / (1 << 20)
+}
+
+// rss is the process's resident set (VmRSS), in MiB: the whole test
+// process, proxy, test client sockets and CA included.
+func rss(t *testing.T) float64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return float64(kb) / 1024
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
