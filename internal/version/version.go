@@ -1,0 +1,137 @@
+// Package version reports what a Ward binary was built from: its version,
+// the VCS revision and time the Go toolchain stamped into it, the Go
+// version, the platform and every module it links. It reads the binary's
+// own build info (runtime/debug), so it costs the slim binaries nothing.
+package version
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set by the release build (release/image) with
+// -ldflags "-X github.com/wardmesh/ward/internal/version.version=v1.2.3".
+// When empty, the main module's version from the build info is used.
+var version string
+
+// LinkerVar is the -X name the release build sets.
+const LinkerVar = "github.com/wardmesh/ward/internal/version.version"
+
+// Info is what `ward version` and `ward-agent version` print.
+type Info struct {
+	Version     string   `json:"version"`
+	GoVersion   string   `json:"goVersion"`
+	Platform    string   `json:"platform"`
+	Revision    string   `json:"revision,omitempty"`
+	RevisionAt  string   `json:"revisionTime,omitempty"`
+	Modified    bool     `json:"modified,omitempty"`
+	Path        string   `json:"path,omitempty"`
+	Module      string   `json:"module,omitempty"`
+	Modules     []Module `json:"modules,omitempty"`
+	BuildConfig []string `json:"buildSettings,omitempty"`
+}
+
+// Module is one module the binary links: its path, version and go.sum hash
+// (Replace names the module it was replaced by, if any).
+type Module struct {
+	Path    string  `json:"path"`
+	Version string  `json:"version"`
+	Sum     string  `json:"sum,omitempty"`
+	Replace *Module `json:"replace,omitempty"`
+}
+
+// Get returns the running binary's version information.
+func Get() Info {
+	bi, _ := debug.ReadBuildInfo()
+	return FromBuildInfo(bi, version)
+}
+
+// FromBuildInfo builds Info from a binary's build info (nil when the
+// binary has none) and the version stamped by the linker ("" if none).
+// Platform and Go version come from the build info when it records them.
+func FromBuildInfo(bi *debug.BuildInfo, stamped string) Info {
+	info := Info{Version: stamped, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+	if bi == nil {
+		if info.Version == "" {
+			info.Version = "dev"
+		}
+		return info
+	}
+	info.GoVersion, info.Path, info.Module = bi.GoVersion, bi.Path, bi.Main.Path
+	if info.Version == "" {
+		info.Version = mainVersion(bi.Main.Version)
+	}
+	applySettings(&info, bi.Settings)
+	for _, m := range bi.Deps {
+		info.Modules = append(info.Modules, module(m))
+	}
+	return info
+}
+
+// mainVersion is the main module's version, or "dev" for a build from a
+// work tree (the toolchain says "(devel)" or nothing).
+func mainVersion(v string) string {
+	if v == "" || v == "(devel)" {
+		return "dev"
+	}
+	return v
+}
+
+func applySettings(info *Info, settings []debug.BuildSetting) {
+	var goos, goarch string
+	for _, s := range settings {
+		switch s.Key {
+		case "vcs.revision":
+			info.Revision = s.Value
+		case "vcs.time":
+			info.RevisionAt = s.Value
+		case "vcs.modified":
+			info.Modified = s.Value == "true"
+		case "GOOS":
+			goos = s.Value
+		case "GOARCH":
+			goarch = s.Value
+		}
+		info.BuildConfig = append(info.BuildConfig, s.Key+"="+s.Value)
+	}
+	if goos != "" && goarch != "" {
+		info.Platform = goos + "/" + goarch
+	}
+}
+
+func module(m *debug.Module) Module {
+	out := Module{Path: m.Path, Version: m.Version, Sum: m.Sum}
+	if m.Replace != nil {
+		r := module(m.Replace)
+		out.Replace = &r
+	}
+	return out
+}
+
+// WriteText prints info for people: the version, then one "key: value"
+// line per known fact, then (with modules) one line per linked module.
+func (info Info) WriteText(w io.Writer, modules bool) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version:   %s\n", info.Version)
+	if info.Revision != "" {
+		fmt.Fprintf(&b, "revision:  %s%s\n", info.Revision, map[bool]string{true: " (modified)"}[info.Modified])
+	}
+	if info.RevisionAt != "" {
+		fmt.Fprintf(&b, "time:      %s\n", info.RevisionAt)
+	}
+	fmt.Fprintf(&b, "go:        %s\n", info.GoVersion)
+	fmt.Fprintf(&b, "platform:  %s\n", info.Platform)
+	if info.Path != "" {
+		fmt.Fprintf(&b, "path:      %s\n", info.Path)
+	}
+	if modules {
+		for _, m := range info.Modules {
+			fmt.Fprintf(&b, "dep:       %s %s %s\n", m.Path, m.Version, m.Sum)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
