@@ -12,13 +12,30 @@ import (
 	"strings"
 )
 
-// version is set by the release build (release/image) with
-// -ldflags "-X github.com/wardmesh/ward/internal/version.version=v1.2.3".
-// When empty, the main module's version from the build info is used.
-var version string
+// These are set by the release build (release/image) with -ldflags
+// "-X github.com/wardmesh/ward/internal/version.version=v1.2.3" and so on.
+// The VCS ones matter where the Go toolchain stamps no VCS information (a
+// git worktree, -buildvcs=false); its stamp wins when present.
+var (
+	version      string
+	revision     string
+	revisionTime string
+	modified     string // "true" or ""
+)
 
-// LinkerVar is the -X name the release build sets.
-const LinkerVar = "github.com/wardmesh/ward/internal/version.version"
+// Linker variable names the release build sets with -X.
+const (
+	LinkerVar             = "github.com/wardmesh/ward/internal/version.version"
+	LinkerVarRevision     = "github.com/wardmesh/ward/internal/version.revision"
+	LinkerVarRevisionTime = "github.com/wardmesh/ward/internal/version.revisionTime"
+	LinkerVarModified     = "github.com/wardmesh/ward/internal/version.modified"
+)
+
+// Stamp is what the release build stamps into a binary.
+type Stamp struct {
+	Version, Revision, RevisionTime string
+	Modified                        bool
+}
 
 // Info is what `ward version` and `ward-agent version` print.
 type Info struct {
@@ -46,14 +63,16 @@ type Module struct {
 // Get returns the running binary's version information.
 func Get() Info {
 	bi, _ := debug.ReadBuildInfo()
-	return FromBuildInfo(bi, version)
+	return FromBuildInfo(bi, Stamp{Version: version, Revision: revision, RevisionTime: revisionTime, Modified: modified == "true"})
 }
 
 // FromBuildInfo builds Info from a binary's build info (nil when the
-// binary has none) and the version stamped by the linker ("" if none).
-// Platform and Go version come from the build info when it records them.
-func FromBuildInfo(bi *debug.BuildInfo, stamped string) Info {
-	info := Info{Version: stamped, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+// binary has none) and what the linker stamped (zero if nothing).
+// Platform, Go version and VCS facts come from the build info when it
+// records them.
+func FromBuildInfo(bi *debug.BuildInfo, st Stamp) Info {
+	info := Info{Version: st.Version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH,
+		Revision: st.Revision, RevisionAt: st.RevisionTime, Modified: st.Modified}
 	if bi == nil {
 		if info.Version == "" {
 			info.Version = "dev"
@@ -63,6 +82,9 @@ func FromBuildInfo(bi *debug.BuildInfo, stamped string) Info {
 	info.GoVersion, info.Path, info.Module = bi.GoVersion, bi.Path, bi.Main.Path
 	if info.Version == "" {
 		info.Version = mainVersion(bi.Main.Version)
+	}
+	if hasVCS(bi.Settings) {
+		info.Revision, info.RevisionAt, info.Modified = "", "", false
 	}
 	applySettings(&info, bi.Settings)
 	for _, m := range bi.Deps {
@@ -78,6 +100,15 @@ func mainVersion(v string) string {
 		return "dev"
 	}
 	return v
+}
+
+func hasVCS(settings []debug.BuildSetting) bool {
+	for _, s := range settings {
+		if s.Key == "vcs.revision" {
+			return true
+		}
+	}
+	return false
 }
 
 func applySettings(info *Info, settings []debug.BuildSetting) {

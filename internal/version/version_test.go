@@ -25,7 +25,7 @@ func testBuildInfo() *debug.BuildInfo {
 }
 
 func TestFromBuildInfo(t *testing.T) {
-	got := FromBuildInfo(testBuildInfo(), "")
+	got := FromBuildInfo(testBuildInfo(), Stamp{Revision: "ignored", Modified: false})
 	want := Info{
 		Version: "dev", GoVersion: "go1.26.8", Platform: "linux/arm64",
 		Revision: "0123abcd", RevisionAt: "2026-12-01T10:00:00Z", Modified: true,
@@ -39,22 +39,29 @@ func TestFromBuildInfo(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("FromBuildInfo (-want +got):\n%s", d)
 	}
-	if v := FromBuildInfo(testBuildInfo(), "v1.2.3").Version; v != "v1.2.3" {
+	if v := FromBuildInfo(testBuildInfo(), Stamp{Version: "v1.2.3"}).Version; v != "v1.2.3" {
 		t.Errorf("stamped version = %q", v)
 	}
 	bi := testBuildInfo()
 	bi.Main.Version = "v1.4.0"
-	if v := FromBuildInfo(bi, "").Version; v != "v1.4.0" {
+	if v := FromBuildInfo(bi, Stamp{}).Version; v != "v1.4.0" {
 		t.Errorf("module version = %q", v)
 	}
-	if v := FromBuildInfo(nil, ""); v.Version != "dev" || v.GoVersion == "" {
+	if v := FromBuildInfo(nil, Stamp{}); v.Version != "dev" || v.GoVersion == "" {
 		t.Errorf("no build info: %+v", v)
+	}
+	// No VCS stamp from the toolchain (a git worktree): the linker's stamp.
+	bi = testBuildInfo()
+	bi.Settings = bi.Settings[:2]
+	v := FromBuildInfo(bi, Stamp{Revision: "feed", RevisionTime: "2026-12-02T00:00:00Z", Modified: true})
+	if v.Revision != "feed" || v.RevisionAt != "2026-12-02T00:00:00Z" || !v.Modified {
+		t.Errorf("linker VCS stamp not used: %+v", v)
 	}
 }
 
 func TestWriteText(t *testing.T) {
 	var b bytes.Buffer
-	if err := FromBuildInfo(testBuildInfo(), "v1.2.3").WriteText(&b, true); err != nil {
+	if err := FromBuildInfo(testBuildInfo(), Stamp{Version: "v1.2.3"}).WriteText(&b, true); err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range []string{"version:   v1.2.3", "revision:  0123abcd (modified)", "time:      2026-12-01T10:00:00Z",

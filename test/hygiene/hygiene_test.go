@@ -108,6 +108,10 @@ var rules = []rule{
 		"schema is pure decoding and validation"},
 	{module + "/node", []string{module + "/xds", module + "/kube", module + "/webhook", module + "/sds", module + "/agent", module + "/audit", module + "/cmd", module + "/mesh/file", "k8s.io/client-go"},
 		"the node proxy runs on every node: it takes policy from authn/authz and identity from ca, never the control plane's servers or sources"},
+	{module + "/cmd/ward", []string{module + "/release", "github.com/google/go-containerregistry"},
+		"the release tooling (image builder, registry client) builds ward; ward never links it"},
+	{module + "/cmd/ward-agent", []string{module + "/release", "github.com/google/go-containerregistry"},
+		"the release tooling (image builder, registry client) builds ward-agent; ward-agent never links it"},
 	{module + "/node/hbone", []string{module + "/mesh", module + "/authn", module + "/authz", module + "/policies", module + "/ca", module + "/node$"},
 		"hbone is the tunnel protocol alone: no Ward policy, model or CA"},
 }

@@ -1,0 +1,106 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/wardmesh/ward/internal/version"
+)
+
+// BinaryDir is where the binary lives in every image.
+const BinaryDir = "/usr/local/bin"
+
+// Spec is one image: a name and the main package of its only binary.
+type Spec struct {
+	Name        string // image and binary name: "ward"
+	Package     string // main package, relative to the module root: "./cmd/ward"
+	Description string // org.opencontainers.image.description
+}
+
+// Entrypoint is the binary's path in the image.
+func (s Spec) Entrypoint() string { return BinaryDir + "/" + s.Name }
+
+// Ward's images: the ward binary (control plane, agent, node proxy,
+// traffic redirection, operator tools) and the slim workload agent.
+var (
+	Ward = Spec{Name: "ward", Package: "./cmd/ward",
+		Description: "Ward service mesh: control plane, agent, node proxy and operator tools"}
+	WardAgent = Spec{Name: "ward-agent", Package: "./cmd/ward-agent",
+		Description: "Ward workload agent: identity, rotation, SDS and proxyless gRPC files"}
+)
+
+// Specs is every image a release builds.
+func Specs() []Spec { return []Spec{Ward, WardAgent} }
+
+// Platforms is what a release builds for.
+var Platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
+
+// buildBinary compiles spec's package for platform into dir and returns
+// the binary's path. The build is static (CGO_ENABLED=0) and reproducible:
+// -trimpath, no build ID, no symbol table, GOFLAGS cleared and the
+// micro-architecture levels pinned, so only the source and the Go
+// toolchain decide the bytes. With a known revision the toolchain's VCS
+// stamp (revision, commit time, modified) goes into the build info.
+func buildBinary(ctx context.Context, goCmd string, src Source, spec Spec, p v1.Platform, dir string) (string, error) {
+	out := filepath.Join(dir, p.OS+"-"+p.Architecture, spec.Name)
+	ldflags, err := linkerFlags(src)
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-trimpath", "-buildvcs=" + fmt.Sprint(src.Revision != ""), "-ldflags", ldflags, "-o", out, spec.Package}
+	cmd := exec.CommandContext(ctx, goCmd, args...)
+	cmd.Dir = src.Dir
+	cmd.Env = buildEnv(os.Environ(), p)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build %s for %s/%s: %w\n%s", spec.Package, p.OS, p.Architecture, err, stderr.String())
+	}
+	return out, nil
+}
+
+// linkerFlags strips the binary (no symbol table, DWARF or build ID) and
+// stamps the version and VCS facts that `ward version` prints; they matter
+// where the toolchain cannot stamp VCS (a git worktree).
+func linkerFlags(src Source) (string, error) {
+	if src.Version == "" || strings.ContainsAny(src.Version, " \t\n'\"\\") {
+		return "", fmt.Errorf("version %q: want a non-empty string without spaces or quotes", src.Version)
+	}
+	flags := "-s -w -buildid= -X " + version.LinkerVar + "=" + src.Version
+	if src.Revision != "" {
+		flags += " -X " + version.LinkerVarRevision + "=" + src.Revision
+	}
+	if !src.CommitTime.IsZero() {
+		flags += " -X " + version.LinkerVarRevisionTime + "=" + src.CommitTime.UTC().Format(time.RFC3339)
+	}
+	if src.Modified {
+		flags += " -X " + version.LinkerVarModified + "=true"
+	}
+	return flags, nil
+}
+
+// buildEnv is env with the variables that change a build's output
+// replaced by fixed values.
+func buildEnv(env []string, p v1.Platform) []string {
+	fixed := map[string]string{"CGO_ENABLED": "0", "GOOS": p.OS, "GOARCH": p.Architecture,
+		"GOFLAGS": "", "GOAMD64": "v1", "GOARM64": "v8.0", "GOEXPERIMENT": ""}
+	out := make([]string, 0, len(env)+len(fixed))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := fixed[k]; !ok {
+			out = append(out, kv)
+		}
+	}
+	for _, k := range []string{"CGO_ENABLED", "GOOS", "GOARCH", "GOFLAGS", "GOAMD64", "GOARM64", "GOEXPERIMENT"} {
+		out = append(out, k+"="+fixed[k])
+	}
+	return out
+}
