@@ -14,8 +14,10 @@ import (
 
 // These are set by the release build (release/image) with -ldflags
 // "-X github.com/wardmesh/ward/internal/version.version=v1.2.3" and so on.
-// The VCS ones matter where the Go toolchain stamps no VCS information (a
-// git worktree, -buildvcs=false); its stamp wins when present.
+// The release build stamps VCS facts this way (with -buildvcs=false, as the
+// toolchain's own stamp differs between a clone and a git worktree of the
+// same commit); when the toolchain's stamp is present (go build from a
+// clone), it wins.
 var (
 	version      string
 	revision     string

@@ -47,15 +47,16 @@ var Platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux"
 // the binary's path. The build is static (CGO_ENABLED=0) and reproducible:
 // -trimpath, no build ID, no symbol table, GOFLAGS cleared and the
 // micro-architecture levels pinned, so only the source and the Go
-// toolchain decide the bytes. With a known revision the toolchain's VCS
-// stamp (revision, commit time, modified) goes into the build info.
+// toolchain decide the bytes. The VCS facts are stamped with -X, not by
+// the toolchain (-buildvcs=false): the toolchain stamps a clone but not a
+// git worktree, which would give the same commit two digests.
 func buildBinary(ctx context.Context, goCmd string, src Source, spec Spec, p v1.Platform, dir string) (string, error) {
 	out := filepath.Join(dir, p.OS+"-"+p.Architecture, spec.Name)
 	ldflags, err := linkerFlags(src)
 	if err != nil {
 		return "", err
 	}
-	args := []string{"build", "-trimpath", "-buildvcs=" + fmt.Sprint(src.Revision != ""), "-ldflags", ldflags, "-o", out, spec.Package}
+	args := []string{"build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out, spec.Package}
 	cmd := exec.CommandContext(ctx, goCmd, args...)
 	cmd.Dir = src.Dir
 	cmd.Env = buildEnv(os.Environ(), p)
@@ -68,8 +69,8 @@ func buildBinary(ctx context.Context, goCmd string, src Source, spec Spec, p v1.
 }
 
 // linkerFlags strips the binary (no symbol table, DWARF or build ID) and
-// stamps the version and VCS facts that `ward version` prints; they matter
-// where the toolchain cannot stamp VCS (a git worktree).
+// stamps the version and VCS facts (revision, commit time, modified) that
+// `ward version` prints.
 func linkerFlags(src Source) (string, error) {
 	if src.Version == "" || strings.ContainsAny(src.Version, " \t\n'\"\\") {
 		return "", fmt.Errorf("version %q: want a non-empty string without spaces or quotes", src.Version)

@@ -19,8 +19,7 @@ type Source struct {
 	Dir string
 	// Version tags the images and is stamped into the binaries.
 	Version string
-	// Revision is the full VCS commit, "" when unknown. When set, the
-	// binaries also carry the toolchain's VCS stamp (-buildvcs=true).
+	// Revision is the full VCS commit, "" when unknown.
 	Revision string
 	// CommitTime is the revision's commit time and Modified whether the
 	// checkout differs from it; stamped into the binaries (ward version).
