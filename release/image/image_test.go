@@ -182,6 +182,9 @@ func TestEntrypointRunsAsNonRoot(t *testing.T) {
 			cmd.Dir, cmd.Env = cf.Config.WorkingDir, cf.Config.Env
 			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root, Credential: &syscall.Credential{Uid: NonRoot, Gid: NonRoot}}
 			out, err := cmd.Output()
+			if errors.Is(err, syscall.EPERM) {
+				t.Skipf("root without CAP_SYS_CHROOT/CAP_SETUID (a restricted container?): %v", err)
+			}
 			if err != nil {
 				t.Fatalf("%s version --json in the image: %v %s", spec.Name, err, stderrOf(err))
 			}

@@ -1,0 +1,41 @@
+package image
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestGitSourceDateEpoch(t *testing.T) {
+	src, err := GitSource(context.Background(), t.TempDir(), "1767225600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not a checkout: no revision, version dev, the given time.
+	if src.Revision != "" || src.Version != "dev" || !src.Created.Equal(time.Unix(1767225600, 0)) || src.URL != DefaultSourceURL {
+		t.Errorf("GitSource outside a checkout = %+v", src)
+	}
+	if _, err := GitSource(context.Background(), t.TempDir(), "yesterday"); err == nil {
+		t.Error("SOURCE_DATE_EPOCH=yesterday accepted")
+	}
+}
+
+func TestLinkerFlags(t *testing.T) {
+	src := Source{Version: "v1.2.3", Revision: "abc", CommitTime: time.Unix(1767225600, 0), Modified: true}
+	got, err := linkerFlags(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"-s -w -buildid= ", "internal/version.version=v1.2.3", "internal/version.revision=abc",
+		"internal/version.revisionTime=2026-01-01T00:00:00Z", "internal/version.modified=true"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("linker flags %q lack %q", got, want)
+		}
+	}
+	for _, bad := range []string{"", "v1 -X main.evil=1", "v1'", `v1"`} {
+		if _, err := linkerFlags(Source{Version: bad}); err == nil {
+			t.Errorf("version %q accepted", bad)
+		}
+	}
+}
