@@ -1,15 +1,12 @@
-// Package image builds Ward's container images without a Docker engine:
-// it compiles a static binary per platform (go build -trimpath,
-// CGO_ENABLED=0), assembles a distroless-style OCI image around it with
-// go-containerregistry (the binary, /etc/passwd and /etc/group with the
-// nonroot user 65532, /tmp, the binary's SPDX SBOM; no shell), gathers the
-// platforms into an OCI image index, and writes it as an OCI layout or
-// pushes it to a registry.
+// Package image describes Ward's container images and what a release
+// build records about them: the images (Spec: name, main package,
+// entrypoint, the nonroot user), the source they are built from (Source:
+// version, revision, times; GitSource), their OCI labels, the SPDX SBOM
+// of each binary (NewSBOM), and images.json (Manifest, LoadManifest), the
+// list of built images pinned by digest from which the installer and the
+// sidecar injector take image references.
 //
-// Builds are reproducible: every timestamp is the source's (SOURCE_DATE_EPOCH
-// or the commit time), file owners and modes are fixed, and the binary is
-// built without paths or build IDs, so the same source and Go toolchain give
-// the same digests. The images.json file that lists the built images
-// (Manifest, LoadManifest) is how the installer and the sidecar injector
-// learn the images' digests.
+// It links only the standard library, so ward itself can read images.json.
+// The builder (go-containerregistry: layers, indexes, OCI layouts, push)
+// is release/image/oci.
 package image

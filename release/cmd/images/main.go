@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/wardmesh/ward/release/image"
+	"github.com/wardmesh/ward/release/image/oci"
 )
 
 type options struct {
@@ -71,7 +72,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(work)
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	b := image.New(image.Config{Source: src, Platforms: platforms, WorkDir: work, Log: log})
+	b := oci.New(oci.Config{Source: src, Platforms: platforms, WorkDir: work, Log: log})
 	prefix := strings.TrimSuffix(o.registry, "/")
 	if o.push != "" {
 		prefix = strings.TrimSuffix(o.push, "/")
@@ -94,14 +95,14 @@ func run(ctx context.Context, o options) error {
 }
 
 // buildOne builds spec, writes its layout and pushes it when asked.
-func buildOne(ctx context.Context, b *image.Builder, o options, spec image.Spec, prefix, tag string, platforms []v1.Platform) (image.Ref, error) {
+func buildOne(ctx context.Context, b *oci.Builder, o options, spec image.Spec, prefix, tag string, platforms []v1.Platform) (image.Ref, error) {
 	start := time.Now()
 	res, err := b.Build(ctx, spec)
 	if err != nil {
 		return image.Ref{}, err
 	}
 	dir := filepath.Join(o.out, spec.Name)
-	if err := image.WriteLayout(dir, tag, res); err != nil {
+	if err := oci.WriteLayout(dir, tag, res); err != nil {
 		return image.Ref{}, err
 	}
 	repo := prefix + "/" + spec.Name
@@ -111,7 +112,7 @@ func buildOne(ctx context.Context, b *image.Builder, o options, spec image.Spec,
 		ref.Platforms = append(ref.Platforms, p.String())
 	}
 	if o.push != "" {
-		if _, err := image.Push(ctx, repo, tag, res); err != nil {
+		if _, err := oci.Push(ctx, repo, tag, res); err != nil {
 			return image.Ref{}, err
 		}
 		ref.Pushed = true

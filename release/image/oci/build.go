@@ -1,4 +1,4 @@
-package image
+package oci
 
 import (
 	"bytes"
@@ -13,32 +13,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/wardmesh/ward/internal/version"
+	"github.com/wardmesh/ward/release/image"
 )
-
-// BinaryDir is where the binary lives in every image.
-const BinaryDir = "/usr/local/bin"
-
-// Spec is one image: a name and the main package of its only binary.
-type Spec struct {
-	Name        string // image and binary name: "ward"
-	Package     string // main package, relative to the module root: "./cmd/ward"
-	Description string // org.opencontainers.image.description
-}
-
-// Entrypoint is the binary's path in the image.
-func (s Spec) Entrypoint() string { return BinaryDir + "/" + s.Name }
-
-// Ward's images: the ward binary (control plane, agent, node proxy,
-// traffic redirection, operator tools) and the slim workload agent.
-var (
-	Ward = Spec{Name: "ward", Package: "./cmd/ward",
-		Description: "Ward service mesh: control plane, agent, node proxy and operator tools"}
-	WardAgent = Spec{Name: "ward-agent", Package: "./cmd/ward-agent",
-		Description: "Ward workload agent: identity, rotation, SDS and proxyless gRPC files"}
-)
-
-// Specs is every image a release builds.
-func Specs() []Spec { return []Spec{Ward, WardAgent} }
 
 // Platforms is what a release builds for.
 var Platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}
@@ -50,7 +26,7 @@ var Platforms = []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux"
 // toolchain decide the bytes. The VCS facts are stamped with -X, not by
 // the toolchain (-buildvcs=false): the toolchain stamps a clone but not a
 // git worktree, which would give the same commit two digests.
-func buildBinary(ctx context.Context, goCmd string, src Source, spec Spec, p v1.Platform, dir string) (string, error) {
+func buildBinary(ctx context.Context, goCmd string, src image.Source, spec image.Spec, p v1.Platform, dir string) (string, error) {
 	out := filepath.Join(dir, p.OS+"-"+p.Architecture, spec.Name)
 	ldflags, err := linkerFlags(src)
 	if err != nil {
@@ -71,7 +47,7 @@ func buildBinary(ctx context.Context, goCmd string, src Source, spec Spec, p v1.
 // linkerFlags strips the binary (no symbol table, DWARF or build ID) and
 // stamps the version and VCS facts (revision, commit time, modified) that
 // `ward version` prints.
-func linkerFlags(src Source) (string, error) {
+func linkerFlags(src image.Source) (string, error) {
 	if src.Version == "" || strings.ContainsAny(src.Version, " \t\n'\"\\") {
 		return "", fmt.Errorf("version %q: want a non-empty string without spaces or quotes", src.Version)
 	}

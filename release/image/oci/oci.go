@@ -1,4 +1,4 @@
-package image
+package oci
 
 import (
 	"context"
@@ -12,11 +12,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/wardmesh/ward/release/image"
 )
 
 // Config configures a Builder.
 type Config struct {
-	Source    Source
+	Source    image.Source
 	Platforms []v1.Platform // default Platforms
 	// WorkDir receives the binaries (<os>-<arch>/<name>); required.
 	WorkDir string
@@ -46,7 +48,7 @@ func New(cfg Config) *Builder {
 // Result is one built image: its multi-platform index and, per platform,
 // the SBOM of the binary inside.
 type Result struct {
-	Spec   Spec
+	Spec   image.Spec
 	Index  v1.ImageIndex
 	Digest v1.Hash // the index's digest: what a reference pins
 	SBOMs  []PlatformSBOM
@@ -60,7 +62,7 @@ type PlatformSBOM struct {
 
 // Build builds spec for every platform and gathers the images into an
 // OCI image index carrying the same annotations as each image.
-func (b *Builder) Build(ctx context.Context, spec Spec) (*Result, error) {
+func (b *Builder) Build(ctx context.Context, spec image.Spec) (*Result, error) {
 	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	res := &Result{Spec: spec}
 	for _, p := range b.cfg.Platforms {
@@ -73,7 +75,7 @@ func (b *Builder) Build(ctx context.Context, spec Spec) (*Result, error) {
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 		res.SBOMs = append(res.SBOMs, PlatformSBOM{Platform: p, JSON: sbom})
 	}
-	res.Index = mutate.Annotations(idx, Labels(spec, b.cfg.Source)).(v1.ImageIndex)
+	res.Index = mutate.Annotations(idx, image.Labels(spec, b.cfg.Source)).(v1.ImageIndex)
 	d, err := res.Index.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: index digest: %w", spec.Name, err)
@@ -84,7 +86,7 @@ func (b *Builder) Build(ctx context.Context, spec Spec) (*Result, error) {
 
 // Image builds spec's image for one platform and returns it with the
 // SBOM it carries.
-func (b *Builder) Image(ctx context.Context, spec Spec, p v1.Platform) (v1.Image, []byte, error) {
+func (b *Builder) Image(ctx context.Context, spec image.Spec, p v1.Platform) (v1.Image, []byte, error) {
 	src := b.cfg.Source
 	path, err := buildBinary(ctx, b.cfg.Go, src, spec, p, b.cfg.WorkDir)
 	if err != nil {
@@ -98,7 +100,7 @@ func (b *Builder) Image(ctx context.Context, spec Spec, p v1.Platform) (v1.Image
 	if err != nil {
 		return nil, nil, fmt.Errorf("image %s: read build info: %w", spec.Name, err)
 	}
-	sbom, err := NewSBOM(spec, src, bin, bi).JSON()
+	sbom, err := image.NewSBOM(spec, src, bin, bi).JSON()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -111,7 +113,7 @@ func (b *Builder) Image(ctx context.Context, spec Spec, p v1.Platform) (v1.Image
 
 // assemble makes the image: the base layer, the binary-and-SBOM layer,
 // and a config running the binary as nonroot, every time src.Created.
-func assemble(spec Spec, src Source, p v1.Platform, bin, sbom []byte) (v1.Image, error) {
+func assemble(spec image.Spec, src image.Source, p v1.Platform, bin, sbom []byte) (v1.Image, error) {
 	base, err := layer(baseEntries(), src.Created)
 	if err != nil {
 		return nil, err
@@ -124,7 +126,7 @@ func assemble(spec Spec, src Source, p v1.Platform, bin, sbom []byte) (v1.Image,
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	img, err = mutate.Append(img,
 		mutate.Addendum{Layer: base, History: v1.History{Created: created, CreatedBy: "ward release/image: /etc/passwd, /etc/group, /tmp, /home/nonroot", Comment: "base"}},
-		mutate.Addendum{Layer: app, History: v1.History{Created: created, CreatedBy: "ward release/image: go build " + spec.Package + "; " + SBOMPath(spec), Comment: spec.Name}})
+		mutate.Addendum{Layer: app, History: v1.History{Created: created, CreatedBy: "ward release/image: go build " + spec.Package + "; " + image.SBOMPath(spec), Comment: spec.Name}})
 	if err != nil {
 		return nil, fmt.Errorf("append layers: %w", err)
 	}
@@ -134,11 +136,11 @@ func assemble(spec Spec, src Source, p v1.Platform, bin, sbom []byte) (v1.Image,
 	}
 	cf = cf.DeepCopy()
 	cf.Created, cf.OS, cf.Architecture, cf.Variant = created, p.OS, p.Architecture, p.Variant
-	labels := Labels(spec, src)
+	labels := image.Labels(spec, src)
 	cf.Config = v1.Config{
-		User:       fmt.Sprintf("%d:%d", NonRoot, NonRoot),
+		User:       fmt.Sprintf("%d:%d", image.NonRoot, image.NonRoot),
 		Entrypoint: []string{spec.Entrypoint()},
-		Env:        []string{"PATH=" + BinaryDir, "HOME=/home/nonroot"},
+		Env:        []string{"PATH=" + image.BinaryDir, "HOME=/home/nonroot"},
 		WorkingDir: "/home/nonroot",
 		Labels:     labels,
 	}
@@ -147,22 +149,4 @@ func assemble(spec Spec, src Source, p v1.Platform, bin, sbom []byte) (v1.Image,
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return mutate.Annotations(img, labels).(v1.Image), nil
-}
-
-// Labels are the OCI labels of spec's image config, also its manifest's
-// and index's annotations.
-func Labels(spec Spec, src Source) map[string]string {
-	l := map[string]string{
-		"org.opencontainers.image.title":       spec.Name,
-		"org.opencontainers.image.description": spec.Description,
-		"org.opencontainers.image.source":      src.URL,
-		"org.opencontainers.image.url":         src.URL,
-		"org.opencontainers.image.version":     src.Version,
-		"org.opencontainers.image.created":     src.Created.UTC().Format(time.RFC3339),
-		"org.opencontainers.image.licenses":    src.Licenses,
-	}
-	if src.Revision != "" {
-		l["org.opencontainers.image.revision"] = src.Revision
-	}
-	return l
 }

@@ -1,4 +1,4 @@
-package image
+package oci
 
 import (
 	"archive/tar"
@@ -18,6 +18,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/wardmesh/ward/release/image"
 )
 
 // files lists img's flattened file system: path → header.
@@ -48,7 +50,7 @@ var shells = []string{"sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "csh", 
 // /bin), owned as expected, and a config that runs the binary as 65532.
 func TestImageIsDistrolessAndNonRoot(t *testing.T) {
 	_, results := built(t)
-	for _, spec := range Specs() {
+	for _, spec := range image.Specs() {
 		t.Run(spec.Name, func(t *testing.T) {
 			img := nativeImage(t, results[spec.Name])
 			fs := files(t, img)
@@ -67,12 +69,12 @@ func TestImageIsDistrolessAndNonRoot(t *testing.T) {
 			}
 			slices.Sort(names)
 			want := []string{"/etc", "/etc/group", "/etc/nsswitch.conf", "/etc/passwd", "/home", "/home/nonroot", "/tmp",
-				"/usr", "/usr/local", "/usr/local/bin", spec.Entrypoint(), "/usr/share", "/usr/share/sbom", SBOMPath(spec)}
+				"/usr", "/usr/local", "/usr/local/bin", spec.Entrypoint(), "/usr/share", "/usr/share/sbom", image.SBOMPath(spec)}
 			slices.Sort(want)
 			if d := cmp.Diff(want, names); d != "" {
 				t.Errorf("image files (-want +got):\n%s", d)
 			}
-			if h := fs["/home/nonroot"]; h == nil || h.Uid != NonRoot || h.Gid != NonRoot {
+			if h := fs["/home/nonroot"]; h == nil || h.Uid != image.NonRoot || h.Gid != image.NonRoot {
 				t.Errorf("/home/nonroot not owned by nonroot: %+v", h)
 			}
 			if h := fs["/tmp"]; h == nil || h.Mode != 0o1777 {
@@ -103,7 +105,7 @@ func TestLabelsAndAnnotations(t *testing.T) {
 	if out, err := exec.Command("git", "-C", src.Dir, "rev-parse", "HEAD").Output(); err == nil {
 		head = strings.TrimSpace(string(out))
 	}
-	for _, spec := range Specs() {
+	for _, spec := range image.Specs() {
 		t.Run(spec.Name, func(t *testing.T) {
 			res := results[spec.Name]
 			img := nativeImage(t, res)
@@ -161,7 +163,7 @@ func TestLabelsAndAnnotations(t *testing.T) {
 func TestReproducible(t *testing.T) {
 	src, results := built(t)
 	b := New(Config{Source: src, Platforms: []v1.Platform{native}, WorkDir: t.TempDir()})
-	for _, spec := range Specs() {
+	for _, spec := range image.Specs() {
 		res, err := b.Build(context.Background(), spec)
 		if err != nil {
 			t.Fatal(err)

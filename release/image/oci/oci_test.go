@@ -1,4 +1,4 @@
-package image
+package oci
 
 import (
 	"archive/tar"
@@ -22,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/wardmesh/ward/internal/version"
+
+	"github.com/wardmesh/ward/release/image"
 )
 
 const testVersion = "v0.0.0-imagetest"
@@ -33,19 +35,19 @@ var native = v1.Platform{OS: "linux", Architecture: runtime.GOARCH}
 // the tests (building the ward binary is the expensive part).
 var fixture struct {
 	once    sync.Once
-	src     Source
+	src     image.Source
 	results map[string]*Result
 	err     error
 	took    time.Duration
 }
 
-func testSource(t *testing.T) Source {
+func testSource(t *testing.T) image.Source {
 	t.Helper()
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := GitSource(context.Background(), root, "")
+	src, err := image.GitSource(context.Background(), root, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func testSource(t *testing.T) Source {
 }
 
 // built returns the images built from the checkout (skipped with -short).
-func built(t *testing.T) (Source, map[string]*Result) {
+func built(t *testing.T) (image.Source, map[string]*Result) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the ward binaries; skipped with -short")
@@ -73,7 +75,7 @@ func built(t *testing.T) (Source, map[string]*Result) {
 		start := time.Now()
 		b := New(Config{Source: fixture.src, Platforms: []v1.Platform{native}, WorkDir: work})
 		fixture.results = map[string]*Result{}
-		for _, spec := range Specs() {
+		for _, spec := range image.Specs() {
 			res, err := b.Build(context.Background(), spec)
 			if err != nil {
 				fixture.err = err
@@ -170,7 +172,7 @@ func TestEntrypointRunsAsNonRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("chroot needs root (CI runs the tests as root): the entrypoint is not run")
 	}
-	for _, spec := range Specs() {
+	for _, spec := range image.Specs() {
 		t.Run(spec.Name, func(t *testing.T) {
 			img := nativeImage(t, results[spec.Name])
 			cf, err := img.ConfigFile()
@@ -180,7 +182,7 @@ func TestEntrypointRunsAsNonRoot(t *testing.T) {
 			root := unpack(t, img)
 			cmd := exec.Command(cf.Config.Entrypoint[0], "version", "--json")
 			cmd.Dir, cmd.Env = cf.Config.WorkingDir, cf.Config.Env
-			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root, Credential: &syscall.Credential{Uid: NonRoot, Gid: NonRoot}}
+			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root, Credential: &syscall.Credential{Uid: image.NonRoot, Gid: image.NonRoot}}
 			out, err := cmd.Output()
 			if errors.Is(err, syscall.EPERM) {
 				t.Skipf("root without CAP_SYS_CHROOT/CAP_SETUID (a restricted container?): %v", err)

@@ -1,4 +1,4 @@
-package image
+package oci
 
 import (
 	"archive/tar"
@@ -12,10 +12,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-)
 
-// NonRoot is the user and group every image runs as (distroless's nonroot).
-const NonRoot = 65532
+	"github.com/wardmesh/ward/release/image"
+)
 
 // entry is one file or directory of a layer.
 type entry struct {
@@ -33,25 +32,25 @@ func baseEntries() []entry {
 	return []entry{
 		{name: "/etc", mode: 0o755, dir: true},
 		{name: "/etc/passwd", mode: 0o644, data: []byte(fmt.Sprintf(
-			"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", NonRoot, NonRoot))},
-		{name: "/etc/group", mode: 0o644, data: []byte(fmt.Sprintf("root:x:0:\nnonroot:x:%d:\n", NonRoot))},
+			"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", image.NonRoot, image.NonRoot))},
+		{name: "/etc/group", mode: 0o644, data: []byte(fmt.Sprintf("root:x:0:\nnonroot:x:%d:\n", image.NonRoot))},
 		{name: "/etc/nsswitch.conf", mode: 0o644, data: []byte("hosts: files dns\n")},
 		{name: "/home", mode: 0o755, dir: true},
-		{name: "/home/nonroot", mode: 0o700, dir: true, uid: NonRoot, gid: NonRoot},
+		{name: "/home/nonroot", mode: 0o700, dir: true, uid: image.NonRoot, gid: image.NonRoot},
 		{name: "/tmp", mode: 0o1777, dir: true},
 	}
 }
 
 // appEntries is the binary at spec's entrypoint and its SBOM.
-func appEntries(spec Spec, binary, sbom []byte) []entry {
+func appEntries(spec image.Spec, binary, sbom []byte) []entry {
 	return []entry{
 		{name: "/usr", mode: 0o755, dir: true},
 		{name: "/usr/local", mode: 0o755, dir: true},
-		{name: BinaryDir, mode: 0o755, dir: true},
+		{name: image.BinaryDir, mode: 0o755, dir: true},
 		{name: spec.Entrypoint(), mode: 0o755, data: binary},
 		{name: "/usr/share", mode: 0o755, dir: true},
-		{name: SBOMDir, mode: 0o755, dir: true},
-		{name: SBOMPath(spec), mode: 0o644, data: sbom},
+		{name: image.SBOMDir, mode: 0o755, dir: true},
+		{name: image.SBOMPath(spec), mode: 0o644, data: sbom},
 	}
 }
 
@@ -91,7 +90,7 @@ func writeEntry(tw *tar.Writer, e entry, mtime time.Time) error {
 }
 
 func userName(id int) string {
-	if id == NonRoot {
+	if id == image.NonRoot {
 		return "nonroot"
 	}
 	return "root"
