@@ -6,8 +6,13 @@ STATE    ?= .state
 CONFIG   ?= examples
 PKGS     := ./...
 FUZZTIME ?= 10s
+# images: where references point (REGISTRY) or where to push (PUSH), and for what.
+REGISTRY  ?= ghcr.io/wardmesh
+PUSH      ?=
+PLATFORMS ?= linux/amd64,linux/arm64
+VERSION   ?=
 
-.PHONY: all build run demo test test-short bench lint fuzz tools clean
+.PHONY: all build run demo test test-short bench lint fuzz tools clean images
 
 all: build
 
@@ -15,6 +20,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/ward
 	CGO_ENABLED=0 $(GO) build -o $(AGENT) ./cmd/ward-agent
+
+## images: OCI images of ward and ward-agent (no Docker needed) in _out/images, with SBOMs and images.json;
+## PUSH=registry/prefix also pushes them (see docs/release.md)
+images:
+	$(GO) run ./release/cmd/images -out _out/images -registry '$(REGISTRY)' -push '$(PUSH)' -platforms '$(PLATFORMS)' -version '$(VERSION)'
 
 ## run: the control plane on the example mesh, state in ./.state (git-ignored)
 run: build
@@ -44,4 +54,4 @@ fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
 
 clean:
-	rm -rf bin
+	rm -rf bin _out

@@ -110,6 +110,12 @@ var rules = []rule{
 		"the node proxy runs on every node: it takes policy from authn/authz and identity from ca, never the control plane's servers or sources"},
 	{module + "/redirect", []string{module, "google.golang.org/grpc", "k8s.io", "net/http"},
 		"redirect is the pod's init container (ward redirect) and a candidate for node capture: nf_tables over netlink, nothing of Ward's"},
+	{module + "/cmd/ward", []string{module + "/release/image/oci", module + "/release/cmd", "github.com/google/go-containerregistry"},
+		"the image builder and registry client build ward; ward never links them (it may read images.json with release/image)"},
+	{module + "/cmd/ward-agent", []string{module + "/release", "github.com/google/go-containerregistry"},
+		"the release tooling builds ward-agent; ward-agent never links it"},
+	{module + "/release/image", []string{"github.com/google/go-containerregistry", module + "/release/image/oci"},
+		"release/image (specs, SBOM, images.json) is read by ward itself: standard library only; the builder is release/image/oci"},
 	{module + "/node/hbone", []string{module + "/mesh", module + "/authn", module + "/authz", module + "/policies", module + "/ca", module + "/node$"},
 		"hbone is the tunnel protocol alone: no Ward policy, model or CA"},
 }

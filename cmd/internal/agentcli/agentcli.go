@@ -7,6 +7,7 @@ package agentcli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/wardmesh/ward/agent"
 	"github.com/wardmesh/ward/internal/httpserve"
+	"github.com/wardmesh/ward/internal/version"
 	"github.com/wardmesh/ward/mesh/identity"
 	"github.com/wardmesh/ward/sds"
 )
@@ -208,6 +210,7 @@ func logger(w io.Writer, level, format string) *slog.Logger {
 func Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cmd := Command("ward-agent")
+	cmd.AddCommand(VersionCommand())
 	cmd.SilenceErrors = true
 	err := cmd.ExecuteContext(ctx)
 	stop()
@@ -215,4 +218,37 @@ func Main() {
 		fmt.Fprintln(os.Stderr, "ward-agent:", err)
 		os.Exit(1)
 	}
+}
+
+// VersionCommand is `ward-agent version`: the version alone, --long for
+// the revision, Go version, platform and linked modules, --json (or -o
+// json) for all of it as JSON. (No YAML: ward-agent links no YAML library.)
+func VersionCommand() *cobra.Command {
+	var output string
+	var long, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the ward-agent version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			v := version.Get()
+			w := cmd.OutOrStdout()
+			switch {
+			case asJSON || output == "json":
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			case output != "" && output != "table":
+				return fmt.Errorf("unknown output format %q (valid: table, json)", output)
+			case long:
+				return v.WriteText(w, true)
+			}
+			_, err := fmt.Fprintln(w, v.Version)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table|json")
+	cmd.Flags().BoolVar(&long, "long", false, "print the revision, Go version, platform and every linked module")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "the same as -o json")
+	return cmd
 }

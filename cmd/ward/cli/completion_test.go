@@ -9,6 +9,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
+	"github.com/wardmesh/ward/internal/version"
 	"github.com/wardmesh/ward/xds"
 )
 
@@ -130,9 +131,10 @@ func TestOutputFlag(t *testing.T) {
 	if err := v.Set("html"); err == nil || got != outYAML {
 		t.Errorf("html accepted: %v %q", err, got)
 	}
+	Version := version.Get().Version
 	out, err := execRoot(t, "version", "-o", "json")
 	var vi versionInfo
-	if err != nil || json.Unmarshal([]byte(out), &vi) != nil || vi.Version != Version || vi.GoVersion == "" {
+	if err != nil || json.Unmarshal([]byte(out), &vi) != nil || vi.Version != Version || vi.GoVersion == "" || vi.Platform == "" {
 		t.Errorf("version -o json: %v %s", err, out)
 	}
 	if out, err := execRoot(t, "version", "-o", "yaml"); err != nil || !strings.Contains(out, "version: "+Version) {
@@ -140,5 +142,13 @@ func TestOutputFlag(t *testing.T) {
 	}
 	if out, err := execRoot(t, "version"); err != nil || out != Version+"\n" {
 		t.Errorf("version: %v %q", err, out)
+	}
+	// (A test binary's build info lists no modules: release/image runs
+	// the built binary's `version --json` and checks them.)
+	if out, err := execRoot(t, "version", "--json"); err != nil || !strings.Contains(out, `"goVersion": "go`) {
+		t.Errorf("version --json: %v %s", err, out)
+	}
+	if out, err := execRoot(t, "version", "--long"); err != nil || !strings.HasPrefix(out, "version:   "+Version+"\n") || !strings.Contains(out, "\ngo:        go") {
+		t.Errorf("version --long: %v %s", err, out)
 	}
 }

@@ -6,11 +6,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/wardmesh/ward/internal/version"
 )
 
 // Main runs the ward command and exits with its status.
@@ -100,30 +101,34 @@ func exitCode(err error) int {
 	return 1
 }
 
-// Version is set at build time with -ldflags "-X ...cli.Version=...".
-var Version = "dev"
-
-// versionInfo is what `ward version` prints.
-type versionInfo struct {
-	Version   string `json:"version"`
-	GoVersion string `json:"goVersion"`
-	Platform  string `json:"platform"`
-}
+// versionInfo is what `ward version` prints: the version (stamped by the
+// release build, see release/image), the VCS revision and time and the
+// modules from the binary's build info, the Go version and the platform.
+type versionInfo = version.Info
 
 func newVersionCmd() *cobra.Command {
 	var output string
+	var long, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the ward version",
+		Short: "Print the ward version (--long: revision, Go, platform, modules; -o json: all of it)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := versionInfo{Version: Version, GoVersion: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH}
+			if asJSON {
+				output = outJSON
+			}
+			v := version.Get()
 			return writeData(cmd.OutOrStdout(), output, v, func(w io.Writer) error {
+				if long {
+					return v.WriteText(w, true)
+				}
 				_, err := fmt.Fprintln(w, v.Version)
 				return err
 			})
 		},
 	}
 	addOutputFlag(cmd, &output, stdFormats...)
+	cmd.Flags().BoolVar(&long, "long", false, "print the revision, Go version, platform and every linked module")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "the same as -o json")
 	return cmd
 }
