@@ -377,4 +377,3 @@ func (in *Installer) Uninstall(ctx context.Context, o UninstallOptions) (Report,
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }
-

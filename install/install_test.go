@@ -203,4 +203,3 @@ func markAvailable(t *testing.T, env *kubetest.Env, ns string) {
 		t.Fatal(err)
 	}
 }
-
