@@ -86,6 +86,7 @@ func TestInstallIdempotentUninstall(t *testing.T) {
 	ns := freshNamespace("ward-install")
 	objs := render(t, ns, "{}")
 	in := newInstaller(env, ns)
+	t.Cleanup(func() { _, _ = in.Uninstall(ctx, install.UninstallOptions{}) })
 
 	rep, err := in.Apply(ctx, objs, install.ApplyOptions{Force: true, Prune: true})
 	if err != nil {
@@ -137,7 +138,7 @@ func TestInstallIdempotentUninstall(t *testing.T) {
 
 	// No kubelet or controller manager here: readiness times out with a
 	// reason, after everything was applied.
-	_, err = in.Apply(ctx, objs, install.ApplyOptions{Force: true, Prune: true, Wait: 300 * time.Millisecond})
+	_, err = in.Apply(ctx, objs, install.ApplyOptions{Force: true, Prune: true, Wait: 2 * time.Second})
 	var nr *install.NotReadyError
 	if !errors.As(err, &nr) || !strings.Contains(err.Error(), "has not observed generation") {
 		t.Fatalf("install with a readiness wait and no controllers: %v, want a NotReadyError naming the generation", err)

@@ -2,6 +2,7 @@ package install
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -33,12 +34,20 @@ func (in *Installer) poll(ctx context.Context, what string, timeout time.Duratio
 	var last []string
 	for {
 		pending, err := check(ctx)
+		var status apierrors.APIStatus
 		switch {
-		case err != nil && ctx.Err() == nil:
-			return err
-		case err == nil && len(pending) == 0:
+		case errors.As(err, &status) && ctx.Err() == nil:
+			return err // the API server answered: waiting will not help
+		case err != nil:
+			// Transport trouble, the client's rate limiter or the
+			// deadline cutting a check short: retry until the deadline,
+			// reporting what the last complete check found.
+			if len(last) == 0 {
+				last = []string{err.Error()}
+			}
+		case len(pending) == 0:
 			return nil
-		case err == nil:
+		default:
 			last = pending
 		}
 		select {
