@@ -98,7 +98,7 @@ func TestHelmChartEqualsKustomize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compareObjects(t, "helm", helmRender(t, deploy.DefaultNamespace, nil), "kustomize", kustomized)
+	compareObjects(t, "helm", helmRender(t, "helm/ward", deploy.DefaultNamespace, nil), "kustomize", kustomized)
 }
 
 // Ward's renderer and Helm's engine agree on values that take every
@@ -140,7 +140,7 @@ xds: {plaintextPort: 15010}
 			if err := yaml.Unmarshal([]byte(tc.values), &overrides); err != nil {
 				t.Fatal(err)
 			}
-			compareObjects(t, "helm", helmRender(t, "mesh-ctl", overrides), "ward", ours)
+			compareObjects(t, "helm", helmRender(t, "helm/ward", "mesh-ctl", overrides), "ward", ours)
 		})
 	}
 }
@@ -258,4 +258,27 @@ func compareObjects(t *testing.T, an string, a []*unstructured.Unstructured, bn 
 	if d := cmp.Diff(index(a), index(b)); d != "" {
 		t.Errorf("-%s +%s:\n%s", an, bn, d)
 	}
+}
+
+// `ward manifest generate --format helm` with pinned images writes a
+// chart that Helm renders to what Ward renders with the same values.
+func TestWriteChartPinned(t *testing.T) {
+	l, err := deploy.ReadImages("testdata/images.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := deploy.Default().Pin(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := deploy.WriteChart(dir, v); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := deploy.Render(v, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, _ := deploy.Objects(ms)
+	compareObjects(t, "helm", helmRender(t, dir, deploy.DefaultNamespace, nil), "ward", ours)
 }

@@ -14,11 +14,11 @@ import (
 	"github.com/wardmesh/ward/deploy"
 )
 
-// helmRender renders helm/ward as `helm template --namespace ns` would,
+// helmRender renders the chart in chartDir as `helm template --namespace ns` would,
 // with Helm's loader, value coalescing and template engine.
-func helmRender(t *testing.T, ns string, overrides map[string]any) []*unstructured.Unstructured {
+func helmRender(t *testing.T, chartDir, ns string, overrides map[string]any) []*unstructured.Unstructured {
 	t.Helper()
-	ch, err := loader.LoadDir("helm/ward")
+	ch, err := loader.LoadDir(chartDir)
 	if err != nil {
 		t.Fatalf("helm: load chart: %v", err)
 	}

@@ -3,8 +3,12 @@ package deploy
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+
+	"sigs.k8s.io/yaml"
 )
 
 const generatedHeader = "# Generated from deploy/helm/ward (ward manifest generate --format kustomize); do not edit.\n"
@@ -37,4 +41,36 @@ func WriteKustomize(dir string, ms []Manifest) error {
 		}
 	}
 	return nil
+}
+
+// WriteChart writes the Helm chart into dir with v as its values.yaml, so
+// that `helm install ward dir` installs what `ward install` with the same
+// values does. With the default values the chart is copied unchanged.
+func WriteChart(dir string, v Values) error {
+	err := fs.WalkDir(Chart(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(p))
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		b, err := fs.ReadFile(Chart(), p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("write chart: %w", err)
+	}
+	if reflect.DeepEqual(v, Default()) {
+		return nil
+	}
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	header := "# Values as `ward manifest generate --format helm` was given them; the\n# documented defaults are deploy/helm/ward/values.yaml in Ward's repository.\n"
+	return os.WriteFile(filepath.Join(dir, "values.yaml"), append([]byte(header), b...), 0o644)
 }

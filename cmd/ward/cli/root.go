@@ -39,6 +39,9 @@ func subcommands() []func() *cobra.Command {
 		newDemoCmd,
 		newProxyStatusCmd,
 		newNodeCmd,
+		newInstallCmd,
+		newUninstallCmd,
+		newManifestCmd,
 	}
 }
 
