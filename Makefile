@@ -7,7 +7,7 @@ CONFIG   ?= examples
 PKGS     := ./...
 FUZZTIME ?= 10s
 
-.PHONY: all build run demo test test-short bench lint fuzz tools clean
+.PHONY: all build run demo test test-short bench lint fuzz tools clean manifests
 
 all: build
 
@@ -42,6 +42,10 @@ lint:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
+
+## manifests: rewrite the kustomize base deploy/*.yaml from the Helm chart deploy/helm/ward (docs/install.md)
+manifests:
+	$(GO) test ./deploy -run TestKustomizeBaseUpToDate -update
 
 clean:
 	rm -rf bin

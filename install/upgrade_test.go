@@ -185,6 +185,20 @@ spec:
 	}
 	checkRuntime("after prune")
 
+	// The documented rollback: the previous manifests, server-side, under
+	// install's field manager, so that what only this version set goes.
+	env.Kubectl(t, "", "apply", "--server-side", "--force-conflicts", "--field-manager="+install.DefaultFieldManager, "-k", previous)
+	d = deployment(t, env, ns)
+	cs, _, _ = unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	args, _, _ = unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+	if strings.Contains(strings.Join(args, " "), "--ward-image") {
+		t.Errorf("deployment args after the rollback: %v, want the previous release's", args)
+	}
+	if _, err := dyn.Resource(pdbGVR).Namespace(ns).Get(ctx, "ward", metav1.GetOptions{}); err != nil {
+		t.Errorf("PodDisruptionBudget after the rollback: %v", err)
+	}
+	checkRuntime("after rollback")
+
 	// Uninstall keeps users' and Ward's state: CRDs, namespace, CA.
 	if _, err := in.Uninstall(ctx, install.UninstallOptions{Wait: 30 * time.Second}); err != nil {
 		t.Fatal(err)
