@@ -108,6 +108,11 @@ var rules = []rule{
 		"schema is pure decoding and validation"},
 	{module + "/node", []string{module + "/xds", module + "/kube", module + "/webhook", module + "/sds", module + "/agent", module + "/audit", module + "/cmd", module + "/mesh/file", "k8s.io/client-go"},
 		"the node proxy runs on every node: it takes policy from authn/authz and identity from ca, never the control plane's servers or sources"},
+	{module + "/deploy", append([]string{"helm.sh/", module + "/install", "k8s.io/client-go", "google.golang.org/grpc", "github.com/fsnotify/fsnotify"}, wardServers...),
+		"deploy renders the chart: pure, and Helm's engine is a test-only dependency (the ward binary does not link it)"},
+	{module + "/install", []string{"helm.sh/", module + "/cmd", module + "/xds", module + "/ca", module + "/webhook", module + "/authz", module + "/authn"},
+		"install applies rendered manifests through client-go; it knows nothing of the mesh, and links no Helm"},
+	{module + "/cmd/ward", []string{"helm.sh/"}, "Helm renders Ward's chart in tests only; the binary uses package deploy's renderer"},
 	{module + "/node/hbone", []string{module + "/mesh", module + "/authn", module + "/authz", module + "/policies", module + "/ca", module + "/node$"},
 		"hbone is the tunnel protocol alone: no Ward policy, model or CA"},
 }
