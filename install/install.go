@@ -275,6 +275,9 @@ func (in *Installer) owned(ctx context.Context) ([]*unstructured.Unstructured, e
 		}
 		for i := range l.Items {
 			item := &l.Items[i]
+			if k.name == "Namespace" && item.GetName() != in.cfg.Namespace {
+				continue // another installation's
+			}
 			item.SetAPIVersion(k.gvr.GroupVersion().String())
 			item.SetKind(k.name)
 			out = append(out, item)

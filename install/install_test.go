@@ -88,13 +88,27 @@ func TestInstallIdempotentUninstall(t *testing.T) {
 	in := newInstaller(env, ns)
 	t.Cleanup(func() { _, _ = in.Uninstall(ctx, install.UninstallOptions{}) })
 
-	rep, err := in.Apply(ctx, objs, install.ApplyOptions{Force: true, Prune: true})
+	// The plan of a first install: everything to create (the namespaced
+	// objects dry-run into a namespace that does not exist yet), and
+	// nothing persisted.
+	rep, err := in.Apply(ctx, objs, install.ApplyOptions{Force: true, Prune: true, DryRun: true})
+	if err != nil {
+		t.Fatalf("dry run of a first install: %v", err)
+	}
+	if got := actions(rep); got[install.Created] < len(objs)-11 || len(rep.Changes) != len(objs) {
+		t.Fatalf("dry run of a first install: %v, want all %d created (CRDs may exist)", got, len(objs))
+	}
+	if _, err := env.Clients.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("namespace %s after a dry run: %v, want not found", ns, err)
+	}
+
+	rep, err = in.Apply(ctx, objs, install.ApplyOptions{Force: true, Prune: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("first install: %d objects in %v", len(rep.Changes), rep.Elapsed)
-	if got := actions(rep); got[install.Created] != len(objs) || len(rep.Changes) != len(objs) {
-		t.Fatalf("first install: %v, want %d created", got, len(objs))
+	if got := actions(rep); got[install.Created] < len(objs)-11 || got[install.Pruned] != 0 || len(rep.Changes) != len(objs) {
+		t.Fatalf("first install: %v, want %d created (the 11 CRDs may exist)", got, len(objs))
 	}
 	for _, o := range objs {
 		got, err := get(t, env, o)
