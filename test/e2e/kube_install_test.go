@@ -69,6 +69,13 @@ func TestKubeInstallCLI(t *testing.T) {
 		t.Errorf("the dry run deleted the PodDisruptionBudget: %v", err)
 	}
 
+	out, stderr, code = runWard(t, append([]string{"uninstall", "--dry-run"}, base...)...)
+	if code != 0 || !strings.Contains(out, "11 deleted, 12 kept") || !strings.Contains(out, "dry run") {
+		t.Fatalf("uninstall --dry-run: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := env.Clients.Kube.AppsV1().Deployments(ns).Get(ctx, "ward", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the dry run deleted the Deployment: %v", err)
+	}
 	out, stderr, code = runWard(t, append([]string{"uninstall", "--wait", "30s"}, base...)...)
 	if code != 0 || !strings.Contains(out, "11 deleted, 12 kept") {
 		t.Fatalf("uninstall: exit %d\n%s%s", code, out, stderr)
