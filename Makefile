@@ -12,7 +12,7 @@ PUSH      ?=
 PLATFORMS ?= linux/amd64,linux/arm64
 VERSION   ?=
 
-.PHONY: all build run demo test test-short bench lint fuzz tools clean images
+.PHONY: all build run demo test test-short bench lint fuzz tools clean images manifests
 
 all: build
 
@@ -52,6 +52,10 @@ lint:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	./hack/fuzz.sh $(FUZZTIME)
+
+## manifests: rewrite the kustomize base deploy/*.yaml from the Helm chart deploy/helm/ward (docs/install.md)
+manifests:
+	$(GO) test ./deploy -run TestKustomizeBaseUpToDate -update
 
 clean:
 	rm -rf bin _out

@@ -168,3 +168,8 @@ func (info Info) WriteText(w io.Writer, modules bool) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// Released returns the version the release build stamped into this binary
+// (the tag its images carry), or "" for a binary built any other way: a
+// toolchain pseudo-version names no image.
+func Released() string { return version }

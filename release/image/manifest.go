@@ -114,3 +114,7 @@ func WriteManifest(path string, m *Manifest) error {
 	}
 	return nil
 }
+
+// ValidDigest reports whether d is an image digest as images.json and
+// pinned references carry it: "sha256:" and 64 lower-case hex digits.
+func ValidDigest(d string) bool { return digestRE.MatchString(d) }

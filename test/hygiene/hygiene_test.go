@@ -116,6 +116,11 @@ var rules = []rule{
 		"the release tooling builds ward-agent; ward-agent never links it"},
 	{module + "/release/image", []string{"github.com/google/go-containerregistry", module + "/release/image/oci"},
 		"release/image (specs, SBOM, images.json) is read by ward itself: standard library only; the builder is release/image/oci"},
+	{module + "/deploy", append([]string{"helm.sh/", module + "/install", "k8s.io/client-go", "google.golang.org/grpc", "github.com/fsnotify/fsnotify"}, wardServers...),
+		"deploy renders the chart: pure, and Helm's engine is a test-only dependency (the ward binary does not link it)"},
+	{module + "/install", []string{"helm.sh/", module + "/cmd", module + "/xds", module + "/ca", module + "/webhook", module + "/authz", module + "/authn"},
+		"install applies rendered manifests through client-go; it knows nothing of the mesh, and links no Helm"},
+	{module + "/cmd/ward", []string{"helm.sh/"}, "Helm renders Ward's chart in tests only; the binary uses package deploy's renderer"},
 	{module + "/node/hbone", []string{module + "/mesh", module + "/authn", module + "/authz", module + "/policies", module + "/ca", module + "/node$"},
 		"hbone is the tunnel protocol alone: no Ward policy, model or CA"},
 }

@@ -41,6 +41,9 @@ func subcommands() []func() *cobra.Command {
 		newProxyStatusCmd,
 		newNodeCmd,
 		newRedirectCmd,
+		newInstallCmd,
+		newUninstallCmd,
+		newManifestCmd,
 	}
 }
 

@@ -312,8 +312,30 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	}
 	g.Go(func() error { return serveGRPC(ctx, listeners[2], secure) })
 	err = g.Wait()
+	if cp.kube != nil {
+		cp.kube.awaitLeaseRelease(leaseReleaseTimeout)
+	}
 	log.Info("ward stopped")
 	return err
+}
+
+// leaseReleaseTimeout bounds how long a stopping replica waits to hand
+// its Lease back.
+const leaseReleaseTimeout = 5 * time.Second
+
+// awaitLeaseRelease waits, bounded, until the leader campaign has
+// released the Lease, so that another replica takes it at its next retry
+// (2 s) instead of after the lease duration (15 s), in which no replica
+// leads: a rolling update hands leadership over without that gap.
+func (k *kubeMode) awaitLeaseRelease(timeout time.Duration) {
+	if k.leaderDone == nil {
+		return
+	}
+	select {
+	case <-k.leaderDone:
+	case <-time.After(timeout):
+		k.log.Warn("lease not released before exit; another replica takes it when it expires", "lease", kube.DefaultLease, "timeout", timeout)
+	}
 }
 
 // newCA builds the file-mode CA. Node proxies are issued the certificates
@@ -607,8 +629,11 @@ type kubeMode struct {
 	log     *slog.Logger
 	clients *kube.Clients
 	leader  *kube.Leader
-	source  *kube.Source
-	mesh    mesh.MeshConfig
+	// leaderDone is closed when the campaign has ended and the Lease is
+	// released.
+	leaderDone chan struct{}
+	source     *kube.Source
+	mesh       mesh.MeshConfig
 }
 
 func newKubeMode(ctx context.Context, o kubeOptions, log *slog.Logger, onSnapshot func(*mesh.Snapshot), analyze func(*mesh.Snapshot) []kube.Problem) (*kubeMode, error) {
@@ -664,7 +689,11 @@ func (cp *controlPlane) analyze(s *mesh.Snapshot) []kube.Problem {
 // CA checks a pod's spec.nodeName (docs/ambient.md), since WorkloadEntry
 // and pod labels are writable by namespace users there.
 func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig, reg prometheus.Registerer) (*ca.CA, error) {
-	go func() { _ = k.leader.Run(ctx) }()
+	k.leaderDone = make(chan struct{})
+	go func() {
+		defer close(k.leaderDone)
+		_ = k.leader.Run(ctx)
+	}()
 	cfg := ca.Config{
 		StateDir: o.stateDir, TrustDomain: m.TrustDomain, Log: k.log, Metrics: reg,
 		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),

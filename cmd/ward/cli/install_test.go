@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/wardmesh/ward/deploy"
+)
+
+// Every argument the chart gives the control plane is a `ward serve` flag
+// with the value the values asked for; in particular the pinned image
+// reaches the injector (--ward-image).
+func TestDeploymentArgsAreServeFlags(t *testing.T) {
+	const pinned = "registry.example/ward@sha256:3333333333333333333333333333333333333333333333333333333333333333"
+	v, err := deploy.Default().Merge([]byte(`
+images:
+  ward: {repository: registry.example/ward, tag: v1, digest: "sha256:3333333333333333333333333333333333333333333333333333333333333333"}
+  proxy: envoyproxy/envoy:v1.36.1
+debug: {tlsPort: 15015, operators: [ops/admin]}
+xds: {plaintextPort: 15010}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := deploy.Render(v, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := deploy.Objects(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, o := range objs {
+		if o.GetKind() == "Deployment" {
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			args, _, _ = unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+		}
+	}
+	if len(args) < 2 || args[0] != "serve" {
+		t.Fatalf("deployment args %v, want serve ...", args)
+	}
+	cmd := newServeCmd()
+	if err := cmd.Flags().Parse(args[1:]); err != nil {
+		t.Fatalf("ward serve rejects the Deployment's arguments: %v", err)
+	}
+	for flag, want := range map[string]string{
+		"ward-image":     pinned,
+		"proxy-image":    "envoyproxy/envoy:v1.36.1",
+		"kube":           "true",
+		"debug-tls-addr": ":15015",
+		"debug-operator": "[ops/admin]",
+		"xds-addr":       ":15010",
+		"ca-plugin-dir":  "/etc/cacerts",
+	} {
+		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
+			t.Errorf("--%s = %q, want %q", flag, got, want)
+		}
+	}
+}
