@@ -47,6 +47,9 @@ type Config struct {
 	MaxInflightWait time.Duration
 	// Limits bound node sizes and open streams (zero: the defaults).
 	Limits Limits
+	// Nodes serves ambient node proxies on the secure port (nil: node
+	// certificates are refused like any non-workload identity).
+	Nodes NodeStreams
 	// Hooks plug authn/authz into the translators (default: plaintext, no
 	// filters).
 	Hooks translate.Hooks

@@ -31,6 +31,11 @@ type streamState struct {
 // openStream admits a new stream under the stream caps.
 func (s *Server) openStream(ctx context.Context, stream int64) error {
 	p := peerOf(ctx)
+	if p.node != "" {
+		s.m.rejectedStreams.WithLabelValues(rejectIdentity).Inc()
+		s.warnRefusal("xds stream refused: a node proxy may open only delta ADS", "node", p.node, "source", p.source)
+		return status.Error(codes.PermissionDenied, "a node certificate may open only delta ADS")
+	}
 	lim := s.cfg.Limits
 	s.mu.Lock()
 	reason := ""
