@@ -224,9 +224,11 @@ func (c *Client) handle(ctx context.Context, resp *discovery.DeltaDiscoveryRespo
 		return c.nacked(url, err)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	st := c.status[url]
 	st.Version, st.Resources, st.Acks = resp.GetSystemVersionInfo(), len(next), st.Acks+1
+	c.mu.Unlock()
+	c.cfg.Log.Info("node config applied", "type", url, "version", resp.GetSystemVersionInfo(), "resources", len(next),
+		"changed", len(resp.GetResources()), "removed", len(resp.GetRemovedResources()))
 	return nil
 }
 
