@@ -460,3 +460,10 @@ func sotw(t *testing.T, addr string, cr credentials.TransportCredentials) error 
 	_, err = st.Recv()
 	return err
 }
+
+// The scope places workloads by the labels the CA issues by.
+func TestPlacementLabels(t *testing.T) {
+	if ca.LabelNode != "ward.io/node" || ca.LabelDataplaneMode != mesh.LabelDataplaneMode || ca.DataplaneAmbient != mesh.DataplaneAmbient {
+		t.Fatal("ambient placement labels differ between ca, mesh and xds/ambient")
+	}
+}

@@ -14,16 +14,12 @@ import (
 // onNode reports whether w is an ambient workload placed on node (the
 // labels the node proxy enrols by and the CA places by).
 func onNode(w *mesh.Workload, node string) bool {
-	return w.Labels[labelMode] == ambientMode && w.Labels[labelNode] == node && w.Name != ""
+	return w.Ambient() && w.Labels[labelNode] == node && w.Name != ""
 }
 
-// Labels of ambient placement (ca.LabelDataplaneMode, ca.LabelNode; the
-// ca package is a server, so they are repeated here and pinned by a test).
-const (
-	labelMode   = "istio.io/dataplane-mode"
-	ambientMode = "ambient"
-	labelNode   = "ward.io/node"
-)
+// labelNode places a WorkloadEntry on a node (ca.LabelNode, which the CA
+// places by and the node proxy enrols by; pinned by TestPlacementLabels).
+const labelNode = "ward.io/node"
 
 // Local returns the ambient workloads placed on node.
 func Local(snap *mesh.Snapshot, node string) []*mesh.Workload {
