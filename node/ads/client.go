@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/mcp"
 )
@@ -44,6 +46,8 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound reconnection waits.
 	MinBackoff, MaxBackoff time.Duration
 	Log                    *slog.Logger
+	// Metrics receives ward_node_config_* series; nil registers none.
+	Metrics prometheus.Registerer
 	// After is the clock's timer (default time.After); tests inject one.
 	After func(time.Duration) <-chan time.Time
 }
@@ -52,6 +56,7 @@ type Config struct {
 type Client struct {
 	cfg    Config
 	synced chan struct{}
+	m      *metrics
 
 	mu     sync.Mutex
 	meshOK bool
@@ -92,7 +97,11 @@ func New(cfg Config) (*Client, error) {
 	if cfg.After == nil {
 		cfg.After = time.After
 	}
-	c := &Client{cfg: cfg, synced: make(chan struct{}), state: map[string]map[string]held{}, status: map[string]*TypeStatus{}}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, synced: make(chan struct{}), m: m, state: map[string]map[string]held{}, status: map[string]*TypeStatus{}}
 	for _, url := range mcp.NodeTypes {
 		c.status[url] = &TypeStatus{}
 	}
@@ -131,6 +140,7 @@ func (c *Client) Run(ctx context.Context) error {
 			wait = c.cfg.MinBackoff
 		}
 		d := wait/2 + rand.N(wait/2+1)
+		c.m.reconnects.Inc()
 		c.cfg.Log.Warn("node config stream ended; reconnecting", "addr", c.cfg.Addr, "error", err, "retry_in", d)
 		select {
 		case <-ctx.Done():
@@ -223,6 +233,8 @@ func (c *Client) handle(ctx context.Context, resp *discovery.DeltaDiscoveryRespo
 	if err := c.apply(ctx, url, next, meshC, meshOK); err != nil {
 		return c.nacked(url, err)
 	}
+	c.m.updates.WithLabelValues(url, "applied").Inc()
+	c.m.resources.WithLabelValues(url).Set(float64(len(next)))
 	c.mu.Lock()
 	st := c.status[url]
 	st.Version, st.Resources, st.Acks = resp.GetSystemVersionInfo(), len(next), st.Acks+1
@@ -233,6 +245,7 @@ func (c *Client) handle(ctx context.Context, resp *discovery.DeltaDiscoveryRespo
 }
 
 func (c *Client) nacked(url string, err error) error {
+	c.m.updates.WithLabelValues(url, "rejected").Inc()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.status[url]
@@ -262,6 +275,7 @@ func (c *Client) apply(ctx context.Context, url string, next map[string]held, me
 		case <-c.synced:
 		default:
 			close(c.synced)
+			c.m.synced.Set(1)
 		}
 	}
 	return nil

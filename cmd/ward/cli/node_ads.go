@@ -68,7 +68,7 @@ func runNodeADS(cmd *cobra.Command, o nodeOptions, log *slog.Logger) error {
 		log.Info("node: first config from the control plane", "version", snap.Version(), "workloads", len(snap.Workloads()))
 		return nil
 	}
-	client, err := ads.New(ads.Config{Addr: o.xdsAddr, Creds: credentials.NewTLS(issuer.ClientTLS()), Node: o.name, Apply: apply, Log: log})
+	client, err := ads.New(ads.Config{Addr: o.xdsAddr, Creds: credentials.NewTLS(issuer.ClientTLS()), Node: o.name, Apply: apply, Log: log, Metrics: cfg.Metrics})
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
