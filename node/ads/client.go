@@ -31,6 +31,10 @@ const (
 	DefaultMaxBackoff = 30 * time.Second
 )
 
+// MaxMessage bounds one response from the control plane (64 MiB: about
+// 220,000 workloads in one push).
+const MaxMessage = 64 << 20
+
 // Config configures a Client.
 type Config struct {
 	// Addr is `ward serve`'s secure port (15012).
@@ -125,7 +129,11 @@ func (c *Client) Status() map[string]TypeStatus {
 
 // Run keeps a stream open until ctx ends, reconnecting with backoff.
 func (c *Client) Run(ctx context.Context) error {
-	cc, err := grpc.NewClient(c.cfg.Addr, grpc.WithTransportCredentials(c.cfg.Creds))
+	// A first push carries every address in the mesh (~290 bytes a
+	// workload: 10,000 workloads are 2.9 MB), beyond gRPC's 4 MiB default
+	// at ~14,000; MaxMessage bounds one response instead.
+	cc, err := grpc.NewClient(c.cfg.Addr, grpc.WithTransportCredentials(c.cfg.Creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessage)))
 	if err != nil {
 		return fmt.Errorf("ads: dial %s: %w", c.cfg.Addr, err)
 	}
