@@ -167,6 +167,11 @@ type ads struct {
 
 func (a ads) DeltaAggregatedResources(stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
 	if p := peerOf(stream.Context()); p.node != "" {
+		id, err := a.s.openNodeStream(p)
+		if err != nil {
+			return err
+		}
+		defer a.s.closeStream(id)
 		return a.s.cfg.Nodes.ServeNode(p.node, stream)
 	}
 	return a.AggregatedDiscoveryServiceServer.DeltaAggregatedResources(stream)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -73,7 +74,9 @@ type Server struct {
 	streams  map[int64]*streamState // by go-control-plane stream id
 	sources  map[string]int         // open streams by source IP
 	connSeq  uint64                 // numbers connection keys
-	gens     map[string]*genEntry
+	// nodeStreamSeq numbers node proxy streams (as negative stream ids).
+	nodeStreamSeq atomic.Int64
+	gens          map[string]*genEntry
 	// partsOf lists, per endpoint side key, the cache keys of the
 	// per-service parts it was assembled from (kept while it is).
 	partsOf map[string][]string

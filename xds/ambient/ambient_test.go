@@ -357,6 +357,11 @@ func TestNACKRecordedAndResentOnChange(t *testing.T) {
 // secure runs an xds.Server with node streams on an mTLS port of a real CA.
 func secure(t *testing.T) (*ca.CA, string) {
 	t.Helper()
+	return secureWith(t, xds.Limits{})
+}
+
+func secureWith(t *testing.T, lim xds.Limits) (*ca.CA, string) {
+	t.Helper()
 	authority, err := ca.New(ca.Config{StateDir: t.TempDir(), TrustDomain: "cluster.local", ServerNames: []string{"localhost"}})
 	if err != nil {
 		t.Fatal(err)
@@ -366,7 +371,7 @@ func secure(t *testing.T) (*ca.CA, string) {
 	if err := nodes.Update(world()); err != nil {
 		t.Fatal(err)
 	}
-	s := xds.NewServer(xds.Config{Hooks: hooks.New(hooks.Config{}), Nodes: nodes})
+	s := xds.NewServer(xds.Config{Hooks: hooks.New(hooks.Config{}), Nodes: nodes, Limits: lim})
 	t.Cleanup(s.Close)
 	s.UpdateNow(world())
 	g := grpc.NewServer(append(s.ServerOptions(), grpc.Creds(credentials.NewTLS(authority.ServerTLSConfig())))...)
@@ -464,5 +469,16 @@ func sotw(t *testing.T, addr string, cr credentials.TransportCredentials) error 
 func TestPlacementLabels(t *testing.T) {
 	if ca.LabelNode != "ward.io/node" || ca.LabelDataplaneMode != mesh.LabelDataplaneMode || ca.DataplaneAmbient != mesh.DataplaneAmbient {
 		t.Fatal("ambient placement labels differ between ca, mesh and xds/ambient")
+	}
+}
+
+// Node streams count against the xDS server's stream caps like any other.
+func TestNodeStreamsCountInStreamCaps(t *testing.T) {
+	authority, addr := secureWith(t, xds.Limits{MaxStreams: 1})
+	first := open(t, addr, creds(t, authority, nodeN1), "")
+	first.initial()
+	second := open(t, addr, creds(t, authority, nodeN1), "")
+	if _, err := second.next(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second stream over MaxStreams=1: err = %v, want ResourceExhausted", err)
 	}
 }
