@@ -482,3 +482,21 @@ func TestNodeStreamsCountInStreamCaps(t *testing.T) {
 		t.Fatalf("second stream over MaxStreams=1: err = %v, want ResourceExhausted", err)
 	}
 }
+
+// A node that connects before the first snapshot is answered once it
+// arrives, every type included, even empty ones (no ServiceEntry here):
+// the node learns each type's state and syncs.
+func TestFirstSnapshotAfterConnect(t *testing.T) {
+	srv := ambient.New(ambient.Config{})
+	g := grpc.NewServer()
+	discovery.RegisterAggregatedDiscoveryServiceServer(g, plainADS{srv: srv, node: "n1"})
+	c := open(t, listen(t, g), nil, "")
+	c.noMore(t)
+	if err := srv.Update(world()); err != nil {
+		t.Fatal(err)
+	}
+	got := c.initial()
+	if len(got[mcp.TypeServiceEntry].GetResources()) != 0 || len(got[mcp.TypeWorkloadEntry].GetResources()) != 3 {
+		t.Fatalf("first responses: %d services, %d workloads", len(got[mcp.TypeServiceEntry].GetResources()), len(got[mcp.TypeWorkloadEntry].GetResources()))
+	}
+}

@@ -128,6 +128,7 @@ type typeState struct {
 	acked    map[string]string // as of the last ACK
 	status   TypeStatus
 	nonce    string
+	answered bool // a response was sent (so the node knows the type's state)
 }
 
 // TypeStatus is the sync state of one type on one node stream.
@@ -236,7 +237,7 @@ func (s *Server) handle(c *conn, stream DeltaStream, r *discovery.DeltaDiscovery
 	if !first && !changed {
 		return nil
 	}
-	return s.respond(c, stream, url, first)
+	return s.respond(c, stream, url)
 }
 
 // answered records the node's answer to the response with r's nonce.
@@ -291,16 +292,17 @@ func (s *Server) pushAll(c *conn, stream DeltaStream) error {
 	urls := slices.Sorted(maps.Keys(c.types))
 	c.mu.Unlock()
 	for _, url := range urls {
-		if err := s.respond(c, stream, url, false); err != nil {
+		if err := s.respond(c, stream, url); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// respond sends url's changed and removed resources, if any (always on
-// a type's first request, so the node learns it is synced).
-func (s *Server) respond(c *conn, stream DeltaStream, url string, first bool) error {
+// respond sends url's changed and removed resources, if any (and the
+// type's first response even when empty, so the node learns it is synced:
+// an empty collection is a state too).
+func (s *Server) respond(c *conn, stream DeltaStream, url string) error {
 	v, err := s.viewFor(c.node)
 	if err != nil {
 		s.cfg.Log.Error("node config not generated; the node keeps its previous config", "node", c.node, "err", err)
@@ -310,8 +312,9 @@ func (s *Server) respond(c *conn, stream DeltaStream, url string, first bool) er
 		return nil // no snapshot yet: the node stays unsynced (fail closed)
 	}
 	c.mu.Lock()
-	resp := diff(c.types[url], v, url)
-	if resp == nil && !first {
+	ts := c.types[url]
+	resp := diff(ts, v, url)
+	if resp == nil && ts.answered {
 		c.mu.Unlock()
 		return nil
 	}
@@ -320,7 +323,7 @@ func (s *Server) respond(c *conn, stream DeltaStream, url string, first bool) er
 	}
 	c.nonce++
 	resp.Nonce = strconv.FormatUint(c.nonce, 10)
-	ts := c.types[url]
+	ts.answered = true
 	ts.nonce, ts.status.Sent, ts.status.Resources = resp.Nonce, v.versions[url], len(ts.sent)
 	c.mu.Unlock()
 	if s.cfg.OnSend != nil {
