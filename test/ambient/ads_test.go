@@ -91,7 +91,7 @@ spec:
 	}
 	roundTrip("after") // the unrelated open connection is untouched
 
-	checkNodeCLI(t, bin, "http://"+debug, a, b)
+	checkNodeCLI(t, bin, "http://"+debug, a)
 
 	// Restarted while the server cannot be reached (a dead ADS address),
 	// the node proxy never syncs and serves nothing: the rules the first
@@ -115,7 +115,7 @@ spec:
 
 // checkNodeCLI runs proxy-status and proxy-config against the real
 // server with the real node proxy connected.
-func checkNodeCLI(t *testing.T, bin, server string, a, b pod) {
+func checkNodeCLI(t *testing.T, bin, server string, a pod) {
 	t.Helper()
 	run := func(args ...string) string {
 		t.Helper()
@@ -175,7 +175,6 @@ func checkNodeCLI(t *testing.T, bin, server string, a, b pod) {
 			t.Errorf("proxy-config secrets: %s has no current certificate: %+v", s.SPIFFEID, s)
 		}
 	}
-	_ = b
 }
 
 func writeFile(t *testing.T, path, data string) {
