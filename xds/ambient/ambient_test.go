@@ -500,3 +500,25 @@ func TestFirstSnapshotAfterConnect(t *testing.T) {
 		t.Fatalf("first responses: %d services, %d workloads", len(got[mcp.TypeServiceEntry].GetResources()), len(got[mcp.TypeWorkloadEntry].GetResources()))
 	}
 }
+
+// A node certificate's delta stream is the node server's: asking it for
+// sidecar (Envoy) types is refused, never answered from the sidecar cache.
+func TestNodeStreamRefusesEnvoyTypes(t *testing.T) {
+	authority, addr := secure(t)
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds(t, authority, nodeN1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := discovery.NewAggregatedDiscoveryServiceClient(cc).DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: "type.googleapis.com/envoy.config.listener.v3.Listener",
+		Node: &core.Node{Id: "sidecar~10.0.0.1~a.frontend~frontend.svc.cluster.local"}})
+	if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("listeners on a node stream: err = %v, want InvalidArgument", err)
+	}
+}

@@ -255,11 +255,13 @@ func (s *Server) answered(c *conn, url string, ts *typeState, r *discovery.Delta
 		ts.sent = maps.Clone(ts.acked)
 		s.m.nacks.WithLabelValues(ShortType(url)).Inc()
 		s.cfg.Log.Warn("node proxy rejected config", "node", c.node, "connection", c.key, "type", ShortType(url), "version", ts.status.Sent, "err", ts.status.LastNack)
-		return &[]bool{true}[0]
+		nack := true
+		return &nack
 	}
 	ts.status.Acked = ts.status.Sent
 	ts.acked = maps.Clone(ts.sent)
-	return new(bool)
+	nack := false
+	return &nack
 }
 
 // subscribe applies r's subscription changes; it reports whether the
