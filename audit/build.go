@@ -133,13 +133,14 @@ func modeFrom(pp authn.PeerPolicy, port uint32) string {
 
 func (b *builder) mtls(w *mesh.Workload) {
 	pp := authn.PeerPolicyFor(b.snap, w.Namespace, w.Labels)
-	m := MTLSWorkload{Namespace: w.Namespace, Workload: workloadName(w), HasIdentity: w.TLSMode() == mesh.TLSModeIstio,
+	m := MTLSWorkload{Namespace: w.Namespace, Workload: workloadName(w), Dataplane: dataplaneOf(w),
 		Mode: pp.Mode.String(), MeshPolicy: keyName(pp.Mesh), NamespacePolicy: keyName(pp.Namespace), WorkloadPolicy: keyName(pp.Workload)}
+	m.HasIdentity = m.Dataplane != dataplaneNone
 	if m.HasIdentity {
 		m.Identity = w.Identity(b.snap.Mesh().TrustDomain).String()
 	} else {
 		b.add(Finding{Code: "MTLS-NO-IDENTITY", Severity: High, Category: "mtls", Object: objName(w),
-			Message:  "workload has no mesh identity (not enrolled: no security.istio.io/tlsMode=istio): it talks plaintext and cannot be authenticated",
+			Message:  "workload has no mesh identity (not enrolled: no security.istio.io/tlsMode=istio sidecar, no istio.io/dataplane-mode=ambient): it talks plaintext and cannot be authenticated",
 			Controls: []string{"NIST-800-207-T2", "NIST-800-207-T6", "PCI-DSS-4.2.1", "PCI-DSS-8", "SOC2-CC6.1", "SOC2-CC6.7"}})
 	}
 	for _, f := range pp.Ignored {
@@ -154,6 +155,27 @@ func (b *builder) mtls(w *mesh.Workload) {
 		b.plaintextFinding(w, mp, mode)
 	}
 	b.r.MTLS = append(b.r.MTLS, m)
+}
+
+// Data planes of MTLSWorkload.Dataplane.
+const (
+	dataplaneSidecar = "sidecar"
+	dataplaneAmbient = "ambient"
+	dataplaneNone    = "none"
+)
+
+// dataplaneOf says how w is in the mesh. An ambient workload's node proxy
+// holds its identity and speaks mTLS (HBONE) to every ambient peer, as
+// Istio's ztunnel does; its effective PeerAuthentication decides whether
+// plaintext callers are refused (STRICT) or accepted.
+func dataplaneOf(w *mesh.Workload) string {
+	switch {
+	case w.Ambient():
+		return dataplaneAmbient
+	case w.TLSMode() == mesh.TLSModeIstio:
+		return dataplaneSidecar
+	}
+	return dataplaneNone
 }
 
 func (b *builder) plaintextFinding(w *mesh.Workload, p MTLSPort, mode authn.Mode) {

@@ -245,6 +245,9 @@ func (b *builder) summary() {
 		if !m.HasIdentity {
 			s.NoIdentity++
 		}
+		if m.Dataplane == dataplaneAmbient {
+			s.Ambient++
+		}
 		for _, p := range m.Ports {
 			s.Ports++
 			if p.Plaintext {

@@ -59,15 +59,18 @@ type Report struct {
 
 // Summary holds headline counts.
 type Summary struct {
-	Namespaces     int            `json:"namespaces"`
-	Workloads      int            `json:"workloads"`
-	Ports          int            `json:"ports"`
-	StrictPorts    int            `json:"strictPorts"`
-	PlaintextPorts int            `json:"plaintextPorts"`
-	NoIdentity     int            `json:"workloadsWithoutIdentity"`
-	OpenWorkloads  int            `json:"workloadsWithoutAllowPolicy"`
-	Findings       map[string]int `json:"findingsBySeverity"`
-	Rejected       int            `json:"rejectedObjects"`
+	Namespaces     int `json:"namespaces"`
+	Workloads      int `json:"workloads"`
+	Ports          int `json:"ports"`
+	StrictPorts    int `json:"strictPorts"`
+	PlaintextPorts int `json:"plaintextPorts"`
+	NoIdentity     int `json:"workloadsWithoutIdentity"`
+	// Ambient counts workloads enrolled in ambient mode (mesh identity
+	// and mTLS from the node proxy, no sidecar).
+	Ambient       int            `json:"ambientWorkloads"`
+	OpenWorkloads int            `json:"workloadsWithoutAllowPolicy"`
+	Findings      map[string]int `json:"findingsBySeverity"`
+	Rejected      int            `json:"rejectedObjects"`
 }
 
 // MTLSWorkload is the effective PeerAuthentication of one workload.
@@ -78,8 +81,14 @@ type MTLSWorkload struct {
 	// HasIdentity is false for workloads not enrolled in the mesh (no
 	// security.istio.io/tlsMode=istio): they can neither serve nor send
 	// mTLS.
-	HasIdentity bool   `json:"hasIdentity"`
-	Mode        string `json:"mode"`
+	HasIdentity bool `json:"hasIdentity"`
+	// Dataplane is how the workload is in the mesh: "sidecar"
+	// (security.istio.io/tlsMode=istio), "ambient"
+	// (istio.io/dataplane-mode=ambient: the node proxy always uses mTLS
+	// between ambient workloads; STRICT refuses plaintext callers,
+	// PERMISSIVE accepts them) or "none".
+	Dataplane string `json:"dataplane"`
+	Mode      string `json:"mode"`
 	// MeshPolicy, NamespacePolicy and WorkloadPolicy are the winning
 	// PeerAuthentication at each level ("" where none applies).
 	MeshPolicy      string `json:"meshPolicy,omitempty"`

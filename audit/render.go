@@ -62,7 +62,7 @@ func summarySection(r *Report) section {
 	return section{title: "Summary", header: []string{"metric", "value"}, rows: [][]string{
 		{"namespaces", itoa(s.Namespaces)}, {"workloads", itoa(s.Workloads)}, {"ports", itoa(s.Ports)},
 		{"STRICT ports", itoa(s.StrictPorts)}, {"ports accepting plaintext", itoa(s.PlaintextPorts)},
-		{"workloads without identity", itoa(s.NoIdentity)}, {"workloads without ALLOW policy", itoa(s.OpenWorkloads)},
+		{"workloads without identity", itoa(s.NoIdentity)}, {"ambient workloads", itoa(s.Ambient)}, {"workloads without ALLOW policy", itoa(s.OpenWorkloads)},
 		{"rejected objects", itoa(s.Rejected)},
 		{"findings (high/medium/low/info)", fmt.Sprintf("%d/%d/%d/%d", s.Findings["high"], s.Findings["medium"], s.Findings["low"], s.Findings["info"])},
 	}}
@@ -77,17 +77,17 @@ func findingsSection(r *Report) section {
 }
 
 func mtlsSection(r *Report) section {
-	sec := section{title: "mTLS coverage", header: []string{"namespace", "workload", "identity", "port", "protocol", "mode", "from", "plaintext"}, empty: "no workloads"}
+	sec := section{title: "mTLS coverage", header: []string{"namespace", "workload", "dataplane", "identity", "port", "protocol", "mode", "from", "plaintext"}, empty: "no workloads"}
 	for _, m := range r.MTLS {
 		id := m.Identity
 		if !m.HasIdentity {
 			id = "NONE"
 		}
 		if len(m.Ports) == 0 {
-			sec.rows = append(sec.rows, []string{m.Namespace, m.Workload, id, "-", "-", m.Mode, "-", "-"})
+			sec.rows = append(sec.rows, []string{m.Namespace, m.Workload, m.Dataplane, id, "-", "-", m.Mode, "-", "-"})
 		}
 		for _, p := range m.Ports {
-			sec.rows = append(sec.rows, []string{m.Namespace, m.Workload, id, itoa(int(p.Port)), p.Protocol, p.Mode, p.From, yesno(p.Plaintext)})
+			sec.rows = append(sec.rows, []string{m.Namespace, m.Workload, m.Dataplane, id, itoa(int(p.Port)), p.Protocol, p.Mode, p.From, yesno(p.Plaintext)})
 		}
 	}
 	return sec

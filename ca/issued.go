@@ -31,6 +31,10 @@ type IssuedCert struct {
 	// control-plane for the CA's own serving certificate); empty when
 	// Sign was called without one.
 	Method string `json:"method,omitempty"`
+	// Node is the node proxy the certificate was issued to on behalf of
+	// the workload (method node-proxy); `ward proxy-config secrets` of a
+	// node proxy lists its workloads' certificates by it.
+	Node string `json:"node,omitempty"`
 }
 
 // IssuanceLog keeps the records of issued certificates. Record is called

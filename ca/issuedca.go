@@ -54,7 +54,7 @@ func (c *CA) record(a *authority, leaf *x509.Certificate, p Params, now time.Tim
 	err := c.cfg.IssuanceLog.Record(IssuedCert{
 		Serial: leaf.SerialNumber.Text(16), SPIFFEID: p.ID.String(),
 		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, IssuedAt: now,
-		Signer: a.signerSerial, Root: a.rootSerial, Method: p.Method,
+		Signer: a.signerSerial, Root: a.rootSerial, Method: p.Method, Node: p.Node,
 	})
 	if err != nil {
 		c.metrics.recordErrors.Inc()

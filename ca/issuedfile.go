@@ -170,6 +170,9 @@ func appendRecord(b []byte, r IssuedCert) []byte {
 	if r.Method != "" {
 		b = appendJSONString(append(b, `,"method":`...), r.Method)
 	}
+	if r.Node != "" {
+		b = appendJSONString(append(b, `,"node":`...), r.Node)
+	}
 	return append(b, "}\n"...)
 }
 

@@ -98,11 +98,11 @@ func (s *service) create(ctx context.Context, req *pb.IstioCertificateRequest) (
 			return nil, resultInvalid, status.Error(codes.InvalidArgument, "invalid certificate signing request")
 		}
 	}
-	method := caller.Method
+	method, node := caller.Method, ""
 	if id != caller.ID {
-		method = MethodNodeProxy
+		method, node = MethodNodeProxy, caller.Node
 	}
-	issued, err := c.Sign(Params{ID: id, PublicKey: csr.PublicKey, TTL: time.Duration(req.GetValidityDuration()) * time.Second, Method: method})
+	issued, err := c.Sign(Params{ID: id, PublicKey: csr.PublicKey, TTL: time.Duration(req.GetValidityDuration()) * time.Second, Method: method, Node: node})
 	if err != nil {
 		log.Error("signing failed", "err", err)
 		return nil, resultError, status.Error(codes.Internal, "signing failed")

@@ -30,6 +30,9 @@ type Params struct {
 	IPs       []net.IP
 	// Method is how the caller authenticated, kept in the issuance record.
 	Method string
+	// Node is the node proxy that asked for this workload certificate
+	// (impersonation), kept in the issuance record; "" otherwise.
+	Node string
 }
 
 // Issued is a freshly signed certificate.

@@ -135,8 +135,11 @@ func sliceEndpoints(slices []*discoveryv1.EndpointSlice) []*networking.WorkloadE
 // workloadEntry turns a running Pod into a WorkloadEntry: its IP, labels
 // and service account (the pod's identity); named service target ports
 // resolve against the pod's container ports. Pods without an IP or being
-// deleted give nil.
-func workloadEntry(pod *corev1.Pod, named map[string]string) *mesh.Config {
+// deleted give nil. nsMode is the namespace's istio.io/dataplane-mode
+// label: as in Istio, a namespace labelled ambient enrols its pods unless
+// a pod's own label says otherwise (e.g. none), so the workload carries
+// its effective mode.
+func workloadEntry(pod *corev1.Pod, named map[string]string, nsMode string) *mesh.Config {
 	if pod.Status.PodIP == "" || pod.DeletionTimestamp != nil ||
 		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 		return nil
@@ -145,7 +148,15 @@ func workloadEntry(pod *corev1.Pod, named map[string]string) *mesh.Config {
 	if sa == "" {
 		sa = mesh.DefaultServiceAccount
 	}
-	we := &networking.WorkloadEntry{Address: pod.Status.PodIP, Labels: pod.Labels, ServiceAccount: sa}
+	labels := pod.Labels
+	if _, own := labels[LabelDataplaneMode]; !own && nsMode != "" {
+		labels = make(map[string]string, len(pod.Labels)+1)
+		for k, v := range pod.Labels {
+			labels[k] = v
+		}
+		labels[LabelDataplaneMode] = nsMode
+	}
+	we := &networking.WorkloadEntry{Address: pod.Status.PodIP, Labels: labels, ServiceAccount: sa}
 	for svcPort, target := range named {
 		if n := containerPort(pod, target); n > 0 {
 			if we.Ports == nil {
@@ -156,6 +167,10 @@ func workloadEntry(pod *corev1.Pod, named map[string]string) *mesh.Config {
 	}
 	return &mesh.Config{Meta: syntheticMeta(mesh.KindWorkloadEntry, "Pod", pod.Namespace, pod.Name, pod.CreationTimestamp.Time, pod.ResourceVersion), Spec: we}
 }
+
+// LabelDataplaneMode is Istio's ambient enrolment label, on namespaces
+// and pods.
+const LabelDataplaneMode = "istio.io/dataplane-mode"
 
 func containerPort(pod *corev1.Pod, name string) uint32 {
 	for _, c := range pod.Spec.Containers {

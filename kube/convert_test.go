@@ -79,7 +79,7 @@ func TestWorkloadEntryFromPod(t *testing.T) {
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"}, Spec: corev1.ServiceSpec{
 		Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "grpc", Port: 9000, TargetPort: intstr.FromString("api")}},
 	}}
-	c := workloadEntry(pod, namedTargetPorts(pod, []*corev1.Service{svc}))
+	c := workloadEntry(pod, namedTargetPorts(pod, []*corev1.Service{svc}), "")
 	want := &networking.WorkloadEntry{Address: "10.1.0.7", Labels: map[string]string{"app": "web"}, ServiceAccount: "default", Ports: map[string]uint32{"grpc": 9001}}
 	if diff := cmp.Diff(want, c.Spec, protocmp.Transform()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -91,8 +91,26 @@ func TestWorkloadEntryFromPod(t *testing.T) {
 	} {
 		p := pod.DeepCopy()
 		mod(p)
-		if workloadEntry(p, nil) != nil {
+		if workloadEntry(p, nil, "") != nil {
 			t.Errorf("%s: pod became a workload", name)
 		}
+	}
+}
+
+// A namespace labelled istio.io/dataplane-mode=ambient enrols its pods
+// (the workload carries the label); a pod's own label wins (none opts out).
+func TestWorkloadEntryNamespaceAmbient(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", Labels: map[string]string{"app": "web"}},
+		Status: corev1.PodStatus{PodIP: "10.1.0.7", Phase: corev1.PodRunning}}
+	got := workloadEntry(pod, nil, "ambient").Spec.(*networking.WorkloadEntry).GetLabels()
+	if got[LabelDataplaneMode] != "ambient" || got["app"] != "web" {
+		t.Errorf("labels = %v, want the namespace's ambient mode added", got)
+	}
+	if pod.Labels[LabelDataplaneMode] != "" {
+		t.Error("the pod's own labels were modified")
+	}
+	pod.Labels[LabelDataplaneMode] = "none"
+	if got := workloadEntry(pod, nil, "ambient").Spec.(*networking.WorkloadEntry).GetLabels()[LabelDataplaneMode]; got != "none" {
+		t.Errorf("pod opting out: mode %q, want none", got)
 	}
 }

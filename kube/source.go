@@ -74,6 +74,7 @@ type Source struct {
 	svcs   cache.SharedIndexInformer
 	slices cache.SharedIndexInformer
 	pods   cache.SharedIndexInformer
+	nss    cache.SharedIndexInformer // namespaces: their ambient enrolment label
 	cms    cache.SharedIndexInformer
 	wake   chan struct{}
 
@@ -121,8 +122,9 @@ func NewSource(cfg Config) (*Source, error) {
 	s.svcs = s.core.Core().V1().Services().Informer()
 	s.slices = s.core.Discovery().V1().EndpointSlices().Informer()
 	s.pods = s.core.Core().V1().Pods().Informer()
+	s.nss = s.core.Core().V1().Namespaces().Informer()
 	s.cms = s.wardNS.Core().V1().ConfigMaps().Informer()
-	all := []cache.SharedIndexInformer{s.svcs, s.slices, s.pods, s.cms}
+	all := []cache.SharedIndexInformer{s.svcs, s.slices, s.pods, s.nss, s.cms}
 	for _, k := range mesh.Kinds() {
 		info, _ := k.Info()
 		gvr := schema.GroupVersionResource{Group: info.Group, Version: "v1", Resource: info.Plural}
@@ -173,7 +175,7 @@ func (s *Source) Run(ctx context.Context) error {
 	defer s.core.Shutdown()
 	defer s.wardNS.Shutdown()
 	defer s.dyn.Shutdown()
-	synced := []cache.InformerSynced{s.svcs.HasSynced, s.slices.HasSynced, s.pods.HasSynced, s.cms.HasSynced}
+	synced := []cache.InformerSynced{s.svcs.HasSynced, s.slices.HasSynced, s.pods.HasSynced, s.nss.HasSynced, s.cms.HasSynced}
 	for _, k := range s.kinds {
 		synced = append(synced, k.informer.HasSynced)
 	}
@@ -308,9 +310,16 @@ func (s *Source) registry() []*mesh.Config {
 		byNS[svc.Namespace] = append(byNS[svc.Namespace], svc)
 		out = append(out, serviceEntry(svc, s.endpointSlices(svc), s.cfg.ClusterDomain))
 	}
+	modes := map[string]string{}
+	for _, o := range s.nss.GetStore().List() {
+		ns := o.(*corev1.Namespace)
+		if m, ok := ns.Labels[LabelDataplaneMode]; ok {
+			modes[ns.Name] = m
+		}
+	}
 	for _, o := range s.pods.GetStore().List() {
 		pod := o.(*corev1.Pod)
-		if c := workloadEntry(pod, namedTargetPorts(pod, byNS[pod.Namespace])); c != nil {
+		if c := workloadEntry(pod, namedTargetPorts(pod, byNS[pod.Namespace]), modes[pod.Namespace]); c != nil {
 			out = append(out, c)
 		}
 	}

@@ -94,6 +94,18 @@ type Workload struct {
 	Source         Key
 }
 
+// Istio's ambient enrolment label and its ambient value. In Kubernetes
+// the namespace's label applies to pods without their own (the kube
+// source puts the effective value on the workload).
+const (
+	LabelDataplaneMode = "istio.io/dataplane-mode"
+	DataplaneAmbient   = "ambient"
+)
+
+// Ambient reports whether the workload is enrolled in ambient mode: its
+// node proxy gives it a mesh identity and mTLS without a sidecar.
+func (w *Workload) Ambient() bool { return w.Labels[LabelDataplaneMode] == DataplaneAmbient }
+
 // TLSMode returns the workload's TLS mode from its labels.
 func (w *Workload) TLSMode() TLSMode {
 	if w.Labels[LabelTLSMode] == string(TLSModeIstio) {

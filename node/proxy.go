@@ -157,8 +157,15 @@ func (p *Proxy) SetSnapshot(ctx context.Context, snap *mesh.Snapshot) error {
 	p.state.Store(&state{reg: newRegistry(snap), policy: pol})
 	err = p.reconcile(ctx)
 	p.rejudge(ctx)
-	return err
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrEnrolment, err)
+	}
+	return nil
 }
+
+// ErrEnrolment marks a SetSnapshot error where the config applied but
+// some workloads did not enrol (they are retried on the next change).
+var ErrEnrolment = errors.New("config applied, enrolment incomplete")
 
 // Enrolled lists the enrolled workloads.
 func (p *Proxy) Enrolled() []mesh.Key {

@@ -9,6 +9,8 @@ import (
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+
+	"github.com/wardmesh/ward/mesh/mcp"
 )
 
 // callbacks connect go-control-plane's stream events to the server's
@@ -64,6 +66,10 @@ func (c *callbacks) OnStreamResponse(_ context.Context, id int64, req *discovery
 }
 
 func (c *callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
+	if mcp.IsNodeType(req.GetTypeUrl()) {
+		c.s.m.rejectedStreams.WithLabelValues(rejectIdentity).Inc()
+		return status.Errorf(codes.PermissionDenied, "%s is served only to node proxies authenticated by their node certificate", req.GetTypeUrl())
+	}
 	node, err := c.s.bind(id, req.GetNode())
 	if err != nil {
 		return err

@@ -38,7 +38,8 @@ var ErrNoPeerCertificate = errors.New("no client certificate")
 // stream reached go-control-plane.
 type streamPeer struct {
 	secure   bool
-	identity mesh.Identity // verified; zero unless secure
+	identity mesh.Identity // verified; zero unless secure or a node
+	node     string        // a node proxy's node, from its node certificate
 	source   string        // the peer's IP ("" when unknown)
 }
 
@@ -68,6 +69,11 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 func (s *Server) RegisterSecure(g grpc.ServiceRegistrar, auth Authenticator) {
 	s.register(g, func(ctx context.Context) (streamPeer, error) {
 		id, err := auth.Authenticate(ctx)
+		if err != nil && s.cfg.Nodes != nil && !errors.Is(err, ErrNoPeerCertificate) {
+			if node, nerr := s.cfg.Nodes.AuthenticateNode(ctx); nerr == nil {
+				return streamPeer{secure: true, node: node, source: sourceIP(ctx)}, nil
+			}
+		}
 		if err != nil {
 			s.m.rejectedStreams.WithLabelValues(rejectUnauthenticated).Inc()
 			s.warnRefusal("xds stream refused: caller not authenticated", "source", sourceIP(ctx), "err", err)
@@ -79,7 +85,7 @@ func (s *Server) RegisterSecure(g grpc.ServiceRegistrar, auth Authenticator) {
 
 func (s *Server) register(g grpc.ServiceRegistrar, admit func(context.Context) (streamPeer, error)) {
 	r := admitting{g: g, admit: admit}
-	discovery.RegisterAggregatedDiscoveryServiceServer(r, s.xds)
+	discovery.RegisterAggregatedDiscoveryServiceServer(r, ads{AggregatedDiscoveryServiceServer: s.xds, s: s})
 	listenerservice.RegisterListenerDiscoveryServiceServer(r, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(r, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(r, s.xds)
@@ -137,4 +143,36 @@ func sourceIP(ctx context.Context) string {
 		return ""
 	}
 	return hostOf(p.Addr)
+}
+
+// NodeStreams serves ambient node proxies (xds/ambient) on the secure
+// port's ADS service: a caller whose certificate is a node identity, not
+// a workload identity, is handed over with the node named in it.
+type NodeStreams interface {
+	// AuthenticateNode returns the node named in the caller's verified
+	// node certificate (ca.CA.PeerNode).
+	AuthenticateNode(ctx context.Context) (string, error)
+	// ServeNode serves one delta ADS stream of node.
+	ServeNode(node string, stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error
+}
+
+// ads routes delta streams of node proxies to Config.Nodes; everything
+// else goes to go-control-plane. A node identity may open nothing but
+// delta ADS (openStream refuses it elsewhere), and a workload identity
+// is never served node config (OnStreamDeltaRequest refuses the types).
+type ads struct {
+	discovery.AggregatedDiscoveryServiceServer
+	s *Server
+}
+
+func (a ads) DeltaAggregatedResources(stream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	if p := peerOf(stream.Context()); p.node != "" {
+		id, err := a.s.openNodeStream(p)
+		if err != nil {
+			return err
+		}
+		defer a.s.closeStream(id)
+		return a.s.cfg.Nodes.ServeNode(p.node, stream)
+	}
+	return a.AggregatedDiscoveryServiceServer.DeltaAggregatedResources(stream)
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -47,6 +48,9 @@ type Config struct {
 	MaxInflightWait time.Duration
 	// Limits bound node sizes and open streams (zero: the defaults).
 	Limits Limits
+	// Nodes serves ambient node proxies on the secure port (nil: node
+	// certificates are refused like any non-workload identity).
+	Nodes NodeStreams
 	// Hooks plug authn/authz into the translators (default: plaintext, no
 	// filters).
 	Hooks translate.Hooks
@@ -70,7 +74,9 @@ type Server struct {
 	streams  map[int64]*streamState // by go-control-plane stream id
 	sources  map[string]int         // open streams by source IP
 	connSeq  uint64                 // numbers connection keys
-	gens     map[string]*genEntry
+	// nodeStreamSeq numbers node proxy streams (as negative stream ids).
+	nodeStreamSeq atomic.Int64
+	gens          map[string]*genEntry
 	// partsOf lists, per endpoint side key, the cache keys of the
 	// per-service parts it was assembled from (kept while it is).
 	partsOf map[string][]string

@@ -31,6 +31,24 @@ type streamState struct {
 // openStream admits a new stream under the stream caps.
 func (s *Server) openStream(ctx context.Context, stream int64) error {
 	p := peerOf(ctx)
+	if p.node != "" {
+		s.m.rejectedStreams.WithLabelValues(rejectIdentity).Inc()
+		s.warnRefusal("xds stream refused: a node proxy may open only delta ADS", "node", p.node, "source", p.source)
+		return status.Error(codes.PermissionDenied, "a node certificate may open only delta ADS")
+	}
+	return s.admit(p, stream)
+}
+
+// openNodeStream admits a node proxy's delta stream under the same caps
+// as every other stream (they share --max-xds-streams and the per-source
+// cap); closeStream releases it.
+func (s *Server) openNodeStream(p streamPeer) (int64, error) {
+	id := -s.nodeStreamSeq.Add(1) // go-control-plane's ids are positive
+	return id, s.admit(p, id)
+}
+
+// admit counts a stream against the caps, or refuses it.
+func (s *Server) admit(p streamPeer, stream int64) error {
 	lim := s.cfg.Limits
 	s.mu.Lock()
 	reason := ""

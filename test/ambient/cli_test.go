@@ -154,14 +154,28 @@ func waitLines(t *testing.T, lines chan string, groups ...[]string) {
 // node n1 and the trust bundle file: what an operator hands a node.
 func startServe(t *testing.T, bin, cfg, state string) (addr, tokenFile, rootFile string) {
 	t.Helper()
+	addr, _, tokenFile, rootFile = startServeDebug(t, bin, cfg, state)
+	return addr, tokenFile, rootFile
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr = lis.Addr().String()
-	lis.Close()
+	defer lis.Close()
+	return lis.Addr().String()
+}
+
+// startServeDebug is startServe that also returns the debug address
+// (/debug/..., for proxy-status and proxy-config).
+func startServeDebug(t *testing.T, bin, cfg, state string) (addr, debugAddr, tokenFile, rootFile string) {
+	t.Helper()
+	addr, debugAddr = freeAddr(t), freeAddr(t)
 	serve := exec.Command(bin, "serve", "--config", cfg, "--state", state, "--secure-addr", addr,
-		"--debug-addr", "127.0.0.1:0", "--xds-addr", "", "--authz-addr", "")
+		"--debug-addr", debugAddr, "--xds-addr", "", "--authz-addr", "")
 	serve.Stderr = os.Stderr
 	if err := serve.Start(); err != nil {
 		t.Fatal(err)
@@ -197,5 +211,5 @@ func startServe(t *testing.T, bin, cfg, state string) (addr, tokenFile, rootFile
 	if err := os.WriteFile(rootFile, out("ca", "bundle", "--state", state), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return addr, tokenFile, rootFile
+	return addr, debugAddr, tokenFile, rootFile
 }

@@ -27,6 +27,8 @@ import (
 type nodeOptions struct {
 	name     string
 	config   string
+	xdsAddr  string
+	td       string
 	netnsDir string
 	caState  string
 	caAddr   string
@@ -53,15 +55,18 @@ func newNodeCmd() *cobra.Command {
 			"workload's identity; arriving connections are judged by PeerAuthentication and the L4\n" +
 			"part of AuthorizationPolicy. Workload certificates come from `ward serve` (--ca-addr):\n" +
 			"the node enrols with its join token and the CA issues only the workloads placed on it.\n" +
-			"Config is read (and watched) from --config, the same\n" +
-			"Istio YAML tree `ward serve --config` reads; ADS from `ward serve` is the next step\n" +
+			"Config comes from `ward serve` over delta ADS (--xds-addr, authenticated by the node\n" +
+			"certificate; nothing is served until the first complete config arrives), or is read\n" +
+			"(and watched) from --config, the same Istio YAML tree `ward serve --config` reads\n" +
 			"(docs/ambient.md).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runNode(cmd, o) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.name, "name", "", "this node's name (the ward.io/node label of its workloads)")
-	f.StringVar(&o.config, "config", "", "directory of Istio YAML: WorkloadEntry, ServiceEntry, PeerAuthentication, AuthorizationPolicy, MeshConfig")
+	f.StringVar(&o.config, "config", "", "directory of Istio YAML: WorkloadEntry, ServiceEntry, PeerAuthentication, AuthorizationPolicy, MeshConfig (instead of --xds-addr)")
+	f.StringVar(&o.xdsAddr, "xds-addr", "", "get config from `ward serve` over delta ADS at this address (its --secure-addr), authenticated by the node certificate from --ca-addr")
+	f.StringVar(&o.td, "trust-domain", "cluster.local", "trust domain of the node and workload identities (with --xds-addr; --config takes it from MeshConfig)")
 	f.StringVar(&o.netnsDir, "netns-dir", "/var/run/netns", "directory holding each workload's network namespace, named after its WorkloadEntry")
 	f.StringVar(&o.caAddr, "ca-addr", "localhost:15012", "address of Ward's certificate service (the --secure-addr of `ward serve`)")
 	f.StringVar(&o.caRoot, "ca-root", "", "PEM file with the CA's trust bundle (from: ward ca bundle)")
@@ -78,8 +83,11 @@ func newNodeCmd() *cobra.Command {
 
 func runNode(cmd *cobra.Command, o nodeOptions) error {
 	log := o.log.logger(cmd.ErrOrStderr())
-	if o.name == "" || o.config == "" {
-		return errors.New("node: --name and --config are required")
+	if o.name == "" || (o.config == "") == (o.xdsAddr == "") {
+		return errors.New("node: --name and one of --config or --xds-addr are required")
+	}
+	if o.xdsAddr != "" {
+		return runNodeADS(cmd, o, log)
 	}
 	var p *node.Proxy
 	src, err := file.New(file.Config{Dir: o.config, Log: log, OnSnapshot: func(s *mesh.Snapshot) {
@@ -105,27 +113,19 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	cfg := node.Config{Node: o.name, TrustDomain: td, Snapshot: snap, Issuer: issuer, NetnsDir: o.netnsDir, Log: log, Metrics: reg, RemoveRulesOnStop: o.cleanup}
-	if o.decLog != "" {
-		dl, err := decisionlog.New(decisionlog.Config{Path: o.decLog, Log: log})
-		if err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
-		defer dl.Close()
-		cfg.OnDecision = func(d node.Decision) { dl.Log(d.Entry()) }
+	cfg, closeLog, err := proxyConfig(o, td, issuer, log)
+	if err != nil {
+		return err
 	}
+	defer closeLog()
+	cfg.Snapshot = snap
 	p, err = node.New(cfg)
 	if err != nil {
 		return err
 	}
 	g, ctx := errgroup.WithContext(cmd.Context())
-	if o.metrics != "" {
-		lis, err := net.Listen("tcp", o.metrics)
-		if err != nil {
-			return fmt.Errorf("node: metrics: %w", err)
-		}
-		g.Go(func() error { return httpserve.Serve(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
+	if err := serveNodeMetrics(ctx, g, o, cfg.Metrics.(*prometheus.Registry)); err != nil {
+		return err
 	}
 	g.Go(func() error { return src.Run(ctx) })
 	g.Go(func() error { return runIssuer(ctx) })
@@ -135,6 +135,33 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 		return nil
 	}
 	return err
+}
+
+// proxyConfig is the node.Config both config modes share (without the
+// snapshot); closeLog closes the decision log.
+func proxyConfig(o nodeOptions, td spiffeid.TrustDomain, issuer node.Issuer, log *slog.Logger) (node.Config, func(), error) {
+	cfg := node.Config{Node: o.name, TrustDomain: td, Issuer: issuer, NetnsDir: o.netnsDir, Log: log, Metrics: prometheus.NewRegistry(), RemoveRulesOnStop: o.cleanup}
+	if o.decLog == "" {
+		return cfg, func() {}, nil
+	}
+	dl, err := decisionlog.New(decisionlog.Config{Path: o.decLog, Log: log})
+	if err != nil {
+		return cfg, nil, fmt.Errorf("node: %w", err)
+	}
+	cfg.OnDecision = func(d node.Decision) { dl.Log(d.Entry()) }
+	return cfg, func() { dl.Close() }, nil
+}
+
+func serveNodeMetrics(ctx context.Context, g *errgroup.Group, o nodeOptions, reg *prometheus.Registry) error {
+	if o.metrics == "" {
+		return nil
+	}
+	lis, err := net.Listen("tcp", o.metrics)
+	if err != nil {
+		return fmt.Errorf("node: metrics: %w", err)
+	}
+	g.Go(func() error { return httpserve.Serve(ctx, lis, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})) })
+	return nil
 }
 
 // nodeIssuer returns where workload certificates come from: `ward serve`

@@ -66,6 +66,7 @@ the identity a workload holds.`,
 		cmd.AddCommand(newProxyConfigKindCmd(o, k))
 	}
 	cmd.AddCommand(newProxyConfigSecretsCmd())
+	cmd.AddCommand(newProxyConfigNodeCmds(o)...)
 	return cmd
 }
 

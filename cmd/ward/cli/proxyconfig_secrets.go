@@ -44,7 +44,7 @@ type secretsOptions struct {
 func newProxyConfigSecretsCmd() *cobra.Command {
 	o := &secretsOptions{now: time.Now}
 	cmd := &cobra.Command{
-		Use:   "secrets",
+		Use:   "secrets [NODE_PROXY]",
 		Short: "Show the identity a workload holds: its certificate chain and trust bundle",
 		Long: `Show the workload certificate ("default": SPIFFE ID, serial, validity,
 issuer) and the trust bundle ("ROOTCA": the roots) that a workload holds,
@@ -52,10 +52,20 @@ read from the agent's SDS socket (--sds-socket; ward asks for the secrets
 as Envoy does) or from the files ward agent --output-dir writes for a
 proxyless workload (--cert-dir: cert-chain.pem, root-cert.pem).
 
+For an ambient node proxy (NODE_PROXY node~<node>, or --proxy, with
+--server): the certificate of each of its workloads' identities, from the
+CA's issuance records (serial, expiry; the CA records which node asked).
+
 Private keys are never printed or kept: the key in the SDS response is
 wiped on receipt, and key.pem is never read.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if id := nodeProxyArg(cmd, args); id != "" {
+				return runNodeSecrets(cmd, id, o)
+			}
+			if len(args) > 0 {
+				return fmt.Errorf("proxy-config secrets: %q is not a node proxy (node~<node>); for a workload give --sds-socket PATH or --cert-dir DIR", args[0])
+			}
 			if err := noProxySource(cmd); err != nil {
 				return err
 			}
@@ -71,6 +81,30 @@ wiped on receipt, and key.pem is never read.`,
 	_ = cmd.MarkFlagFilename("sds-socket", "sock")
 	_ = cmd.MarkFlagDirname("cert-dir")
 	return cmd
+}
+
+// nodeProxyArg returns the node proxy secrets is asked about: the
+// argument, or --proxy when it names a node proxy.
+func nodeProxyArg(cmd *cobra.Command, args []string) string {
+	if len(args) == 1 && strings.HasPrefix(args[0], nodeProxyPrefix) {
+		return args[0]
+	}
+	if p, _ := cmd.Flags().GetString("proxy"); strings.HasPrefix(p, nodeProxyPrefix) && len(args) == 0 {
+		return p
+	}
+	return ""
+}
+
+func runNodeSecrets(cmd *cobra.Command, id string, o *secretsOptions) error {
+	server, _ := cmd.Flags().GetString("server")
+	if server == "" {
+		return errors.New("proxy-config secrets: a node proxy needs --server URL")
+	}
+	ss, err := nodeSecrets(cmd.Context(), server, id, o.now())
+	if err != nil {
+		return err
+	}
+	return writeData(cmd.OutOrStdout(), o.output, ss, func(w io.Writer) error { return nodeSecretTable(w, ss) })
 }
 
 // noProxySource rejects proxy-config's source flags (inherited from the

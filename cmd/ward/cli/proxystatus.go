@@ -41,10 +41,12 @@ func newProxyStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "proxy-status [PROXY_ID]",
 		Short: "Show whether each connected proxy has ACKed its latest config (SYNCED/STALE/NACK/NOT SENT)",
-		Long: "Read a running ward serve's /debug/syncz and print, per connected proxy and xDS type\n" +
+		Long: "Read a running ward serve's /debug/syncz and /debug/nodez and print, per connected proxy and xDS type\n" +
 			"(CDS, LDS, EDS, RDS): SYNCED (the latest version is ACKed), STALE (a newer version is\n" +
 			"sent or due but not ACKed; with how long), NACK (the proxy rejected the version last\n" +
 			"sent; it keeps running its previous config) or NOT SENT (the proxy never asked for it).\n" +
+			"Ambient node proxies (type node, named node~<node>) follow, with their config types\n" +
+			"(MeshConfig, workloads, services, PeerAuthentications, AuthorizationPolicies).\n" +
 			"With PROXY_ID: that proxy's versions and full NACK errors.",
 		Args: cobra.MaximumNArgs(1),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
@@ -97,14 +99,36 @@ func (o *proxyStatusOptions) run(ctx context.Context, w io.Writer, id string) er
 	for _, r := range rows {
 		all = append(all, proxySyncOf(r, o.now()))
 	}
+	nodeRows, err := fetchNodes(ctx, o.server)
+	if err != nil {
+		return fmt.Errorf("proxy-status: %w", err)
+	}
+	var nodes []proxySync
+	for _, n := range nodeRows {
+		nodes = append(nodes, nodeSyncOf(n, o.now()))
+	}
 	if id == "" {
-		return writeData(w, o.output, all, func(w io.Writer) error { return proxyTable(w, all, o.now()) })
+		both := append(all, nodes...)
+		return writeData(w, o.output, both, func(w io.Writer) error {
+			if len(all) > 0 || len(nodes) == 0 {
+				if err := proxyTable(w, all, o.now()); err != nil {
+					return err
+				}
+			}
+			return nodeTable(w, nodes, o.now())
+		})
 	}
 	for _, p := range all {
 		if p.Proxy == id {
 			return writeData(w, o.output, p, func(w io.Writer) error { return proxyDetail(w, p, o.now()) })
 		}
 	}
+	for _, p := range nodes {
+		if p.Proxy == id {
+			return writeData(w, o.output, p, func(w io.Writer) error { return nodeDetail(w, p, o.now()) })
+		}
+	}
+	all = append(all, nodes...)
 	return unknownProxyError(id, all)
 }
 
@@ -294,6 +318,16 @@ func levenshtein(a, b string) int {
 	return prev[len(b)]
 }
 
+// httpStatusError is a debug endpoint's non-200 answer.
+type httpStatusError struct {
+	url, status, body string
+	code              int
+}
+
+func (e *httpStatusError) Error() string {
+	return fmt.Sprintf("get %s: %s: %s", e.url, e.status, e.body)
+}
+
 // getJSON GETs server+path and decodes the JSON body into v.
 func getJSON(ctx context.Context, server, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -310,7 +344,7 @@ func getJSON(ctx context.Context, server, path string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("get %s: %s: %s", u, resp.Status, strings.TrimSpace(string(b)))
+		return &httpStatusError{url: u, status: resp.Status, code: resp.StatusCode, body: strings.TrimSpace(string(b))}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		return fmt.Errorf("decode %s: %w", u, err)

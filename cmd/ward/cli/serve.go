@@ -42,6 +42,7 @@ import (
 	"github.com/wardmesh/ward/telemetry/als"
 	"github.com/wardmesh/ward/webhook"
 	"github.com/wardmesh/ward/xds"
+	"github.com/wardmesh/ward/xds/ambient"
 	"github.com/wardmesh/ward/xds/hooks"
 )
 
@@ -143,6 +144,7 @@ type controlPlane struct {
 	registry *prometheus.Registry
 	source   *file.Source
 	xds      *xds.Server
+	nodes    *ambient.Server // node proxies' config over delta ADS
 	ca       *ca.CA
 	jwks     *jwks.Resolver
 	authz    *extauthz.Server
@@ -188,8 +190,12 @@ func runServe(ctx context.Context, o serveOptions, log *slog.Logger) error {
 	if t := hc.ExtAuthz; t != nil {
 		log.Info("envoy proxies enforce authorization through ext_authz", "target", o.authzReach, "mtls", t.TLS)
 	}
+	// Node proxies authenticate by their node certificate on the secure
+	// port (the CA is built below; the closure reads it per stream).
+	cp.nodes = ambient.New(ambient.Config{Log: log, Metrics: cp.registry,
+		Auth: func(ctx context.Context) (string, error) { return cp.ca.PeerNode(ctx) }})
 	cp.xds = xds.NewServer(xds.Config{Log: log, Registry: cp.registry, Debounce: o.quiet, MaxDebounce: o.maxWait,
-		Limits: o.limits, Hooks: hooks.New(hc)})
+		Limits: o.limits, Hooks: hooks.New(hc), Nodes: cp.nodes})
 	defer cp.xds.Close()
 	// Kubernetes mode first: until its caches sync, no snapshot (not even
 	// the file source's) is served or counts as ready.
@@ -453,6 +459,9 @@ func (cp *controlPlane) push() {
 	}
 	// The sources have already debounced the change; push at once.
 	cp.xds.UpdateNow(s)
+	if err := cp.nodes.Update(s); err != nil {
+		cp.log.Error("node proxy config not updated; node proxies keep the previous one", "version", s.Version(), "error", err.Error())
+	}
 	cp.ready.Store(true)
 	rejected := 0
 	if cp.source != nil {
@@ -573,6 +582,7 @@ func (cp *controlPlane) debugMux(gate *access.Gate) *http.ServeMux {
 	mux.Handle("GET /debug/config_dump", gate.Scoped(cp.xds.Handler()))
 	mux.Handle("GET /debug/syncz", gate.Scoped(cp.xds.Handler()))
 	mux.Handle("GET /debug/connections", gate.Scoped(cp.xds.Handler()))
+	mux.Handle("GET /debug/nodez", gate.Operator(cp.nodes.Handler()))
 	mux.Handle("GET /debug/ca", gate.Operator(cp.ca.DebugHandler()))
 	mux.Handle("GET /debug/ca/issued", gate.Operator(cp.ca.IssuedHandler()))
 	mux.Handle("GET /debug/jwks", gate.Operator(cp.jwks.Handler()))
