@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -135,14 +136,23 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 	for _, s := range servers {
 		gwName := s.gwName()
 		allowed := newHostSet(serverHosts(s.server))
+		// A VirtualService's hosts come one after another, and its routes
+		// depend on the VirtualService, port and gateway only, so its
+		// virtual hosts on this server share one translated route list
+		// (as Istio's do; nothing edits a route after translation).
+		var lastCfg *mesh.Config
+		var routes []*route.Route
 		for _, gh := range g.ix.gatewayHosts(gwName, allowed) {
 			host := gh.host
 			if seen[host] || !allowed.allows(host) {
 				continue
 			}
 			seen[host] = true
+			if gh.cfg != lastCfg {
+				lastCfg, routes = gh.cfg, slices.Clip(g.httpRoutes(gh.cfg, port, gwName))
+			}
 			vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", host, port), Domains: []string{host, fmt.Sprintf("%s:%d", host, port)}}
-			vh.Routes = g.httpRoutes(gh.cfg, port, gwName)
+			vh.Routes = routes
 			if s.server.GetTls().GetHttpsRedirect() {
 				vh.RequireTls = route.VirtualHost_ALL
 			}
