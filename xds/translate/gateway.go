@@ -116,8 +116,21 @@ func (g *gen) httpsChain(s gwServer, port uint32) *listener.FilterChain {
 		Name:             name,
 		FilterChainMatch: &listener.FilterChainMatch{ServerNames: sniNames(serverHosts(s.server))},
 		Filters:          []*listener.Filter{hcmFilter(g.rdsHCM(name, name, Gateway, port))},
-		TransportSocket:  TransportSocket(downstreamTLS(s.server.GetTls())),
+		TransportSocket:  g.serverTLS(s.server.GetTls()),
 	}
+}
+
+// serverTLS is the transport socket terminating a server's TLS. Every
+// ISTIO_MUTUAL server's is the same (the workload's own certificate and
+// roots, nothing from the server), so a generation packs that one once.
+func (g *gen) serverTLS(t *networking.ServerTLSSettings) *core.TransportSocket {
+	if t.GetMode() != networking.ServerTLSSettings_ISTIO_MUTUAL {
+		return TransportSocket(downstreamTLS(t))
+	}
+	if g.istioMutual == nil {
+		g.istioMutual = TransportSocket(downstreamTLS(t))
+	}
+	return g.istioMutual
 }
 
 func serverName(s gwServer) string {
@@ -133,6 +146,7 @@ func serverName(s gwServer) string {
 func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route.RouteConfiguration {
 	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	seen := map[string]bool{}
+	portSuffix := ":" + itoa(port)
 	for _, s := range servers {
 		gwName := s.gwName()
 		allowed := newHostSet(serverHosts(s.server))
@@ -151,7 +165,8 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 			if gh.cfg != lastCfg {
 				lastCfg, routes = gh.cfg, slices.Clip(g.httpRoutes(gh.cfg, port, gwName))
 			}
-			vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", host, port), Domains: []string{host, fmt.Sprintf("%s:%d", host, port)}}
+			withPort := host + portSuffix
+			vh := &route.VirtualHost{Name: withPort, Domains: []string{host, withPort}}
 			vh.Routes = routes
 			if s.server.GetTls().GetHttpsRedirect() {
 				vh.RequireTls = route.VirtualHost_ALL

@@ -78,6 +78,7 @@ type gen struct {
 	faultFilter, corsFilter, routerFilter *hcmv3.HttpFilter
 	retryDefault                          *route.RetryPolicy
 	timeoutNone                           *durationpb.Duration
+	istioMutual                           *core.TransportSocket // serverTLS
 }
 
 // part selects the outbound side (what the proxy calls), the inbound side
