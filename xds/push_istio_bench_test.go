@@ -27,7 +27,8 @@ const pushProxies = 100
 // generate, validate and marshal once, each of its config sides. The
 // proxies are 100 pods of Istio's benchmark workload in default (same
 // labels, their own addresses and ids; pod 0 is Istio's benchmark proxy
-// at 1.1.1.1). Each iteration starts from a fresh server with the proxies
+// at 1.1.1.1); <template>/pods also makes them the endpoints of one more
+// service, so each pod has an inbound side. Each iteration starts from a fresh server with the proxies
 // attached and nothing generated (outside the timer), so nothing is
 // reused from an earlier push. Generation runs on one goroutine
 // (PushConcurrency 1) so that ns/op is comparable with Istio's
@@ -38,36 +39,47 @@ func BenchmarkPushIstioTemplate(b *testing.B) {
 		b.Skip("set ISTIO_BENCH_DIR to istio.io/istio's pilot/pkg/xds/testdata/benchmarks")
 	}
 	for _, c := range benchmesh.IstioCases {
-		b.Run(c.Name, func(b *testing.B) {
-			snap := loadIstioTemplate(b, dir, c)
-			nodes := make([]*core.Node, pushProxies)
-			for i := range nodes {
-				nodes[i] = istioPod(c, i)
+		for _, pods := range []bool{false, true} {
+			name := c.Name
+			if pods {
+				name += "/pods"
 			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			var s *Server
-			var cpu time.Duration
-			for range b.N {
-				b.StopTimer()
-				s = NewServer(Config{PushConcurrency: 1})
-				for i, n := range nodes {
-					s.attach(int64(i+1), n)
-				}
-				b.StartTimer()
-				start := cpuNow()
-				s.UpdateNow(snap)
-				cpu += cpuNow() - start
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
-			reportPush(b, s, nodes)
-			s.Close()
-		})
+			b.Run(name, func(b *testing.B) { benchPush(b, dir, c, pods) })
+		}
 	}
 }
 
-func loadIstioTemplate(b *testing.B, dir string, c benchmesh.IstioCase) *mesh.Snapshot {
+// benchPush pushes template c to the 100 pods; with pods, the pods are
+// also the endpoints of one more service (benchmesh.IstioPods), so each
+// has its own inbound side.
+func benchPush(b *testing.B, dir string, c benchmesh.IstioCase, pods bool) {
+	snap := loadIstioTemplate(b, dir, c, pods)
+	nodes := make([]*core.Node, pushProxies)
+	for i := range nodes {
+		nodes[i] = istioPod(c, i, pods)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var s *Server
+	var cpu time.Duration
+	for range b.N {
+		b.StopTimer()
+		s = NewServer(Config{PushConcurrency: 1})
+		for i, n := range nodes {
+			s.attach(int64(i+1), n)
+		}
+		b.StartTimer()
+		start := cpuNow()
+		s.UpdateNow(snap)
+		cpu += cpuNow() - start
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+	reportPush(b, s, nodes)
+	s.Close()
+}
+
+func loadIstioTemplate(b *testing.B, dir string, c benchmesh.IstioCase, pods bool) *mesh.Snapshot {
 	text, err := os.ReadFile(filepath.Join(dir, c.Name+".yaml"))
 	if err != nil {
 		b.Fatal(err)
@@ -75,6 +87,9 @@ func loadIstioTemplate(b *testing.B, dir string, c benchmesh.IstioCase) *mesh.Sn
 	y, err := benchmesh.RenderIstio(string(text), c)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if pods {
+		y += "\n---\n" + benchmesh.IstioPods(pushProxies)
 	}
 	tmp := b.TempDir()
 	if err := os.WriteFile(filepath.Join(tmp, "mesh.yaml"), []byte(y), 0o600); err != nil {
@@ -98,14 +113,17 @@ func cpuNow() time.Duration {
 
 // istioPod is pod i of Istio's benchmark workload as its node would
 // connect: a router for the gateways template, else a sidecar.
-func istioPod(c benchmesh.IstioCase, i int) *core.Node {
+func istioPod(c benchmesh.IstioCase, i int, pods bool) *core.Node {
 	typ, ip := "sidecar", benchmesh.IstioPodIP(i)
 	if c.Router() {
 		typ = "router"
 	}
+	labels := map[string]any{"istio.io/benchmark": "true"}
+	if pods {
+		labels["app"] = "bench-pods"
+	}
 	meta, _ := structpb.NewStruct(map[string]any{
-		"NAMESPACE": "default", "INSTANCE_IPS": ip,
-		"LABELS": map[string]any{"istio.io/benchmark": "true"},
+		"NAMESPACE": "default", "INSTANCE_IPS": ip, "LABELS": labels,
 	})
 	return &core.Node{Id: fmt.Sprintf("%s~%s~pod-%d.default~default.svc.cluster.local", typ, ip, i), Metadata: meta}
 }

@@ -69,3 +69,44 @@ func IstioPodIP(i int) string {
 	}
 	return fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)
 }
+
+// IstioPods is YAML making the n pods of IstioPodIP endpoints of one
+// more service, bench-pods (HTTP 8080), through a WorkloadEntry each
+// labelled app: bench-pods: appended to a template, every pod then has
+// its own inbound side, as pods of a service do.
+func IstioPods(n int) string {
+	var b strings.Builder
+	b.WriteString(`apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: bench-pods
+  namespace: default
+spec:
+  hosts:
+  - bench-pods.default.svc.cluster.local
+  ports:
+  - number: 8080
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  location: MESH_INTERNAL
+  workloadSelector:
+    labels:
+      app: bench-pods
+`)
+	for i := range n {
+		fmt.Fprintf(&b, `---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: pod-%d
+  namespace: default
+spec:
+  address: %s
+  labels:
+    app: bench-pods
+    istio.io/benchmark: "true"
+`, i, IstioPodIP(i))
+	}
+	return b.String()
+}
