@@ -1,12 +1,11 @@
 package bench
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
-	"strings"
+	"syscall"
 	"testing"
-	"text/template"
+	"time"
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
@@ -26,47 +25,16 @@ func needIstio(b *testing.B) {
 	}
 }
 
-type istioInput struct{ Services, Instances int }
-
-type istioCase struct {
-	name string
-	in   istioInput
-}
-
-// Istio's testCases sizes (pilot/pkg/xds/bench_test.go).
-var istioCases = []istioCase{
-	{"gateways", istioInput{1000, 0}},
-	{"http", istioInput{100, 0}},
-	{"virtualservice", istioInput{100, 0}},
-	{"serviceentry-workloadentry", istioInput{100, 1000}},
-}
-
-func renderIstio(b *testing.B, c istioCase) string {
-	funcs := template.FuncMap{
-		"until": func(n int) []int {
-			r := make([]int, n)
-			for i := range r {
-				r[i] = i
-			}
-			return r
-		},
-		"div": func(a, b int) int { return a / b },
-		"mod": func(a, b int) int { return a % b },
-	}
-	f := filepath.Join(istioDir, c.name+".yaml")
-	t := template.Must(template.New("").Funcs(funcs).ParseFiles(f))
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, c.name+".yaml", c.in); err != nil {
+func renderIstio(b *testing.B, c benchmesh.IstioCase) string {
+	text, err := os.ReadFile(filepath.Join(istioDir, c.Name+".yaml"))
+	if err != nil {
 		b.Fatal(err)
 	}
-	// Istio's harness puts objects without a namespace in "default".
-	docs := strings.Split(buf.String(), "\n---")
-	for i, d := range docs {
-		if strings.Contains(d, "kind:") && !strings.Contains(d, "  namespace:") {
-			docs[i] = strings.Replace(d, "metadata:\n", "metadata:\n  namespace: default\n", 1)
-		}
+	y, err := benchmesh.RenderIstio(string(text), c)
+	if err != nil {
+		b.Fatal(err)
 	}
-	return strings.Join(docs, "\n---")
+	return y
 }
 
 func loadYAML(b *testing.B, y string) *mesh.Snapshot {
@@ -81,12 +49,21 @@ func loadYAML(b *testing.B, y string) *mesh.Snapshot {
 	return res.Snapshot
 }
 
-func istioProxy(name string) mesh.Proxy {
+func istioProxy(c benchmesh.IstioCase) mesh.Proxy {
 	l := mesh.Labels{"istio.io/benchmark": "true"}
-	if name == "gateways" {
+	if c.Router() {
 		return mesh.Proxy{ID: "router~1.1.1.1~v0.default~default.svc.cluster.local", Type: mesh.ProxyRouter, Namespace: "default", IPs: []string{"1.1.1.1"}, Labels: l}
 	}
 	return mesh.Proxy{ID: "sidecar~1.1.1.1~v0.default~default.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "default", IPs: []string{"1.1.1.1"}, Labels: l}
+}
+
+// cpuNow is the process's user+system CPU time (all threads, so the
+// garbage collector's workers count too). On the shared machine CPU per
+// op varies far less than ns/op, which includes waiting for a core.
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func genOne(b *testing.B, snap *mesh.Snapshot, p mesh.Proxy) {
@@ -94,10 +71,12 @@ func genOne(b *testing.B, snap *mesh.Snapshot, p mesh.Proxy) {
 	var res *translate.Resources
 	b.ReportAllocs()
 	b.ResetTimer()
+	start := cpuNow()
 	for b.Loop() {
 		res = translate.Generate(ix, ix.Scope(&p), translate.Hooks{})
 	}
 	b.StopTimer()
+	b.ReportMetric(float64(cpuNow()-start)/float64(b.N), "cpu-ns/op")
 	if err := res.Validate(); err != nil {
 		b.Fatal(err)
 	}
@@ -110,15 +89,15 @@ func genOne(b *testing.B, snap *mesh.Snapshot, p mesh.Proxy) {
 // Istio's own benchmark templates rendered at Istio's sizes.
 func BenchmarkIstioTemplate(b *testing.B) {
 	needIstio(b)
-	for _, c := range istioCases {
-		b.Run(c.name, func(b *testing.B) { genOne(b, loadYAML(b, renderIstio(b, c)), istioProxy(c.name)) })
+	for _, c := range benchmesh.IstioCases {
+		b.Run(c.Name, func(b *testing.B) { genOne(b, loadYAML(b, renderIstio(b, c)), istioProxy(c)) })
 	}
 }
 
 func BenchmarkIstioTemplateIndex(b *testing.B) {
 	needIstio(b)
-	for _, c := range istioCases {
-		b.Run(c.name, func(b *testing.B) {
+	for _, c := range benchmesh.IstioCases {
+		b.Run(c.Name, func(b *testing.B) {
 			snap := loadYAML(b, renderIstio(b, c))
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -131,15 +110,15 @@ func BenchmarkIstioTemplateIndex(b *testing.B) {
 
 // BenchmarkWardShape: Ward's own benchmesh.Shape at Istio's unit counts.
 func BenchmarkWardShape(b *testing.B) {
-	for _, c := range istioCases {
-		b.Run(c.name, func(b *testing.B) {
-			y, err := benchmesh.Shape(c.name, c.in.Services)
+	for _, c := range benchmesh.IstioCases {
+		b.Run(c.Name, func(b *testing.B) {
+			y, err := benchmesh.Shape(c.Name, c.Services)
 			if err != nil {
 				b.Fatal(err)
 			}
 			p := mesh.Proxy{ID: "sidecar~10.200.0.1~app-0.default~default.svc.cluster.local", Type: mesh.ProxySidecar, Namespace: "default",
 				IPs: []string{"10.200.0.1"}, Labels: mesh.Labels{"app": "app"}}
-			if benchmesh.ShapeProxy(c.name) == "router" {
+			if benchmesh.ShapeProxy(c.Name) == "router" {
 				p = mesh.Proxy{ID: "router~10.9.9.9~ingress.istio-system~istio-system.svc.cluster.local", Type: mesh.ProxyRouter, Namespace: "istio-system",
 					Labels: mesh.Labels{"istio": "ingressgateway"}}
 			}

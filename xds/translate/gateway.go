@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -115,8 +116,21 @@ func (g *gen) httpsChain(s gwServer, port uint32) *listener.FilterChain {
 		Name:             name,
 		FilterChainMatch: &listener.FilterChainMatch{ServerNames: sniNames(serverHosts(s.server))},
 		Filters:          []*listener.Filter{hcmFilter(g.rdsHCM(name, name, Gateway, port))},
-		TransportSocket:  TransportSocket(downstreamTLS(s.server.GetTls())),
+		TransportSocket:  g.serverTLS(s.server.GetTls()),
 	}
+}
+
+// serverTLS is the transport socket terminating a server's TLS. Every
+// ISTIO_MUTUAL server's is the same (the workload's own certificate and
+// roots, nothing from the server), so a generation packs that one once.
+func (g *gen) serverTLS(t *networking.ServerTLSSettings) *core.TransportSocket {
+	if t.GetMode() != networking.ServerTLSSettings_ISTIO_MUTUAL {
+		return TransportSocket(downstreamTLS(t))
+	}
+	if g.istioMutual == nil {
+		g.istioMutual = TransportSocket(downstreamTLS(t))
+	}
+	return g.istioMutual
 }
 
 func serverName(s gwServer) string {
@@ -132,17 +146,28 @@ func serverName(s gwServer) string {
 func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route.RouteConfiguration {
 	rc := &route.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
 	seen := map[string]bool{}
+	portSuffix := ":" + itoa(port)
 	for _, s := range servers {
 		gwName := s.gwName()
 		allowed := newHostSet(serverHosts(s.server))
+		// A VirtualService's hosts come one after another, and its routes
+		// depend on the VirtualService, port and gateway only, so its
+		// virtual hosts on this server share one translated route list
+		// (as Istio's do; nothing edits a route after translation).
+		var lastCfg *mesh.Config
+		var routes []*route.Route
 		for _, gh := range g.ix.gatewayHosts(gwName, allowed) {
 			host := gh.host
 			if seen[host] || !allowed.allows(host) {
 				continue
 			}
 			seen[host] = true
-			vh := &route.VirtualHost{Name: fmt.Sprintf("%s:%d", host, port), Domains: []string{host, fmt.Sprintf("%s:%d", host, port)}}
-			vh.Routes = g.httpRoutes(gh.cfg, port, gwName)
+			if gh.cfg != lastCfg {
+				lastCfg, routes = gh.cfg, slices.Clip(g.httpRoutes(gh.cfg, port, gwName))
+			}
+			withPort := host + portSuffix
+			vh := &route.VirtualHost{Name: withPort, Domains: []string{host, withPort}}
+			vh.Routes = routes
 			if s.server.GetTls().GetHttpsRedirect() {
 				vh.RequireTls = route.VirtualHost_ALL
 			}

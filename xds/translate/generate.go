@@ -8,6 +8,7 @@ import (
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/wardmesh/ward/mesh"
 )
@@ -70,6 +71,14 @@ type gen struct {
 	res   *Resources
 	part  part
 	known map[string]bool // visible service hostnames (knownHosts)
+	// Immutable parts every HTTP connection manager or route of this
+	// generation shares instead of building (and packing) its own: the
+	// fault, CORS and router filters and the default timeout and retry
+	// policy.
+	faultFilter, corsFilter, routerFilter *hcmv3.HttpFilter
+	retryDefault                          *route.RetryPolicy
+	timeoutNone                           *durationpb.Duration
+	istioMutual                           *core.TransportSocket // serverTLS
 }
 
 // part selects the outbound side (what the proxy calls), the inbound side

@@ -46,13 +46,18 @@ func (g *gen) httpFilters(dir Direction, port uint32) []*hcmv3.HttpFilter {
 	if g.hooks.HTTPFilters != nil {
 		out = append(out, g.hooks.HTTPFilters(g.ix.snap, g.proxy, dir, port)...)
 	}
+	if g.routerFilter == nil {
+		g.faultFilter = typedFilter(FilterFault, &faultv3.HTTPFault{})
+		g.corsFilter = typedFilter(FilterCORS, &corsv3.Cors{})
+		g.routerFilter = typedFilter(FilterRouter, &routerv3.Router{})
+	}
 	if dir != Inbound && dir != InboundTCP {
-		out = append(out, typedFilter(FilterFault, &faultv3.HTTPFault{}))
+		out = append(out, g.faultFilter)
 		if g.proxy.Type != mesh.ProxyGRPC {
-			out = append(out, typedFilter(FilterCORS, &corsv3.Cors{}))
+			out = append(out, g.corsFilter)
 		}
 	}
-	return append(out, typedFilter(FilterRouter, &routerv3.Router{}))
+	return append(out, g.routerFilter)
 }
 
 func typedFilter(name string, m interface{ ProtoReflect() protoreflectMessage }) *hcmv3.HttpFilter {

@@ -50,6 +50,7 @@ type Index struct {
 	// per-(namespace, Sidecar) caches filled on first use
 	visibleCache sync.Map // → []*mesh.Service
 	printCache   sync.Map // → hash of the visible services
+	gwPrint      sync.Map // *mesh.Config (a Gateway) → gatewayPrint
 }
 
 type vsEntry struct {

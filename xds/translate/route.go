@@ -55,8 +55,13 @@ func (g *gen) routeDefaults(a *route.RouteAction) {
 	if g.proxy.Type == mesh.ProxyGRPC {
 		return
 	}
-	a.Timeout = durationpb.New(0)
-	a.RetryPolicy = &route.RetryPolicy{RetryOn: defaultRetryOn, NumRetries: wrapperspb.UInt32(2)}
+	if g.retryDefault == nil {
+		g.retryDefault = &route.RetryPolicy{RetryOn: defaultRetryOn, NumRetries: wrapperspb.UInt32(2)}
+		g.timeoutNone = durationpb.New(0)
+	}
+	// Shared by the generation's routes: a route with its own retries or
+	// timeout replaces these, never edits them.
+	a.Timeout, a.RetryPolicy = g.timeoutNone, g.retryDefault
 }
 
 // httpRoutes translates a VirtualService's http section (delegates

@@ -232,12 +232,25 @@ func (ix *Index) outboundFingerprint(sc *Scope, prints map[*mesh.Service]string,
 	}
 	writeMap(h, rel)
 	for _, g := range sc.Gateways {
-		writeStr(h, configHash(g))
-		for _, vs := range ix.GatewayVirtualServices(g.Namespace + "/" + g.Name) {
-			writeStr(h, configHash(vs))
-		}
+		writeStr(h, ix.gatewayPrint(g))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// gatewayPrint hashes a Gateway and the VirtualServices bound to it, once
+// per index: every router selected by a gateway of 1,000 VirtualServices
+// would otherwise marshal and hash all of them for its fingerprint.
+func (ix *Index) gatewayPrint(g *mesh.Config) string {
+	if v, ok := ix.gwPrint.Load(g); ok {
+		return v.(string)
+	}
+	h := sha256.New()
+	writeStr(h, configHash(g))
+	for _, vs := range ix.GatewayVirtualServices(g.Namespace + "/" + g.Name) {
+		writeStr(h, configHash(vs))
+	}
+	v, _ := ix.gwPrint.LoadOrStore(g, hex.EncodeToString(h.Sum(nil)))
+	return v.(string)
 }
 
 // InboundFingerprint hashes what the inbound side depends on: proxy type,
