@@ -235,6 +235,27 @@ func TestNodeProxyEnrolsWithPodBoundTokenAndImpersonatesPodsOnItsNode(t *testing
 	_, _, err = w.issue(t, w.token(t, onN1), nil, nodeID(n1), false)
 	wantCode(t, "workload token asking for a node identity", err, codes.InvalidArgument)
 
+	// A ward-node pod on no node gets no node identity.
+	unscheduled := w.pod(t, w.cpNS, "ward-node-unscheduled", ca.NodeServiceAccount, "", nil)
+	_, _, err = w.issue(t, w.token(t, unscheduled), nil, nodeID(n1), false)
+	wantCode(t, "ward-node token of an unscheduled pod", err, codes.Unauthenticated)
+
+	// A pod that has finished is no longer placed.
+	byNS, err := w.env.Clients.Kube.CoreV1().Pods(ambNS).Get(ctx, "by-ns", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNS.Status.Phase = corev1.PodSucceeded
+	if _, err := w.env.Clients.Kube.CoreV1().Pods(ambNS).UpdateStatus(ctx, byNS, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	kubetest.Eventually(t, waitFor, func() string {
+		if _, _, err := w.issue(t, "", nodeCert, wid(ambNS, "by-ns"), true); status.Code(err) != codes.PermissionDenied {
+			return "succeeded pod still issued: " + status.Code(err).String()
+		}
+		return ""
+	})
+
 	// A deleted pod is no longer placed, and its proxy's token is refused.
 	if err := w.env.Clients.Kube.CoreV1().Pods(appNS).Delete(ctx, "on-n1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
