@@ -18,7 +18,7 @@ const indexNode = "spec.nodeName"
 // DataplaneAmbient and DataplaneNone are the values of LabelDataplaneMode
 // that enrol a pod in ambient mode and keep it out.
 const (
-	DataplaneAmbient = "ambient"
+	DataplaneAmbient = ca.DataplaneAmbient
 	DataplaneNone    = "none"
 )
 
