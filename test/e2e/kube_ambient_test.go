@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -26,12 +28,15 @@ import (
 	"github.com/wardmesh/ward/kube/kubetest"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/node"
+	"github.com/wardmesh/ward/node/ads"
+	"github.com/wardmesh/ward/xds/ambient"
 )
 
 // `ward serve --kube` issues node proxies' certificates: the node
 // proxy's own issuer (node.RemoteCA, what `ward node --token-file` runs)
 // enrols with the pod-bound token of a ward-system/ward-node pod on n1 and
-// then gets the certificate of an ambient pod on n1, not of one on n2.
+// then gets the certificate of an ambient pod on n1, not of one on n2,
+// and over ADS learns that pod (ward.io/node from spec.nodeName) only.
 func TestKubeServeIssuesNodeProxyCertificates(t *testing.T) {
 	env := kubetest.Require(t)
 	env.ApplyCRDs(t)
@@ -64,8 +69,14 @@ func TestKubeServeIssuesNodeProxyCertificates(t *testing.T) {
 	}
 	proxy := pod(cpNS, ns+"-node", ca.NodeServiceAccount, n1, nil)
 	appNS := env.UniqueNamespace(t, "amb-app", map[string]string{kube.LabelDataplaneMode: kube.DataplaneAmbient})
-	pod(appNS, "a", "a", n1, nil)
-	pod(appNS, "b", "b", n2, nil)
+	// No kubelet runs: the pods get their address and phase by hand.
+	for i, p := range []*corev1.Pod{pod(appNS, "a", "a", n1, nil), pod(appNS, "b", "b", n2, nil)} {
+		p.Status.Phase, p.Status.PodIP = corev1.PodRunning, fmt.Sprintf("10.1.0.%d", i+1)
+		p.Status.PodIPs = []corev1.PodIP{{IP: p.Status.PodIP}}
+		if _, err := env.Clients.Kube.CoreV1().Pods(appNS).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	r := startKubeReplica(t, env, ns, "replica-a")
 	r.waitServing(t)
@@ -126,4 +137,39 @@ func TestKubeServeIssuesNodeProxyCertificates(t *testing.T) {
 		t.Fatalf("ambient pod on %s: %v, want PermissionDenied", n2, err)
 	}
 	r.proc.waitLine(t, regexp.MustCompile(regexp.QuoteMeta("is scheduled on node "+n1)), 10*time.Second)
+
+	// Over ADS with the node certificate, the node learns its pods: a
+	// (spec.nodeName n1), not b.
+	snaps := make(chan *mesh.Snapshot, 16)
+	cl, err := ads.New(ads.Config{Addr: r.secureAddr, Creds: credentials.NewTLS(rca.ClientTLS()), Node: n1,
+		Apply: func(_ context.Context, s *mesh.Snapshot) error {
+			select {
+			case snaps <- s:
+			default:
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = cl.Run(actx) }()
+	defer func() { stop(); <-done }()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case s := <-snaps:
+			var local []string
+			for _, w := range ambient.Local(s, n1) {
+				local = append(local, w.Namespace+"/"+w.Name)
+			}
+			if strings.Join(local, ",") == appNS+"/pod.a" { // a pod's WorkloadEntry
+				return
+			}
+			t.Logf("node %s's workloads over ADS: %v (waiting for %s/pod.a only)", n1, local, appNS)
+		case <-deadline:
+			t.Fatalf("node %s never got exactly its ambient pod %s/pod.a over ADS", n1, appNS)
+		}
+	}
 }
