@@ -135,11 +135,36 @@ func (a kubeAuthenticator) Authenticate(ctx context.Context) (*Caller, error) {
 	if !ok {
 		return nil, fmt.Errorf("token review: user %q is not a service account", st.User.Username)
 	}
+	if ns == a.ca.cfg.ServerIdentity.Namespace && sa == NodeServiceAccount {
+		return a.node(st.User)
+	}
 	id, err := mesh.Identity{TrustDomain: a.ca.cfg.TrustDomain, Namespace: ns, ServiceAccount: sa}.SPIFFEID()
 	if err != nil {
 		return nil, err
 	}
 	return a.ca.caller(id, MethodK8sJWT, nil)
+}
+
+// ExtraNodeName is the TokenReview user extra naming the node of the pod
+// a token is bound to (Kubernetes 1.30+; the kube reviewer fills it from
+// the bound pod's spec.nodeName on older API servers).
+const ExtraNodeName = "authentication.kubernetes.io/node-name"
+
+// node authenticates the node proxy's own service account (Istio's
+// ztunnel rule): the token names no workload but the node its pod is
+// bound to, and yields that node's identity, never the account's
+// workload identity (the control plane's namespace is reserved).
+func (a kubeAuthenticator) node(u authnv1.UserInfo) (*Caller, error) {
+	v := u.Extra[ExtraNodeName]
+	if len(v) != 1 || v[0] == "" {
+		return nil, fmt.Errorf("token review: %s token is not bound to a pod scheduled on a node", u.Username)
+	}
+	id, err := NodeID(a.ca.td, a.ca.cfg.ServerIdentity.Namespace, v[0])
+	if err != nil {
+		return nil, fmt.Errorf("token review: %w", err)
+	}
+	n, _ := a.ca.nodeCaller(id, MethodK8sJWT, nil)
+	return n, nil
 }
 
 // serviceAccountUser splits "system:serviceaccount:<ns>:<sa>".

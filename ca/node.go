@@ -77,8 +77,9 @@ func ParseNodeID(id spiffeid.ID, td spiffeid.TrustDomain, controlNS string) (str
 // Placement answers where workloads run: whether a workload with the
 // given identity is scheduled on node. File mode: a WorkloadEntry with
 // that namespace and service account labelled ward.io/node=<node> and
-// enrolled in ambient mode (SnapshotPlacement). Kubernetes mode: a pod
-// with that service account whose spec.nodeName is node.
+// enrolled in ambient mode (SnapshotPlacement). Kubernetes mode: a live
+// ambient pod with that namespace and service account whose spec.nodeName
+// is node (kube.Placement).
 type Placement interface {
 	OnNode(ctx context.Context, node string, id mesh.Identity) (bool, error)
 }

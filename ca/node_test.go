@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/codes"
+	authnv1 "k8s.io/api/authentication/v1"
 
 	"github.com/wardmesh/ward/mesh"
 )
@@ -263,4 +264,51 @@ func FuzzNodeID(f *testing.F) {
 			t.Fatalf("%s is both a node and a workload identity", id)
 		}
 	})
+}
+
+// In Kubernetes the node proxy's own service-account token yields the
+// identity of the node the review names, and nothing else does.
+func TestNodeTokenReview(t *testing.T) {
+	nodeUser := func(ns string, nodes ...string) authnv1.TokenReviewStatus {
+		st := authnv1.TokenReviewStatus{Authenticated: true, Audiences: []string{"ward-ca"},
+			User: authnv1.UserInfo{Username: "system:serviceaccount:" + ns + ":" + NodeServiceAccount}}
+		if nodes != nil {
+			st.User.Extra = map[string]authnv1.ExtraValue{ExtraNodeName: nodes}
+		}
+		return st
+	}
+	rev := fakeReviewer{
+		"n1":        nodeUser("ward-system", "n1"),
+		"no-node":   nodeUser("ward-system"),
+		"bad-node":  nodeUser("ward-system", "N_1"),
+		"two-nodes": nodeUser("ward-system", "n1", "n2"),
+		"other-ns":  nodeUser("shop", "n1"),
+	}
+	c := newTestCA(t, &fakeClock{now: time.Now().Truncate(time.Second)}, func(c *Config) { c.TokenReviewer = rev })
+	addr := serve(t, c)
+	ctx := context.Background()
+	const n1 = "spiffe://example.org/ns/ward-system/sa/ward-node/node/n1"
+	chain, err := dial(t, c, addr, withToken("n1")).CreateCertificate(ctx, makeCSR(t, ecKey(t)), 0)
+	if err != nil {
+		t.Fatalf("node token: %v", err)
+	}
+	if certs, _, _ := SplitChain(chain); certs[0].URIs[0].String() != n1 {
+		t.Errorf("node token issued %v, want %s", certs[0].URIs, n1)
+	}
+	_, err = dial(t, c, addr, withToken("n1")).CreateCertificate(ctx, makeCSR(t, ecKey(t), "spiffe://example.org/ns/ward-system/sa/ward-node/node/n2"), 0)
+	wantCode(t, "node token asking for another node", err, codes.InvalidArgument)
+	for _, tok := range []string{"no-node", "bad-node", "two-nodes"} {
+		_, err := dial(t, c, addr, withToken(tok)).CreateCertificate(ctx, makeCSR(t, ecKey(t)), 0)
+		wantCode(t, tok, err, codes.Unauthenticated)
+	}
+	// ward-node outside the control plane's namespace is a workload.
+	chain, err = dial(t, c, addr, withToken("other-ns")).CreateCertificate(ctx, makeCSR(t, ecKey(t)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certs, _, _ := SplitChain(chain); certs[0].URIs[0].String() != "spiffe://example.org/ns/shop/sa/ward-node" {
+		t.Errorf("shop/ward-node token issued %v, want its workload identity", certs[0].URIs)
+	}
+	_, err = dial(t, c, addr, withToken("other-ns")).CreateCertificate(ctx, makeCSR(t, ecKey(t), "spiffe://example.org/ns/shop/sa/ward-node/node/n1"), 0)
+	wantCode(t, "workload token asking for a node identity", err, codes.InvalidArgument)
 }

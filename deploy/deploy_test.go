@@ -108,9 +108,11 @@ func TestHelmChartEqualsKustomize(t *testing.T) {
 func TestRendererAgreesWithHelm(t *testing.T) {
 	for _, tc := range []struct {
 		name, values string
+		ns           string // default mesh-ctl
 	}{
-		{"defaults", "{}"},
-		{"everything", `
+		{name: "defaults", values: "{}"},
+		{name: "ambient", ns: "ward-system", values: "ambient: {enabled: true}\nimages: {ward: {digest: \"sha256:3333333333333333333333333333333333333333333333333333333333333333\"}}"},
+		{name: "everything", values: `
 namespace: {create: false}
 images:
   ward: {repository: registry.example/ward, tag: v1.2.3, digest: "sha256:3333333333333333333333333333333333333333333333333333333333333333"}
@@ -125,11 +127,14 @@ xds: {plaintextPort: 15010}
 `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.ns == "" {
+				tc.ns = "mesh-ctl"
+			}
 			v, err := deploy.Default().Merge([]byte(tc.values))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ms, err := deploy.Render(v, "mesh-ctl")
+			ms, err := deploy.Render(v, tc.ns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +146,7 @@ xds: {plaintextPort: 15010}
 			if err := yaml.Unmarshal([]byte(tc.values), &overrides); err != nil {
 				t.Fatal(err)
 			}
-			compareObjects(t, "helm", helmRender(t, "helm/ward", "mesh-ctl", overrides), "ward", ours)
+			compareObjects(t, "helm", helmRender(t, "helm/ward", tc.ns, overrides), "ward", ours)
 		})
 	}
 }

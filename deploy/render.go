@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -28,7 +29,7 @@ const DefaultNamespace = "ward-system"
 // Files are the templates in the order they are applied: what another
 // object needs comes first, the webhooks (which would intercept pod and
 // config writes) last.
-var Files = []string{"namespace.yaml", "crds.yaml", "rbac.yaml", "mesh-config.yaml", "service.yaml", "deployment.yaml", "webhooks.yaml"}
+var Files = []string{"namespace.yaml", "crds.yaml", "rbac.yaml", "mesh-config.yaml", "service.yaml", "deployment.yaml", "ambient.yaml", "webhooks.yaml"}
 
 func chartFile(name string) []byte {
 	b, err := chart.ReadFile(path.Join(chartDir, name))
@@ -155,6 +156,9 @@ func Funcs() template.FuncMap {
 			return strings.Join(out, " ")
 		},
 		"int": toInt,
+		"fail": func(msg string) (string, error) {
+			return "", errors.New(msg)
+		},
 	}
 }
 

@@ -21,6 +21,7 @@ type Values struct {
 	CACerts     CACerts         `json:"cacerts"`
 	Debug       Debug           `json:"debug"`
 	XDS         XDS             `json:"xds"`
+	Ambient     Ambient         `json:"ambient"`
 }
 
 // NamespaceValues says whether the release namespace is part of the
@@ -83,6 +84,11 @@ type Debug struct {
 // XDS is the exposure of plaintext ADS (0: off).
 type XDS struct {
 	PlaintextPort int `json:"plaintextPort"`
+}
+
+// Ambient turns on the node proxy DaemonSet (ward node).
+type Ambient struct {
+	Enabled bool `json:"enabled"`
 }
 
 // Default returns the chart's default values (helm/ward/values.yaml).

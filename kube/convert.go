@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/wardmesh/ward/ca"
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/schema"
 )
@@ -138,7 +139,7 @@ func sliceEndpoints(slices []*discoveryv1.EndpointSlice) []*networking.WorkloadE
 // deleted give nil. nsMode is the namespace's istio.io/dataplane-mode
 // label: as in Istio, a namespace labelled ambient enrols its pods unless
 // a pod's own label says otherwise (e.g. none), so the workload carries
-// its effective mode.
+// its effective mode, and the ward.io/node label is set from spec.nodeName.
 func workloadEntry(pod *corev1.Pod, named map[string]string, nsMode string) *mesh.Config {
 	if pod.Status.PodIP == "" || pod.DeletionTimestamp != nil ||
 		pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
@@ -148,13 +149,19 @@ func workloadEntry(pod *corev1.Pod, named map[string]string, nsMode string) *mes
 	if sa == "" {
 		sa = mesh.DefaultServiceAccount
 	}
-	labels := pod.Labels
+	labels := make(map[string]string, len(pod.Labels)+2)
+	for k, v := range pod.Labels {
+		labels[k] = v
+	}
 	if _, own := labels[LabelDataplaneMode]; !own && nsMode != "" {
-		labels = make(map[string]string, len(pod.Labels)+1)
-		for k, v := range pod.Labels {
-			labels[k] = v
-		}
 		labels[LabelDataplaneMode] = nsMode
+	}
+	// The node label is the scheduler's word, never the pod author's: the
+	// node proxy of spec.nodeName enrols the workload (kube.Placement lets
+	// the CA issue it there by the same field).
+	delete(labels, ca.LabelNode)
+	if pod.Spec.NodeName != "" {
+		labels[ca.LabelNode] = pod.Spec.NodeName
 	}
 	we := &networking.WorkloadEntry{Address: pod.Status.PodIP, Labels: labels, ServiceAccount: sa}
 	for svcPort, target := range named {

@@ -122,6 +122,9 @@ func NewSource(cfg Config) (*Source, error) {
 	s.svcs = s.core.Core().V1().Services().Informer()
 	s.slices = s.core.Discovery().V1().EndpointSlices().Informer()
 	s.pods = s.core.Core().V1().Pods().Informer()
+	if err := s.pods.AddIndexers(cache.Indexers{indexNode: podNode}); err != nil {
+		return nil, fmt.Errorf("kube source: pod index: %w", err)
+	}
 	s.nss = s.core.Core().V1().Namespaces().Informer()
 	s.cms = s.wardNS.Core().V1().ConfigMaps().Informer()
 	all := []cache.SharedIndexInformer{s.svcs, s.slices, s.pods, s.nss, s.cms}

@@ -59,3 +59,46 @@ xds: {plaintextPort: 15010}
 		}
 	}
 }
+
+// The chart's ward-node DaemonSet (ambient.enabled) runs `ward node` with
+// flags it accepts, enrolling with the projected token it mounts.
+func TestDaemonSetArgsAreNodeFlags(t *testing.T) {
+	v, err := deploy.Default().Merge([]byte("ambient: {enabled: true}\ntrustDomain: prod.example.org"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := deploy.Render(v, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := deploy.Objects(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, o := range objs {
+		if o.GetKind() == "DaemonSet" && o.GetName() == "ward-node" {
+			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			args, _, _ = unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+		}
+	}
+	if len(args) < 2 || args[0] != "node" {
+		t.Fatalf("daemonset args %v, want node ...", args)
+	}
+	cmd := newNodeCmd()
+	if err := cmd.Flags().Parse(args[1:]); err != nil {
+		t.Fatalf("ward node rejects the DaemonSet's arguments: %v", err)
+	}
+	for flag, want := range map[string]string{
+		"name":         "$(NODE_NAME)",
+		"token-file":   "/var/run/secrets/ward/token",
+		"ca-root":      "/var/run/ward/ca/root-cert.pem",
+		"xds-addr":     "ward.ward-system.svc:15012",
+		"ca-addr":      "ward.ward-system.svc:15012",
+		"trust-domain": "prod.example.org",
+	} {
+		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
+			t.Errorf("--%s = %q, want %q", flag, got, want)
+		}
+	}
+}

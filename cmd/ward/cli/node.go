@@ -35,6 +35,7 @@ type nodeOptions struct {
 	caRoot   string
 	caServer string
 	token    string
+	saToken  string
 	stateDir string
 	metrics  string
 	decLog   string
@@ -54,7 +55,9 @@ func newNodeCmd() *cobra.Command {
 			"iptables. Traffic between enrolled workloads is carried over HBONE with the source\n" +
 			"workload's identity; arriving connections are judged by PeerAuthentication and the L4\n" +
 			"part of AuthorizationPolicy. Workload certificates come from `ward serve` (--ca-addr):\n" +
-			"the node enrols with its join token and the CA issues only the workloads placed on it.\n" +
+			"the node enrols with its join token (in Kubernetes, --token-file: its pod-bound\n" +
+			"ward-node service-account token, from which the CA takes the node) and the CA issues\n" +
+			"only the workloads placed on it (in Kubernetes: ambient pods whose spec.nodeName is it).\n" +
 			"Config comes from `ward serve` over delta ADS (--xds-addr, authenticated by the node\n" +
 			"certificate; nothing is served until the first complete config arrives), or is read\n" +
 			"(and watched) from --config, the same Istio YAML tree `ward serve --config` reads\n" +
@@ -72,6 +75,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.caRoot, "ca-root", "", "PEM file with the CA's trust bundle (from: ward ca bundle)")
 	f.StringVar(&o.caServer, "ca-server-id", "", "SPIFFE ID of the control plane (default spiffe://<td>/ns/ward-system/sa/ward)")
 	f.StringVar(&o.token, "join-token-file", "", "file holding this node's one-time join token (from: ward ca token create --node <name>)")
+	f.StringVar(&o.saToken, "token-file", "", "Kubernetes mode, instead of --join-token-file: file holding this node proxy's projected service-account token (service account ward-node of the control plane's namespace, audience ward-ca, bound to its pod); the CA takes the node from the pod and --name must be that node")
 	f.StringVar(&o.stateDir, "state-dir", "", "keep the node key and certificate here (0600) so a restart renews by certificate instead of needing a new join token")
 	f.StringVar(&o.caState, "dev-ca-state-dir", "", "single-machine demos only, instead of --ca-addr: sign workload certificates with the CA state in this directory (the --state-dir of `ward serve`); the node then holds the CA key and no placement check is made")
 	f.StringVar(&o.metrics, "metrics-addr", "", "serve /metrics on this address (connections, bytes, denies per rule, certificate expiry)")
@@ -193,8 +197,11 @@ func nodeIssuer(ctx context.Context, o nodeOptions, td spiffeid.TrustDomain, log
 }
 
 func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (node.RemoteConfig, error) {
-	if o.caRoot == "" || (o.token == "" && o.stateDir == "") {
-		return node.RemoteConfig{}, errors.New("node: --ca-root and --join-token-file (or a --state-dir holding the node certificate) are required (or --dev-ca-state-dir on a single machine)")
+	if o.token != "" && o.saToken != "" {
+		return node.RemoteConfig{}, errors.New("node: --join-token-file and --token-file exclude each other")
+	}
+	if o.caRoot == "" || (o.token == "" && o.saToken == "" && o.stateDir == "") {
+		return node.RemoteConfig{}, errors.New("node: --ca-root and --join-token-file or --token-file (or a --state-dir holding the node certificate) are required (or --dev-ca-state-dir on a single machine)")
 	}
 	pemRoots, err := os.ReadFile(o.caRoot)
 	if err != nil {
@@ -204,11 +211,9 @@ func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (nod
 	if err != nil {
 		return node.RemoteConfig{}, fmt.Errorf("node: --ca-root %s: %w", o.caRoot, err)
 	}
-	var tok []byte
-	if o.token != "" {
-		if tok, err = os.ReadFile(o.token); err != nil {
-			return node.RemoteConfig{}, fmt.Errorf("node: --join-token-file: %w", err)
-		}
+	tok, err := enrolToken(o)
+	if err != nil {
+		return node.RemoteConfig{}, err
 	}
 	nodeID, err := ca.NodeID(td, mesh.ControlPlaneIdentity("").Namespace, o.name)
 	if err != nil {
@@ -222,5 +227,28 @@ func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (nod
 		return node.RemoteConfig{}, fmt.Errorf("node: --ca-server-id: %w", err)
 	}
 	return node.RemoteConfig{Addr: o.caAddr, NodeID: nodeID, ServerID: server, Roots: roots,
-		JoinToken: strings.TrimSpace(string(tok)), StateDir: o.stateDir, Log: log}, nil
+		JoinToken: tok, StateDir: o.stateDir, Log: log}, nil
+}
+
+// enrolToken reads the credential the node enrols with: a join token, or
+// in Kubernetes its service-account token, which the CA's TokenReview
+// authenticator maps to the node of its pod. Both are sent as the bearer
+// token of the first request; renewals then go by the node certificate.
+func enrolToken(o nodeOptions) (string, error) {
+	flag, file := "--join-token-file", o.token
+	if o.saToken != "" {
+		flag, file = "--token-file", o.saToken
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("node: %s: %w", flag, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if o.saToken != "" && ca.IsJoinToken(tok) {
+		return "", fmt.Errorf("node: --token-file %s holds a join token (use --join-token-file)", file)
+	}
+	return tok, nil
 }

@@ -694,10 +694,10 @@ func (cp *controlPlane) analyze(s *mesh.Snapshot) []kube.Problem {
 
 // newCA builds the CA on the ward-ca Secret (created by the leader only),
 // or on Istio's cacerts layout when the plug-in directory holds one. The
-// leader campaign starts here and runs until ctx ends. It has no
-// Placement: node proxies are refused workload certificates until the
-// CA checks a pod's spec.nodeName (docs/ambient.md), since WorkloadEntry
-// and pod labels are writable by namespace users there.
+// leader campaign starts here and runs until ctx ends. Node-scoped
+// issuance checks pods (kube.Placement: spec.nodeName, service account,
+// ambient enrolment), never WorkloadEntries from --config, whose labels
+// namespace users could write to claim a node.
 func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig, reg prometheus.Registerer) (*ca.CA, error) {
 	k.leaderDone = make(chan struct{})
 	go func() {
@@ -708,6 +708,7 @@ func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig,
 		StateDir: o.stateDir, TrustDomain: m.TrustDomain, Log: k.log, Metrics: reg,
 		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
 		ServerNames: o.serverNames, TokenReviewer: kube.TokenReviewer{Client: k.clients.Kube},
+		Placement: k.source.Placement(),
 	}
 	o.bounds.applyCA(&cfg)
 	if k.opts.pluginDir != "" {
