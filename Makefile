@@ -12,7 +12,7 @@ PUSH      ?=
 PLATFORMS ?= linux/amd64,linux/arm64
 VERSION   ?=
 
-.PHONY: all build run demo test test-short bench lint fuzz tools clean images manifests
+.PHONY: all build run demo demo-ambient test test-short bench lint fuzz tools clean images manifests
 
 all: build
 
@@ -33,6 +33,10 @@ run: build
 ## demo: a loopback mesh of proxyless gRPC workloads showing mTLS, canary, authz and JWT (see README)
 demo: build
 	$(BIN) demo
+
+## demo-ambient: ambient mode on network namespaces made for the purpose (root): mTLS over HBONE, STRICT, an L4 DENY; removes what it made
+demo-ambient:
+	./hack/demo-ambient.sh
 
 ## test: everything CI runs; installs what the tests need first
 test:
