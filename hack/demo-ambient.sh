@@ -7,7 +7,8 @@
 # them, `ward serve` on loopback and one `ward node` that gets its config
 # and certificates from it. Then it shows, with the same app as a client in the pods:
 #   1. web (ambient) -> db (ambient): mTLS over HBONE, db's node proxy sees
-#      web's SPIFFE ID; allowed by db's ALLOW-from-namespace policy;
+#      web's SPIFFE ID; allowed by db's ALLOW-from-namespace policy; the app
+#      in db sees web's address as the caller (IP_TRANSPARENT);
 #   2. legacy (not ambient, plaintext) -> db: refused, PeerAuthentication STRICT;
 #   3. a DENY for web's principal written into ward serve's config: web -> db
 #      refused, with the policy named in the node's decision log.
@@ -119,7 +120,7 @@ waitfor "$work/node.log" "workload enrolled.*$p-b"
 
 get() { ip netns exec "$1" "$work/hello" --get "http://$db:8080/"; }
 
-step "1. web -> db over HBONE (mTLS with web's certificate)"
+step "1. web ($web) -> db over HBONE (mTLS with web's certificate; db sees web's address)"
 get "$p-a"
 grep -m1 -o 'spiffe://cluster.local/ns/frontend/sa/web' "$work/decisions.log" | sed 's/^/   db'"'"'s node proxy saw: /'
 

@@ -20,10 +20,26 @@ const (
 	PortHBONE    = 15008 // tunnels from other node proxies
 )
 
-// Chains the node proxy owns in a workload's nat table.
+// Chains the node proxy owns in a workload's nat and mangle tables (and
+// ip6tables filter table).
 const (
 	chainInbound  = "WARD_INBOUND"
 	chainOutbound = "WARD_OUTPUT"
+)
+
+// Source-IP preservation, with Istio in-pod mode's values (istio cni
+// pkg/iptables): connections the proxy opens to the application from the
+// caller's address carry Mark when they arrive over lo; their conntrack
+// entry gets tproxyMark, restored onto the application's replies, and a
+// policy route delivers packets with tproxyMark locally, to the proxy's
+// transparent socket, instead of out of eth0 to the real caller. A
+// pod's namespace is its own, so the fixed table and priority cannot
+// collide with another pod's.
+const (
+	tproxyMark  = 0x111
+	tproxyMask  = 0xfff
+	tproxyTable = 100
+	tproxyPref  = 32764
 )
 
 // ruleset is the proxy's rules in one table of one family: chains it owns
@@ -39,7 +55,9 @@ type ruleset struct {
 // loopback) and every incoming one to 15006 (except HBONE on 15008, which
 // the proxy terminates itself). IPv6 is not proxied yet, so new IPv6 TCP
 // connections other than loopback are refused both ways: without this an
-// IPv6 caller would reach the application around STRICT mTLS.
+// IPv6 caller would reach the application around STRICT mTLS. The mangle
+// rules mark the replies to the proxy's transparent connections (see
+// tproxyMark).
 func captureRules() []ruleset {
 	v4 := fmt.Sprintf(`*nat
 :%[1]s - [0:0]
@@ -66,8 +84,18 @@ COMMIT
 -A %[2]s -p tcp --syn -j REJECT --reject-with tcp-reset
 COMMIT
 `, chainInbound, chainOutbound, Mark)
+	mangle := fmt.Sprintf(`*mangle
+:%[1]s - [0:0]
+:%[2]s - [0:0]
+-A PREROUTING -j %[1]s
+-A OUTPUT -j %[2]s
+-A %[1]s -m mark --mark %#[3]x -j CONNMARK --set-xmark %#[4]x/%#[5]x
+-A %[2]s -m connmark --mark %#[4]x/%#[5]x -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff
+COMMIT
+`, chainInbound, chainOutbound, Mark, tproxyMark, tproxyMask)
 	return []ruleset{
 		{"iptables-restore", "iptables", "nat", [][2]string{{"PREROUTING", chainInbound}, {"OUTPUT", chainOutbound}}, v4},
+		{"iptables-restore", "iptables", "mangle", [][2]string{{"PREROUTING", chainInbound}, {"OUTPUT", chainOutbound}}, mangle},
 		{"ip6tables-restore", "ip6tables", "filter", [][2]string{{"INPUT", chainInbound}, {"OUTPUT", chainOutbound}}, v6},
 	}
 }
@@ -82,13 +110,47 @@ func installCapture(path string) error {
 			return fmt.Errorf("install capture in %s (%s): %w: %s", path, rs.cli, err, bytes.TrimSpace(out))
 		}
 	}
+	for _, args := range [][]string{routeArgs("add"), ruleArgs("add")} {
+		if out, err := ipCmd(path, args).CombinedOutput(); err != nil {
+			return fmt.Errorf("install capture in %s (ip %s): %w: %s", path, strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+	}
 	return nil
 }
 
-// removeCapture deletes the proxy's jumps and chains; what is already
-// gone is not an error, so it is safe to call twice.
+// ruleArgs and routeArgs are the policy route for tproxyMark: `ip rule
+// <op> fwmark 0x111/0xfff pref 32764 lookup 100` and `ip route <op> local
+// 0.0.0.0/0 dev lo table 100`.
+func ruleArgs(op string) []string {
+	return []string{"-4", "rule", op, "fwmark", fmt.Sprintf("%#x/%#x", tproxyMark, tproxyMask), "pref", fmt.Sprint(tproxyPref), "lookup", fmt.Sprint(tproxyTable)}
+}
+
+func routeArgs(op string) []string {
+	return []string{"-4", "route", op, "local", "0.0.0.0/0", "dev", "lo", "table", fmt.Sprint(tproxyTable)}
+}
+
+func ipCmd(path string, args []string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + path, "ip"}, args...)...)
+}
+
+// removeCapture deletes the proxy's jumps, chains, policy rule and route;
+// what is already gone is not an error, so it is safe to call twice.
 func removeCapture(path string) error {
 	var errs []string
+	// The rule first: without it nothing uses the table. A rule added
+	// twice is deleted twice (bounded: each pass removes one).
+	for range 8 {
+		out, err := ipCmd(path, ruleArgs("del")).CombinedOutput()
+		if err != nil {
+			if !missing(out) {
+				errs = append(errs, fmt.Sprintf("ip rule del: %s", bytes.TrimSpace(out)))
+			}
+			break
+		}
+	}
+	if out, err := ipCmd(path, routeArgs("del")).CombinedOutput(); err != nil && !missing(out) {
+		errs = append(errs, fmt.Sprintf("ip route del: %s", bytes.TrimSpace(out)))
+	}
 	for _, rs := range captureRules() {
 		var cmds [][]string
 		for _, j := range rs.jumps {
@@ -112,7 +174,8 @@ func removeCapture(path string) error {
 
 func missing(out []byte) bool {
 	s := string(out)
-	return strings.Contains(s, "No chain/target/match") || strings.Contains(s, "does not exist") || strings.Contains(s, "Bad rule")
+	return strings.Contains(s, "No chain/target/match") || strings.Contains(s, "does not exist") || strings.Contains(s, "Bad rule") ||
+		strings.Contains(s, "No such file or directory") || strings.Contains(s, "No such process") // ip rule del, ip route del
 }
 
 // originalDst is the destination a redirected connection was addressed

@@ -16,6 +16,7 @@ type metrics struct {
 	bytes  *prometheus.CounterVec // direction (outbound = sent by the workload)
 	denies *prometheus.CounterVec // namespace, rule
 	expiry *prometheus.GaugeVec   // namespace, name
+	opaque *prometheus.CounterVec // namespace
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -32,11 +33,14 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ward_node_cert_expiry_timestamp_seconds", Help: "Expiry of each enrolled workload's certificate.",
 		}, []string{"namespace", "name"}),
+		opaque: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ward_node_source_not_preserved_total", Help: "Inbound connections passed to the application from the pod's own address because the kernel refused IP_TRANSPARENT, by destination namespace.",
+		}, []string{"namespace"}),
 	}
 	if r == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.bytes, m.denies, m.expiry} {
+	for _, c := range []prometheus.Collector{m.conns, m.bytes, m.denies, m.expiry, m.opaque} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("node metrics: %w", err)
 		}
@@ -75,3 +79,5 @@ func (m *metrics) certificate(k mesh.Key, s *svid) {
 }
 
 func (m *metrics) left(k mesh.Key) { m.expiry.DeleteLabelValues(k.Namespace, k.Name) }
+
+func (m *metrics) sourceLost(k mesh.Key) { m.opaque.WithLabelValues(k.Namespace).Inc() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"syscall"
@@ -66,21 +67,61 @@ func (ns netns) listen(addr string) (net.Listener, error) {
 // dial connects from inside ns; mark, when non-zero, is set on the socket
 // (the proxy's own connections bypass capture).
 func (ns netns) dial(ctx context.Context, addr string, mark int) (net.Conn, error) {
-	d := net.Dialer{}
-	if mark != 0 {
-		d.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark) }); err != nil {
-				return err
-			}
-			return serr
-		}
+	d := net.Dialer{Control: sockopts(mark, false)}
+	return ns.dialWith(ctx, &d, "tcp", addr)
+}
+
+// dialFrom connects from inside ns with the proxy's mark from src, an
+// address that need not be local: the socket is IP_TRANSPARENT, so the
+// application sees src as its peer (ztunnel's source-IP preservation).
+// The capture rules route the replies back to this socket. When the
+// kernel refuses IP_TRANSPARENT (no CAP_NET_ADMIN or CAP_NET_RAW) the
+// error is a *transparentError.
+func (ns netns) dialFrom(ctx context.Context, src netip.Addr, addr string) (net.Conn, error) {
+	d := net.Dialer{
+		Control:   sockopts(Mark, true),
+		LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, // port 0: the caller's port may still be in the conntrack table
 	}
+	return ns.dialWith(ctx, &d, "tcp4", addr)
+}
+
+func (ns netns) dialWith(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
 	var conn net.Conn
 	err := ns.do(func() error {
 		var err error
-		conn, err = d.DialContext(ctx, "tcp", addr)
+		conn, err = d.DialContext(ctx, network, addr)
 		return err
 	})
 	return conn, err
+}
+
+// transparentError is a refused IP_TRANSPARENT: the proxy cannot connect
+// from the caller's address.
+type transparentError struct{ Err error }
+
+func (e *transparentError) Error() string { return "set IP_TRANSPARENT: " + e.Err.Error() }
+func (e *transparentError) Unwrap() error { return e.Err }
+
+// sockopts sets mark (when non-zero) and, with transparent, IP_TRANSPARENT
+// on a socket before it is bound.
+func sockopts(mark int, transparent bool) func(string, string, syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if mark != 0 {
+				if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, mark); serr != nil {
+					return
+				}
+			}
+			if transparent {
+				if err := unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1); err != nil {
+					serr = &transparentError{err}
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
 }

@@ -37,9 +37,12 @@ type pod struct {
 	client    *hbone.Client
 	server    *hbone.Server
 	captured  bool
-	done      chan struct{}
-	stopOnce  sync.Once
-	conns     sync.WaitGroup
+	// opaque is set once the kernel refused IP_TRANSPARENT in this pod:
+	// the application then sees the proxy's address, not the caller's.
+	opaque   atomic.Bool
+	done     chan struct{}
+	stopOnce sync.Once
+	conns    sync.WaitGroup
 }
 
 func (pd *pod) cert() *tls.Certificate { return pd.svid.Load().cert }
@@ -62,7 +65,7 @@ func (pd *pod) start() error {
 		Dial: func(ctx context.Context, r hbone.Request) (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 			defer cancel()
-			up, err := pd.ns.dial(ctx, r.Dest.String(), Mark)
+			up, err := pd.dialApp(ctx, r.Source.Addr(), r.Dest)
 			if err != nil {
 				return nil, err
 			}
@@ -236,7 +239,7 @@ func (pd *pod) inboundPlaintext(c net.Conn) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(pd.ctx, dialTimeout)
-	up, err := pd.ns.dial(ctx, dst.String(), Mark)
+	up, err := pd.dialApp(ctx, src.Addr(), dst)
 	cancel()
 	if err != nil {
 		return
@@ -246,6 +249,30 @@ func (pd *pod) inboundPlaintext(c net.Conn) {
 	defer context.AfterFunc(pd.ctx, func() { c.Close(); up.Close() })()
 	received, sent := splice(c, up)
 	pd.p.metrics.spliced(sent, received)
+}
+
+// dialApp connects to the application at dst from the caller's address
+// src (IP_TRANSPARENT), so the application sees who called, as with
+// ztunnel. Policy has already allowed the connection. If the kernel
+// refuses IP_TRANSPARENT the proxy connects from the pod's own address
+// instead, warns once per pod and counts every such connection.
+func (pd *pod) dialApp(ctx context.Context, src netip.Addr, dst netip.AddrPort) (net.Conn, error) {
+	src = src.Unmap()
+	if src.Is4() && !src.IsLoopback() && !src.IsUnspecified() && !pd.opaque.Load() {
+		c, err := pd.ns.dialFrom(ctx, src, dst.String())
+		var te *transparentError
+		if !errors.As(err, &te) {
+			return c, err
+		}
+		if pd.opaque.CompareAndSwap(false, true) {
+			pd.p.cfg.Log.Warn("cannot preserve the caller's address: the application sees the pod's own address as the source of proxied connections",
+				"namespace", pd.w.Namespace, "name", pd.w.Name, "error", err)
+		}
+	}
+	if pd.opaque.Load() {
+		pd.p.metrics.sourceLost(pd.w.Source)
+	}
+	return pd.ns.dial(ctx, dst.String(), Mark)
 }
 
 // proxyPort reports whether port is one the proxy listens on in the pod:

@@ -120,8 +120,8 @@ func snapshot(t testing.TB, src string) *mesh.Snapshot {
 func newWorld(t testing.TB) *world {
 	c := newCluster(t)
 	w := &world{c: c, clock: &fakeClock{}, a: c.pod("a"), b: c.pod("b"), e: c.pod("e"), d: c.pod("d"), plain: c.pod("plain"), x: c.pod("x")}
-	c.run(w.b, "echo:9000,http:8080,sink:9100")
-	c.run(w.d, "echo:9000")
+	c.run(w.b, "echo:9000,http:8080,sink:9100,peer:9200")
+	c.run(w.d, "echo:9000,peer:9200")
 	c.run(w.x, "echo:9000,sink:9100")
 	snap := snapshot(t, w.config())
 	cp := newControlPlane(t, func() *mesh.Snapshot { return snap })
@@ -210,6 +210,17 @@ func TestAmbientHBONE(t *testing.T) {
 			t.Errorf("tunnel came from %s, want pod a %s", d.Conn.Source, w.a.addr)
 		}
 	})
+	t.Run("db sees pod a's address as the caller", func(t *testing.T) {
+		// Source-IP preservation (IP_TRANSPARENT, as ztunnel): without it
+		// the application saw its own pod address.
+		got, err := exchange(t, w.a, w.b.addr+":9200", "")
+		if err != nil {
+			t.Fatalf("peer app: %q, %v", got, err)
+		}
+		if host, _, _ := net.SplitHostPort(got); host != w.a.addr {
+			t.Fatalf("db saw its caller as %q, want pod a %s", got, w.a.addr)
+		}
+	})
 	t.Run("service vip is load-balanced to db's target port", func(t *testing.T) {
 		got, err := exchange(t, w.a, "10.254.100.1:5432", "via vip")
 		if err != nil || got != "via vip" {
@@ -253,6 +264,18 @@ func TestAmbientHBONE(t *testing.T) {
 		d := w.lastFor(t, w.d.name)
 		if d.Transport != "plaintext" || !d.Verdict.Allowed || d.Conn.Principal != "" {
 			t.Fatalf("decision = %+v", d)
+		}
+	})
+	t.Run("permissive workload sees the plaintext caller's address", func(t *testing.T) {
+		got, err := exchange(t, w.plain, w.d.addr+":9200", "")
+		if err != nil {
+			t.Fatalf("peer app: %q, %v", got, err)
+		}
+		if host, _, _ := net.SplitHostPort(got); host != w.plain.addr {
+			t.Fatalf("legacy saw its caller as %q, want pod plain %s", got, w.plain.addr)
+		}
+		if v := metric(t, w.metrics[1], "ward_node_source_not_preserved_total", "namespace", "legacy"); v != 0 {
+			t.Errorf("connections without the caller's address = %v", v)
 		}
 	})
 	t.Run("ipv6 is refused, not a way around mtls", func(t *testing.T) {
@@ -316,15 +339,30 @@ func TestAmbientHBONE(t *testing.T) {
 	})
 }
 
-// natRules returns the pod's IPv4 nat and IPv6 filter tables as
-// iptables-save prints them.
+// natRules returns the pod's IPv4 nat and mangle and IPv6 filter tables
+// as iptables-save prints them.
 func natRules(t testing.TB, p pod) string {
 	t.Helper()
 	var all string
-	for _, args := range [][]string{{"iptables-save", "-t", "nat"}, {"ip6tables-save", "-t", "filter"}} {
+	for _, args := range [][]string{{"iptables-save", "-t", "nat"}, {"iptables-save", "-t", "mangle"}, {"ip6tables-save", "-t", "filter"}} {
 		out, err := exec.Command("nsenter", append([]string{"--net=" + p.path}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s in %s: %v: %s", args[0], p.name, err, out)
+		}
+		all += string(out)
+	}
+	return all
+}
+
+// policyRouting returns the pod's IPv4 policy rules and the routes of
+// the table the proxy's transparent sockets use (Istio's table 100).
+func policyRouting(t testing.TB, p pod) string {
+	t.Helper()
+	var all string
+	for _, args := range [][]string{{"-4", "rule", "show"}, {"-4", "route", "show", "table", "100"}} {
+		out, err := exec.Command("ip", append([]string{"-n", p.name}, args...)...).CombinedOutput()
+		if err != nil && !strings.Contains(string(out), "table does not exist") {
+			t.Fatalf("ip %s in %s: %v: %s", strings.Join(args, " "), p.name, err, out)
 		}
 		all += string(out)
 	}
@@ -379,8 +417,11 @@ spec:
 	roundTrip("after") // the unrelated connection is untouched
 
 	// d leaves node-2: its rules and listeners go; a's connection stays.
-	if !strings.Contains(natRules(t, w.d), "WARD_INBOUND") {
-		t.Fatal("no capture rules in d before removal")
+	if rules := natRules(t, w.d); !strings.Contains(rules, "WARD_INBOUND") || !strings.Contains(rules, "CONNMARK") {
+		t.Fatalf("no capture rules in d before removal:\n%s", rules)
+	}
+	if routing := policyRouting(t, w.d); !strings.Contains(routing, "fwmark 0x111/0xfff lookup 100") || !strings.Contains(routing, "local default dev lo") {
+		t.Fatalf("no policy routing for transparent sockets in d before removal:\n%s", routing)
 	}
 	without := strings.Replace(denyLegacy, "ward.io/node: node-2}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry", "ward.io/node: node-9}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry", 1)
 	if without == denyLegacy {
@@ -391,6 +432,9 @@ spec:
 	}
 	if rules := natRules(t, w.d); strings.Contains(rules, "WARD_") || strings.Contains(rules, "REDIRECT") || strings.Contains(rules, "REJECT") {
 		t.Fatalf("capture rules left in d after removal:\n%s", rules)
+	}
+	if routing := policyRouting(t, w.d); strings.Contains(routing, "0x111") || strings.Contains(routing, "lookup 100") || strings.Contains(routing, "local default") {
+		t.Fatalf("policy routing left in d after removal:\n%s", routing)
 	}
 	if got, err := exchange(t, w.plain, w.d.addr+":9000", "direct"); err != nil || got != "direct" {
 		t.Fatalf("after removal d is reached directly: %q, %v", got, err)

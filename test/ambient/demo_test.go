@@ -12,6 +12,7 @@ import (
 // TestDemoScript runs `make demo-ambient` (hack/demo-ambient.sh) as a
 // user would, on free loopback ports, so the documented way to try
 // ambient mode keeps working: web → db over HBONE with web's identity,
+// the app in db seeing web's address,
 // a plaintext caller refused by STRICT, a DENY written into ward serve's
 // config enforced. The script removes what it creates; so does its trap
 // when the test's timeout kills it.
@@ -34,7 +35,7 @@ func TestDemoScript(t *testing.T) {
 		t.Fatalf("demo-ambient: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		"db: hello ",
+		"db: hello 10.254.77.1:", // the app sees web's address, not its own (IP_TRANSPARENT)
 		"db's node proxy saw: spiffe://cluster.local/ns/frontend/sa/web",
 		"refused by STRICT mTLS\n   refused\n",
 		`"policy":"ns[shop]-policy[deny-web]"`,

@@ -12,7 +12,7 @@ import (
 )
 
 // envApp makes the test binary an application instead: a list of
-// kind:port servers (echo, http, sink), run until killed.
+// kind:port servers (echo, http, sink, peer), run until killed.
 const envApp = "WARD_AMBIENT_APP"
 
 func TestMain(m *testing.M) {
@@ -43,6 +43,9 @@ func runApps(spec string) {
 				n, _ := io.Copy(io.Discard, bufio.NewReaderSize(c, 256<<10))
 				fmt.Fprintf(c, "%d", n)
 			})
+		case "peer":
+			// Answers with the address it sees the connection come from.
+			go acceptLoop(l, func(c net.Conn) { io.WriteString(c, c.RemoteAddr().String()) })
 		case "http":
 			go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				fmt.Fprintf(w, "hello from %s to %s", r.Host, r.RemoteAddr)
