@@ -142,8 +142,16 @@ func newServer(t testing.TB, cfg Config, meshYAML, pols string) *Server {
 	return s
 }
 
-func reasonOf(r *authv3.CheckResponse) string {
-	for _, h := range r.GetDeniedResponse().GetHeaders() {
+// reasonOf is a denial's x-ward-authz-reason header.
+func reasonOf(r *authv3.CheckResponse) string { return reasonIn(r.GetDeniedResponse().GetHeaders()) }
+
+// okReason is an allow's x-ward-authz-reason response header.
+func okReason(r *authv3.CheckResponse) string {
+	return reasonIn(r.GetOkResponse().GetResponseHeadersToAdd())
+}
+
+func reasonIn(hs []*corev3.HeaderValueOption) string {
+	for _, h := range hs {
 		if h.GetHeader().GetKey() == "x-ward-authz-reason" {
 			return h.GetHeader().GetValue()
 		}
