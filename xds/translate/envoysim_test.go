@@ -81,6 +81,9 @@ func TestEnvoySimSidecarHTTP(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			res := sim.Run(tc.req)
+			if res.Listener != "0.0.0.0_9080" {
+				t.Errorf("reached listener %q, want 0.0.0.0_9080", res.Listener)
+			}
 			if got := simDestination(res); got != tc.want {
 				t.Errorf("got %s, want %s\n%s", got, tc.want, strings.Join(res.Trace, "\n"))
 			}
@@ -195,7 +198,7 @@ func TestEnvoySimGRPC(t *testing.T) {
 	client := generate(t, snap, goldenCases[1].proxy)
 	call := simulate.Request{Capture: simulate.API, Target: "echo.test.svc.cluster.local:7070", Protocol: simulate.GRPC,
 		Path: "/grpc.testing.TestService/UnaryCall", Host: "echo.test.svc.cluster.local:7070", Headers: map[string]string{"x-user": "alice"}}
-	if r := envoySim(t, client).Run(call); simDestination(r) != "outbound|7070|v2|echo.test.svc.cluster.local" {
+	if r := envoySim(t, client).Run(call); r.RouteConfig != "echo.test.svc.cluster.local:7070" || simDestination(r) != "outbound|7070|v2|echo.test.svc.cluster.local" {
 		t.Errorf("alice → %s", r)
 	}
 	server := generate(t, snap, goldenCases[2].proxy)
