@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wardmesh/ward/internal/rotate"
 )
 
 // Entry is one decision.
@@ -52,8 +53,9 @@ var DefaultMasked = []string{"authorization", "proxy-authorization", "cookie", "
 
 // Config configures a Logger. Exactly one of Path and Writer is set.
 type Config struct {
-	// Path is the log file; it is rotated to Path.1 … Path.<MaxFiles> when
-	// it would exceed MaxBytes (default 64 MiB; MaxFiles default 3).
+	// Path is the log file, created 0600; it is rotated to Path.1 …
+	// Path.<MaxFiles> when it would exceed MaxBytes (internal/rotate;
+	// MaxBytes ≤ 0 means 64 MiB, MaxFiles ≤ 0 means 3).
 	Path     string
 	MaxBytes int64
 	MaxFiles int
@@ -85,8 +87,7 @@ type Logger struct {
 	// disk does not stall Log); mu guards the rest.
 	wmu     sync.Mutex
 	w       io.Writer
-	f       *os.File
-	size    int64
+	f       *rotate.File // nil: Writer
 	mu      sync.Mutex
 	tokens  float64
 	last    time.Time
@@ -100,12 +101,6 @@ type Logger struct {
 func New(cfg Config) (*Logger, error) {
 	if (cfg.Path == "") == (cfg.Writer == nil) {
 		return nil, errors.New("decision log: exactly one of Path and Writer must be set")
-	}
-	if cfg.MaxBytes == 0 {
-		cfg.MaxBytes = 64 << 20
-	}
-	if cfg.MaxFiles == 0 {
-		cfg.MaxFiles = 3
 	}
 	if cfg.Rate == 0 {
 		cfg.Rate = 1000
@@ -127,9 +122,11 @@ func New(cfg Config) (*Logger, error) {
 		l.masked[strings.ToLower(h)] = true
 	}
 	if cfg.Path != "" {
-		if err := l.open(); err != nil {
-			return nil, err
+		f, err := rotate.Open(cfg.Path, cfg.MaxBytes, cfg.MaxFiles)
+		if err != nil {
+			return nil, fmt.Errorf("decision log: %w", err)
 		}
+		l.f, l.w = f, f
 	}
 	if cfg.Queue > 0 {
 		l.queue, l.written = make(chan *Entry, cfg.Queue), make(chan struct{})
@@ -144,20 +141,6 @@ func (l *Logger) writer() {
 	for e := range l.queue {
 		l.write(e)
 	}
-}
-
-func (l *Logger) open() error {
-	f, err := os.OpenFile(l.cfg.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("open decision log %s: %w", l.cfg.Path, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("stat decision log %s: %w", l.cfg.Path, err)
-	}
-	l.f, l.w, l.size = f, f, st.Size()
-	return nil
 }
 
 // HeaderFilter returns the headers to log from hs, masked.
@@ -247,19 +230,11 @@ func (l *Logger) encode(e *Entry) ([]byte, bool) {
 	return append(b, '\n'), true
 }
 
-// writeOut writes one encoded entry, rotating first when due.
+// writeOut writes one encoded entry (a file rotates first when due).
 func (l *Logger) writeOut(id string, b []byte) bool {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	if l.f != nil && l.size+int64(len(b)) > l.cfg.MaxBytes && l.size > 0 {
-		if err := l.rotate(); err != nil {
-			l.cfg.Log.Error("decision log: rotate", "error", err)
-			return false
-		}
-	}
-	n, err := l.w.Write(b)
-	l.size += int64(n)
-	if err != nil {
+	if _, err := l.w.Write(b); err != nil {
 		l.cfg.Log.Error("decision log: write", "decision_id", id, "error", err)
 		return false
 	}
@@ -276,26 +251,6 @@ func (l *Logger) allow() bool {
 	}
 	l.tokens--
 	return true
-}
-
-// rotate shifts Path.i to Path.i+1 (dropping the oldest) and reopens.
-func (l *Logger) rotate() error {
-	if err := l.f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", l.cfg.Path, err)
-	}
-	for i := l.cfg.MaxFiles - 1; i >= 1; i-- {
-		from := fmt.Sprintf("%s.%d", l.cfg.Path, i)
-		if _, err := os.Stat(from); err == nil {
-			if err := os.Rename(from, fmt.Sprintf("%s.%d", l.cfg.Path, i+1)); err != nil {
-				return fmt.Errorf("rotate %s: %w", from, err)
-			}
-		}
-	}
-	if err := os.Rename(l.cfg.Path, l.cfg.Path+".1"); err != nil {
-		return fmt.Errorf("rotate %s: %w", l.cfg.Path, err)
-	}
-	os.Remove(fmt.Sprintf("%s.%d", l.cfg.Path, l.cfg.MaxFiles+1))
-	return l.open()
 }
 
 // Dropped returns how many entries the rate limit discarded.

@@ -80,6 +80,9 @@ func TestRotatesBySize(t *testing.T) {
 		if st.Size() > 300 {
 			t.Errorf("%s is %d bytes, over the 300 byte bound", name, st.Size())
 		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v, want 0600 (decisions are not for every local user)", name, st.Mode().Perm())
+		}
 		f, _ := os.Open(name)
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {

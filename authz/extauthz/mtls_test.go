@@ -57,6 +57,12 @@ func startMTLS(t *testing.T, s *Server) *mtlsFixture {
 // non-empty id it presents a certificate the CA issued for it.
 func (f *mtlsFixture) client(t *testing.T, id string) authv3.AuthorizationClient {
 	t.Helper()
+	return f.clientSignedBy(t, f.ca, id)
+}
+
+// clientSignedBy is client with a certificate that issuer issued.
+func (f *mtlsFixture) clientSignedBy(t *testing.T, issuer *ca.CA, id string) authv3.AuthorizationClient {
+	t.Helper()
 	bundle := x509bundle.FromX509Authorities(f.ca.TrustDomain(), f.ca.Roots())
 	tc := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(f.ca.ServerID()))
 	if id != "" {
@@ -64,7 +70,7 @@ func (f *mtlsFixture) client(t *testing.T, id string) authv3.AuthorizationClient
 		if err != nil {
 			t.Fatal(err)
 		}
-		issued, err := f.ca.Sign(ca.Params{ID: spiffeid.RequireFromString(id), PublicKey: key.Public()})
+		issued, err := issuer.Sign(ca.Params{ID: spiffeid.RequireFromString(id), PublicKey: key.Public()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,24 +156,8 @@ func TestMTLSForeignCertificateRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := spiffeid.RequireFromString("spiffe://cluster.local/ns/shop/sa/web")
-	issued, err := foreign.Sign(ca.Params{ID: id, PublicKey: key.Public()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle := x509bundle.FromX509Authorities(f.ca.TrustDomain(), f.ca.Roots())
-	tc := tlsconfig.MTLSClientConfig(&x509svid.SVID{ID: id, Certificates: []*x509.Certificate{issued.Leaf}, PrivateKey: key},
-		bundle, tlsconfig.AuthorizeID(f.ca.ServerID()))
-	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), check("shop", `{"app":"cart"}`, id.String(), "GET", "/items"))
+	const id = "spiffe://cluster.local/ns/shop/sa/web"
+	resp, err := f.clientSignedBy(t, foreign, id).Check(context.Background(), check("shop", `{"app":"cart"}`, id, "GET", "/items"))
 	if err == nil {
 		t.Fatalf("a foreign certificate got an answer: %v", resp)
 	}

@@ -77,15 +77,6 @@ func proxylessCheck(token string, marker bool) *authv3.CheckRequest {
 	return req
 }
 
-func okReason(r *authv3.CheckResponse) string {
-	for _, h := range r.GetOkResponse().GetResponseHeadersToAdd() {
-		if h.GetHeader().GetKey() == "x-ward-authz-reason" {
-			return h.GetHeader().GetValue()
-		}
-	}
-	return ""
-}
-
 // TestProxylessJWT: checks marked proxyless are authenticated by the
 // server with the workload's jwt_authn config (real jwx-signed tokens,
 // keys from the key provider): an invalid token is jwt_authn's 401, a

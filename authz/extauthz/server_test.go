@@ -3,6 +3,8 @@ package extauthz
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -44,8 +46,23 @@ func snapshot(t testing.TB, meshYAML, policies string) *mesh.Snapshot {
 	return mesh.NewSnapshot(mc, cfgs)
 }
 
-// start serves s on a loopback port and returns a connected client.
+// start serves s on a loopback port and returns a connected client; the
+// test's cleanup stops both.
 func start(t testing.TB, s *Server) authv3.AuthorizationClient {
+	t.Helper()
+	c, stop := serveLoopback(t, s)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+// serveLoopback serves s on a loopback port and returns a connected
+// client and a stop that closes the client, cancels Serve and reports
+// its error, or that it did not return within 5s.
+func serveLoopback(t testing.TB, s *Server) (authv3.AuthorizationClient, func() error) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -56,21 +73,23 @@ func start(t testing.TB, s *Server) authv3.AuthorizationClient {
 	go func() { done <- s.Serve(ctx, lis) }()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	stop := func() error {
 		conn.Close()
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("serve: %v", err)
+				return fmt.Errorf("serve: %w", err)
 			}
+			return nil
 		case <-time.After(5 * time.Second):
-			t.Error("server did not stop within 5s")
+			return errors.New("server did not stop within 5s")
 		}
-	})
-	return authv3.NewAuthorizationClient(conn)
+	}
+	return authv3.NewAuthorizationClient(conn), stop
 }
 
 const policies = `apiVersion: security.istio.io/v1
@@ -123,8 +142,16 @@ func newServer(t testing.TB, cfg Config, meshYAML, pols string) *Server {
 	return s
 }
 
-func reasonOf(r *authv3.CheckResponse) string {
-	for _, h := range r.GetDeniedResponse().GetHeaders() {
+// reasonOf is a denial's x-ward-authz-reason header.
+func reasonOf(r *authv3.CheckResponse) string { return reasonIn(r.GetDeniedResponse().GetHeaders()) }
+
+// okReason is an allow's x-ward-authz-reason response header.
+func okReason(r *authv3.CheckResponse) string {
+	return reasonIn(r.GetOkResponse().GetResponseHeadersToAdd())
+}
+
+func reasonIn(hs []*corev3.HeaderValueOption) string {
+	for _, h := range hs {
 		if h.GetHeader().GetKey() == "x-ward-authz-reason" {
 			return h.GetHeader().GetValue()
 		}

@@ -38,7 +38,14 @@ var (
 )
 
 func benchGenerate(b *testing.B, sidecars bool, p mesh.Proxy) {
-	snap := benchSnapshot(b, sidecars)
+	res := generateLoop(b, benchSnapshot(b, sidecars), p)
+	b.ReportMetric(float64(len(res.Clusters)), "clusters")
+	b.ReportMetric(float64(len(res.Listeners)), "listeners")
+}
+
+// generateLoop times Generate for p over snap (indexed outside the timer)
+// and returns the last, validated, result.
+func generateLoop(b *testing.B, snap *mesh.Snapshot, p mesh.Proxy) *translate.Resources {
 	ix := translate.NewIndex(snap)
 	var res *translate.Resources
 	b.ReportAllocs()
@@ -50,8 +57,7 @@ func benchGenerate(b *testing.B, sidecars bool, p mesh.Proxy) {
 	if err := res.Validate(); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(len(res.Clusters)), "clusters")
-	b.ReportMetric(float64(len(res.Listeners)), "listeners")
+	return res
 }
 
 // BenchmarkGenerateSidecarFullMesh: a sidecar that sees all 1,000 services
@@ -100,19 +106,7 @@ func BenchmarkValidateSidecarFullMesh(b *testing.B) {
 func BenchmarkIstioShape(b *testing.B) {
 	for _, shape := range benchmesh.Shapes {
 		b.Run(shape, func(b *testing.B) {
-			snap := shapeSnapshot(b, shape, 1000)
-			p := shapeProxy(shape)
-			ix := translate.NewIndex(snap)
-			var res *translate.Resources
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				res = translate.Generate(ix, ix.Scope(&p), translate.Hooks{})
-			}
-			b.StopTimer()
-			if err := res.Validate(); err != nil {
-				b.Fatal(err)
-			}
+			res := generateLoop(b, shapeSnapshot(b, shape, 1000), shapeProxy(shape))
 			b.ReportMetric(float64(len(res.Clusters)), "clusters")
 			b.ReportMetric(float64(len(res.Routes)), "routes")
 		})

@@ -3,6 +3,7 @@ package translate_test
 import (
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,7 +57,7 @@ func TestGRPCServerListenerNames(t *testing.T) {
 			t.Fatal(err)
 		}
 		sa := l.GetAddress().GetSocketAddress()
-		if sa.GetAddress() != host || itoa(sa.GetPortValue()) != port {
+		if sa.GetAddress() != host || strconv.FormatUint(uint64(sa.GetPortValue()), 10) != port {
 			t.Errorf("%s: address %s:%d, want the one asked for", name, sa.GetAddress(), sa.GetPortValue())
 		}
 		if diff := cmp.Diff(first.GetFilterChains(), l.GetFilterChains(), protocmp.Transform()); diff != "" {

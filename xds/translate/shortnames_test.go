@@ -1,13 +1,11 @@
 package translate_test
 
 import (
+	"strings"
 	"testing"
 
-	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/simulate"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
@@ -69,18 +67,20 @@ func TestSimulateSidecarShortNames(t *testing.T) {
 		{"other", "reviews.bookinfo:9080", reviews},
 	}
 	snap := load(t, "shortnames")
-	byNS := map[string]*route.RouteConfiguration{}
+	byNS := map[string]*simulate.Simulator{}
 	for _, ns := range []string{"bookinfo", "other"} {
 		res := generate(t, snap, shortNamesProxy(mesh.ProxySidecar, ns))
 		noDuplicateDomains(t, res)
-		l := listenerNamed(t, res, "0.0.0.0_9080")
-		byNS[ns] = routeConfig(t, res, hcmOf(t, chainFor(l, call{port: 9080})).GetRds().GetRouteConfigName())
+		byNS[ns] = envoySim(t, res)
 	}
 	for _, tc := range cases {
 		t.Run(tc.ns+"/"+tc.authority, func(t *testing.T) {
-			_, r := routeFor(byNS[tc.ns], call{authority: tc.authority, path: "/"})
-			if got := destination(r); got != tc.want {
-				t.Errorf("got %s, want %s", got, tc.want)
+			r := byNS[tc.ns].Run(simOutbound(9080, tc.authority, "/", nil))
+			if r.Listener != "0.0.0.0_9080" || r.RouteConfig != "9080" {
+				t.Errorf("listener %s route config %s, want 0.0.0.0_9080 and 9080", r.Listener, r.RouteConfig)
+			}
+			if got := simDestination(r); got != tc.want {
+				t.Errorf("got %s, want %s\n%s", got, tc.want, strings.Join(r.Trace, "\n"))
 			}
 		})
 	}
@@ -91,12 +91,12 @@ func TestSimulateSidecarShortNames(t *testing.T) {
 func TestSimulateSidecarShortNamesVirtualService(t *testing.T) {
 	res := generate(t, load(t, "sidecar"), goldenCases[0].proxy)
 	noDuplicateDomains(t, res)
-	rc := routeConfig(t, res, "9080")
+	sim := envoySim(t, res)
 	const reviews = "reviews.bookinfo.svc.cluster.local"
 	for _, host := range []string{"reviews", "reviews:9080", "reviews.bookinfo:9080", "reviews.bookinfo.svc"} {
-		vh, r := routeFor(rc, call{authority: host, path: "/old"})
-		if vh.GetName() != reviews+":9080" || destination(r) != "redirect /new" {
-			t.Errorf("%s: virtual host %s, %s; want %s:9080 and its redirect", host, vh.GetName(), destination(r), reviews)
+		r := sim.Run(simOutbound(9080, host, "/old", nil))
+		if r.RouteConfig != "9080" || r.VirtualHost != reviews+":9080" || simDestination(r) != "redirect /new" {
+			t.Errorf("%s: route config %s, virtual host %s, %s; want 9080, %s:9080 and its redirect", host, r.RouteConfig, r.VirtualHost, simDestination(r), reviews)
 		}
 	}
 }
@@ -137,34 +137,22 @@ func TestSimulateGRPCShortNames(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.ns+"/"+tc.target, func(t *testing.T) {
-			var rcName string
-			for _, l := range res[tc.ns].Listeners {
-				if l.GetName() == tc.target && l.GetApiListener() != nil {
-					rcName = apiHCM(t, l).GetRds().GetRouteConfigName()
+			r := envoySim(t, res[tc.ns]).Run(simulate.Request{Capture: simulate.API, Target: tc.target, Protocol: simulate.GRPC,
+				Path: "/", Host: tc.target})
+			if tc.wantRC == "" {
+				if r.Verdict != simulate.NoListener {
+					t.Errorf("%s has a listener: %s", tc.target, r)
 				}
-			}
-			if rcName != tc.wantRC {
-				t.Fatalf("listener %s routes to %q, want %q", tc.target, rcName, tc.wantRC)
-			}
-			if rcName == "" {
 				return
 			}
-			vh, r := routeFor(routeConfig(t, res[tc.ns], rcName), call{authority: tc.target, path: "/"})
-			if vh == nil || r == nil {
-				t.Fatalf("route config %s has no virtual host for authority %s", rcName, tc.target)
+			if r.Listener != tc.target || r.RouteConfig != tc.wantRC {
+				t.Fatalf("listener %q routes to %q, want %s routing to %q", r.Listener, r.RouteConfig, tc.target, tc.wantRC)
+			}
+			if r.VirtualHost == "" || r.RouteEntry == nil {
+				t.Fatalf("route config %s has no virtual host and route for authority %s: %s\n%s", tc.wantRC, tc.target, r, strings.Join(r.Trace, "\n"))
 			}
 		})
 	}
-}
-
-// apiHCM is an api_listener's HCM.
-func apiHCM(t *testing.T, l *listener.Listener) *hcmv3.HttpConnectionManager {
-	t.Helper()
-	h := &hcmv3.HttpConnectionManager{}
-	if err := l.GetApiListener().GetApiListener().UnmarshalTo(h); err != nil {
-		t.Fatalf("listener %s: %v", l.GetName(), err)
-	}
-	return h
 }
 
 // No generated route config, for any golden proxy, has a domain in two
