@@ -49,7 +49,7 @@ type Metrics struct {
 	dropped   prometheus.Counter
 
 	mu     sync.Mutex
-	series map[labelSet]bool
+	series map[labelSet]*children
 	max    int
 
 	dir atomic.Pointer[directory] // from SetWorkloads
@@ -71,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer, maxSeries int) (*Metrics, error) {
 			Help: "TCP connections reported by proxies' access logs (Istio's standard metric)."}, tcpLabels),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "ward_telemetry_metric_series_dropped_total",
 			Help: "Records not counted in Istio's standard metrics because their label set would pass the series bound."}),
-		series: map[labelSet]bool{},
+		series: map[labelSet]*children{},
 		max:    maxSeries,
 	}
 	m.dir.Store(&directory{})
@@ -83,34 +83,48 @@ func NewMetrics(reg prometheus.Registerer, maxSeries int) (*Metrics, error) {
 	return m, nil
 }
 
+// children are one label set's series, looked up once when the set is
+// first seen: a later record of the set costs one map lookup instead of
+// hashing its 25 values again for each metric (WithLabelValues).
+type children struct {
+	requests, tcpOpened prometheus.Counter
+	duration            prometheus.Observer
+}
+
 // Observe counts one record. Records of a Store with these Metrics are
 // already resolved (Resolve); others are counted as they are.
 func (m *Metrics) Observe(r Record) {
-	l := m.labels(&r)
-	if !m.admit(l) {
+	c := m.admit(m.labels(&r), r.Protocol == "tcp")
+	switch {
+	case c == nil:
 		m.dropped.Inc()
-		return
+	case c.tcpOpened != nil:
+		c.tcpOpened.Inc()
+	default:
+		c.requests.Inc()
+		c.duration.Observe(float64(r.DurationUS) / 1000)
 	}
-	if r.Protocol == "tcp" {
-		m.tcpOpened.WithLabelValues(l[:len(tcpLabels)]...).Inc()
-		return
-	}
-	m.requests.WithLabelValues(l[:]...).Inc()
-	m.duration.WithLabelValues(l[:]...).Observe(float64(r.DurationUS) / 1000)
 }
 
-// admit reports whether l is a known label set or one more fits.
-func (m *Metrics) admit(l labelSet) bool {
+// admit returns l's series, made when one more fits; nil when l is new
+// and the bound is reached.
+func (m *Metrics) admit(l labelSet, tcp bool) *children {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.series[l] {
-		return true
+	if c, ok := m.series[l]; ok {
+		return c
 	}
 	if len(m.series) >= m.max {
-		return false
+		return nil
 	}
-	m.series[l] = true
-	return true
+	c := &children{}
+	if tcp {
+		c.tcpOpened = m.tcpOpened.WithLabelValues(l[:len(tcpLabels)]...)
+	} else {
+		c.requests, c.duration = m.requests.WithLabelValues(l[:]...), m.duration.WithLabelValues(l[:]...)
+	}
+	m.series[l] = c
+	return c
 }
 
 // labels is r's label set. Every value that the record also carries
