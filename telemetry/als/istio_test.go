@@ -168,6 +168,13 @@ func TestIstioLabels(t *testing.T) {
 			if names := keys(got); strings.Join(names, ",") != strings.Join(sorted(wantNames), ",") {
 				t.Errorf("labels %v, want Istio's %v", names, sorted(wantNames))
 			}
+			if c.tcp != nil {
+				for metric, want := range map[string]float64{"istio_tcp_connections_closed_total": 1, "istio_tcp_received_bytes_total": 10, "istio_tcp_sent_bytes_total": 20} {
+					if v := value(t, reg, metric); v != want {
+						t.Errorf("%s = %v, want %v", metric, v, want)
+					}
+				}
+			}
 			var rec map[string]any
 			if err := json.Unmarshal(sink.Bytes(), &rec); err != nil {
 				t.Fatal(err)
@@ -206,6 +213,22 @@ func series(t *testing.T, reg *prometheus.Registry, metric string) map[string]st
 	}
 	t.Fatalf("no %s series", metric)
 	return nil
+}
+
+// value is the value of the one series of counter metric in reg.
+func value(t *testing.T, reg *prometheus.Registry, metric string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == metric && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no single %s series", metric)
+	return 0
 }
 
 func keys(m map[string]string) []string {

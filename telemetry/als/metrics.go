@@ -38,14 +38,18 @@ type labelSet [25]string
 const DefaultMaxSeries = 10000
 
 // Metrics exports Istio's standard metrics (istio_requests_total,
-// istio_request_duration_milliseconds, istio_tcp_connections_opened_total)
-// from call records. The number of label sets is bounded; records that
+// istio_request_duration_milliseconds, istio_tcp_connections_opened_total
+// and _closed_total, istio_tcp_sent_bytes_total and
+// istio_tcp_received_bytes_total) from call records. The number of label sets is bounded; records that
 // would add one beyond the bound are counted in
 // ward_telemetry_metric_series_dropped_total instead.
 type Metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	tcpOpened *prometheus.CounterVec
+	tcpClosed *prometheus.CounterVec
+	tcpSent   *prometheus.CounterVec
+	tcpRecv   *prometheus.CounterVec
 	dropped   prometheus.Counter
 
 	mu     sync.Mutex
@@ -69,13 +73,19 @@ func NewMetrics(reg prometheus.Registerer, maxSeries int) (*Metrics, error) {
 			Buckets: []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000}}, httpLabels),
 		tcpOpened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_connections_opened_total",
 			Help: "TCP connections reported by proxies' access logs (Istio's standard metric)."}, tcpLabels),
+		tcpClosed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_connections_closed_total",
+			Help: "Closed TCP connections reported by proxies' access logs (Istio's standard metric)."}, tcpLabels),
+		tcpSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_sent_bytes_total",
+			Help: "Bytes sent to the downstream peer on TCP connections reported by proxies' access logs (Istio's standard metric)."}, tcpLabels),
+		tcpRecv: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "istio_tcp_received_bytes_total",
+			Help: "Bytes received from the downstream peer on TCP connections reported by proxies' access logs (Istio's standard metric)."}, tcpLabels),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "ward_telemetry_metric_series_dropped_total",
 			Help: "Records not counted in Istio's standard metrics because their label set would pass the series bound."}),
 		series: map[labelSet]*children{},
 		max:    maxSeries,
 	}
 	m.dir.Store(&directory{})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tcpOpened, m.dropped} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.tcpOpened, m.tcpClosed, m.tcpSent, m.tcpRecv, m.dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -87,8 +97,9 @@ func NewMetrics(reg prometheus.Registerer, maxSeries int) (*Metrics, error) {
 // first seen: a later record of the set costs one map lookup instead of
 // hashing its 25 values again for each metric (WithLabelValues).
 type children struct {
-	requests, tcpOpened prometheus.Counter
-	duration            prometheus.Observer
+	requests                               prometheus.Counter
+	duration                               prometheus.Observer
+	tcpOpened, tcpClosed, tcpSent, tcpRecv prometheus.Counter
 }
 
 // Observe counts one record. Records of a Store with these Metrics are
@@ -99,7 +110,12 @@ func (m *Metrics) Observe(r Record) {
 	case c == nil:
 		m.dropped.Inc()
 	case c.tcpOpened != nil:
+		// Envoy logs a TCP connection once, when it closes (Ward sets no
+		// access_log_flush_interval): it was opened and closed.
 		c.tcpOpened.Inc()
+		c.tcpClosed.Inc()
+		c.tcpSent.Add(float64(r.SentBytes))
+		c.tcpRecv.Add(float64(r.ReceivedBytes))
 	default:
 		c.requests.Inc()
 		c.duration.Observe(float64(r.DurationUS) / 1000)
@@ -119,7 +135,9 @@ func (m *Metrics) admit(l labelSet, tcp bool) *children {
 	}
 	c := &children{}
 	if tcp {
-		c.tcpOpened = m.tcpOpened.WithLabelValues(l[:len(tcpLabels)]...)
+		tl := l[:len(tcpLabels)]
+		c.tcpOpened, c.tcpClosed = m.tcpOpened.WithLabelValues(tl...), m.tcpClosed.WithLabelValues(tl...)
+		c.tcpSent, c.tcpRecv = m.tcpSent.WithLabelValues(tl...), m.tcpRecv.WithLabelValues(tl...)
 	} else {
 		c.requests, c.duration = m.requests.WithLabelValues(l[:]...), m.duration.WithLabelValues(l[:]...)
 	}

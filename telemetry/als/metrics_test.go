@@ -34,12 +34,16 @@ func TestIstioMetrics(t *testing.T) {
 	got := gather(t, reg)
 	inbound := map[string]string{"reporter": "destination", "source_principal": cartID, "destination_principal": webID,
 		"destination_workload_namespace": "shop", "request_protocol": "http", "response_code": "200", "connection_security_policy": "mutual_tls"}
+	tcp := map[string]string{"reporter": "source", "source_principal": webID, "source_workload_namespace": "shop",
+		"destination_service": "db.data.svc.cluster.local", "destination_service_name": "db", "destination_service_namespace": "data",
+		"request_protocol": "tcp", "connection_security_policy": "unknown"}
 	want := []sample{
 		{"istio_requests_total", inbound, "2"},
 		{"istio_request_duration_milliseconds", inbound, "2"},
-		{"istio_tcp_connections_opened_total", map[string]string{"reporter": "source", "source_principal": webID, "source_workload_namespace": "shop",
-			"destination_service": "db.data.svc.cluster.local", "destination_service_name": "db", "destination_service_namespace": "data",
-			"request_protocol": "tcp", "connection_security_policy": "unknown"}, "1"},
+		{"istio_tcp_connections_opened_total", tcp, "1"},
+		{"istio_tcp_connections_closed_total", tcp, "1"},
+		{"istio_tcp_sent_bytes_total", tcp, "0"},
+		{"istio_tcp_received_bytes_total", tcp, "0"},
 		{"ward_telemetry_metric_series_dropped_total", nil, "1"},
 	}
 	if len(got) != len(want) {

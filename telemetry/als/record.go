@@ -57,7 +57,9 @@ func fromHTTP(e *datav3.HTTPAccessLogEntry, reporter string, now time.Time) Reco
 
 // fromTCP turns a TCP entry into a record.
 func fromTCP(e *datav3.TCPAccessLogEntry, reporter string, now time.Time) Record {
-	return fromCommon(e.GetCommonProperties(), reporter, "tcp", nsNetExtAuthz, now)
+	r := fromCommon(e.GetCommonProperties(), reporter, "tcp", nsNetExtAuthz, now)
+	r.ReceivedBytes, r.SentBytes = e.GetConnectionProperties().GetReceivedBytes(), e.GetConnectionProperties().GetSentBytes()
+	return r
 }
 
 func fromCommon(c *datav3.AccessLogCommon, reporter, protocol, authzNS string, now time.Time) Record {

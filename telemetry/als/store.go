@@ -53,6 +53,10 @@ type Record struct {
 	Rule          string `json:"rule,omitempty"`
 	DecisionID    string `json:"decision_id,omitempty"`
 	DurationUS    int64  `json:"duration_us,omitempty"`
+	// ReceivedBytes and SentBytes are a TCP connection's bytes from and
+	// to the downstream peer.
+	ReceivedBytes uint64 `json:"received_bytes,omitempty"`
+	SentBytes     uint64 `json:"sent_bytes,omitempty"`
 }
 
 // EdgeKey identifies an edge: who called what, how.
