@@ -40,9 +40,9 @@ const DefaultMaxSeries = 10000
 // Metrics exports Istio's standard metrics (istio_requests_total,
 // istio_request_duration_milliseconds, istio_tcp_connections_opened_total
 // and _closed_total, istio_tcp_sent_bytes_total and
-// istio_tcp_received_bytes_total) from call records. The number of label sets is bounded; records that
-// would add one beyond the bound are counted in
-// ward_telemetry_metric_series_dropped_total instead.
+// istio_tcp_received_bytes_total) from call records. The number of label
+// sets is bounded; records that would add one beyond the bound are
+// counted in ward_telemetry_metric_series_dropped_total instead.
 type Metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
