@@ -117,6 +117,10 @@ func (t Translator) accessLog(s *mesh.Snapshot, ep mesh.ExtensionProvider, p Pro
 
 // wardLog streams to Ward's own Access Log Service: the HTTP logger on
 // connection managers, the TCP logger on tcp_proxy, Istio's log names.
+// The HTTP logger adds the only headers the service reads, for Istio's
+// request_protocol and grpc_response_status: the request's content-type
+// and the response's grpc-status (a trailer, or a header when the
+// response is trailers-only).
 func (t Translator) wardLog(p Protocol) (*accesslogv3.AccessLog, error) {
 	if t.WardCluster == "" {
 		return nil, errors.New("ward's access log service is not reachable from proxies: run ward serve with --ext-authz-target on its secure port")
@@ -130,7 +134,11 @@ func (t Translator) wardLog(p Protocol) (*accesslogv3.AccessLog, error) {
 		return entry(LoggerTCPGRPC, &grpcv3.TcpGrpcAccessLogConfig{CommonConfig: c}), nil
 	}
 	c.LogName = httpLogName
-	return entry(LoggerHTTPGRPC, &grpcv3.HttpGrpcAccessLogConfig{CommonConfig: c}), nil
+	return entry(LoggerHTTPGRPC, &grpcv3.HttpGrpcAccessLogConfig{CommonConfig: c,
+		AdditionalRequestHeadersToLog:   []string{"content-type"},
+		AdditionalResponseHeadersToLog:  []string{"grpc-status"},
+		AdditionalResponseTrailersToLog: []string{"grpc-status"},
+	}), nil
 }
 
 func entry(name string, cfg proto.Message) *accesslogv3.AccessLog {

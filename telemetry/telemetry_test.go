@@ -9,6 +9,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"google.golang.org/protobuf/proto"
@@ -278,6 +279,19 @@ func TestWardProvider(t *testing.T) {
 		}
 		if !strings.Contains(als[0].GetTypedConfig().String(), "outbound|15012||ward-ext-authz") {
 			t.Errorf("%v: entry does not stream to Ward's cluster: %v", proto, als[0])
+		}
+		if proto != telemetry.HTTP {
+			continue
+		}
+		var cfg grpcv3.HttpGrpcAccessLogConfig
+		if err := als[0].GetTypedConfig().UnmarshalTo(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		// what Ward's service reads for request_protocol and grpc_response_status
+		if !slices.Equal(cfg.GetAdditionalRequestHeadersToLog(), []string{"content-type"}) ||
+			!slices.Equal(cfg.GetAdditionalResponseHeadersToLog(), []string{"grpc-status"}) ||
+			!slices.Equal(cfg.GetAdditionalResponseTrailersToLog(), []string{"grpc-status"}) {
+			t.Errorf("HTTP logger headers: %v", &cfg)
 		}
 	}
 	als, f := telemetry.AccessLogs(s, proxies["web"], telemetry.Server, telemetry.HTTP)

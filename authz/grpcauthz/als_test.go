@@ -119,15 +119,17 @@ func TestProxylessCallRecords(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	for _, r := range append(byCaller["spiffe://cluster.local/ns/shop/sa/web"], byCaller["spiffe://cluster.local/ns/shop/sa/other"]...) {
 		if r.Side != "server" || r.Destination != "spiffe://cluster.local/ns/shop/sa/cart" || !r.MTLS || r.Method != "POST" ||
-			r.Cluster != "inbound|"+port+"||" || r.DurationUS != 1000 || r.DecisionID == "" || r.SourceAddress != "127.0.0.1" {
+			r.Cluster != "inbound|"+port+"||" || r.DurationUS != 1000 || r.DecisionID == "" || r.SourceAddress != "127.0.0.1" ||
+			r.Protocol != "grpc" {
 			t.Errorf("record %+v", r)
 		}
 	}
-	if got := byCaller["spiffe://cluster.local/ns/shop/sa/web"]; len(got) != 2 || got[0].Denied || got[1].Denied || got[0].Rule == "" || got[0].Policy == "" {
+	if got := byCaller["spiffe://cluster.local/ns/shop/sa/web"]; len(got) != 2 || got[0].Denied || got[1].Denied || got[0].Rule == "" || got[0].Policy == "" ||
+		got[0].GRPCStatus != "0" {
 		t.Errorf("web's records: %+v", got)
 	}
 	if got := byCaller["spiffe://cluster.local/ns/shop/sa/other"]; len(got) != 1 || !got[0].Denied || got[0].ResponseCode != 403 ||
-		got[0].Path != "/grpc.testing.TestService/UnaryCall" {
+		got[0].Path != "/grpc.testing.TestService/UnaryCall" || got[0].GRPCStatus != "7" { // PermissionDenied, trailers-only
 		t.Errorf("other's records: %+v", got)
 	}
 	if st := alsc.Stats(); st.Sent != 3 || st.Dropped != 0 {

@@ -43,7 +43,10 @@ func (a *Authorizer) logCall(c *call, result codes.Code) {
 // inbound|<port>||, the peer's certificate SAN, the decision metadata
 // under envoy.filters.http.ext_authz (as Envoy's filter stores it), and
 // the HTTP status a proxy would answer: 200 (grpc status in the details
-// when not OK), or 403/401 with ext_authz_denied.
+// when not OK), or 403/401 with ext_authz_denied; the gRPC content-type
+// and the grpc-status a proxy would log (a trailer, or a header on the
+// trailers-only denial), which Istio's request_protocol and
+// grpc_response_status are read from.
 func (a *Authorizer) entry(c *call, result codes.Code) *datav3.HTTPAccessLogEntry {
 	attrs := c.check.GetAttributes()
 	took := durationpb.New(a.cfg.Now().Sub(c.start))
@@ -67,19 +70,25 @@ func (a *Authorizer) entry(c *call, result codes.Code) *datav3.HTTPAccessLogEntr
 	e := &datav3.HTTPAccessLogEntry{
 		CommonProperties: common,
 		ProtocolVersion:  datav3.HTTPAccessLogEntry_HTTP2,
-		Request:          &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_POST, Path: http.GetPath(), Authority: http.GetHost(), Scheme: http.GetScheme()},
-		Response:         &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200)},
+		Request: &datav3.HTTPRequestProperties{RequestMethod: corev3.RequestMethod_POST, Path: http.GetPath(), Authority: http.GetHost(), Scheme: http.GetScheme(),
+			RequestHeaders: map[string]string{"content-type": "application/grpc"}},
+		Response: &datav3.HTTPResponseProperties{ResponseCode: wrapperspb.UInt32(200),
+			ResponseTrailers: map[string]string{"grpc-status": grpcStatus(result)}},
 	}
 	switch {
 	case c.denied == codes.Unauthenticated:
 		e.Response.ResponseCode, e.Response.ResponseCodeDetails = wrapperspb.UInt32(401), "ext_authz_denied"
+		e.Response.ResponseHeaders, e.Response.ResponseTrailers = map[string]string{"grpc-status": grpcStatus(c.denied)}, nil
 	case c.denied != codes.OK:
 		e.Response.ResponseCode, e.Response.ResponseCodeDetails = wrapperspb.UInt32(403), "ext_authz_denied"
+		e.Response.ResponseHeaders, e.Response.ResponseTrailers = map[string]string{"grpc-status": grpcStatus(c.denied)}, nil
 	case result != codes.OK:
 		e.Response.ResponseCodeDetails = "grpc_status:" + result.String()
 	}
 	return e
 }
+
+func grpcStatus(c codes.Code) string { return strconv.FormatUint(uint64(c), 10) }
 
 func portOf(a *corev3.Address) string {
 	p := a.GetSocketAddress().GetPortValue()

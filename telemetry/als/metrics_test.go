@@ -2,7 +2,6 @@ package als_test
 
 import (
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,8 +9,16 @@ import (
 	"github.com/wardmesh/ward/telemetry/als"
 )
 
-// TestIstioMetrics: records become Istio's standard metrics with Istio's
-// label names, and the series bound holds.
+// sample is one gathered series: its metric, labels and value (a
+// histogram's sample count).
+type sample struct {
+	metric string
+	labels map[string]string
+	value  string
+}
+
+// TestIstioMetrics: records become Istio's standard metrics, and the
+// series bound holds. (Every label's value is TestIstioLabels'.)
 func TestIstioMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := als.NewMetrics(reg, 2)
@@ -25,51 +32,79 @@ func TestIstioMetrics(t *testing.T) {
 	s.Add(als.Record{Side: "client", Protocol: "tcp", Source: webID, Cluster: "outbound|5432||db.data.svc.cluster.local"})
 	s.Add(als.Record{Side: "client", Protocol: "http", Source: webID, Cluster: "outbound|80||other", ResponseCode: 503}) // a third series: dropped
 	got := gather(t, reg)
-	inbound := "connection_security_policy=mutual_tls,destination_canonical_service=unknown,destination_principal=spiffe://cluster.local/ns/shop/sa/web,destination_service=unknown,destination_workload=unknown,destination_workload_namespace=shop,reporter=destination,request_protocol=http,response_code=200,response_flags=-,source_canonical_service=unknown,source_principal=spiffe://cluster.local/ns/shop/sa/cart,source_workload=unknown,source_workload_namespace=shop"
-	want := map[string]string{
-		"istio_requests_total{" + inbound + "}":                "2",
-		"istio_request_duration_milliseconds{" + inbound + "}": "2",
-		"istio_tcp_connections_opened_total{connection_security_policy=none,destination_canonical_service=unknown,destination_principal=unknown,destination_service=db.data.svc.cluster.local,destination_workload=unknown,destination_workload_namespace=unknown,reporter=source,request_protocol=tcp,response_code=0,response_flags=-,source_canonical_service=unknown,source_principal=spiffe://cluster.local/ns/shop/sa/web,source_workload=unknown,source_workload_namespace=shop}": "1",
-		"ward_telemetry_metric_series_dropped_total{}": "1",
+	inbound := map[string]string{"reporter": "destination", "source_principal": cartID, "destination_principal": webID,
+		"destination_workload_namespace": "shop", "request_protocol": "http", "response_code": "200", "connection_security_policy": "mutual_tls"}
+	tcp := map[string]string{"reporter": "source", "source_principal": webID, "source_workload_namespace": "shop",
+		"destination_service": "db.data.svc.cluster.local", "destination_service_name": "db", "destination_service_namespace": "data",
+		"request_protocol": "tcp", "connection_security_policy": "unknown"}
+	want := []sample{
+		{"istio_requests_total", inbound, "2"},
+		{"istio_request_duration_milliseconds", inbound, "2"},
+		{"istio_tcp_connections_opened_total", tcp, "1"},
+		{"istio_tcp_connections_closed_total", tcp, "1"},
+		{"istio_tcp_sent_bytes_total", tcp, "0"},
+		{"istio_tcp_received_bytes_total", tcp, "0"},
+		{"ward_telemetry_metric_series_dropped_total", nil, "1"},
 	}
 	if len(got) != len(want) {
 		t.Errorf("got %d series, want %d: %v", len(got), len(want), got)
 	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %q, want %s", k, got[k], v)
+	for _, w := range want {
+		if v := find(got, w.metric, w.labels); v != w.value {
+			t.Errorf("%s%v = %q, want %s\ngot: %v", w.metric, w.labels, v, w.value, got)
 		}
 	}
 }
 
-// gather renders reg's series as name{label=value,...} → value (a
-// histogram's sample count).
-func gather(t *testing.T, reg *prometheus.Registry) map[string]string {
+// gather returns reg's series.
+func gather(t *testing.T, reg *prometheus.Registry) []sample {
 	t.Helper()
-	got := map[string]string{}
+	var got []sample
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range families {
 		for _, mt := range f.GetMetric() {
-			var ls []string
+			ls := map[string]string{}
 			for _, l := range mt.GetLabel() {
-				ls = append(ls, l.GetName()+"="+l.GetValue())
+				ls[l.GetName()] = l.GetValue()
 			}
 			v := mt.GetCounter().GetValue()
 			if h := mt.GetHistogram(); h != nil {
 				v = float64(h.GetSampleCount())
 			}
-			got[f.GetName()+"{"+strings.Join(ls, ",")+"}"] = strconv.FormatFloat(v, 'g', -1, 64)
+			got = append(got, sample{f.GetName(), ls, strconv.FormatFloat(v, 'g', -1, 64)})
 		}
 	}
 	return got
 }
 
-// TestIstioMetricsWorkloads: workload and canonical-service labels come
-// from the mesh's workloads, only where every workload of the identity
-// agrees; response flags come from the record.
+// find is the value of the one series of metric whose labels include
+// labels; "" when none or several.
+func find(got []sample, metric string, labels map[string]string) string {
+	value, n := "", 0
+next:
+	for _, s := range got {
+		if s.metric != metric {
+			continue
+		}
+		for k, v := range labels {
+			if s.labels[k] != v {
+				continue next
+			}
+		}
+		value, n = s.value, n+1
+	}
+	if n != 1 {
+		return ""
+	}
+	return value
+}
+
+// TestIstioMetricsWorkloads: workload, canonical-service, app and version
+// labels come from the mesh's workloads, only where every workload of
+// the identity agrees; response flags come from the record.
 func TestIstioMetricsWorkloads(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m, err := als.NewMetrics(reg, 0)
@@ -86,14 +121,21 @@ func TestIstioMetricsWorkloads(t *testing.T) {
 	s.Add(als.Record{Side: "server", Protocol: "http", Source: cartID, Destination: webID, Cluster: "inbound|8080||", ResponseCode: 503, ResponseFlags: "UH", MTLS: true})
 	s.Add(als.Record{Side: "server", Protocol: "tcp", Source: "spiffe://other.domain/ns/shop/sa/web", Destination: "spiffe://cluster.local/ns/data/sa/db", Cluster: "inbound|5432||", MTLS: true})
 	got := gather(t, reg)
-	want := map[string]string{
-		"istio_requests_total{connection_security_policy=mutual_tls,destination_canonical_service=storefront,destination_principal=spiffe://cluster.local/ns/shop/sa/web,destination_service=unknown,destination_workload=web,destination_workload_namespace=shop,reporter=destination,request_protocol=http,response_code=503,response_flags=UH,source_canonical_service=cart,source_principal=spiffe://cluster.local/ns/shop/sa/cart,source_workload=unknown,source_workload_namespace=shop}": "1",
+	want := []sample{
+		{"istio_requests_total", map[string]string{
+			"source_workload": "unknown", "source_canonical_service": "cart", "source_app": "cart", "source_version": "unknown", "source_canonical_revision": "unknown",
+			"destination_workload": "web", "destination_canonical_service": "storefront", "destination_app": "web", "destination_canonical_revision": "latest",
+			// web backs no service here: Istio's last resort, its canonical service
+			"destination_service": "storefront", "destination_service_namespace": "shop",
+			"response_code": "503", "response_flags": "UH"}, "1"},
 		// another trust domain's shop/web is not the mesh's web
-		"istio_tcp_connections_opened_total{connection_security_policy=mutual_tls,destination_canonical_service=db,destination_principal=spiffe://cluster.local/ns/data/sa/db,destination_service=unknown,destination_workload=db,destination_workload_namespace=data,reporter=destination,request_protocol=tcp,response_code=0,response_flags=-,source_canonical_service=unknown,source_principal=spiffe://other.domain/ns/shop/sa/web,source_workload=unknown,source_workload_namespace=shop}": "1",
+		{"istio_tcp_connections_opened_total", map[string]string{
+			"source_workload": "unknown", "source_canonical_service": "unknown", "source_principal": "spiffe://other.domain/ns/shop/sa/web",
+			"destination_workload": "db", "destination_canonical_service": "db", "response_flags": "-"}, "1"},
 	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s = %q, want %s\ngot: %v", k, got[k], v, got)
+	for _, w := range want {
+		if v := find(got, w.metric, w.labels); v != w.value {
+			t.Errorf("%s%v = %q, want %s\ngot: %v", w.metric, w.labels, v, w.value, got)
 		}
 	}
 }

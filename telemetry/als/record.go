@@ -26,11 +26,15 @@ const (
 const rbacDenied = "rbac_access_denied_matched_policy["
 
 // fromHTTP turns an HTTP entry into a record reported by reporter (a
-// SPIFFE ID). Request headers other than method, path and authority are
-// never read.
+// SPIFFE ID). Of the headers, only method, path, authority, the request's
+// content-type and the response's grpc-status are read.
 func fromHTTP(e *datav3.HTTPAccessLogEntry, reporter string, now time.Time) Record {
-	r := fromCommon(e.GetCommonProperties(), reporter, "http", nsHTTPExtAuthz, now)
 	req := e.GetRequest()
+	protocol := "http"
+	if isGRPC(req.GetRequestHeaders()["content-type"]) {
+		protocol = "grpc"
+	}
+	r := fromCommon(e.GetCommonProperties(), reporter, protocol, nsHTTPExtAuthz, now)
 	r.Method = clip(req.GetRequestMethod().String(), maxField)
 	if req.GetRequestMethod() == corev3.RequestMethod_METHOD_UNSPECIFIED {
 		r.Method = ""
@@ -39,6 +43,9 @@ func fromHTTP(e *datav3.HTTPAccessLogEntry, reporter string, now time.Time) Reco
 	r.Authority = clip(req.GetAuthority(), maxField)
 	r.ResponseCode = e.GetResponse().GetResponseCode().GetValue()
 	r.Details = clip(e.GetResponse().GetResponseCodeDetails(), maxField)
+	if protocol == "grpc" {
+		r.GRPCStatus = grpcStatus(e.GetResponse())
+	}
 	if strings.HasPrefix(r.Details, rbacDenied) || r.Details == "ext_authz_denied" {
 		r.Denied = true
 		if r.Policy == "" {
@@ -50,7 +57,9 @@ func fromHTTP(e *datav3.HTTPAccessLogEntry, reporter string, now time.Time) Reco
 
 // fromTCP turns a TCP entry into a record.
 func fromTCP(e *datav3.TCPAccessLogEntry, reporter string, now time.Time) Record {
-	return fromCommon(e.GetCommonProperties(), reporter, "tcp", nsNetExtAuthz, now)
+	r := fromCommon(e.GetCommonProperties(), reporter, "tcp", nsNetExtAuthz, now)
+	r.ReceivedBytes, r.SentBytes = e.GetConnectionProperties().GetReceivedBytes(), e.GetConnectionProperties().GetSentBytes()
+	return r
 }
 
 func fromCommon(c *datav3.AccessLogCommon, reporter, protocol, authzNS string, now time.Time) Record {

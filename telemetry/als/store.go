@@ -19,19 +19,32 @@ type Record struct {
 	Reporter string `json:"reporter"`
 	// Side is "server" (the proxy of the called workload: an inbound|
 	// cluster) or "client" (the caller's proxy).
-	Side     string `json:"side"`
-	Protocol string `json:"protocol"` // "http" or "tcp"
+	Side string `json:"side"`
+	// Protocol is Istio's request_protocol: "grpc" for an HTTP request
+	// with a gRPC content-type, else "http"; "tcp" for a TCP connection.
+	Protocol string `json:"protocol"`
+	// GRPCStatus is Istio's grpc_response_status of a gRPC request (the
+	// grpc-status trailer or header, else the response code's mapping);
+	// "" for other requests and gRPC requests without a response.
+	GRPCStatus string `json:"grpc_response_status,omitempty"`
 	// Source and Destination are SPIFFE IDs where known: the server side
 	// knows its peer's certificate, the client side knows itself.
 	Source        string `json:"source_principal,omitempty"`
 	Destination   string `json:"destination_principal,omitempty"`
 	SourceAddress string `json:"source_address,omitempty"`
 	Cluster       string `json:"upstream_cluster,omitempty"`
-	Method        string `json:"method,omitempty"`
-	Path          string `json:"path,omitempty"` // without query or fragment
-	Authority     string `json:"authority,omitempty"`
-	ResponseCode  uint32 `json:"response_code,omitempty"`
-	Details       string `json:"response_code_details,omitempty"`
+	// DestinationService is the service the call was addressed to (host,
+	// name, namespace), filled when the store has Metrics that know the
+	// mesh (Metrics.Resolve); the metric labels of the same names are
+	// these values.
+	DestinationService          string `json:"destination_service,omitempty"`
+	DestinationServiceName      string `json:"destination_service_name,omitempty"`
+	DestinationServiceNamespace string `json:"destination_service_namespace,omitempty"`
+	Method                      string `json:"method,omitempty"`
+	Path                        string `json:"path,omitempty"` // without query or fragment
+	Authority                   string `json:"authority,omitempty"`
+	ResponseCode                uint32 `json:"response_code,omitempty"`
+	Details                     string `json:"response_code_details,omitempty"`
 	// ResponseFlags are Envoy's response flags ("UH,UF"; "" for none).
 	ResponseFlags string `json:"response_flags,omitempty"`
 	MTLS          bool   `json:"mtls"`
@@ -40,6 +53,10 @@ type Record struct {
 	Rule          string `json:"rule,omitempty"`
 	DecisionID    string `json:"decision_id,omitempty"`
 	DurationUS    int64  `json:"duration_us,omitempty"`
+	// ReceivedBytes and SentBytes are a TCP connection's bytes from and
+	// to the downstream peer.
+	ReceivedBytes uint64 `json:"received_bytes,omitempty"`
+	SentBytes     uint64 `json:"sent_bytes,omitempty"`
 }
 
 // EdgeKey identifies an edge: who called what, how.
@@ -117,8 +134,13 @@ func NewStore(cfg StoreConfig) *Store {
 	return s
 }
 
-// Add keeps r and counts it in its edge.
+// Add keeps r and counts it in its edge. With Metrics, r's destination
+// service is resolved first (Metrics.Resolve), so that the kept record,
+// its JSON line and its metric labels say the same.
 func (s *Store) Add(r Record) {
+	if s.cfg.Metrics != nil {
+		s.cfg.Metrics.Resolve(&r)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.ring) < s.cfg.MaxRecords {

@@ -48,7 +48,7 @@ func TestDemo(t *testing.T) {
 		// Real records from the proxyless interceptors, through Ward's
 		// access-log service: allowed and denied calls between identities.
 		regexp.MustCompile(`== Observed traffic \([1-9]\d* calls .*: [1-9]\d* allowed, [1-9]\d* denied`),
-		regexp.MustCompile(`spiffe://cluster.local/ns/bookinfo/sa/frontend\s+spiffe://cluster.local/ns/bookinfo/sa/reviews\s+http\s+yes\s+[1-9]`),
+		regexp.MustCompile(`spiffe://cluster.local/ns/bookinfo/sa/frontend\s+spiffe://cluster.local/ns/bookinfo/sa/reviews\s+grpc\s+yes\s+[1-9]`),
 		regexp.MustCompile(`(?m)^Policies recommended from the observed calls`),
 		// details has no ALLOW policy: its calls are allowed, flagged by
 		// the audit, and the recommendation proposes a least-privilege

@@ -472,11 +472,18 @@ func (cp *controlPlane) push() {
 }
 
 // setMetricWorkloads tells Istio's standard metrics the snapshot's
-// workloads, for their workload and canonical-service labels.
+// workloads and the services they back, for their workload,
+// canonical-service and destination-service labels.
 func setMetricWorkloads(m *als.Metrics, s *mesh.Snapshot) {
+	backs := map[*mesh.Workload][]als.Service{}
+	for _, svc := range s.Services() {
+		for _, w := range s.Members(svc) {
+			backs[w] = append(backs[w], als.Service{Host: svc.Hostname, Namespace: svc.Namespace})
+		}
+	}
 	ws := make([]als.Workload, 0, len(s.Workloads()))
 	for _, w := range s.Workloads() {
-		ws = append(ws, als.Workload{Name: w.Name, Namespace: w.Namespace, ServiceAccount: w.ServiceAccount, Labels: w.Labels})
+		ws = append(ws, als.Workload{Name: w.Name, Namespace: w.Namespace, ServiceAccount: w.ServiceAccount, Labels: w.Labels, Services: backs[w]})
 	}
 	m.SetWorkloads(s.Mesh().WithDefaults().TrustDomain, ws)
 }
