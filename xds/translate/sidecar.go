@@ -81,7 +81,7 @@ func (g *gen) virtualInbound() *listener.Listener {
 	}
 	g.res.Clusters = append(g.res.Clusters, inboundPassthroughCluster())
 	for _, in := range g.sc.ports {
-		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.port, in.target))
+		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.target))
 		for _, sec := range g.inboundSecurity(in.target) {
 			l.FilterChains = append(l.FilterChains, g.inboundChain(in, sec))
 		}
