@@ -59,8 +59,12 @@ func InboundVariants(snap *mesh.Snapshot, proxy *mesh.Proxy, port uint32, protoc
 // ProxyServices, the services its inbound side serves) declare for a
 // workload port, or ProtocolUnknown. A service port's workload port is
 // its target port, or the port of the service's endpoint the proxy runs
-// (an endpoint's ports map).
+// (an endpoint's ports map). Port 0 (the ports no service declares) is
+// ProtocolUnknown.
 func PortProtocol(snap *mesh.Snapshot, proxy *mesh.Proxy, port uint32) mesh.Protocol {
+	if port == 0 {
+		return mesh.ProtocolUnknown
+	}
 	svcs, _ := snap.ProxyServices(proxy)
 	for _, svc := range svcs {
 		for _, p := range svc.Ports {
