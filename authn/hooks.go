@@ -55,13 +55,30 @@ func InboundVariants(snap *mesh.Snapshot, proxy *mesh.Proxy, port uint32, protoc
 	return out, nil
 }
 
-// PortProtocol is the protocol a proxy's services declare for a workload
-// port, or ProtocolUnknown.
+// PortProtocol is the protocol a proxy's services (mesh.Snapshot.
+// ProxyServices, the services its inbound side serves) declare for a
+// workload port, or ProtocolUnknown. A service port's workload port is
+// its target port, or the port of the service's endpoint the proxy runs
+// (an endpoint's ports map). Port 0 (the ports no service declares) is
+// ProtocolUnknown.
 func PortProtocol(snap *mesh.Snapshot, proxy *mesh.Proxy, port uint32) mesh.Protocol {
-	for _, svc := range snap.ServicesForWorkload(proxy.Namespace, proxy.Labels) {
+	if port == 0 {
+		return mesh.ProtocolUnknown
+	}
+	svcs, _ := snap.ProxyServices(proxy)
+	for _, svc := range svcs {
 		for _, p := range svc.Ports {
 			if p.TargetPort == port || (p.TargetPort == 0 && p.Number == port) {
 				return p.Protocol
+			}
+		}
+	}
+	for _, svc := range svcs {
+		for _, p := range svc.Ports {
+			for _, ep := range snap.Endpoints(svc, p) {
+				if ep.Port == port && proxy.Runs(ep.Workload) {
+					return p.Protocol
+				}
 			}
 		}
 	}

@@ -29,6 +29,7 @@ type Snapshot struct {
 	members        map[*Service][]*Workload
 	workloads      []*Workload
 	workloadsByNS  map[string][]*Workload
+	byIP           map[string][]ipMember // every service member by address
 }
 
 // NewSnapshot indexes configs under mesh config m (defaulted). It takes
@@ -74,6 +75,7 @@ func (s *Snapshot) buildRegistry() {
 	s.servicesByNS = map[string][]*Service{}
 	s.members = map[*Service][]*Workload{}
 	s.workloadsByNS = map[string][]*Workload{}
+	s.byIP = map[string][]ipMember{}
 	for _, c := range s.byKind[KindWorkloadEntry] {
 		w := workloadFromEntry(c.Namespace, c.Name, c.Spec.(*networking.WorkloadEntry), c.Key())
 		s.workloads = append(s.workloads, w)
@@ -87,6 +89,7 @@ func (s *Snapshot) buildRegistry() {
 			s.servicesByHost[svc.Hostname] = append(s.servicesByHost[svc.Hostname], svc)
 			s.servicesByNS[svc.Namespace] = append(s.servicesByNS[svc.Namespace], svc)
 			s.members[svc] = members
+			s.indexByIP(svc, members)
 		}
 	}
 	sort.SliceStable(s.services, func(i, j int) bool { return serviceLess(s.services[i], s.services[j]) })

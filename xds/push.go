@@ -38,6 +38,9 @@ type conn struct {
 	acked     [4]*generated
 	refreshMu sync.Mutex
 	seq       uint64 // index sequence of the last refresh
+	// refused holds the service claims already logged (logRefused);
+	// guarded by refreshMu.
+	refused map[string]bool
 }
 
 // typeStatus is the sync state of one resource type for one proxy.
@@ -328,6 +331,7 @@ func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Ti
 	}
 	c.seq = seq
 	sc, keys := s.fingerprintOf(ix, c.proxy)
+	s.logRefused(c, sc.Refused, ix.Snapshot().Mesh().TrustDomain)
 	fp := strings.Join(keys[:], "|")
 	s.mu.Lock()
 	same := fp == c.fingerprint && c.gen != nil
@@ -356,6 +360,29 @@ func (s *Server) refresh(ix *translate.Index, seq uint64, c *conn, since time.Ti
 	s.mu.Unlock()
 	if err := s.watch.set(c.id, g); err != nil {
 		s.log.Error("set snapshot", "proxy", s.clip(c.node), "connection", s.clip(c.id), "err", err)
+	}
+}
+
+// maxRefusedLogged bounds the claims remembered per connection.
+const maxRefusedLogged = 64
+
+// logRefused logs, once per connection, each workload at the proxy's IPs
+// that backs a service of its namespace under another identity: Ward does
+// not let the proxy serve it (mesh.Snapshot.ProxyServices), where Istio
+// would. Called with c.refreshMu held.
+func (s *Server) logRefused(c *conn, refused []mesh.Claim, td string) {
+	for _, r := range refused {
+		key := r.Service.Namespace + "/" + r.Service.Hostname + "|" + r.Workload.Address + "|" + r.Workload.Identity("").Principal()
+		if c.refused[key] || len(c.refused) >= maxRefusedLogged {
+			continue
+		}
+		if c.refused == nil {
+			c.refused = map[string]bool{}
+		}
+		c.refused[key] = true
+		s.log.Warn("proxy not given a service whose endpoint is at its IP: the endpoint runs as another identity",
+			"proxy", s.clip(c.node), "connection", s.clip(c.id), "namespace", r.Service.Namespace, "service", r.Service.Hostname,
+			"address", r.Workload.Address, "endpoint_identity", r.Workload.Identity(td).String(), "proxy_identity", c.proxy.Identity(td).String())
 	}
 }
 

@@ -42,12 +42,18 @@ func New(cfg Config) translate.Hooks {
 	}
 	h := translate.Hooks{
 		InboundSecurity: cfg.inboundSecurity,
-		UpstreamTLS:     authn.UpstreamTLSHook,
-		HTTPFilters:     cfg.httpFilters,
-		NetworkFilters:  cfg.networkFilters,
-		AccessLogs:      cfg.accessLogs,
-		Tracing:         cfg.tracing,
-		Fingerprint:     cfg.fingerprint,
+		PassthroughPorts: func(s *mesh.Snapshot, p *mesh.Proxy) []uint32 {
+			if p.Type == mesh.ProxyRouter {
+				return nil
+			}
+			return authn.PeerPolicyFor(s, p.Namespace, p.Labels).Ports()
+		},
+		UpstreamTLS:    authn.UpstreamTLSHook,
+		HTTPFilters:    cfg.httpFilters,
+		NetworkFilters: cfg.networkFilters,
+		AccessLogs:     cfg.accessLogs,
+		Tracing:        cfg.tracing,
+		Fingerprint:    cfg.fingerprint,
 	}
 	if t := cfg.ExtAuthz; t != nil {
 		h.Clusters = func(s *mesh.Snapshot, _ *mesh.Proxy) []*cluster.Cluster {

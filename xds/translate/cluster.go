@@ -315,9 +315,11 @@ func inboundPassthroughCluster() *cluster.Cluster {
 	}
 }
 
-// inboundCluster sends inbound traffic for a port to the local workload.
-func inboundCluster(port, target uint32) *cluster.Cluster {
-	name := InboundName(port)
+// inboundCluster sends inbound traffic for a workload port to the local
+// workload. It is named by the workload (target) port, as Istio names it
+// and as the inbound chain of that port refers to it.
+func inboundCluster(target uint32) *cluster.Cluster {
+	name := InboundName(target)
 	return &cluster.Cluster{
 		Name: name, ConnectTimeout: durationpb.New(defaultConnectTimeout),
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},

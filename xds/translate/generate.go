@@ -31,6 +31,11 @@ type Hooks struct {
 	// InboundSecurity returns the chain variants for an inbound port
 	// (PeerAuthentication). Empty means one plaintext chain.
 	InboundSecurity func(s *mesh.Snapshot, p *mesh.Proxy, port uint32) []ChainSecurity
+	// PassthroughPorts lists the workload ports whose PeerAuthentication
+	// mode is set port by port; a sidecar gets catch-all chains of their
+	// own (InboundSecurity for that port) for those no service declares,
+	// as Istio builds per-port passthrough chains.
+	PassthroughPorts func(s *mesh.Snapshot, p *mesh.Proxy) []uint32
 	// UpstreamTLS returns a cluster's transport socket when its
 	// DestinationRule sets no tls (auto mTLS). Nil means plaintext.
 	UpstreamTLS func(s *mesh.Snapshot, p *mesh.Proxy, svc *mesh.Service, port mesh.Port, subset string) *core.TransportSocket

@@ -144,8 +144,10 @@ type inboundPort struct {
 }
 
 // inboundPorts lists where the proxy's workload listens: for each service
-// selecting it, the endpoints at the proxy's IPs (so the workload's own
-// named ports are honoured), or the service target ports on every IP.
+// it serves, the endpoints at the proxy's IPs that are its workload (whose
+// labels it carries, or which it runs: mesh.Proxy.Runs), so the
+// workload's own named ports are honoured; else the service target ports
+// on every IP.
 func (ix *Index) inboundPorts(p *mesh.Proxy, inbound []*mesh.Service) []inboundPort {
 	ips := map[string]bool{}
 	for _, ip := range p.IPs {
@@ -164,7 +166,7 @@ func (ix *Index) inboundPorts(p *mesh.Proxy, inbound []*mesh.Service) []inboundP
 		for _, sp := range svc.Ports {
 			found := false
 			for _, ep := range ix.snap.Endpoints(svc, sp) {
-				if ips[ep.Workload.Address] && mesh.Selector(ep.Workload.Labels).Matches(p.Labels) {
+				if ips[ep.Workload.Address] && (mesh.Selector(ep.Workload.Labels).Matches(p.Labels) || p.Runs(ep.Workload)) {
 					add(inboundPort{addr: ep.Workload.Address, port: sp.Number, target: ep.Port, proto: sp.Protocol})
 					found = true
 				}

@@ -19,8 +19,14 @@ type Scope struct {
 	Sidecar  *mesh.Config // nil when none applies
 	Services []*mesh.Service
 	Outbound mesh.OutboundPolicy
-	// Inbound lists the services whose workloads this proxy runs.
+	// Inbound lists the services whose workloads this proxy runs
+	// (mesh.Snapshot.ProxyServices; for a gateway, only those selecting its
+	// labels: gateways get no inbound side).
 	Inbound []*mesh.Service
+	// Refused lists the workloads at the proxy's IPs that back a service of
+	// its namespace under another identity: not served, for the server to
+	// log.
+	Refused []mesh.Claim
 	// Gateways lists the Gateways selecting a router proxy.
 	Gateways []*mesh.Config
 	// Locality is the proxy's "region/zone/subzone" (node locality,
@@ -48,13 +54,15 @@ func (ix *Index) Scope(p *mesh.Proxy) *Scope {
 		}
 	}
 	sc.Services = ix.visible(p.Namespace, sc.Sidecar, sidecar)
-	sc.Inbound = ix.snap.ServicesForWorkload(p.Namespace, p.Labels)
 	switch p.Type {
 	case mesh.ProxyRouter:
+		sc.Inbound = ix.snap.ServicesForWorkload(p.Namespace, p.Labels)
 		sc.Gateways = ix.gatewaysFor(p)
 	case mesh.ProxyGRPC:
+		sc.Inbound, sc.Refused = ix.snap.ProxyServices(p)
 		sc.ports = ix.inboundPorts(p, sc.Inbound)
 	default:
+		sc.Inbound, sc.Refused = ix.snap.ProxyServices(p)
 		sc.ports = ix.sidecarInbound(sc)
 	}
 	return sc

@@ -71,22 +71,77 @@ func (g *gen) virtualInbound() *listener.Listener {
 			{Name: "envoy.filters.listener.original_dst", ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&origdst.OriginalDst{})}},
 			{Name: "envoy.filters.listener.tls_inspector", ConfigType: &listener.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspector.TlsInspector{})}},
 		},
-		// Traffic to a port no service declares is still the workload's:
-		// policies apply to it as opaque TCP (Istio's inbound passthrough
-		// chains carry the same authorization).
-		FilterChains: []*listener.FilterChain{{
-			Name:    "virtualInbound-catchall",
-			Filters: g.tcpFilters(Inbound, 0, InboundPassthroughCluster, []weighted{{cluster: InboundPassthroughCluster}}),
-		}},
+	}
+	// Traffic to a port no service declares is still the workload's:
+	// policies apply to it as opaque TCP, and so does the workload's
+	// PeerAuthentication mode (Istio's inbound passthrough chains carry
+	// the same authorization and mTLS settings).
+	for _, sec := range g.inboundSecurity(0) {
+		l.FilterChains = append(l.FilterChains, g.catchAllChain(0, sec))
+	}
+	for _, port := range g.passthroughPorts() {
+		for _, sec := range g.inboundSecurity(port) {
+			l.FilterChains = append(l.FilterChains, g.catchAllChain(port, sec))
+		}
 	}
 	g.res.Clusters = append(g.res.Clusters, inboundPassthroughCluster())
 	for _, in := range g.sc.ports {
-		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.port, in.target))
+		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.target))
 		for _, sec := range g.inboundSecurity(in.target) {
 			l.FilterChains = append(l.FilterChains, g.inboundChain(in, sec))
 		}
 	}
 	return l
+}
+
+// catchAllChain is one security variant of the chain for ports no
+// service declares: every such port (port 0), or one with a port-level
+// PeerAuthentication mode.
+func (g *gen) catchAllChain(port uint32, sec ChainSecurity) *listener.FilterChain {
+	name := "virtualInbound-catchall"
+	m := sec.Match
+	if port != 0 {
+		name += "-" + itoa(port)
+		m = &listener.FilterChainMatch{}
+		if sec.Match != nil {
+			m = proto.Clone(sec.Match).(*listener.FilterChainMatch)
+		}
+		m.DestinationPort = wrapperspb.UInt32(port)
+	}
+	if sec.Name != "" {
+		name += "-" + sec.Name
+	}
+	return &listener.FilterChain{
+		Name:             name,
+		FilterChainMatch: m,
+		TransportSocket:  sec.TransportSocket,
+		Filters:          g.tcpFilters(Inbound, 0, InboundPassthroughCluster, []weighted{{cluster: InboundPassthroughCluster}}),
+	}
+}
+
+// passthroughPorts are the hook's port-level ports that have no inbound
+// chain: not a target port of the proxy's services, nor an ingress port
+// of its Sidecar when that lists them (Istio's
+// needPerPortPassthroughFilterChain).
+func (g *gen) passthroughPorts() []uint32 {
+	if g.hooks.PassthroughPorts == nil {
+		return nil
+	}
+	ingress := g.sc.Sidecar != nil && len(g.sc.Sidecar.Spec.(*networking.Sidecar).GetIngress()) > 0
+	declared := map[uint32]bool{}
+	for _, in := range g.sc.ports {
+		declared[in.target] = true // the port its chains match
+		if ingress {
+			declared[in.port] = true
+		}
+	}
+	var out []uint32
+	for _, port := range g.hooks.PassthroughPorts(g.ix.snap, g.proxy) {
+		if port != 0 && !declared[port] {
+			out = append(out, port)
+		}
+	}
+	return out
 }
 
 // sidecarInbound is the Sidecar's ingress list when set, else the ports of

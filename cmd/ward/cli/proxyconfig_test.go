@@ -102,7 +102,7 @@ func TestProxyConfigTables(t *testing.T) {
 	}{
 		{"listeners", []string{"listeners"}, []string{
 			"virtualInbound 0.0.0.0:15006 2 inbound|9090||mtls-http port=9090 transport=tls mTLS inline route: inbound|9090|| (1 virtual hosts)",
-			"virtualInbound 0.0.0.0:15006 2 virtualInbound-catchall ALL none cluster: InboundPassthroughCluster",
+			"virtualInbound 0.0.0.0:15006 2 virtualInbound-catchall-mtls-tcp transport=tls mTLS cluster: InboundPassthroughCluster", // STRICT: undeclared ports too
 			"0.0.0.0_8080 0.0.0.0:8080 1 - ALL none route: 8080",
 			"0.0.0.0_5432 0.0.0.0:5432 1 outbound|5432||legacy.shop.svc.cluster.local ALL none cluster: outbound|5432||legacy.shop.svc.cluster.local",
 		}},
