@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
 	"github.com/wardmesh/ward/mesh"
 )
 
@@ -35,5 +37,20 @@ func TestServeFollowsKubeNamespace(t *testing.T) {
 	t.Setenv("POD_NAMESPACE", "")
 	if def := newServeCmd().Flags().Lookup("kube-namespace").DefValue; def != "ward-system" {
 		t.Errorf("--kube-namespace defaults to %q without POD_NAMESPACE", def)
+	}
+}
+
+// TestNodeNamespaceFollowsServerID: a node proxy of a control plane in
+// mesh-ctl asks for .../ns/mesh-ctl/sa/ward-node/node/<node>, the
+// identity that CA issues nodes.
+func TestNodeNamespaceFollowsServerID(t *testing.T) {
+	for id, want := range map[string]string{
+		"spiffe://cluster.local/ns/mesh-ctl/sa/ward":    "mesh-ctl",
+		"spiffe://cluster.local/ns/ward-system/sa/ward": "ward-system",
+		"spiffe://cluster.local/control-plane":          "ward-system",
+	} {
+		if got := nodeNamespace(spiffeid.RequireFromString(id)); got != want {
+			t.Errorf("nodeNamespace(%s) = %q, want %q", id, got, want)
+		}
 	}
 }
