@@ -288,3 +288,30 @@ func TestWriteChartPinned(t *testing.T) {
 	ours, _ := deploy.Objects(ms)
 	compareObjects(t, "helm", helmRender(t, dir, deploy.DefaultNamespace, nil), "ward", ours)
 }
+
+// Installed into another namespace, nothing in the manifests names
+// ward-system: every namespaced object, the webhooks' service reference,
+// the serving certificate's names and the injector's CA address follow
+// the release namespace.
+func TestRenderOtherNamespace(t *testing.T) {
+	ms, err := deploy.Render(deploy.Default(), "mesh-ctl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(deploy.YAML(ms))
+	for i, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "ward-system") {
+			t.Errorf("line %d names ward-system: %s", i+1, line)
+		}
+	}
+	for _, want := range []string{
+		"--server-name=ward.mesh-ctl.svc\n",
+		"--injector-ca-addr=ward.mesh-ctl.svc:15012\n",
+		"service: {name: ward, namespace: mesh-ctl, path: /inject, port: 15017}",
+		"service: {name: ward, namespace: mesh-ctl, path: /validate, port: 15017}",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendered manifests lack %q", strings.TrimSpace(want))
+		}
+	}
+}

@@ -56,7 +56,15 @@ type InjectConfig struct {
 	CNI bool
 	// Revision is the istio.io/rev value this control plane injects for;
 	// "" means "default".
-	Revision    string
+	Revision string
+	// Namespace is the control plane's namespace (default
+	// kube.DefaultNamespace) and Service its Service (default
+	// DefaultService): CAAddr defaults to <Service>.<Namespace>.svc:15012,
+	// and outside the default namespace the agent is told the control
+	// plane's identity, spiffe://<td>/ns/<Namespace>/sa/ward
+	// (--ca-server-id), which its serving certificate carries.
+	Namespace   string
+	Service     string
 	CAAddr      string // e.g. ward.ward-system.svc:15012
 	XDSAddr     string
 	TrustDomain string
@@ -75,8 +83,14 @@ func (c InjectConfig) withDefaults() InjectConfig {
 	if c.Revision == "" {
 		c.Revision = defaultRev
 	}
+	if c.Namespace == "" {
+		c.Namespace = kube.DefaultNamespace
+	}
+	if c.Service == "" {
+		c.Service = DefaultService
+	}
 	if c.CAAddr == "" {
-		c.CAAddr = "ward." + kube.DefaultNamespace + ".svc:15012"
+		c.CAAddr = ServiceAddr(c.Service, c.Namespace)
 	}
 	if c.XDSAddr == "" {
 		c.XDSAddr = c.CAAddr
@@ -85,6 +99,15 @@ func (c InjectConfig) withDefaults() InjectConfig {
 		c.TrustDomain = mesh.DefaultTrustDomain
 	}
 	return c
+}
+
+// DefaultService is the control plane's Service (the chart's "ward").
+const DefaultService = "ward"
+
+// ServiceAddr is the in-cluster address of the control plane's secure
+// port (certificates and ADS over mTLS): <service>.<namespace>.svc:15012.
+func ServiceAddr(service, namespace string) string {
+	return service + "." + namespace + ".svc:15012"
 }
 
 // Decision is whether a pod is injected and why.
@@ -238,8 +261,18 @@ func podEnv() []corev1.EnvVar {
 	}
 }
 
+// identityArgs name the workload and the control plane. --ca-server-id
+// is spelled out only when the control plane runs outside the default
+// namespace: there its serving certificate names
+// spiffe://<td>/ns/<namespace>/sa/ward, not the agent's default (pods
+// injected for a default install stay as they were).
 func identityArgs(cfg InjectConfig) []string {
-	return []string{"--trust-domain", cfg.TrustDomain, "--xds-addr", cfg.XDSAddr, "--name", "$(POD_NAME)", "--ip", "$(INSTANCE_IP)"}
+	args := []string{"--trust-domain", cfg.TrustDomain, "--xds-addr", cfg.XDSAddr, "--name", "$(POD_NAME)", "--ip", "$(INSTANCE_IP)"}
+	if cfg.Namespace != mesh.ControlPlaneNamespace {
+		id := mesh.Identity{TrustDomain: cfg.TrustDomain, Namespace: cfg.Namespace, ServiceAccount: mesh.ControlPlaneServiceAccount}
+		args = append(args, "--ca-server-id", id.String())
+	}
+	return args
 }
 
 func agentMounts() []corev1.VolumeMount {

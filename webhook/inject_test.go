@@ -118,3 +118,59 @@ func TestShouldInject(t *testing.T) {
 		}
 	}
 }
+
+// A control plane installed into another namespace injects agents that
+// reach it at its Service there and pin the identity its serving
+// certificate carries; explicit addresses still win.
+func TestInjectFollowsControlPlaneNamespace(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  webhook.InjectConfig
+		want map[string]string // flag -> value, on the agent and the bootstrap
+	}{
+		{"default namespace", webhook.InjectConfig{}, map[string]string{
+			"--ca-addr": "ward.ward-system.svc:15012", "--xds-addr": "ward.ward-system.svc:15012", "--ca-server-id": ""}},
+		{"mesh-ctl", webhook.InjectConfig{Namespace: "mesh-ctl"}, map[string]string{
+			"--ca-addr": "ward.mesh-ctl.svc:15012", "--xds-addr": "ward.mesh-ctl.svc:15012",
+			"--ca-server-id": "spiffe://cluster.local/ns/mesh-ctl/sa/ward"}},
+		{"mesh-ctl, other service and trust domain", webhook.InjectConfig{Namespace: "mesh-ctl", Service: "ward-canary", TrustDomain: "prod.example"}, map[string]string{
+			"--ca-addr": "ward-canary.mesh-ctl.svc:15012", "--ca-server-id": "spiffe://prod.example/ns/mesh-ctl/sa/ward"}},
+		{"explicit addresses", webhook.InjectConfig{Namespace: "mesh-ctl", CAAddr: "ca.example:443", XDSAddr: "xds.example:443"}, map[string]string{
+			"--ca-addr": "ca.example:443", "--xds-addr": "xds.example:443"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := webhook.Inject(readPod(t, filepath.Join("testdata", "pod.yaml")), tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := 0
+			for _, c := range append(out.Spec.InitContainers, out.Spec.Containers...) {
+				if c.Name != webhook.ContainerAgent && c.Name != webhook.ContainerBootstrap {
+					continue
+				}
+				seen++
+				for flag, want := range tc.want {
+					if flag == "--ca-addr" && c.Name == webhook.ContainerBootstrap {
+						continue // the bootstrap only writes Envoy's config
+					}
+					if got := argValue(c.Args, flag); got != want {
+						t.Errorf("%s: %s %q, want %q (args %q)", c.Name, flag, got, want, c.Args)
+					}
+				}
+			}
+			if seen != 2 {
+				t.Errorf("%d agent and bootstrap containers, want 2", seen)
+			}
+		})
+	}
+}
+
+// argValue is the value after flag in args ("" when absent).
+func argValue(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}

@@ -121,7 +121,10 @@ func TestAuditKubeIssued(t *testing.T) {
 	const ns = "audit-kube-ca"
 	env.Namespace(t, ns, nil)
 	env.ServiceAccount(t, ns, "web")
-	rep := startKubeReplica(t, env, ns, "audit-a")
+	// The control plane runs in a namespace of its own: the CA reserves
+	// its namespace's identities, and serves .../ns/<cp>/sa/ward.
+	cp := env.UniqueNamespace(t, "audit-kube-cp", nil)
+	rep := startKubeReplica(t, env, cp, "audit-a")
 	rep.waitServing(t)
 
 	ctx := context.Background()
@@ -134,7 +137,7 @@ func TestAuditKubeIssued(t *testing.T) {
 	}
 	token := strings.TrimSpace(env.Kubectl(t, "", "-n", ns, "create", "token", "web", "--audience", "ward-ca",
 		"--bound-object-kind", "Pod", "--bound-object-name", "web-0", "--bound-object-uid", string(pod.UID)))
-	st, err := kube.SecretStore{Client: env.Clients.Kube, Namespace: ns}.Load(ctx)
+	st, err := kube.SecretStore{Client: env.Clients.Kube, Namespace: cp}.Load(ctx)
 	if err != nil || st == nil {
 		t.Fatalf("ward-ca secret: %+v, %v", st, err)
 	}
@@ -147,7 +150,7 @@ func TestAuditKubeIssued(t *testing.T) {
 		return p
 	}
 	out := filepath.Join(dir, "out")
-	agentProc := startWard(t, "agent", "--ca-addr", rep.secureAddr, "--trust-domain", "cluster.local",
+	agentProc := startWard(t, "agent", "--ca-addr", rep.secureAddr, "--trust-domain", "cluster.local", "--ca-server-id", "spiffe://cluster.local/ns/"+cp+"/sa/ward",
 		"--ca-root", write("root.pem", st.Roots[0].CertPEM), "--token-file", write("token", token),
 		"--state", filepath.Join(dir, "agent"), "--output-dir", out, "--xds-addr", "127.0.0.1:15010", "--xds-insecure", // only written to the bootstrap
 		"--name", "web-0", "--ip", "10.0.0.7", "--labels", "app=web")
@@ -169,7 +172,7 @@ func TestAuditKubeIssued(t *testing.T) {
 	}
 	audit := func(args ...string) report {
 		t.Helper()
-		args = append([]string{"audit", "--kube", "--kubeconfig", env.Kubeconfig, "--kube-namespace", ns, "-o", "json"}, args...)
+		args = append([]string{"audit", "--kube", "--kubeconfig", env.Kubeconfig, "--kube-namespace", cp, "-o", "json"}, args...)
 		stdout, stderr, code := runWard(t, args...)
 		if code != 0 {
 			t.Fatalf("ward %v: exit %d: %s", args, code, stderr)

@@ -64,7 +64,7 @@ spec:
 	if err := os.WriteFile(in, []byte(podYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(buildWard(t), "inject", "-f", in).Output()
+	out, err := exec.Command(buildWard(t), "inject", "--ward-namespace", ns, "-f", in).Output()
 	if err != nil {
 		t.Fatalf("ward inject: %v", err)
 	}

@@ -33,6 +33,10 @@ type ExtAuthzTarget struct {
 	// spiffe://<td>/ns/ward-system/sa/ward (ca.CA.ServerID's default, and
 	// what `ward agent` pins).
 	ServerID spiffeid.ID
+	// ServerNamespace is the control plane's namespace when ServerID is
+	// zero ("": ward-system): a control plane installed elsewhere serves
+	// spiffe://<td>/ns/<namespace>/sa/ward.
+	ServerNamespace string
 }
 
 // ParseExtAuthzTarget reads "IP:port".
@@ -62,7 +66,11 @@ func (t *ExtAuthzTarget) ServerSAN(m mesh.MeshConfig) string {
 	if !t.ServerID.IsZero() {
 		return t.ServerID.String()
 	}
-	return mesh.ControlPlaneIdentity(m.WithDefaults().TrustDomain).String()
+	id := mesh.ControlPlaneIdentity(m.WithDefaults().TrustDomain)
+	if t.ServerNamespace != "" {
+		id.Namespace = t.ServerNamespace
+	}
+	return id.String()
 }
 
 // transportSocket is upstream auto-mTLS's context (authn.EnvoyClientTLS:

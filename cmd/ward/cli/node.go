@@ -73,7 +73,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.netnsDir, "netns-dir", "/var/run/netns", "directory holding each workload's network namespace, named after its WorkloadEntry")
 	f.StringVar(&o.caAddr, "ca-addr", "localhost:15012", "address of Ward's certificate service (the --secure-addr of `ward serve`)")
 	f.StringVar(&o.caRoot, "ca-root", "", "PEM file with the CA's trust bundle (from: ward ca bundle)")
-	f.StringVar(&o.caServer, "ca-server-id", "", "SPIFFE ID of the control plane (default spiffe://<td>/ns/ward-system/sa/ward)")
+	f.StringVar(&o.caServer, "ca-server-id", "", "SPIFFE ID of the control plane (default spiffe://<td>/ns/ward-system/sa/ward); its namespace is the node identity's")
 	f.StringVar(&o.token, "join-token-file", "", "file holding this node's one-time join token (from: ward ca token create --node <name>)")
 	f.StringVar(&o.saToken, "token-file", "", "Kubernetes mode, instead of --join-token-file: file holding this node proxy's projected service-account token (service account ward-node of the control plane's namespace, audience ward-ca, bound to its pod); the CA takes the node from the pod and --name must be that node")
 	f.StringVar(&o.stateDir, "state-dir", "", "keep the node key and certificate here (0600) so a restart renews by certificate instead of needing a new join token")
@@ -196,6 +196,17 @@ func nodeIssuer(ctx context.Context, o nodeOptions, td spiffeid.TrustDomain, log
 	return r, r.Run, nil
 }
 
+// nodeNamespace is the namespace of node identities: the control plane's
+// (the CA issues .../ns/<its namespace>/sa/ward-node/node/<node>), read
+// from its SPIFFE ID, so --ca-server-id of a control plane installed
+// outside ward-system moves both.
+func nodeNamespace(server spiffeid.ID) string {
+	if id, err := mesh.IdentityFromID(server); err == nil {
+		return id.Namespace
+	}
+	return mesh.ControlPlaneNamespace
+}
+
 func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (node.RemoteConfig, error) {
 	if o.token != "" && o.saToken != "" {
 		return node.RemoteConfig{}, errors.New("node: --join-token-file and --token-file exclude each other")
@@ -215,16 +226,16 @@ func remoteConfig(o nodeOptions, td spiffeid.TrustDomain, log *slog.Logger) (nod
 	if err != nil {
 		return node.RemoteConfig{}, err
 	}
-	nodeID, err := ca.NodeID(td, mesh.ControlPlaneIdentity("").Namespace, o.name)
-	if err != nil {
-		return node.RemoteConfig{}, fmt.Errorf("node: --name: %w", err)
-	}
 	server, err := mesh.ControlPlaneIdentity(td.Name()).SPIFFEID()
 	if o.caServer != "" {
 		server, err = spiffeid.FromString(o.caServer)
 	}
 	if err != nil {
 		return node.RemoteConfig{}, fmt.Errorf("node: --ca-server-id: %w", err)
+	}
+	nodeID, err := ca.NodeID(td, nodeNamespace(server), o.name)
+	if err != nil {
+		return node.RemoteConfig{}, fmt.Errorf("node: --name: %w", err)
 	}
 	return node.RemoteConfig{Addr: o.caAddr, NodeID: nodeID, ServerID: server, Roots: roots,
 		JoinToken: tok, StateDir: o.stateDir, Log: log}, nil

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +77,7 @@ type kubeOptions struct {
 	enabled     bool
 	kubeconfig  string
 	namespace   string
+	service     string
 	identity    string
 	webhookAddr string
 	pluginDir   string
@@ -86,13 +88,44 @@ func (k *kubeOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.BoolVar(&k.enabled, "kube", false, "read config from Kubernetes (Istio CRDs, Services, Pods), keep CA state in a Secret, serve the admission webhooks; --config may run beside it or be empty")
 	f.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, then $KUBECONFIG)")
-	f.StringVar(&k.namespace, "kube-namespace", kube.DefaultNamespace, "Ward's namespace: CA Secret, Lease, MeshConfig ConfigMap")
+	f.StringVar(&k.namespace, "kube-namespace", defaultNamespace(), "Ward's namespace (default $POD_NAMESPACE, else ward-system): CA Secret, Lease, MeshConfig ConfigMap, the control plane's identity spiffe://<td>/ns/<namespace>/sa/ward, and the namespace of its Service")
+	f.StringVar(&k.service, "kube-service", webhook.DefaultService, "Ward's Service in --kube-namespace: the serving certificate names <service>.<namespace>.svc (and .svc.cluster.local), and the injector's default addresses")
 	f.StringVar(&k.identity, "kube-identity", hostname(), "this replica's leader-election identity (the pod name)")
 	f.StringVar(&k.webhookAddr, "webhook-addr", ":15017", "address of the admission webhooks (/inject, /validate)")
 	f.StringVar(&k.pluginDir, "ca-plugin-dir", "", "Istio cacerts directory; used (plug-in CA) when it holds ca-cert.pem")
 	f.StringVar(&k.inject.ProxyImage, "proxy-image", "", "Envoy image injected into pods")
 	f.StringVar(&k.inject.WardImage, "ward-image", "", "Ward image injected into pods (agent, init)")
 	f.BoolVar(&k.inject.CNI, "cni", false, "a CNI plugin redirects traffic: inject no redirect (ward-init) init container")
+	f.StringVar(&k.inject.CAAddr, "injector-ca-addr", "", "certificate service address injected agents use (default <kube-service>.<kube-namespace>.svc:15012)")
+	f.StringVar(&k.inject.XDSAddr, "injector-xds-addr", "", "xDS address injected proxies use (default --injector-ca-addr)")
+}
+
+// defaultNamespace is the namespace Ward runs in: $POD_NAMESPACE (the
+// chart sets it from the downward API), else ward-system.
+func defaultNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return kube.DefaultNamespace
+}
+
+// serverIdentity is the control plane's identity in Kubernetes mode: the
+// ServiceAccount ward in the namespace it runs in.
+func (k kubeOptions) serverIdentity() mesh.Identity {
+	return mesh.Identity{Namespace: k.namespace, ServiceAccount: mesh.ControlPlaneServiceAccount}
+}
+
+// serverNames adds the Service's DNS names to names, which the serving
+// certificate must cover for in-cluster agents and the API server (the
+// webhooks) to verify it.
+func (k kubeOptions) serverNames(names []string) []string {
+	out := append([]string(nil), names...)
+	for _, n := range []string{k.service + "." + k.namespace + ".svc", k.service + "." + k.namespace + ".svc.cluster.local"} {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func newServeCmd() *cobra.Command {
@@ -413,6 +446,9 @@ func extAuthzTarget(o serveOptions) (*hooks.ExtAuthzTarget, error) {
 	default:
 		return nil, fmt.Errorf("serve: --ext-authz-target-tls %q: want %s, %s or %s", o.authzTLS, extAuthzTLSAuto, extAuthzTLSMTLS, extAuthzTLSPlaintext)
 	}
+	if o.kube.enabled {
+		t.ServerNamespace = o.kube.namespace
+	}
 	return t, nil
 }
 
@@ -714,7 +750,8 @@ func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig,
 	cfg := ca.Config{
 		StateDir: o.stateDir, TrustDomain: m.TrustDomain, Log: k.log, Metrics: reg,
 		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
-		ServerNames: o.serverNames, TokenReviewer: kube.TokenReviewer{Client: k.clients.Kube},
+		ServerNames: k.opts.serverNames(o.serverNames), ServerIdentity: k.opts.serverIdentity(),
+		TokenReviewer: kube.TokenReviewer{Client: k.clients.Kube},
 		Placement: k.source.Placement(),
 	}
 	o.bounds.applyCA(&cfg)
@@ -737,6 +774,7 @@ func (k *kubeMode) start(ctx context.Context, g *errgroup.Group, c *ca.CA, webho
 	if inj.TrustDomain == "" {
 		inj.TrustDomain = m.WithDefaults().TrustDomain
 	}
+	inj.Namespace, inj.Service = k.opts.namespace, k.opts.service
 	wh, err := webhook.New(webhook.Config{Listener: webhookLis, GetCertificate: webhook.FromCA(c), Client: k.clients.Kube, Inject: inj, Log: k.log})
 	if err != nil {
 		return err

@@ -31,7 +31,7 @@ func (l *limitOptions) addFlags(cmd *cobra.Command) {
 	f.IntVar(&l.ca.FailureBurst, "ca-auth-failure-burst", ca.DefaultFailureBurst, "burst of --ca-auth-failures-per-second")
 	f.Float64Var(&l.ca.NodePerSecond, "ca-node-per-second", ca.DefaultNodePerSecond, "certificates per second one node proxy may obtain, its workloads' and its own (negative: unlimited)")
 	f.IntVar(&l.ca.NodeBurst, "ca-node-burst", ca.DefaultNodeBurst, "burst of --ca-node-per-second (a full node enrolling its workloads at start)")
-	f.StringSliceVar(&l.allowReserved, "ca-allow-reserved", nil, "namespace/serviceaccount identities in the control plane's namespace (ward-system) the CA may still issue; the control plane's own identity never is")
+	f.StringSliceVar(&l.allowReserved, "ca-allow-reserved", nil, "namespace/serviceaccount identities in the control plane's namespace (ward-system, or --kube-namespace) the CA may still issue; the control plane's own identity never is")
 	f.Int64Var(&l.config.MaxTreeBytes, "config-max-bytes", file.DefaultMaxTreeBytes, "total size of the config tree; a larger tree is refused whole and the last good config keeps serving")
 	f.Int64Var(&l.config.MaxFileBytes, "config-max-file-bytes", file.DefaultMaxFileBytes, "size of one config file; a larger file is rejected")
 	f.IntVar(&l.config.YAML.MaxDocumentBytes, "config-max-document-bytes", schema.DefaultMaxDocumentBytes, "size of one YAML document, checked before parsing")
