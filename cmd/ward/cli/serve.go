@@ -752,7 +752,7 @@ func (k *kubeMode) newCA(ctx context.Context, o serveOptions, m mesh.MeshConfig,
 		DefaultTTL: time.Duration(m.DefaultCertTTL), MaxTTL: time.Duration(m.MaxCertTTL),
 		ServerNames: k.opts.serverNames(o.serverNames), ServerIdentity: k.opts.serverIdentity(),
 		TokenReviewer: kube.TokenReviewer{Client: k.clients.Kube},
-		Placement: k.source.Placement(),
+		Placement:     k.source.Placement(),
 	}
 	o.bounds.applyCA(&cfg)
 	if k.opts.pluginDir != "" {
