@@ -34,7 +34,7 @@ import (
 
 // `ward serve --kube` issues node proxies' certificates: the node
 // proxy's own issuer (node.RemoteCA, what `ward node --token-file` runs)
-// enrols with the pod-bound token of a ward-system/ward-node pod on n1 and
+// enrols with the pod-bound token of a <control-plane namespace>/ward-node pod on n1 and
 // then gets the certificate of an ambient pod on n1, not of one on n2,
 // and over ADS learns that pod (ward.io/node from spec.nodeName) only.
 func TestKubeServeIssuesNodeProxyCertificates(t *testing.T) {
@@ -42,8 +42,7 @@ func TestKubeServeIssuesNodeProxyCertificates(t *testing.T) {
 	env.ApplyCRDs(t)
 	ctx := context.Background()
 	ns := env.UniqueNamespace(t, "ward-amb", nil)
-	const cpNS = "ward-system" // the control plane's identity namespace
-	env.Namespace(t, cpNS, nil)
+	cpNS := ns // the control plane's identity namespace follows --kube-namespace
 	env.ServiceAccount(t, cpNS, ca.NodeServiceAccount)
 	n1, n2 := ns+"-n1", ns+"-n2"
 	for _, n := range []string{n1, n2} {
@@ -102,7 +101,7 @@ func TestKubeServeIssuesNodeProxyCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	server, _ := mesh.ControlPlaneIdentity(td.Name()).SPIFFEID()
+	server, _ := mesh.Identity{TrustDomain: td.Name(), Namespace: cpNS, ServiceAccount: "ward"}.SPIFFEID()
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	rca, err := node.NewRemoteCA(rctx, node.RemoteConfig{Addr: r.secureAddr, NodeID: nodeID, ServerID: server,
