@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -149,4 +150,73 @@ func newNetNS(t *testing.T) string {
 		t.Skipf("cannot make a network namespace here: %v", err)
 	}
 	return ""
+}
+
+// TestCaptureRemovesLegacyChains: a namespace still holding the iptables
+// chains of an earlier ward node loses them on install where the iptables
+// binary exists; without it they are reported, and the install succeeds.
+func TestCaptureRemovesLegacyChains(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: a network namespace")
+	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("needs iptables to create the old chains")
+	}
+	path := newNetNS(t)
+	ns := netns{path}
+	legacy := func() string {
+		var out []byte
+		err := ns.do(func() error {
+			var err error
+			out, err = exec.Command("iptables", "-w", "-t", "nat", "-S").CombinedOutput()
+			return err
+		})
+		if err != nil {
+			t.Fatalf("iptables -S: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	addLegacy := func() {
+		t.Helper()
+		err := ns.do(func() error {
+			for _, args := range [][]string{{"-N", "WARD_INBOUND"}, {"-A", "PREROUTING", "-j", "WARD_INBOUND"}, {"-A", "WARD_INBOUND", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15006"}} {
+				if out, err := exec.Command("iptables", append([]string{"-w", "-t", "nat"}, args...)...).CombinedOutput(); err != nil {
+					return fmt.Errorf("iptables %v: %v: %s", args, err, out)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var warnings []string
+	warn := func(msg string, _ ...any) { warnings = append(warnings, msg) }
+
+	addLegacy()
+	if err := installCapture(path, warn); err != nil {
+		t.Fatal(err)
+	}
+	if s := legacy(); strings.Contains(s, "WARD_") || len(warnings) != 0 {
+		t.Fatalf("with iptables: old chains left (%v):\n%s", warnings, s)
+	}
+
+	addLegacy()
+	nft, _ := iptablesBackendNFT()
+	t.Setenv("PATH", "")
+	if err := installCapture(path, warn); err != nil {
+		t.Fatal(err)
+	}
+	if !nft {
+		t.Log("iptables-legacy: its chains are invisible to nf_tables, so nothing can be reported")
+	} else if len(warnings) != 1 || !strings.Contains(warnings[0], "remains") {
+		t.Errorf("without iptables, warnings = %v, want one saying the old chains remain", warnings)
+	}
+}
+
+// iptablesBackendNFT reports whether iptables here is iptables-nft, whose
+// chains nf_tables lists.
+func iptablesBackendNFT() (bool, error) {
+	out, err := exec.Command("iptables", "-V").CombinedOutput()
+	return strings.Contains(string(out), "nf_tables"), err
 }
