@@ -16,8 +16,8 @@
 set -euo pipefail
 
 [ "$(id -u)" = 0 ] || { echo "demo-ambient: needs root (network namespaces and redirect rules)" >&2; exit 2; }
-for cmd in ip iptables go; do
-	command -v "$cmd" >/dev/null || { echo "demo-ambient: $cmd not found (hack/install-iptables.sh, hack/install-iproute2.sh)" >&2; exit 2; }
+for cmd in ip go; do # ip builds the namespaces; ward node needs no binary
+	command -v "$cmd" >/dev/null || { echo "demo-ambient: $cmd not found (hack/install-iproute2.sh)" >&2; exit 2; }
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)

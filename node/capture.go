@@ -1,13 +1,10 @@
 package node
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,12 +17,9 @@ const (
 	PortHBONE    = 15008 // tunnels from other node proxies
 )
 
-// Chains the node proxy owns in a workload's nat and mangle tables (and
-// ip6tables filter table).
-const (
-	chainInbound  = "WARD_INBOUND"
-	chainOutbound = "WARD_OUTPUT"
-)
+// CaptureTable is the nf_tables table (family inet) the node proxy owns
+// in every enrolled workload's network namespace.
+const CaptureTable = "ward-node"
 
 // Source-IP preservation, with Istio in-pod mode's values (istio cni
 // pkg/iptables): connections the proxy opens to the application from the
@@ -42,140 +36,31 @@ const (
 	tproxyPref  = 32764
 )
 
-// ruleset is the proxy's rules in one table of one family: chains it owns
-// and the built-in chains that jump to them.
-type ruleset struct {
-	restore, cli, table string
-	jumps               [][2]string // {built-in chain, owned chain}
-	rules               string
-}
-
-// captureRules redirects, in the workload's namespace, every new outgoing
-// IPv4 TCP connection to 15001 (except the proxy's own, marked, and
-// loopback) and every incoming one to 15006 (except HBONE on 15008, which
-// the proxy terminates itself). IPv6 is not proxied yet, so new IPv6 TCP
-// connections other than loopback are refused both ways: without this an
-// IPv6 caller would reach the application around STRICT mTLS. The mangle
-// rules mark the replies to the proxy's transparent connections (see
-// tproxyMark).
-func captureRules() []ruleset {
-	v4 := fmt.Sprintf(`*nat
-:%[1]s - [0:0]
-:%[2]s - [0:0]
--A PREROUTING -j %[1]s
--A OUTPUT -j %[2]s
--A %[1]s -p tcp --dport %[3]d -j RETURN
--A %[1]s -p tcp -j REDIRECT --to-ports %[4]d
--A %[2]s -m mark --mark %#[5]x -j RETURN
--A %[2]s -o lo -j RETURN
--A %[2]s -d 127.0.0.0/8 -j RETURN
--A %[2]s -p tcp -j REDIRECT --to-ports %[6]d
-COMMIT
-`, chainInbound, chainOutbound, PortHBONE, PortInbound, Mark, PortOutbound)
-	v6 := fmt.Sprintf(`*filter
-:%[1]s - [0:0]
-:%[2]s - [0:0]
--A INPUT -j %[1]s
--A OUTPUT -j %[2]s
--A %[1]s -i lo -j RETURN
--A %[1]s -p tcp --syn -j REJECT --reject-with tcp-reset
--A %[2]s -o lo -j RETURN
--A %[2]s -m mark --mark %#[3]x -j RETURN
--A %[2]s -p tcp --syn -j REJECT --reject-with tcp-reset
-COMMIT
-`, chainInbound, chainOutbound, Mark)
-	mangle := fmt.Sprintf(`*mangle
-:%[1]s - [0:0]
-:%[2]s - [0:0]
--A PREROUTING -j %[1]s
--A OUTPUT -j %[2]s
--A %[1]s -m mark --mark %#[3]x -j CONNMARK --set-xmark %#[4]x/%#[5]x
--A %[2]s -m connmark --mark %#[4]x/%#[5]x -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff
-COMMIT
-`, chainInbound, chainOutbound, Mark, tproxyMark, tproxyMask)
-	return []ruleset{
-		{"iptables-restore", "iptables", "nat", [][2]string{{"PREROUTING", chainInbound}, {"OUTPUT", chainOutbound}}, v4},
-		{"iptables-restore", "iptables", "mangle", [][2]string{{"PREROUTING", chainInbound}, {"OUTPUT", chainOutbound}}, mangle},
-		{"ip6tables-restore", "ip6tables", "filter", [][2]string{{"INPUT", chainInbound}, {"OUTPUT", chainOutbound}}, v6},
+// installCapture replaces the proxy's capture in the namespace at path:
+// the nf_tables table in one netlink transaction, then the policy route.
+// Chains an earlier, iptables-based `ward node` left there are removed
+// when that is possible (see removeLegacy); warn reports what remains.
+func installCapture(path string, warn func(msg string, args ...any)) error {
+	removeLegacy(path, warn)
+	if err := applyTable(path, true); err != nil {
+		return err
 	}
-}
-
-// installCapture replaces the proxy's rules in the namespace at path.
-func installCapture(path string) error {
-	removeCapture(path)
-	for _, rs := range captureRules() {
-		cmd := exec.Command("nsenter", "--net="+path, rs.restore, "--noflush")
-		cmd.Stdin = strings.NewReader(rs.rules)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("install capture in %s (%s): %w: %s", path, rs.cli, err, bytes.TrimSpace(out))
-		}
-	}
-	for _, args := range [][]string{routeArgs("add"), ruleArgs("add")} {
-		if out, err := ipCmd(path, args).CombinedOutput(); err != nil {
-			return fmt.Errorf("install capture in %s (ip %s): %w: %s", path, strings.Join(args, " "), err, bytes.TrimSpace(out))
-		}
+	if err := installRoute(path); err != nil {
+		return fmt.Errorf("install capture in %s: %w", path, err)
 	}
 	return nil
 }
 
-// ruleArgs and routeArgs are the policy route for tproxyMark: `ip rule
-// <op> fwmark 0x111/0xfff pref 32764 lookup 100` and `ip route <op> local
-// 0.0.0.0/0 dev lo table 100`.
-func ruleArgs(op string) []string {
-	return []string{"-4", "rule", op, "fwmark", fmt.Sprintf("%#x/%#x", tproxyMark, tproxyMask), "pref", fmt.Sprint(tproxyPref), "lookup", fmt.Sprint(tproxyTable)}
-}
-
-func routeArgs(op string) []string {
-	return []string{"-4", "route", op, "local", "0.0.0.0/0", "dev", "lo", "table", fmt.Sprint(tproxyTable)}
-}
-
-func ipCmd(path string, args []string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--net=" + path, "ip"}, args...)...)
-}
-
-// removeCapture deletes the proxy's jumps, chains, policy rule and route;
-// what is already gone is not an error, so it is safe to call twice.
+// removeCapture deletes the proxy's table, policy rule and route; what is
+// already gone is not an error, so it is safe to call twice.
 func removeCapture(path string) error {
-	var errs []string
-	// The rule first: without it nothing uses the table. A rule added
-	// twice is deleted twice (bounded: each pass removes one).
-	for range 8 {
-		out, err := ipCmd(path, ruleArgs("del")).CombinedOutput()
-		if err != nil {
-			if !missing(out) {
-				errs = append(errs, fmt.Sprintf("ip rule del: %s", bytes.TrimSpace(out)))
-			}
-			break
-		}
+	// The rule first: without it nothing uses the route.
+	rerr := removeRoute(path)
+	terr := applyTable(path, false)
+	if rerr != nil {
+		return fmt.Errorf("remove capture in %s: %w", path, rerr)
 	}
-	if out, err := ipCmd(path, routeArgs("del")).CombinedOutput(); err != nil && !missing(out) {
-		errs = append(errs, fmt.Sprintf("ip route del: %s", bytes.TrimSpace(out)))
-	}
-	for _, rs := range captureRules() {
-		var cmds [][]string
-		for _, j := range rs.jumps {
-			cmds = append(cmds, []string{"-D", j[0], "-j", j[1]})
-		}
-		for _, j := range rs.jumps {
-			cmds = append(cmds, []string{"-F", j[1]}, []string{"-X", j[1]})
-		}
-		for _, args := range cmds {
-			cmd := exec.Command("nsenter", append([]string{"--net=" + path, rs.cli, "-w", "-t", rs.table}, args...)...)
-			if out, err := cmd.CombinedOutput(); err != nil && !missing(out) {
-				errs = append(errs, fmt.Sprintf("%s %v: %s", rs.cli, args, bytes.TrimSpace(out)))
-			}
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("remove capture in %s: %s", path, strings.Join(errs, "; "))
-	}
-	return nil
-}
-
-func missing(out []byte) bool {
-	s := string(out)
-	return strings.Contains(s, "No chain/target/match") || strings.Contains(s, "does not exist") || strings.Contains(s, "Bad rule") ||
-		strings.Contains(s, "No such file or directory") || strings.Contains(s, "No such process") // ip rule del, ip route del
+	return terr
 }
 
 // originalDst is the destination a redirected connection was addressed

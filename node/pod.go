@@ -94,7 +94,8 @@ func (pd *pod) start() error {
 		return err
 	}
 	pd.listeners = append(pd.listeners, hb)
-	if err := installCapture(pd.ns.path); err != nil {
+	warn := func(msg string, args ...any) { pd.p.cfg.Log.Warn(msg, append(args, "name", pd.w.Name)...) }
+	if err := installCapture(pd.ns.path, warn); err != nil {
 		return err
 	}
 	pd.captured = true

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -117,7 +116,9 @@ func snapshot(t testing.TB, src string) *mesh.Snapshot {
 	return mesh.NewSnapshot(m, cfgs)
 }
 
-func newWorld(t testing.TB) *world {
+// newWorld builds the cluster; beforeNodes run after the pods and apps
+// exist, just before the node proxies start.
+func newWorld(t testing.TB, beforeNodes ...func()) *world {
 	c := newCluster(t)
 	w := &world{c: c, clock: &fakeClock{}, a: c.pod("a"), b: c.pod("b"), e: c.pod("e"), d: c.pod("d"), plain: c.pod("plain"), x: c.pod("x")}
 	c.run(w.b, "echo:9000,http:8080,sink:9100,peer:9200")
@@ -126,6 +127,9 @@ func newWorld(t testing.TB) *world {
 	snap := snapshot(t, w.config())
 	cp := newControlPlane(t, func() *mesh.Snapshot { return snap })
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for _, f := range beforeNodes {
+		f()
+	}
 	for i := range w.nodes {
 		w.metrics[i] = prometheus.NewRegistry()
 		iss := cp.issuer(t, fmt.Sprintf("node-%d", i+1))
@@ -339,36 +343,6 @@ func TestAmbientHBONE(t *testing.T) {
 	})
 }
 
-// natRules returns the pod's IPv4 nat and mangle and IPv6 filter tables
-// as iptables-save prints them.
-func natRules(t testing.TB, p pod) string {
-	t.Helper()
-	var all string
-	for _, args := range [][]string{{"iptables-save", "-t", "nat"}, {"iptables-save", "-t", "mangle"}, {"ip6tables-save", "-t", "filter"}} {
-		out, err := exec.Command("nsenter", append([]string{"--net=" + p.path}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s in %s: %v: %s", args[0], p.name, err, out)
-		}
-		all += string(out)
-	}
-	return all
-}
-
-// policyRouting returns the pod's IPv4 policy rules and the routes of
-// the table the proxy's transparent sockets use (Istio's table 100).
-func policyRouting(t testing.TB, p pod) string {
-	t.Helper()
-	var all string
-	for _, args := range [][]string{{"-4", "rule", "show"}, {"-4", "route", "show", "table", "100"}} {
-		out, err := exec.Command("ip", append([]string{"-n", p.name}, args...)...).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "table does not exist") {
-			t.Fatalf("ip %s in %s: %v: %s", strings.Join(args, " "), p.name, err, out)
-		}
-		all += string(out)
-	}
-	return all
-}
-
 // TestAmbientConfigChanges: a policy change applies to new connections
 // at once without dropping unrelated established ones, closes an
 // established connection it now denies, and a workload that leaves the
@@ -417,10 +391,10 @@ spec:
 	roundTrip("after") // the unrelated connection is untouched
 
 	// d leaves node-2: its rules and listeners go; a's connection stays.
-	if rules := natRules(t, w.d); !strings.Contains(rules, "WARD_INBOUND") || !strings.Contains(rules, "CONNMARK") {
+	if rules := captureRules(t, w.d); !strings.Contains(rules, "nat_prerouting: return redirect") || !strings.Contains(rules, "mangle_output: ct") || !strings.Contains(rules, "filter_input: return reject") {
 		t.Fatalf("no capture rules in d before removal:\n%s", rules)
 	}
-	if routing := policyRouting(t, w.d); !strings.Contains(routing, "fwmark 0x111/0xfff lookup 100") || !strings.Contains(routing, "local default dev lo") {
+	if routing := policyRouting(t, w.d); !strings.Contains(routing, "fwmark 0x111/0xfff pref 32764 lookup 100") || !strings.Contains(routing, "local 0.0.0.0/0 dev lo table 100") {
 		t.Fatalf("no policy routing for transparent sockets in d before removal:\n%s", routing)
 	}
 	without := strings.Replace(denyLegacy, "ward.io/node: node-2}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry", "ward.io/node: node-9}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry", 1)
@@ -430,10 +404,10 @@ spec:
 	if err := w.nodes[1].SetSnapshot(ctxT(t), snapshot(t, without)); err != nil {
 		t.Fatal(err)
 	}
-	if rules := natRules(t, w.d); strings.Contains(rules, "WARD_") || strings.Contains(rules, "REDIRECT") || strings.Contains(rules, "REJECT") {
+	if rules := captureRules(t, w.d); rules != "" {
 		t.Fatalf("capture rules left in d after removal:\n%s", rules)
 	}
-	if routing := policyRouting(t, w.d); strings.Contains(routing, "0x111") || strings.Contains(routing, "lookup 100") || strings.Contains(routing, "local default") {
+	if routing := policyRouting(t, w.d); routing != "" {
 		t.Fatalf("policy routing left in d after removal:\n%s", routing)
 	}
 	if got, err := exchange(t, w.plain, w.d.addr+":9000", "direct"); err != nil || got != "direct" {

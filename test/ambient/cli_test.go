@@ -55,7 +55,7 @@ func TestWardNodeCommand(t *testing.T) {
 		t.Fatalf("echo = %q, %v", got, err)
 	}
 	waitLog([]string{"inbound connection", "spiffe://cluster.local/ns/frontend/sa/web", "allowed=true"})
-	if !strings.Contains(natRules(t, b), "WARD_INBOUND") {
+	if !strings.Contains(captureRules(t, b), "nat_prerouting: return redirect") {
 		t.Fatal("no capture rules in b while ward node runs")
 	}
 
@@ -74,7 +74,7 @@ func TestWardNodeCommand(t *testing.T) {
 	}
 	// The rules stay after exit: b's STRICT application is not reachable
 	// in plaintext while no proxy serves it (fail closed).
-	if !strings.Contains(natRules(t, b), "WARD_INBOUND") {
+	if !strings.Contains(captureRules(t, b), "nat_prerouting: return redirect") {
 		t.Error("capture rules removed on exit: the workload would be reachable around mTLS")
 	}
 	if got, err := exchange(t, a, b.addr+":9000", "no proxy"); err == nil || got != "" {

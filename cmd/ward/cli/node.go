@@ -52,7 +52,7 @@ func newNodeCmd() *cobra.Command {
 			"istio.io/dataplane-mode=ambient and ward.io/node=<--name> is enrolled: the proxy makes\n" +
 			"its key, obtains its certificate, opens ports 15001/15006/15008 inside the workload's\n" +
 			"network namespace (<--netns-dir>/<WorkloadEntry name>) and redirects its TCP there with\n" +
-			"iptables. Traffic between enrolled workloads is carried over HBONE with the source\n" +
+			"nf_tables over netlink, from Go (no iptables or ip binary). Traffic between enrolled workloads is carried over HBONE with the source\n" +
 			"workload's identity; arriving connections are judged by PeerAuthentication and the L4\n" +
 			"part of AuthorizationPolicy. Workload certificates come from `ward serve` (--ca-addr):\n" +
 			"the node enrols with its join token (in Kubernetes, --token-file: its pod-bound\n" +
