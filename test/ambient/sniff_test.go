@@ -56,6 +56,17 @@ func (c *cluster) sniff(t testing.TB) *sniffer {
 				s.mu.Unlock()
 			}
 		}
+		// Frames queued when stop was asked for are part of the capture:
+		// drain the socket without waiting.
+		for {
+			n, _, err := unix.Recvfrom(s.fd, frame, unix.MSG_DONTWAIT)
+			if err != nil || n <= 0 {
+				break
+			}
+			s.mu.Lock()
+			s.buf.Write(frame[:n])
+			s.mu.Unlock()
+		}
 	}()
 	if err := <-opened; err != nil {
 		t.Skipf("packet capture unavailable: %v", err)
