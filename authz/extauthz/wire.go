@@ -74,7 +74,7 @@ func (s *Server) checkWire(ctx context.Context, req *authv3.CheckRequest) any {
 type wireResponse struct{ b mem.BufferSlice }
 
 // wireCodec is gRPC's proto codec that also sends wireResponses as they
-// are. Its name is "proto" so that it replaces gRPC's codec on Serve's
+// are and decodes CheckRequests without reflection (decode.go). Its name is "proto" so that it replaces gRPC's codec on Serve's
 // server (grpc.ForceServerCodecV2).
 type wireCodec struct{ proto encoding.CodecV2 }
 
@@ -87,7 +87,16 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal decodes CheckRequests with decodeCheckRequest.
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	req, ok := v.(*authv3.CheckRequest)
+	if !ok {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+	defer buf.Free()
+	return decodeCheckRequest(buf.ReadOnlyData(), req)
+}
 
 func (wireCodec) Name() string { return "proto" }
 
