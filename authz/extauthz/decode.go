@@ -132,17 +132,17 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) error {
 			if m.MetadataContext == nil {
 				m.MetadataContext = &corev3.Metadata{}
 			}
-			err = merge(f.b, m.MetadataContext)
+			err = merge(f.b, m.MetadataContext, 2)
 		case 12:
 			if m.TlsSession == nil {
 				m.TlsSession = &authv3.AttributeContext_TLSSession{}
 			}
-			err = merge(f.b, m.TlsSession)
+			err = merge(f.b, m.TlsSession, 2)
 		case 13:
 			if m.RouteMetadataContext == nil {
 				m.RouteMetadataContext = &corev3.Metadata{}
 			}
-			err = merge(f.b, m.RouteMetadataContext)
+			err = merge(f.b, m.RouteMetadataContext, 2)
 		default:
 			return errGeneric
 		}
@@ -154,9 +154,11 @@ func decodeAttributes(b []byte, m *authv3.AttributeContext) error {
 }
 
 // merge decodes a message field protobuf's way, into what earlier
-// occurrences left.
-func merge(b []byte, m proto.Message) error {
-	if err := (proto.UnmarshalOptions{Merge: true}).Unmarshal(b, m); err != nil {
+// occurrences left; depth is the field's nesting in the CheckRequest, so
+// that protobuf's recursion limit applies as to the whole request.
+func merge(b []byte, m proto.Message, depth int) error {
+	opts := proto.UnmarshalOptions{Merge: true, RecursionLimit: protowire.DefaultRecursionLimit - depth}
+	if err := opts.Unmarshal(b, m); err != nil {
 		return errGeneric
 	}
 	return nil
@@ -353,7 +355,7 @@ func decodeHTTP(b []byte, m *authv3.AttributeContext_HttpRequest) error {
 			if m.HeaderMap == nil {
 				m.HeaderMap = &corev3.HeaderMap{}
 			}
-			err = merge(f.b, m.HeaderMap)
+			err = merge(f.b, m.HeaderMap, 4)
 		default:
 			return errGeneric
 		}

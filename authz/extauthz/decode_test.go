@@ -126,3 +126,43 @@ func BenchmarkDecodeCheckRequest(b *testing.B) {
 		})
 	}
 }
+
+// TestDecodeRecursionLimit: metadata nested up to and past protobuf's
+// recursion limit is accepted or rejected as proto.Unmarshal does.
+func TestDecodeRecursionLimit(t *testing.T) {
+	nested := func(levels int) []byte {
+		var st []byte // Struct
+		for range levels {
+			var v []byte // Value.struct_value (5)
+			v = protowire.AppendTag(v, 5, protowire.BytesType)
+			v = protowire.AppendBytes(v, st)
+			var e []byte // Struct.fields entry
+			e = protowire.AppendTag(e, 1, protowire.BytesType)
+			e = protowire.AppendString(e, "a")
+			e = protowire.AppendTag(e, 2, protowire.BytesType)
+			e = protowire.AppendBytes(e, v)
+			st = protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), e)
+		}
+		var me []byte // Metadata.filter_metadata entry
+		me = protowire.AppendTag(me, 1, protowire.BytesType)
+		me = protowire.AppendString(me, "k")
+		me = protowire.AppendTag(me, 2, protowire.BytesType)
+		me = protowire.AppendBytes(me, st)
+		md := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), me)
+		attrs := protowire.AppendBytes(protowire.AppendTag(nil, 11, protowire.BytesType), md)
+		return protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), attrs)
+	}
+	var flipped bool
+	for levels := 3329; levels <= 3334; levels++ {
+		b := nested(levels)
+		werr := proto.Unmarshal(b, new(authv3.CheckRequest))
+		gerr := decodeCheckRequest(b, new(authv3.CheckRequest))
+		if (werr == nil) != (gerr == nil) {
+			t.Errorf("%d levels: proto.Unmarshal: %v; decodeCheckRequest: %v", levels, werr, gerr)
+		}
+		flipped = flipped || werr != nil
+	}
+	if !flipped {
+		t.Error("the recursion limit was not reached")
+	}
+}
