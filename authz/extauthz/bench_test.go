@@ -115,7 +115,10 @@ func BenchmarkCheckCodec(b *testing.B) {
 		codec encoding.CodecV2
 		check func(*Server, context.Context, *authv3.CheckRequest) any
 	}{
-		{"proto", protoCodec, func(s *Server, ctx context.Context, r *authv3.CheckRequest) any { resp, _ := s.Check(ctx, r); return resp }},
+		{"proto", protoCodec, func(s *Server, ctx context.Context, r *authv3.CheckRequest) any {
+			resp, _ := s.Check(ctx, r)
+			return resp
+		}},
 		{"wire", newWireCodec(), (*Server).checkWire},
 	}
 	for _, n := range []int{10, 100} {
