@@ -1,8 +1,10 @@
 package extauthz
 
 import (
+	"bytes"
 	"errors"
 	"unicode/utf8"
+	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -27,8 +29,16 @@ import (
 // value, invalid UTF-8 or truncated input — makes it start over with
 // proto.Unmarshal, so the result, error or not, is always
 // proto.Unmarshal's (FuzzDecodeCheckRequest compares them).
+//
+// The strings it decodes share one copy of the request's bytes (one
+// allocation instead of ~37 per check, a fifth of a check's allocations):
+// the copy is never written after decoding, so the strings are as
+// immutable as any; a string kept after the check (a memoised label text,
+// a queued decision-log entry) keeps the whole copy, a few hundred bytes,
+// alive with it. raw_body, a []byte its holder may modify, gets its own
+// copy.
 func decodeCheckRequest(b []byte, m *authv3.CheckRequest) error {
-	if err := decodeFast(b, m); err != nil {
+	if err := decodeFast(bytes.Clone(b), m); err != nil {
 		proto.Reset(m)
 		return proto.Unmarshal(b, m)
 	}
@@ -69,12 +79,16 @@ func next(b []byte) (field, []byte, error) {
 	return f, b[n:], nil
 }
 
-// str is a length-delimited field as a string, if it is valid UTF-8.
+// str is a length-delimited field as a string, if it is valid UTF-8:
+// a view of decodeCheckRequest's copy of the request, not a copy.
 func (f field) str() (string, bool) {
 	if f.typ != protowire.BytesType || !utf8.Valid(f.b) {
 		return "", false
 	}
-	return string(f.b), true
+	if len(f.b) == 0 {
+		return "", true
+	}
+	return unsafe.String(unsafe.SliceData(f.b), len(f.b)), true
 }
 
 func decodeFast(b []byte, m *authv3.CheckRequest) error {

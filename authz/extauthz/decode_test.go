@@ -166,3 +166,20 @@ func TestDecodeRecursionLimit(t *testing.T) {
 		t.Error("the recursion limit was not reached")
 	}
 }
+
+// TestDecodeOwnsItsBytes: gRPC reuses the buffer a request arrived in;
+// what decodeCheckRequest returns must not change when it does.
+func TestDecodeOwnsItsBytes(t *testing.T) {
+	want := fullCheck()
+	b, _ := proto.Marshal(want)
+	got := new(authv3.CheckRequest)
+	if err := decodeCheckRequest(b, got); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b {
+		b[i] = 'x'
+	}
+	if !proto.Equal(want, got) {
+		t.Errorf("after the input buffer was reused: %v, want %v", got, want)
+	}
+}
