@@ -9,6 +9,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 
 	"github.com/wardmesh/ward/authz"
 	"github.com/wardmesh/ward/mesh"
@@ -99,6 +101,59 @@ func BenchmarkCheckLoad(b *testing.B) {
 			}
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// BenchmarkCheckCodec is BenchmarkCheckLoad with what gRPC's codec does
+// around Check: decode the request's bytes, check, encode the response.
+// codec=proto is gRPC's proto codec and Check (Register's servers, and
+// Serve before wire.go); codec=wire is Serve's wireCodec and checkWire.
+func BenchmarkCheckCodec(b *testing.B) {
+	protoCodec := encoding.GetCodecV2("proto")
+	paths := []struct {
+		name  string
+		codec encoding.CodecV2
+		check func(*Server, context.Context, *authv3.CheckRequest) any
+	}{
+		{"proto", protoCodec, func(s *Server, ctx context.Context, r *authv3.CheckRequest) any {
+			resp, _ := s.Check(ctx, r)
+			return resp
+		}},
+		{"wire", newWireCodec(), (*Server).checkWire},
+	}
+	for _, n := range []int{10, 100} {
+		s := newServer(b, Config{Timeout: time.Second, DecisionCache: -1}, "", loadPolicies(n))
+		if resp, err := s.Check(context.Background(), loadCheck(0)); err != nil || resp.GetStatus().GetCode() != 0 {
+			b.Fatal(resp, err) // and the workload is prepared before either path is timed
+		}
+		raw := make([]mem.BufferSlice, 100)
+		for i := range raw {
+			var err error
+			if raw[i], err = protoCodec.Marshal(loadCheck(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, p := range paths {
+			b.Run(fmt.Sprintf("policies=%d/codec=%s", n, p.name), func(b *testing.B) {
+				ctx := context.Background()
+				b.ReportAllocs()
+				i := 0
+				cpu0 := processCPU()
+				for b.Loop() {
+					req := new(authv3.CheckRequest)
+					if err := p.codec.Unmarshal(raw[i%len(raw)], req); err != nil {
+						b.Fatal(err)
+					}
+					out, err := p.codec.Marshal(p.check(s, ctx, req))
+					if err != nil {
+						b.Fatal(err)
+					}
+					out.Free()
+					i++
+				}
+				b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			})
+		}
 	}
 }
 

@@ -97,6 +97,7 @@ type Server struct {
 	jwt     jwtCache
 	labels  labelMemo
 	warm    warmer
+	wire    wireTemplates
 }
 
 // labelMemo memoises parsed workload labels by their JSON text (a check
@@ -184,11 +185,13 @@ func (s *Server) Register(g *grpc.Server) { authv3.RegisterAuthorizationServer(g
 // (copy) its stack on every check — the pool's stacks stay grown. The
 // pool is sized for the checks in flight under load (32 per core: at
 // 5 000 rps, 4 per core left a third of the streams to fresh goroutines
-// and doubled p99).
+// and doubled p99). Its Check answers with responses marshalled once
+// per decision shape (wire.go); Register's servers marshal per check.
 func (s *Server) Serve(ctx context.Context, lis net.Listener, opts ...grpc.ServerOption) error {
-	opts = append([]grpc.ServerOption{grpc.NumStreamWorkers(uint32(32 * runtime.GOMAXPROCS(0)))}, opts...)
+	opts = append([]grpc.ServerOption{grpc.NumStreamWorkers(uint32(32 * runtime.GOMAXPROCS(0))),
+		grpc.ForceServerCodecV2(newWireCodec())}, opts...)
 	g := grpc.NewServer(opts...)
-	s.Register(g)
+	g.RegisterService(&checkMethod, s) // answers with responses marshalled once per decision (wire.go)
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 	defer s.Close()
@@ -211,6 +214,13 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 
 // check is Check with an optional caller authentication (RegisterMTLS).
 func (s *Server) check(ctx context.Context, req *authv3.CheckRequest, auth callerCheck) (*authv3.CheckResponse, error) {
+	id, d, r := s.evaluate(ctx, req, auth)
+	return response(id, d, r, s.cfg.ReasonHeader, proxyless(req)), nil
+}
+
+// evaluate decides a check under a new decision id, logs a failure,
+// observes the metrics and records the decision.
+func (s *Server) evaluate(ctx context.Context, req *authv3.CheckRequest, auth callerCheck) (string, *authz.Decision, *authz.Request) {
 	start := s.cfg.Clock.Now()
 	id := newID()
 	d, r, w, err := s.decide(ctx, req, auth)
@@ -219,7 +229,7 @@ func (s *Server) check(ctx context.Context, req *authv3.CheckRequest, auth calle
 	}
 	s.metrics.observe(d, s.cfg.Clock.Now().Sub(start))
 	s.record(id, start, w, r, d, err)
-	return response(id, d, r, s.cfg.ReasonHeader, proxyless(req)), nil
+	return id, d, r
 }
 
 func (s *Server) decide(ctx context.Context, req *authv3.CheckRequest, auth callerCheck) (*authz.Decision, *authz.Request, string, error) {
