@@ -179,12 +179,19 @@ func proxyTable(w io.Writer, all []proxySync, now time.Time) error {
 		_, err := fmt.Fprintln(w, "no proxies connected")
 		return err
 	}
+	return syncTable(w, all, now, "NAME\tTYPE\tNAMESPACE\tCDS\tLDS\tEDS\tRDS\tSNAPSHOT\tCONNECTED", syncTypes,
+		func(p proxySync) string { return p.Proxy + "\t" + p.Type + "\t" + p.Namespace }, "the proxy")
+}
+
+// syncTable prints one row per proxy: its leading columns, a sync cell
+// per type, snapshot and age; then the rejected types' errors.
+func syncTable(w io.Writer, rows []proxySync, now time.Time, header string, types []string, lead func(proxySync) string, who string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tTYPE\tNAMESPACE\tCDS\tLDS\tEDS\tRDS\tSNAPSHOT\tCONNECTED")
+	fmt.Fprintln(tw, header)
 	var nacks []string
-	for _, p := range all {
-		fmt.Fprintf(tw, "%s\t%s\t%s", p.Proxy, p.Type, p.Namespace)
-		for _, t := range syncTypes {
+	for _, p := range rows {
+		fmt.Fprint(tw, lead(p))
+		for _, t := range types {
 			fmt.Fprintf(tw, "\t%s", p.Types[t].cell())
 			if st := p.Types[t]; st.Status == stateNack {
 				nacks = append(nacks, fmt.Sprintf("%s %s: %s", p.Proxy, strings.ToUpper(t), shorten(st.Error, 100)))
@@ -196,7 +203,7 @@ func proxyTable(w io.Writer, all []proxySync, now time.Time) error {
 		return err
 	}
 	if len(nacks) > 0 {
-		fmt.Fprintln(w, "\nrejected (the proxy keeps its previous config; `ward proxy-status ID` shows the full error):")
+		fmt.Fprintf(w, "\nrejected (%s keeps its previous config; `ward proxy-status ID` shows the full error):\n", who)
 		for _, n := range nacks {
 			fmt.Fprintln(w, "  "+n)
 		}

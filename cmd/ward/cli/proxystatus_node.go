@@ -55,29 +55,8 @@ func nodeTable(w io.Writer, nodes []proxySync, now time.Time) error {
 		return nil
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE PROXY\tTYPE\tMESH\tWORKLOADS\tSERVICES\tPEERAUTHN\tAUTHZ\tSNAPSHOT\tCONNECTED")
-	var nacks []string
-	for _, p := range nodes {
-		fmt.Fprintf(tw, "%s\t%s", p.Proxy, p.Type)
-		for _, t := range nodeSyncTypes {
-			fmt.Fprintf(tw, "\t%s", p.Types[t].cell())
-			if st := p.Types[t]; st.Status == stateNack {
-				nacks = append(nacks, fmt.Sprintf("%s %s: %s", p.Proxy, strings.ToUpper(t), shorten(st.Error, 100)))
-			}
-		}
-		fmt.Fprintf(tw, "\t%s\t%s ago\n", shorten(p.SnapshotVersion, 12), age(p.ConnectedAt, now))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(nacks) > 0 {
-		fmt.Fprintln(w, "\nrejected (the node proxy keeps its previous config; `ward proxy-status ID` shows the full error):")
-		for _, n := range nacks {
-			fmt.Fprintln(w, "  "+n)
-		}
-	}
-	return nil
+	return syncTable(w, nodes, now, "NODE PROXY\tTYPE\tMESH\tWORKLOADS\tSERVICES\tPEERAUTHN\tAUTHZ\tSNAPSHOT\tCONNECTED", nodeSyncTypes,
+		func(p proxySync) string { return p.Proxy + "\t" + p.Type }, "the node proxy")
 }
 
 // nodeDetail prints one node proxy's types.
