@@ -1,0 +1,137 @@
+package simulate_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/wardmesh/ward/xds/hooks"
+	"github.com/wardmesh/ward/xds/simulate"
+)
+
+// matrixWorkload is web (10.0.0.2, ns foo, sa web) declaring a port of
+// every protocol Istio distinguishes; 7777 is declared by nobody.
+const matrixWorkload = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: foo}
+spec:
+  hosts: ["web.foo.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {number: 8080, name: http, protocol: HTTP}
+  - {number: 8081, name: http2, protocol: HTTP2}
+  - {number: 8082, name: grpc, protocol: GRPC}
+  - {number: 5432, name: tcp, protocol: TCP}
+  - {number: 8443, name: tls, protocol: TLS}
+  - {number: 9000, name: other}
+  workloadSelector:
+    labels: {app: web}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: foo}
+spec:
+  address: 10.0.0.2
+  serviceAccount: web
+  labels: {app: web, security.istio.io/tlsMode: istio}
+`
+
+// matrixPorts are the ports probed, with the protocol a client speaks.
+var matrixPorts = []struct {
+	port  uint32
+	proto simulate.Protocol
+}{
+	{8080, simulate.HTTP1}, {8081, simulate.HTTP2}, {8082, simulate.GRPC},
+	{5432, simulate.TCP}, {8443, simulate.TCP}, {9000, simulate.HTTP1}, {7777, simulate.TCP},
+}
+
+func peerAuth(ns, name, selector, mode, portLevel string) string {
+	s := "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: " + name + ", namespace: " + ns + "}\nspec:\n"
+	if selector != "" {
+		s += "  selector: {matchLabels: {app: " + selector + "}}\n"
+	}
+	if mode != "" {
+		s += "  mtls: {mode: " + mode + "}\n"
+	}
+	if portLevel != "" {
+		s += "  portLevelMtls:\n" + portLevel
+	}
+	return s
+}
+
+// TestMTLSMatrix: plaintext to every port of a sidecar under every
+// shape of PeerAuthentication is refused exactly where Istio refuses it
+// (strict lists the ports whose resolved mode is STRICT), and mTLS from
+// a mesh identity is accepted everywhere.
+func TestMTLSMatrix(t *testing.T) {
+	all := []uint32{8080, 8081, 8082, 5432, 8443, 9000, 7777}
+	cases := []struct {
+		name   string
+		docs   []string
+		strict []uint32
+	}{
+		{"no policy (PERMISSIVE)", nil, nil},
+		{"mesh STRICT", []string{peerAuth("istio-system", "default", "", "STRICT", "")}, all},
+		{"mesh STRICT, namespace PERMISSIVE", []string{peerAuth("istio-system", "default", "", "STRICT", ""), peerAuth("foo", "default", "", "PERMISSIVE", "")}, nil},
+		{"mesh STRICT, namespace DISABLE", []string{peerAuth("istio-system", "default", "", "STRICT", ""), peerAuth("foo", "default", "", "DISABLE", "")}, nil},
+		{"mesh STRICT, namespace UNSET", []string{peerAuth("istio-system", "default", "", "STRICT", ""), peerAuth("foo", "default", "", "UNSET", "")}, all},
+		{"mesh PERMISSIVE, namespace STRICT", []string{peerAuth("istio-system", "default", "", "PERMISSIVE", ""), peerAuth("foo", "default", "", "STRICT", "")}, all},
+		{"namespace STRICT, workload PERMISSIVE", []string{peerAuth("foo", "default", "", "STRICT", ""), peerAuth("foo", "web", "web", "PERMISSIVE", "")}, nil},
+		{"namespace PERMISSIVE, workload STRICT", []string{peerAuth("foo", "default", "", "PERMISSIVE", ""), peerAuth("foo", "web", "web", "STRICT", "")}, all},
+		{"namespace STRICT, workload UNSET", []string{peerAuth("foo", "default", "", "STRICT", ""), peerAuth("foo", "web", "web", "", "")}, all},
+		{"namespace STRICT, other workload PERMISSIVE", []string{peerAuth("foo", "default", "", "STRICT", ""), peerAuth("foo", "other", "other", "PERMISSIVE", "")}, all},
+		{"root-namespace selector does not reach foo", []string{peerAuth("istio-system", "web", "web", "STRICT", "")}, nil},
+		{"other namespace STRICT", []string{peerAuth("bar", "default", "", "STRICT", "")}, nil},
+		{"workload STRICT, ports PERMISSIVE and DISABLE", []string{peerAuth("foo", "web", "web", "STRICT",
+			"    8080: {mode: PERMISSIVE}\n    5432: {mode: DISABLE}\n    7777: {mode: PERMISSIVE}\n")},
+			[]uint32{8081, 8082, 8443, 9000}},
+		{"workload PERMISSIVE, ports STRICT", []string{peerAuth("foo", "web", "web", "PERMISSIVE",
+			"    8080: {mode: STRICT}\n    8082: {mode: STRICT}\n    5432: {mode: STRICT}\n    9000: {mode: STRICT}\n")},
+			[]uint32{8080, 8082, 5432, 9000}},
+		{"workload UNSET under namespace STRICT, port PERMISSIVE", []string{peerAuth("foo", "default", "", "STRICT", ""), peerAuth("foo", "web", "web", "",
+			"    8443: {mode: PERMISSIVE}\n")},
+			[]uint32{8080, 8081, 8082, 5432, 9000, 7777}},
+		{"namespace-wide portLevelMtls is ignored", []string{peerAuth("foo", "default", "", "STRICT", "    8080: {mode: DISABLE}\n")}, all},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sim := wardSim(t, snapshotOf(t, append([]string{matrixWorkload}, c.docs...)...), web, hooks.Config{}, nil)
+			for _, p := range matrixPorts {
+				plain := mtlsTo(p.port, p.proto, "")
+				plain.TLS, plain.ALPN = false, nil
+				res := sim.Run(plain)
+				if want := contains(c.strict, p.port); want == (res.Verdict == simulate.Allowed) {
+					t.Errorf("plaintext to %d (%s), STRICT=%v: %s\n%s", p.port, p.proto, want, res, strings.Join(res.Trace, "\n"))
+				}
+				if res := sim.Run(mtlsTo(p.port, p.proto, "spiffe://cluster.local/ns/bar/sa/client")); res.Verdict != simulate.Allowed {
+					t.Errorf("mTLS to %d (%s): %s\n%s", p.port, p.proto, res, strings.Join(res.Trace, "\n"))
+				}
+			}
+		})
+	}
+}
+
+// TestMTLSStrictPeerCertificate: on a STRICT port a TLS client without a
+// certificate, or with one from a foreign trust domain, never reaches
+// the application.
+func TestMTLSStrictPeerCertificate(t *testing.T) {
+	sim := wardSim(t, snapshotOf(t, matrixWorkload, peerAuth("foo", "default", "", "STRICT", "")), web, hooks.Config{}, nil)
+	for _, p := range matrixPorts {
+		for _, peer := range []string{"", "spiffe://evil.example.com/ns/foo/sa/web"} {
+			t.Run(fmt.Sprintf("%d-%s", p.port, peer), func(t *testing.T) {
+				expectNotAllowed(t, sim.Run(mtlsTo(p.port, p.proto, peer)))
+			})
+		}
+	}
+}
+
+func contains(ports []uint32, p uint32) bool {
+	for _, q := range ports {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
