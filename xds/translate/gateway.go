@@ -150,6 +150,7 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 	for _, s := range servers {
 		gwName := s.gwName()
 		allowed := newHostSet(serverHosts(s.server))
+		admission := newServerAdmission(s)
 		// A VirtualService's hosts come one after another, and its routes
 		// depend on the VirtualService, port and gateway only, so its
 		// virtual hosts on this server share one translated route list
@@ -158,7 +159,7 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 		var routes []*route.Route
 		for _, gh := range g.ix.gatewayHosts(gwName, allowed) {
 			host := gh.host
-			if seen[host] || !allowed.allows(host) {
+			if seen[host] || !admission.admits(gh.cfg.Namespace, host) || !g.gatewayVisible(gh.cfg) {
 				continue
 			}
 			seen[host] = true
@@ -226,13 +227,17 @@ func (s hostSet) allows(host string) bool {
 func (g *gen) passthroughChains(s gwServer) []*listener.FilterChain {
 	var out []*listener.FilterChain
 	seen := map[string]bool{}
+	admission := newServerAdmission(s)
 	for _, vsCfg := range g.ix.GatewayVirtualServices(s.gwName()) {
+		if !g.vsAdmitted(admission, vsCfg) {
+			continue
+		}
 		for _, tr := range vsCfg.Spec.(*networking.VirtualService).GetTls() {
 			for _, m := range tr.GetMatch() {
 				if !l4Applies(m.GetPort(), m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways(), g.proxy, s.server.GetPort().GetNumber(), s.gwName()) {
 					continue
 				}
-				snis := sortedUnique(m.GetSniHosts())
+				snis := admission.sniHosts(vsCfg.Namespace, m.GetSniHosts())
 				key := strings.Join(snis, ",")
 				if seen[key] || len(snis) == 0 {
 					continue
@@ -254,7 +259,11 @@ func (g *gen) passthroughChains(s gwServer) []*listener.FilterChain {
 // of a bound VirtualService (BlackHole when none).
 func (g *gen) gatewayTCPChain(s gwServer, port uint32) *listener.FilterChain {
 	dests := []weighted{{cluster: BlackHoleCluster}}
+	admission := newServerAdmission(s)
 	for _, vsCfg := range g.ix.GatewayVirtualServices(s.gwName()) {
+		if !g.vsAdmitted(admission, vsCfg) {
+			continue
+		}
 		for _, tr := range vsCfg.Spec.(*networking.VirtualService).GetTcp() {
 			if l4RouteApplies(tr.GetMatch(), g.proxy, port, s.gwName()) {
 				dests = g.weightedDests(vsCfg.Namespace, tr.GetRoute(), port)

@@ -1,0 +1,174 @@
+package simulate_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/xds/hooks"
+	"github.com/wardmesh/ward/xds/simulate"
+)
+
+// gwProxy is an ingress gateway in istio-system.
+var gwProxy = &mesh.Proxy{ID: "ingress-1.istio-system", Type: mesh.ProxyRouter, Namespace: "istio-system",
+	ServiceAccount: "ingress", Labels: mesh.Labels{"istio": "ingressgateway"}, IPs: []string{"10.0.9.1"}}
+
+// gatewayBackends are two services: prod's app and team-b's secret
+// database, whose owners never meant to expose it.
+const gatewayBackends = `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: app, namespace: prod}
+spec:
+  hosts: ["app.prod.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}, {number: 8443, name: tls, protocol: TLS}]
+  endpoints: [{address: 10.0.1.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: team-b}
+spec:
+  hosts: ["db.team-b.svc.cluster.local"]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8443, name: tls, protocol: TLS}, {number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.2.1}]
+`
+
+func gwHTTP(host string) simulate.Request {
+	return simulate.Request{Capture: simulate.Direct, SrcIP: "203.0.113.7", SrcPort: 50000, DstIP: "10.0.9.1", DstPort: 80,
+		Protocol: simulate.HTTP1, Method: "GET", Path: "/", Host: host}
+}
+
+func gwTLS(sni string) simulate.Request {
+	return simulate.Request{Capture: simulate.Direct, SrcIP: "203.0.113.7", SrcPort: 50000, DstIP: "10.0.9.1", DstPort: 443,
+		TLS: true, SNI: sni, ALPN: []string{"h2"}, Protocol: simulate.TCP}
+}
+
+func expectNoBackend(t *testing.T, res *simulate.Result, forbidden string) {
+	t.Helper()
+	if res.Verdict == simulate.Allowed && strings.Contains(res.Cluster, forbidden) {
+		t.Errorf("reached %s: %s\n%s", forbidden, res, strings.Join(res.Trace, "\n"))
+	}
+}
+
+// TestHoleGatewayServerHostNamespace: a Gateway server host
+// "prod/app.example.com" admits only VirtualServices of namespace prod
+// (Istio's namespace/host form); a VirtualService in team-b bound to the
+// same gateway must not take the host over.
+func TestHoleGatewayServerHostNamespace(t *testing.T) {
+	gw := `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["prod/app.example.com", "./status.example.com"]
+`
+	hijack := `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: hijack, namespace: team-b, creationTimestamp: "2020-01-01T00:00:00Z"}
+spec:
+  hosts: ["app.example.com", "status.example.com"]
+  gateways: ["istio-system/public"]
+  http: [{route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8080}}}]}]
+`
+	legit := `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app, namespace: prod, creationTimestamp: "2021-01-01T00:00:00Z"}
+spec:
+  hosts: ["app.example.com"]
+  gateways: ["istio-system/public"]
+  http: [{route: [{destination: {host: app.prod.svc.cluster.local, port: {number: 8080}}}]}]
+`
+	sim := wardSim(t, snapshotOf(t, gatewayBackends, gw, hijack, legit), gwProxy, hooks.Config{}, nil)
+	res := sim.Run(gwHTTP("app.example.com"))
+	expectNoBackend(t, res, "db.team-b")
+	if res.Verdict != simulate.Allowed || !strings.Contains(res.Cluster, "app.prod") {
+		t.Errorf("prod's own VirtualService not served: %s\n%s", res, strings.Join(res.Trace, "\n"))
+	}
+	expectNoBackend(t, sim.Run(gwHTTP("status.example.com")), "db.team-b")
+}
+
+// TestHoleGatewayVirtualServiceExportTo: a VirtualService exported only
+// to its own namespace is not visible to a gateway proxy in another
+// namespace (Istio picks a gateway's VirtualServices by exportTo too).
+func TestHoleGatewayVirtualServiceExportTo(t *testing.T) {
+	gw := `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/*.example.com"]
+`
+	private := `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: private, namespace: team-b}
+spec:
+  hosts: ["db.example.com"]
+  gateways: ["istio-system/public"]
+  exportTo: ["."]
+  http: [{route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8080}}}]}]
+`
+	sim := wardSim(t, snapshotOf(t, gatewayBackends, gw, private), gwProxy, hooks.Config{}, nil)
+	expectNoBackend(t, sim.Run(gwHTTP("db.example.com")), "db.team-b")
+}
+
+// TestHoleGatewayPassthroughSNI: a PASSTHROUGH server for
+// "prod/app.example.com" must route only SNIs it exposes, and only from
+// VirtualServices its namespace qualifier admits: a bound
+// VirtualService's tls route for another SNI (or from another namespace)
+// must not open the gateway to a backend.
+func TestHoleGatewayPassthroughSNI(t *testing.T) {
+	gw := `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: passthrough, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: tls, protocol: TLS}
+    hosts: ["prod/app.example.com"]
+    tls: {mode: PASSTHROUGH}
+`
+	prodVS := `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app, namespace: prod}
+spec:
+  hosts: ["app.example.com", "db.internal.example.com"]
+  gateways: ["istio-system/passthrough"]
+  tls:
+  - match: [{sniHosts: ["app.example.com"]}]
+    route: [{destination: {host: app.prod.svc.cluster.local, port: {number: 8443}}}]
+  - match: [{sniHosts: ["db.internal.example.com"]}]
+    route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8443}}}]
+`
+	otherNS := `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: sneaky, namespace: team-b}
+spec:
+  hosts: ["other.example.com"]
+  gateways: ["istio-system/passthrough"]
+  tls:
+  - match: [{sniHosts: ["other.example.com"]}]
+    route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8443}}}]
+`
+	sim := wardSim(t, snapshotOf(t, gatewayBackends, gw, prodVS, otherNS), gwProxy, hooks.Config{}, nil)
+	if res := sim.Run(gwTLS("app.example.com")); res.Verdict != simulate.Allowed || !strings.Contains(res.Cluster, "app.prod") {
+		t.Errorf("exposed SNI not routed: %s\n%s", res, strings.Join(res.Trace, "\n"))
+	}
+	expectNoBackend(t, sim.Run(gwTLS("db.internal.example.com")), "db.team-b")
+	expectNoBackend(t, sim.Run(gwTLS("other.example.com")), "db.team-b")
+}
