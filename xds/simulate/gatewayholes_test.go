@@ -172,3 +172,53 @@ spec:
 	expectNoBackend(t, sim.Run(gwTLS("db.internal.example.com")), "db.team-b")
 	expectNoBackend(t, sim.Run(gwTLS("other.example.com")), "db.team-b")
 }
+
+// TestGatewayDomainFronting: on one HTTPS port, a SIMPLE server for
+// www.example.com and a MUTUAL server for pay.example.com. A client
+// without a certificate handshakes as www and asks for Host
+// pay.example.com: each server's chain routes only its own hosts, so it
+// never reaches pay's backend; pay's own SNI needs a client certificate.
+func TestGatewayDomainFronting(t *testing.T) {
+	gw := `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https-www, protocol: HTTPS}
+    hosts: ["*/www.example.com"]
+    tls: {mode: SIMPLE, credentialName: www-cert}
+  - port: {number: 443, name: https-pay, protocol: HTTPS}
+    hosts: ["*/pay.example.com"]
+    tls: {mode: MUTUAL, credentialName: pay-cert}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: routes, namespace: prod}
+spec:
+  hosts: ["www.example.com", "pay.example.com"]
+  gateways: ["istio-system/public"]
+  http:
+  - match: [{authority: {exact: pay.example.com}}]
+    route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8080}}}]
+  - route: [{destination: {host: app.prod.svc.cluster.local, port: {number: 8080}}}]
+`
+	sim := wardSim(t, snapshotOf(t, gatewayBackends, gw), gwProxy, hooks.Config{}, nil)
+	req := func(sni, host string) simulate.Request {
+		r := gwTLS(sni)
+		r.Protocol, r.Method, r.Path, r.Host = simulate.HTTP2, "GET", "/", host
+		return r
+	}
+	if res := sim.Run(req("www.example.com", "www.example.com")); res.Verdict != simulate.Allowed || !strings.Contains(res.Cluster, "app.prod") {
+		t.Errorf("www not served: %s\n%s", res, strings.Join(res.Trace, "\n"))
+	}
+	expectNoBackend(t, sim.Run(req("www.example.com", "pay.example.com")), "db.team-b")
+	expectNoBackend(t, sim.Run(req("www.example.com", "pay.example.com:443")), "db.team-b")
+	expectNoBackend(t, sim.Run(req("pay.example.com", "pay.example.com")), "db.team-b")
+	withCert := req("pay.example.com", "pay.example.com")
+	withCert.PeerSubject = "CN=partner"
+	if res := sim.Run(withCert); res.Verdict != simulate.Allowed || !strings.Contains(res.Cluster, "db.team-b") {
+		t.Errorf("pay with a client certificate not served: %s\n%s", res, strings.Join(res.Trace, "\n"))
+	}
+}
