@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/xds/hooks"
 	"github.com/wardmesh/ward/xds/simulate"
 )
@@ -134,4 +135,44 @@ func contains(ports []uint32, p uint32) bool {
 		}
 	}
 	return false
+}
+
+// TestMTLSProxylessServer: a proxyless gRPC server's listener refuses
+// plaintext and certificate-less TLS unless the port's mode is DISABLE
+// (PERMISSIVE is enforced as STRICT: grpc-go cannot tell the two apart
+// on one port, authn.GRPCInboundChain).
+func TestMTLSProxylessServer(t *testing.T) {
+	grpcWeb := *web
+	grpcWeb.ID, grpcWeb.Type = "grpc~10.0.0.2~web-1.foo~foo.svc.cluster.local", mesh.ProxyGRPC
+	cases := []struct {
+		name  string
+		docs  []string
+		plain bool // plaintext accepted
+	}{
+		{"no policy", nil, false},
+		{"namespace STRICT", []string{peerAuth("foo", "default", "", "STRICT", "")}, false},
+		{"namespace DISABLE", []string{peerAuth("foo", "default", "", "DISABLE", "")}, true},
+		{"namespace DISABLE, workload STRICT", []string{peerAuth("foo", "default", "", "DISABLE", ""), peerAuth("foo", "web", "web", "STRICT", "")}, false},
+		{"workload STRICT, port DISABLE", []string{peerAuth("foo", "web", "web", "STRICT", "    8082: {mode: DISABLE}\n")}, true},
+		{"workload DISABLE, port STRICT", []string{peerAuth("foo", "web", "web", "DISABLE", "    8082: {mode: STRICT}\n")}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sim := wardSim(t, snapshotOf(t, append([]string{matrixWorkload}, c.docs...)...), &grpcWeb, hooks.Config{}, nil)
+			r := mtlsTo(8082, simulate.GRPC, "")
+			r.Capture, r.TLS, r.ALPN = simulate.Direct, false, nil
+			if res := sim.Run(r); (res.Verdict == simulate.Allowed) != c.plain {
+				t.Errorf("plaintext: want accepted=%v, got %s\n%s", c.plain, res, strings.Join(res.Trace, "\n"))
+			}
+			if c.plain {
+				return
+			}
+			r.TLS = true
+			expectNotAllowed(t, sim.Run(r))
+			r.PeerURISAN = "spiffe://cluster.local/ns/bar/sa/client"
+			if res := sim.Run(r); res.Verdict != simulate.Allowed {
+				t.Errorf("mTLS: %s\n%s", res, strings.Join(res.Trace, "\n"))
+			}
+		})
+	}
 }
