@@ -222,3 +222,65 @@ spec:
 		t.Errorf("pay with a client certificate not served: %s\n%s", res, strings.Join(res.Trace, "\n"))
 	}
 }
+
+// TestHoleGatewayWildcardServerFronting: a SIMPLE server for "*" (or
+// *.example.com) and a MUTUAL server for pay.example.com share port 443.
+// A client without a certificate handshakes with any other SNI (or
+// none), landing on the wildcard server's chain, and sends Host
+// pay.example.com: that chain's route config admitted every bound host,
+// pay's included, so the client-certificate requirement was bypassed.
+// The chain Envoy picks by SNI must be the only one that serves a host:
+// others answer 421 Misdirected Request.
+func TestHoleGatewayWildcardServerFronting(t *testing.T) {
+	for _, anyHost := range []string{"*/*", "*/*.example.com"} {
+		gw := `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 443, name: https-any, protocol: HTTPS}
+    hosts: ["` + anyHost + `"]
+    tls: {mode: SIMPLE, credentialName: any-cert}
+  - port: {number: 443, name: https-pay, protocol: HTTPS}
+    hosts: ["*/pay.example.com"]
+    tls: {mode: MUTUAL, credentialName: pay-cert}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: routes, namespace: prod}
+spec:
+  hosts: ["www.example.com", "pay.example.com", "*.shop.example.com"]
+  gateways: ["istio-system/public"]
+  http:
+  - match: [{authority: {exact: pay.example.com}}]
+    route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8080}}}]
+  - route: [{destination: {host: app.prod.svc.cluster.local, port: {number: 8080}}}]
+`
+		t.Run(anyHost, func(t *testing.T) {
+			sim := wardSim(t, snapshotOf(t, gatewayBackends, gw), gwProxy, hooks.Config{}, nil)
+			req := func(sni, host string) simulate.Request {
+				r := gwTLS(sni)
+				r.Protocol, r.Method, r.Path, r.Host = simulate.HTTP2, "GET", "/", host
+				return r
+			}
+			for _, sni := range []string{"www.example.com", "x.shop.example.com"} {
+				for _, host := range []string{"pay.example.com", "pay.example.com:443", "PAY.example.com"} {
+					expectNoBackend(t, sim.Run(req(sni, host)), "db.team-b")
+				}
+				if res := sim.Run(req(sni, sni)); res.Verdict != simulate.Allowed || !strings.Contains(res.Cluster, "app.prod") {
+					t.Errorf("SNI %s, same Host not served: %s\n%s", sni, res, strings.Join(res.Trace, "\n"))
+				}
+			}
+			if anyHost == "*/*" {
+				expectNoBackend(t, sim.Run(req("", "pay.example.com")), "db.team-b")
+			}
+			withCert := req("pay.example.com", "pay.example.com")
+			withCert.PeerSubject = "CN=partner"
+			if res := sim.Run(withCert); res.Verdict != simulate.Allowed || !strings.Contains(res.Cluster, "db.team-b") {
+				t.Errorf("pay with a client certificate not served: %s\n%s", res, strings.Join(res.Trace, "\n"))
+			}
+		})
+	}
+}

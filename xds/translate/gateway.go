@@ -58,7 +58,7 @@ func (g *gen) gatewayListener(port uint32, servers []gwServer) {
 		case (proto == mesh.ProtocolHTTPS || proto == mesh.ProtocolTLS) && passthrough:
 			l.FilterChains = append(l.FilterChains, g.passthroughChains(s)...)
 		case proto == mesh.ProtocolHTTPS:
-			l.FilterChains = append(l.FilterChains, g.httpsChain(s, port))
+			l.FilterChains = append(l.FilterChains, g.httpsChain(s, port, misdirectedHosts(s, servers)))
 		case proto == mesh.ProtocolTLS:
 			// TLS terminated at the gateway, then proxied as TCP.
 			fc := g.gatewayTCPChain(s, port)
@@ -109,9 +109,9 @@ func sniNames(hosts []string) []string {
 
 // httpsChain terminates TLS for one server (SIMPLE, MUTUAL, ISTIO_MUTUAL)
 // and routes over RDS; the certificate comes over SDS.
-func (g *gen) httpsChain(s gwServer, port uint32) *listener.FilterChain {
+func (g *gen) httpsChain(s gwServer, port uint32, misdirected []string) *listener.FilterChain {
 	name := fmt.Sprintf("https.%d.%s.%s.%s", port, serverName(s), s.gw.Name, s.gw.Namespace)
-	g.res.Routes = append(g.res.Routes, g.gatewayRoutes(name, port, []gwServer{s}))
+	g.res.Routes = append(g.res.Routes, withMisdirected(g.gatewayRoutes(name, port, []gwServer{s}), port, misdirected))
 	return &listener.FilterChain{
 		Name:             name,
 		FilterChainMatch: &listener.FilterChainMatch{ServerNames: sniNames(serverHosts(s.server))},
