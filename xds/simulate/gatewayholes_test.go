@@ -284,3 +284,41 @@ spec:
 		})
 	}
 }
+
+// TestHoleGatewayHTTPSRedirectOrder: two plain-HTTP servers on port 80,
+// one for "*" and one for secure.example.com with httpsRedirect. Istio
+// redirects a host when any server on the port that covers it asks for
+// it; Ward let the first server listed decide, so with "*" first
+// secure.example.com was served in plaintext.
+func TestHoleGatewayHTTPSRedirectOrder(t *testing.T) {
+	gw := `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http-any, protocol: HTTP}
+    hosts: ["*/*"]
+  - port: {number: 80, name: http-secure, protocol: HTTP}
+    hosts: ["*/secure.example.com", "*/login.example.com"]
+    tls: {httpsRedirect: true}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: routes, namespace: prod}
+spec:
+  hosts: ["www.example.com", "secure.example.com"]
+  gateways: ["istio-system/public"]
+  http: [{route: [{destination: {host: app.prod.svc.cluster.local, port: {number: 8080}}}]}]
+`
+	sim := wardSim(t, snapshotOf(t, gatewayBackends, gw), gwProxy, hooks.Config{}, nil)
+	for _, host := range []string{"secure.example.com", "login.example.com"} {
+		if res := sim.Run(gwHTTP(host)); res.Verdict != simulate.Redirected {
+			t.Errorf("%s over plaintext: %s\n%s", host, res, strings.Join(res.Trace, "\n"))
+		}
+	}
+	if res := sim.Run(gwHTTP("www.example.com")); res.Verdict != simulate.Allowed {
+		t.Errorf("www.example.com: %s", res)
+	}
+}

@@ -169,12 +169,10 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 			withPort := host + portSuffix
 			vh := &route.VirtualHost{Name: withPort, Domains: []string{host, withPort}}
 			vh.Routes = routes
-			if s.server.GetTls().GetHttpsRedirect() {
-				vh.RequireTls = route.VirtualHost_ALL
-			}
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
+	httpsRedirects(rc, servers, seen, portSuffix)
 	if len(rc.VirtualHosts) == 0 {
 		rc.VirtualHosts = []*route.VirtualHost{{Name: "blackhole", Domains: []string{"*"}, Routes: []*route.Route{{
 			Name: "no-virtual-service", Match: routeMatch(nil),

@@ -73,3 +73,41 @@ func withMisdirected(rc *route.RouteConfiguration, port uint32, hosts []string) 
 	rc.VirtualHosts = kept
 	return rc
 }
+
+// httpsRedirects applies the servers' httpsRedirect as Istio does: a
+// virtual host requires TLS when any server on the port whose host
+// covers it asks for the redirect (not only the server listed first), and a
+// redirecting server's host no VirtualService serves still gets a
+// redirect-only virtual host. Otherwise a "*" server listed before a
+// redirecting one served the latter's hosts in plaintext.
+func httpsRedirects(rc *route.RouteConfiguration, servers []gwServer, seen map[string]bool, portSuffix string) {
+	var redirect []string
+	for _, s := range servers {
+		if s.server.GetTls().GetHttpsRedirect() {
+			redirect = append(redirect, serverHosts(s.server)...)
+		}
+	}
+	if len(redirect) == 0 {
+		return
+	}
+	for _, vh := range rc.VirtualHosts {
+		host := strings.TrimSuffix(vh.Domains[0], portSuffix)
+		for _, r := range redirect {
+			if hostMatches(r, host) {
+				vh.RequireTls = route.VirtualHost_ALL
+				break
+			}
+		}
+	}
+	for _, h := range sortedUnique(redirect) {
+		if seen[h] {
+			continue
+		}
+		seen[h] = true
+		domains := []string{h, h + portSuffix}
+		if h == "*" {
+			domains = domains[:1]
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, &route.VirtualHost{Name: h + portSuffix, Domains: domains, RequireTls: route.VirtualHost_ALL})
+	}
+}
