@@ -1,6 +1,8 @@
 package simulate_test
 
 import (
+	"maps"
+	"strings"
 	"testing"
 
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/xds/hooks"
+	"github.com/wardmesh/ward/xds/simulate"
 	"github.com/wardmesh/ward/xds/translate"
 )
 
@@ -135,5 +138,66 @@ func checkJWTSanitised(t *testing.T, id string, cfg *jwtv3.JwtAuthentication) {
 	}
 	if cfg.GetRequirementMap() != nil && len(cfg.GetRules()) == 0 {
 		t.Errorf("%s: per-route requirements only: routes without one keep a forged header", id)
+	}
+}
+
+// TestHoleJWTHeaderPreflight: jwt_authn strips a client's copy of the
+// headers a RequestAuthentication writes (outputPayloadToHeader,
+// outputClaimToHeaders) only when it verifies; a CORS preflight
+// (OPTIONS with Origin and Access-Control-Request-Method) is bypassed
+// before that, so a forged "x-jwt-sub: admin" reached the application on
+// a request with no token at all. Sidecar and gateway alike.
+func TestHoleJWTHeaderPreflight(t *testing.T) {
+	snap := snapshotOf(t, workloadYAML, forgeableRA, `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: foo}
+spec:
+  hosts: ["web.example.com"]
+  gateways: ["istio-system/public"]
+  http: [{route: [{destination: {host: web.foo.svc.cluster.local, port: {number: 8080}}}]}]
+`)
+	forged := map[string]string{"x-jwt-sub": "admin", "x-jwt-payload": "eyJzdWIiOiJhZG1pbiJ9"}
+	sidecar := mtlsTo(8080, simulate.HTTP1, "spiffe://cluster.local/ns/bar/sa/client")
+	gateway := gwHTTP("web.example.com")
+	for name, c := range map[string]struct {
+		p   *mesh.Proxy
+		req simulate.Request
+	}{"sidecar": {web, sidecar}, "gateway": {gwProxy, gateway}} {
+		t.Run(name, func(t *testing.T) {
+			sim := wardSim(t, snap, c.p, hooks.Config{}, nil)
+			for _, preflight := range []bool{false, true} {
+				r := c.req
+				r.Headers = maps.Clone(forged)
+				if preflight {
+					r.Method = "OPTIONS"
+					r.Headers["origin"], r.Headers["access-control-request-method"] = "https://evil.example", "POST"
+				}
+				res := sim.Run(r)
+				if res.Verdict != simulate.Allowed {
+					t.Fatalf("preflight=%v: %s\n%s", preflight, res, strings.Join(res.Trace, "\n"))
+				}
+				for h := range forged {
+					if v, ok := res.UpstreamHeaders[h]; ok {
+						t.Errorf("preflight=%v: forged %s: %q reached the application\n%s", preflight, h, v, strings.Join(res.Trace, "\n"))
+					}
+				}
+			}
+			r := c.req
+			r.Headers = maps.Clone(forged)
+			r.JWT = simulate.JWT{State: simulate.VerifiedToken, Issuer: "https://issuer.example.com", Claims: map[string]any{"sub": "alice"}}
+			if res := sim.Run(r); res.UpstreamHeaders["x-jwt-sub"] != "alice" {
+				t.Errorf("verified token: x-jwt-sub=%q, want alice\n%s", res.UpstreamHeaders["x-jwt-sub"], strings.Join(res.Trace, "\n"))
+			}
+		})
 	}
 }
