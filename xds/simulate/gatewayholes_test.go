@@ -322,3 +322,67 @@ spec:
 		t.Errorf("www.example.com: %s", res)
 	}
 }
+
+// TestHoleDelegateEscapesRoot: prod's root VirtualService hands
+// /team-a/ to team-a's delegate. The delegate's own uri replaced the
+// root's instead of having to refine it, so team-a's "/admin" route took
+// /admin on prod's host; and a delegate exported only to its own
+// namespace was used anyway. Istio drops a delegate route whose match
+// conflicts with the root's, and a delegate not exported to the root's
+// namespace.
+func TestHoleDelegateEscapesRoot(t *testing.T) {
+	gw := `
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: root, namespace: prod}
+spec:
+  hosts: ["app.example.com"]
+  gateways: ["istio-system/public"]
+  http:
+  - match: [{uri: {prefix: /team-a/}}]
+    delegate: {name: team-a, namespace: team-b}
+  - match: [{uri: {prefix: /team-private/}}]
+    delegate: {name: private, namespace: team-b}
+  - route: [{destination: {host: app.prod.svc.cluster.local, port: {number: 8080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: team-a, namespace: team-b}
+spec:
+  http:
+  - match: [{uri: {prefix: /admin}}, {uri: {exact: /team-a/ok}}]
+    route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8080}}}]
+  - match: [{uri: {prefix: /team-a/x}}]
+    route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8080}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: private, namespace: team-b}
+spec:
+  exportTo: ["."]
+  http:
+  - route: [{destination: {host: db.team-b.svc.cluster.local, port: {number: 8080}}}]
+`
+	sim := wardSim(t, snapshotOf(t, gatewayBackends, gw), gwProxy, hooks.Config{}, nil)
+	get := func(path string) *simulate.Result {
+		r := gwHTTP("app.example.com")
+		r.Path = path
+		return sim.Run(r)
+	}
+	for _, path := range []string{"/admin", "/admin/users", "/team-private/x"} {
+		res := get(path)
+		expectNoBackend(t, res, "db.team-b")
+	}
+	if res := get("/team-a/x1"); res.Verdict != simulate.Allowed || !strings.Contains(res.Cluster, "db.team-b") {
+		t.Errorf("a delegate route refining the root's match is not served: %s\n%s", res, strings.Join(res.Trace, "\n"))
+	}
+}
