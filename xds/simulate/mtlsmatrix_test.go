@@ -94,6 +94,12 @@ func TestMTLSMatrix(t *testing.T) {
 		{"workload UNSET under namespace STRICT, port PERMISSIVE", []string{peerAuth("foo", "default", "", "STRICT", ""), peerAuth("foo", "web", "web", "",
 			"    8443: {mode: PERMISSIVE}\n")},
 			[]uint32{8080, 8081, 8082, 5432, 9000, 7777}},
+		{"two workload policies: the oldest (STRICT) wins", []string{
+			"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: z-strict, namespace: foo, creationTimestamp: \"2020-01-01T00:00:00Z\"}\nspec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n",
+			"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a-disable, namespace: foo, creationTimestamp: \"2021-01-01T00:00:00Z\"}\nspec:\n  selector: {matchLabels: {app: web}}\n  mtls: {mode: DISABLE}\n"}, all},
+		{"two namespace policies: the oldest (STRICT) wins", []string{
+			"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: z-strict, namespace: foo, creationTimestamp: \"2020-01-01T00:00:00Z\"}\nspec:\n  mtls: {mode: STRICT}\n",
+			"apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: a-permissive, namespace: foo, creationTimestamp: \"2021-01-01T00:00:00Z\"}\nspec:\n  mtls: {mode: PERMISSIVE}\n"}, all},
 		{"namespace-wide portLevelMtls is ignored", []string{peerAuth("foo", "default", "", "STRICT", "    8080: {mode: DISABLE}\n")}, all},
 	}
 	for _, c := range cases {
