@@ -182,3 +182,45 @@ func TestMTLSProxylessServer(t *testing.T) {
 		})
 	}
 }
+
+// TestHoleSidecarIngressPort: a Sidecar ingress listener on port 9080
+// forwarding to 127.0.0.1:8080. Ward matched its chain on 8080 (the
+// defaultEndpoint's port), so traffic to 9080 — the port clients use —
+// fell to the catch-all: a portLevelMtls STRICT for 9080 admitted
+// plaintext, and HTTP policies ran as TCP. Istio's chain is the ingress
+// port's, forwarding to the defaultEndpoint.
+func TestHoleSidecarIngressPort(t *testing.T) {
+	sc := `
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: web, namespace: foo}
+spec:
+  workloadSelector: {labels: {app: web}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:8080
+`
+	denyAdmin := `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: foo}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/admin"]}}]}]
+`
+	pa := peerAuth("foo", "web", "web", "PERMISSIVE", "    9080: {mode: STRICT}\n")
+	sim := wardSim(t, snapshotOf(t, matrixWorkload, sc, pa), web, hooks.Config{}, nil)
+	plain := mtlsTo(9080, simulate.HTTP1, "")
+	plain.TLS, plain.ALPN = false, nil
+	expectNotAllowed(t, sim.Run(plain))
+
+	sim = wardSim(t, snapshotOf(t, matrixWorkload, sc, pa, denyAdmin), web, hooks.Config{}, nil)
+	r := mtlsTo(9080, simulate.HTTP1, "spiffe://cluster.local/ns/bar/sa/client")
+	res := sim.Run(r)
+	if res.Verdict != simulate.Allowed || res.Cluster != "inbound|9080||" {
+		t.Errorf("mTLS to the ingress port: %s\n%s", res, strings.Join(res.Trace, "\n"))
+	}
+	r.Path = "/admin"
+	expectDenied(t, sim.Run(r))
+}
