@@ -86,7 +86,8 @@ func PortProtocol(snap *mesh.Snapshot, proxy *mesh.Proxy, port uint32) mesh.Prot
 }
 
 // JWTFilters is the HTTP-filter hook: the jwt_authn filter for the
-// RequestAuthentications applying to proxy, first in the chain. Proxyless
+// RequestAuthentications applying to proxy, first in the chain (after
+// SanitizeFilter when its providers write request headers). Proxyless
 // gRPC gets none (grpc-go has no jwt_authn filter and would NACK it);
 // Authenticate evaluates the same config in Go for it.
 func JWTFilters(snap *mesh.Snapshot, proxy *mesh.Proxy, keys KeySets) []*hcm.HttpFilter {
@@ -94,10 +95,14 @@ func JWTFilters(snap *mesh.Snapshot, proxy *mesh.Proxy, keys KeySets) []*hcm.Htt
 		return nil
 	}
 	cfg, _ := JWTAuthn(RequestAuthsFor(snap, proxy), keys)
-	if f := JWTFilter(cfg); f != nil {
-		return []*hcm.HttpFilter{f}
+	f := JWTFilter(cfg)
+	if f == nil {
+		return nil
 	}
-	return nil
+	if s := SanitizeFilter(cfg); s != nil {
+		return []*hcm.HttpFilter{s, f}
+	}
+	return []*hcm.HttpFilter{f}
 }
 
 // Fingerprint hashes everything authn reads for proxy: every

@@ -1,7 +1,11 @@
 package simulate
 
 import (
+	"maps"
+	"strings"
+
 	fault "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	headermutation "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	jwt "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	rbachttp "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	router "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -28,7 +32,11 @@ func (s *Simulator) runHTTPFilter(f *hcm.HttpFilter, st *stream, res *Result) bo
 		return s.httpExtAuthz(f.GetName(), cfg, per, st, res)
 	case *fault.HTTPFault:
 		return faultFilter(f.GetName(), cfg, per, res)
+	case *headermutation.HeaderMutation:
+		mutateRequestHeaders(f.GetName(), cfg, st.a.headers, res)
+		return true
 	case *router.Router:
+		res.UpstreamHeaders = maps.Clone(st.a.headers)
 		s.router(st, res)
 		return false
 	default:
@@ -70,9 +78,11 @@ func jwtFilter(name string, cfg *jwt.JwtAuthentication, per proto.Message, st *s
 		res.tracef("%s: no requirement applies", name)
 		return true
 	}
+	sanitizeJWTHeaders(cfg, st.a.headers)
 	e := &jwtEval{cfg: cfg, token: st.a.req.JWT}
 	f := e.requirement(req)
 	e.writePayloads(st.a.meta)
+	e.writeHeaders(st.a.headers)
 	if f != jwtOK {
 		res.Filter = name
 		res.tracef("%s: %s", name, f)
@@ -172,4 +182,19 @@ func percentOf(n uint32, denom string) float64 {
 		return float64(n) / 10000
 	}
 	return float64(n)
+}
+
+// mutateRequestHeaders is envoy.filters.http.header_mutation's request
+// side: removals, and appends (as set: one value per header here).
+func mutateRequestHeaders(name string, cfg *headermutation.HeaderMutation, h map[string]string, res *Result) {
+	for _, m := range cfg.GetMutations().GetRequestMutations() {
+		if r := m.GetRemove(); r != "" {
+			delete(h, strings.ToLower(r))
+			res.tracef("%s: removed request header %s", name, r)
+		}
+		if a := m.GetAppend().GetHeader(); a != nil {
+			h[strings.ToLower(a.GetKey())] = a.GetValue()
+			res.tracef("%s: set request header %s", name, a.GetKey())
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -225,4 +226,39 @@ func findRequirement(cfg *jwt.JwtAuthentication, perRoute *jwt.PerRouteConfig, r
 		return rule.GetRequires(), true
 	}
 	return nil, false
+}
+
+// sanitizeJWTHeaders removes the headers providers write
+// (forward_payload_header, claim_to_headers), as Envoy's verifier does
+// before it looks for tokens; a request no requirement applies to, or a
+// CORS preflight jwt_authn bypasses, keeps them.
+func sanitizeJWTHeaders(cfg *jwt.JwtAuthentication, h map[string]string) {
+	for _, p := range cfg.GetProviders() {
+		if n := p.GetForwardPayloadHeader(); n != "" {
+			delete(h, strings.ToLower(n))
+		}
+		for _, c := range p.GetClaimToHeaders() {
+			delete(h, strings.ToLower(c.GetHeaderName()))
+		}
+	}
+}
+
+// writeHeaders adds the verified providers' output headers: the payload
+// (its claims, rendered as "<payload>") and string, number and boolean
+// claims.
+func (e *jwtEval) writeHeaders(h map[string]string) {
+	for _, name := range e.verified {
+		p := e.cfg.GetProviders()[name]
+		if n := p.GetForwardPayloadHeader(); n != "" {
+			h[strings.ToLower(n)] = "<payload>"
+		}
+		for _, c := range p.GetClaimToHeaders() {
+			switch v := e.token.Claims[c.GetClaimName()].(type) {
+			case string:
+				h[strings.ToLower(c.GetHeaderName())] = v
+			case bool, float64, int, int64:
+				h[strings.ToLower(c.GetHeaderName())] = fmt.Sprint(v)
+			}
+		}
+	}
 }

@@ -172,7 +172,11 @@ type Result struct {
 	// inspect more than names (TLS settings, rewrites, timeouts).
 	FilterChain *listener.FilterChain
 	RouteEntry  *route.Route
-	Trace       []string
+	// UpstreamHeaders are the request headers as the router forwards
+	// them (after jwt_authn and header_mutation filters), for requests
+	// that reach the router.
+	UpstreamHeaders map[string]string
+	Trace           []string
 }
 
 func (r *Result) tracef(format string, args ...any) {

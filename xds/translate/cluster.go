@@ -318,13 +318,13 @@ func inboundPassthroughCluster() *cluster.Cluster {
 // inboundCluster sends inbound traffic for a workload port to the local
 // workload. It is named by the workload (target) port, as Istio names it
 // and as the inbound chain of that port refers to it.
-func inboundCluster(target uint32) *cluster.Cluster {
+func inboundCluster(target, upstream uint32) *cluster.Cluster {
 	name := InboundName(target)
 	return &cluster.Cluster{
 		Name: name, ConnectTimeout: durationpb.New(defaultConnectTimeout),
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_STATIC},
 		LoadAssignment: &endpoint.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpoint.LocalityLbEndpoints{{
-			LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint("127.0.0.1", target, 0)},
+			LbEndpoints: []*endpoint.LbEndpoint{lbEndpoint("127.0.0.1", upstream, 0)},
 		}}},
 	}
 }

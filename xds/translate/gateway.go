@@ -58,7 +58,7 @@ func (g *gen) gatewayListener(port uint32, servers []gwServer) {
 		case (proto == mesh.ProtocolHTTPS || proto == mesh.ProtocolTLS) && passthrough:
 			l.FilterChains = append(l.FilterChains, g.passthroughChains(s)...)
 		case proto == mesh.ProtocolHTTPS:
-			l.FilterChains = append(l.FilterChains, g.httpsChain(s, port))
+			l.FilterChains = append(l.FilterChains, g.httpsChain(s, port, misdirectedHosts(s, servers)))
 		case proto == mesh.ProtocolTLS:
 			// TLS terminated at the gateway, then proxied as TCP.
 			fc := g.gatewayTCPChain(s, port)
@@ -109,9 +109,9 @@ func sniNames(hosts []string) []string {
 
 // httpsChain terminates TLS for one server (SIMPLE, MUTUAL, ISTIO_MUTUAL)
 // and routes over RDS; the certificate comes over SDS.
-func (g *gen) httpsChain(s gwServer, port uint32) *listener.FilterChain {
+func (g *gen) httpsChain(s gwServer, port uint32, misdirected []string) *listener.FilterChain {
 	name := fmt.Sprintf("https.%d.%s.%s.%s", port, serverName(s), s.gw.Name, s.gw.Namespace)
-	g.res.Routes = append(g.res.Routes, g.gatewayRoutes(name, port, []gwServer{s}))
+	g.res.Routes = append(g.res.Routes, withMisdirected(g.gatewayRoutes(name, port, []gwServer{s}), port, misdirected))
 	return &listener.FilterChain{
 		Name:             name,
 		FilterChainMatch: &listener.FilterChainMatch{ServerNames: sniNames(serverHosts(s.server))},
@@ -150,6 +150,7 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 	for _, s := range servers {
 		gwName := s.gwName()
 		allowed := newHostSet(serverHosts(s.server))
+		admission := newServerAdmission(s)
 		// A VirtualService's hosts come one after another, and its routes
 		// depend on the VirtualService, port and gateway only, so its
 		// virtual hosts on this server share one translated route list
@@ -158,7 +159,7 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 		var routes []*route.Route
 		for _, gh := range g.ix.gatewayHosts(gwName, allowed) {
 			host := gh.host
-			if seen[host] || !allowed.allows(host) {
+			if seen[host] || !admission.admits(gh.cfg.Namespace, host) || !g.gatewayVisible(gh.cfg) {
 				continue
 			}
 			seen[host] = true
@@ -168,12 +169,10 @@ func (g *gen) gatewayRoutes(name string, port uint32, servers []gwServer) *route
 			withPort := host + portSuffix
 			vh := &route.VirtualHost{Name: withPort, Domains: []string{host, withPort}}
 			vh.Routes = routes
-			if s.server.GetTls().GetHttpsRedirect() {
-				vh.RequireTls = route.VirtualHost_ALL
-			}
 			rc.VirtualHosts = append(rc.VirtualHosts, vh)
 		}
 	}
+	httpsRedirects(rc, servers, seen, portSuffix)
 	if len(rc.VirtualHosts) == 0 {
 		rc.VirtualHosts = []*route.VirtualHost{{Name: "blackhole", Domains: []string{"*"}, Routes: []*route.Route{{
 			Name: "no-virtual-service", Match: routeMatch(nil),
@@ -226,13 +225,17 @@ func (s hostSet) allows(host string) bool {
 func (g *gen) passthroughChains(s gwServer) []*listener.FilterChain {
 	var out []*listener.FilterChain
 	seen := map[string]bool{}
+	admission := newServerAdmission(s)
 	for _, vsCfg := range g.ix.GatewayVirtualServices(s.gwName()) {
+		if !g.vsAdmitted(admission, vsCfg) {
+			continue
+		}
 		for _, tr := range vsCfg.Spec.(*networking.VirtualService).GetTls() {
 			for _, m := range tr.GetMatch() {
 				if !l4Applies(m.GetPort(), m.GetSourceLabels(), m.GetSourceNamespace(), m.GetGateways(), g.proxy, s.server.GetPort().GetNumber(), s.gwName()) {
 					continue
 				}
-				snis := sortedUnique(m.GetSniHosts())
+				snis := admission.sniHosts(vsCfg.Namespace, m.GetSniHosts())
 				key := strings.Join(snis, ",")
 				if seen[key] || len(snis) == 0 {
 					continue
@@ -254,7 +257,11 @@ func (g *gen) passthroughChains(s gwServer) []*listener.FilterChain {
 // of a bound VirtualService (BlackHole when none).
 func (g *gen) gatewayTCPChain(s gwServer, port uint32) *listener.FilterChain {
 	dests := []weighted{{cluster: BlackHoleCluster}}
+	admission := newServerAdmission(s)
 	for _, vsCfg := range g.ix.GatewayVirtualServices(s.gwName()) {
+		if !g.vsAdmitted(admission, vsCfg) {
+			continue
+		}
 		for _, tr := range vsCfg.Spec.(*networking.VirtualService).GetTcp() {
 			if l4RouteApplies(tr.GetMatch(), g.proxy, port, s.gwName()) {
 				dests = g.weightedDests(vsCfg.Namespace, tr.GetRoute(), port)

@@ -139,8 +139,19 @@ func (g *gen) grpcAltNames(svc *mesh.Service, port uint32, taken, known map[stri
 type inboundPort struct {
 	addr   string
 	port   uint32 // service port
-	target uint32 // workload port
+	target uint32 // workload port: where the proxy accepts the traffic
 	proto  mesh.Protocol
+	// endpoint is where a sidecar forwards it on 127.0.0.1 when that is
+	// not target: a Sidecar ingress listener's defaultEndpoint port.
+	endpoint uint32
+}
+
+// upstream is the local port the inbound cluster sends to.
+func (in inboundPort) upstream() uint32 {
+	if in.endpoint != 0 {
+		return in.endpoint
+	}
+	return in.target
 }
 
 // inboundPorts lists where the proxy's workload listens: for each service

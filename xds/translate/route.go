@@ -102,9 +102,17 @@ func (g *gen) expandDelegates(root *mesh.Config, routes []*networking.HTTPRoute)
 		if !ok {
 			continue // Istio drops a route whose delegate is missing
 		}
-		for _, dr := range c.Spec.(*networking.VirtualService).GetHttp() {
+		dvs := c.Spec.(*networking.VirtualService)
+		if !exportedTo(dvs.GetExportTo(), c.Namespace, root.Namespace) {
+			continue // Istio: a delegate must be exported to the root's namespace
+		}
+		for _, dr := range dvs.GetHttp() {
+			m, ok := mergeMatches(hr.GetMatch(), dr.GetMatch())
+			if !ok {
+				continue // the delegate route would widen the root's match
+			}
 			merged := cloneRoute(dr)
-			merged.Match = mergeMatches(hr.GetMatch(), dr.GetMatch())
+			merged.Match = m
 			out = append(out, merged)
 		}
 	}

@@ -269,7 +269,7 @@ func (ix *Index) InboundFingerprint(sc *Scope) string {
 	h := sha256.New()
 	writeStr(h, string(sc.Proxy.Type), ix.meshHash)
 	for _, in := range sc.ports {
-		writeStr(h, in.addr, itoa(in.port), itoa(in.target), string(in.proto))
+		writeStr(h, in.addr, itoa(in.port), itoa(in.target), string(in.proto), itoa(in.endpoint))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }

@@ -86,7 +86,7 @@ func (g *gen) virtualInbound() *listener.Listener {
 	}
 	g.res.Clusters = append(g.res.Clusters, inboundPassthroughCluster())
 	for _, in := range g.sc.ports {
-		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.target))
+		g.res.Clusters = append(g.res.Clusters, inboundCluster(in.target, in.upstream()))
 		for _, sec := range g.inboundSecurity(in.target) {
 			l.FilterChains = append(l.FilterChains, g.inboundChain(in, sec))
 		}
@@ -151,8 +151,12 @@ func (ix *Index) sidecarInbound(sc *Scope) []inboundPort {
 		if ing := sc.Sidecar.Spec.(*networking.Sidecar).GetIngress(); len(ing) > 0 {
 			var out []inboundPort
 			for _, il := range ing {
+				// The sidecar accepts on the ingress port (its chains, and
+				// its PeerAuthentication port, are that port's, as in
+				// Istio) and forwards to the defaultEndpoint.
 				p := il.GetPort()
-				out = append(out, inboundPort{port: p.GetNumber(), target: endpointPort(il.GetDefaultEndpoint(), p.GetNumber()), proto: mesh.ProtocolFromPort(p.GetProtocol(), p.GetName())})
+				out = append(out, inboundPort{port: p.GetNumber(), target: p.GetNumber(),
+					endpoint: endpointPort(il.GetDefaultEndpoint(), p.GetNumber()), proto: mesh.ProtocolFromPort(p.GetProtocol(), p.GetName())})
 			}
 			return out
 		}
