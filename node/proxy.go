@@ -235,6 +235,7 @@ func (p *Proxy) reconcile(ctx context.Context) error {
 		}
 		pd.stop(p.cfg.Log, true) // gone, or a new address, identity or sandbox: enrol afresh
 		delete(p.pods, k)
+		p.cfg.Log.Info("workload unenrolled", "namespace", k.Namespace, "name", k.Name, "netns", pd.ns.path)
 		p.metrics.left(k)
 	}
 	var errs []error

@@ -28,7 +28,7 @@ func TestSandboxesKeepTheCurrentPodSandbox(t *testing.T) {
 	if p, _ := s.netns(k); p != "/run/netns/cni-2" {
 		t.Fatalf("netns = %q, want the newer sandbox's", p)
 	}
-	<-s.changed // coalesced into one signal
+	<-s.changed                                                 // coalesced into one signal
 	do(cni.Event{Command: "DEL", UID: "u1", ContainerID: "c1"}) // the old pod's late DEL
 	if _, ok := s.netns(k); !ok {
 		t.Fatal("a stale DEL removed the current sandbox")
