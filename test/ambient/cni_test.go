@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -88,8 +89,9 @@ func TestCNIHandsPodNamespacesToWardNode(t *testing.T) {
 	}
 
 	caAddr, token, root := startServe(t, bin, cfg, filepath.Join(dir, "state"))
-	_, lines, _ := startNode(t, bin, "node", "--name", "n1", "--config", cfg, "--ca-addr", caAddr, "--ca-root", root,
-		"--join-token-file", token, "--cni-socket", sock, "--log-level", "debug")
+	args := []string{"node", "--name", "n1", "--config", cfg, "--ca-addr", caAddr, "--ca-root", root,
+		"--state-dir", filepath.Join(dir, "node"), "--cni-socket", sock, "--log-level", "debug"}
+	cmd, lines, exited := startNode(t, bin, append(args, "--join-token-file", token)...)
 	waitLines(t, lines, []string{"network namespaces from the CNI plugin", sock})
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("socket %s: %v, %v; want mode 0600", sock, fi, err)
@@ -113,5 +115,22 @@ func TestCNIHandsPodNamespacesToWardNode(t *testing.T) {
 	waitLines(t, lines, []string{"workload unenrolled", "name=pod.b"})
 	if rules := captureRules(t, b); strings.Contains(rules, "redirect") {
 		t.Errorf("b's capture rules stay after DEL:\n%s", rules)
+	}
+
+	// The runtime reports a pod once: a restarted node proxy serves a
+	// again from the record it kept beside the socket, and not b.
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for range lines { // drain until the process exits
+	}
+	if err := <-exited; err != nil {
+		t.Fatalf("ward node exit: %v", err)
+	}
+	exited <- nil // for the cleanup
+	_, lines, _ = startNode(t, bin, args...)
+	waitLines(t, lines, []string{"workload enrolled", "name=pod.a", aNetns})
+	if rules := captureRules(t, b); strings.Contains(rules, "redirect") {
+		t.Errorf("b captured again after restart:\n%s", rules)
 	}
 }

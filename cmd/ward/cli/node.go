@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,7 +75,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.xdsAddr, "xds-addr", "", "get config from `ward serve` over delta ADS at this address (its --secure-addr), authenticated by the node certificate from --ca-addr")
 	f.StringVar(&o.td, "trust-domain", "cluster.local", "trust domain of the node and workload identities (with --xds-addr; --config takes it from MeshConfig)")
 	f.StringVar(&o.netnsDir, "netns-dir", "/var/run/netns", "directory holding each workload's network namespace, named after its WorkloadEntry")
-	f.StringVar(&o.cniSock, "cni-socket", "", "Kubernetes: receive each pod's network namespace from the CNI plugin (ward cni) on this Unix socket (0600, e.g. "+cni.DefaultSocket+") instead of --netns-dir")
+	f.StringVar(&o.cniSock, "cni-socket", "", "Kubernetes: receive each pod's network namespace from the CNI plugin (ward cni) on this Unix socket (0600, e.g. "+cni.DefaultSocket+") instead of --netns-dir; the record is kept beside it in pods.json, so a restart keeps serving the pods already running")
 	f.StringVar(&o.caAddr, "ca-addr", "localhost:15012", "address of Ward's certificate service (the --secure-addr of `ward serve`)")
 	f.StringVar(&o.caRoot, "ca-root", "", "PEM file with the CA's trust bundle (from: ward ca bundle)")
 	f.StringVar(&o.caServer, "ca-server-id", "", "SPIFFE ID of the control plane (default spiffe://<td>/ns/ward-system/sa/ward); its namespace is the node identity's")
@@ -153,7 +154,11 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 func proxyConfig(o nodeOptions, td spiffeid.TrustDomain, issuer node.Issuer, log *slog.Logger) (node.Config, func(), error) {
 	cfg := node.Config{Node: o.name, TrustDomain: td, Issuer: issuer, NetnsDir: o.netnsDir, Log: log, Metrics: prometheus.NewRegistry(), RemoveRulesOnStop: o.cleanup}
 	if o.cniSock != "" {
-		cfg.Sandboxes = node.NewSandboxes()
+		sb, err := node.NewSandboxes(filepath.Join(filepath.Dir(o.cniSock), "pods.json"))
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Sandboxes = sb
 	}
 	if o.decLog == "" {
 		return cfg, func() {}, nil
