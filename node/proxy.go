@@ -218,6 +218,11 @@ func (p *Proxy) Enrolled() []mesh.Key {
 
 // reconcile makes the enrolled set match the snapshot's local workloads.
 func (p *Proxy) reconcile(ctx context.Context) error {
+	// Under the lock: config changes and CNI events both reconcile, and
+	// each must act on the state current when it runs, not when it was
+	// called.
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	want := map[mesh.Key]*mesh.Workload{}
 	paths := map[mesh.Key]string{}
 	for _, w := range p.state.Load().reg.local(p.cfg.Node) {
@@ -225,8 +230,6 @@ func (p *Proxy) reconcile(ctx context.Context) error {
 			want[w.Source], paths[w.Source] = w, path
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for k, pd := range p.pods {
 		w, ok := want[k]
 		if ok && sameEnrolment(w, pd.w) && paths[k] == pd.ns.path {
