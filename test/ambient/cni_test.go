@@ -21,7 +21,9 @@ import (
 // /proc/<pid>/ns/net, b's a bind mount at <tmp>/cni-<id>. Their
 // WorkloadEntries are named as the kube source names pods (pod.<name>).
 // While no node proxy runs, ADD fails (failClosed); once both are added,
-// a → b is carried over HBONE with a's identity; DEL removes b's capture.
+// a → b is carried over HBONE with a's identity; a pod reported before its
+// config is enrolled when the config arrives and unenrolled when it goes;
+// DEL removes b's capture; a restarted node proxy serves a again.
 func TestCNIHandsPodNamespacesToWardNode(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.pod("cnia"), c.pod("cnib")
@@ -107,6 +109,27 @@ func TestCNIHandsPodNamespacesToWardNode(t *testing.T) {
 		t.Fatalf("echo = %q, %v", got, err)
 	}
 	waitLines(t, lines, []string{"inbound connection", "name=pod.b", "transport=hbone", "spiffe://cluster.local/ns/frontend/sa/web", "allowed=true"})
+
+	// The other order: the sandbox first, its config later; and the
+	// config dropping it unenrols it.
+	d := c.pod("cnid")
+	if out, prev, err := cniCall("ADD", "shop", "d", "uid-d", d.path); err != nil || strings.TrimSpace(out) != prev {
+		t.Fatalf("ADD d: %v; stdout %s", err, out)
+	}
+	late := filepath.Join(cfg, "late.yaml")
+	dYAML := "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: pod.d, namespace: shop}\n" +
+		"spec:\n  address: " + d.addr + "\n  serviceAccount: db\n  labels: {istio.io/dataplane-mode: ambient, ward.io/node: n1}\n"
+	if err := os.WriteFile(late, []byte(dYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitLines(t, lines, []string{"workload enrolled", "name=pod.d", d.path})
+	if err := os.Remove(late); err != nil {
+		t.Fatal(err)
+	}
+	waitLines(t, lines, []string{"workload unenrolled", "name=pod.d"})
+	if rules := captureRules(t, d); strings.Contains(rules, "redirect") {
+		t.Errorf("d's capture rules stay after its config left:\n%s", rules)
+	}
 
 	// DEL (the runtime may give no netns any more) removes b's capture.
 	if out, _, err := cniCall("DEL", "shop", "b", "uid-b", ""); err != nil || out != "" {
