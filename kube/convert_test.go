@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/wardmesh/ward/mesh"
+	"github.com/wardmesh/ward/node"
 )
 
 func TestServiceEntryFromService(t *testing.T) {
@@ -112,5 +113,18 @@ func TestWorkloadEntryNamespaceAmbient(t *testing.T) {
 	pod.Labels[LabelDataplaneMode] = "none"
 	if got := workloadEntry(pod, nil, "ambient").Spec.(*networking.WorkloadEntry).GetLabels()[LabelDataplaneMode]; got != "none" {
 		t.Errorf("pod opting out: mode %q, want none", got)
+	}
+}
+
+// The node proxy finds a pod's WorkloadEntry from the namespace and name
+// the CNI plugin reports (node.PodWorkload); the two must agree.
+func TestPodWorkloadNameIsTheNodeProxys(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: "shop"}, Status: corev1.PodStatus{PodIP: "10.1.0.9", Phase: corev1.PodRunning}}
+	c := workloadEntry(pod, nil, "")
+	if c == nil {
+		t.Fatal("pod became no workload")
+	}
+	if got, want := c.Key(), node.PodWorkload("shop", "db-0"); got != want {
+		t.Errorf("kube names pod shop/db-0 %v, the node proxy looks for %v", got, want)
 	}
 }

@@ -32,8 +32,12 @@ type Config struct {
 	Issuer Issuer
 	// NetnsDir holds the workloads' network namespaces, one file per
 	// WorkloadEntry name (default /var/run/netns, where `ip netns add`
-	// puts them). Next step: the CNI hand-off gives the path instead.
+	// puts them). Unused when Sandboxes is set.
 	NetnsDir string
+	// Sandboxes, when set, gives each pod's network namespace as the CNI
+	// plugin reported it (Kubernetes); a workload is enrolled once both
+	// its config and its namespace are known.
+	Sandboxes *Sandboxes
 	// CertTTL is the workload certificate lifetime asked for (default 24h).
 	CertTTL time.Duration
 	// OnDecision receives every inbound verdict (decision log, metrics,
@@ -120,9 +124,43 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err := p.Start(ctx); err != nil {
 		p.cfg.Log.Error("node: enrolment incomplete", "error", err)
 	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		p.watchSandboxes(ctx)
+	}()
 	p.rotate(ctx)
+	<-watched
 	p.Stop()
 	return nil
+}
+
+// watchSandboxes reconciles when the CNI plugin reports a pod added or
+// deleted, until ctx ends.
+func (p *Proxy) watchSandboxes(ctx context.Context) {
+	if p.cfg.Sandboxes == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.cfg.Sandboxes.changed:
+			if err := p.reconcile(ctx); err != nil {
+				p.cfg.Log.Error("node: enrolment incomplete", "error", err)
+			}
+		}
+	}
+}
+
+// netnsPath is where w's network namespace is: as the CNI plugin
+// reported it, or <NetnsDir>/<name>. ok is false while the plugin has
+// not reported it.
+func (p *Proxy) netnsPath(w *mesh.Workload) (string, bool) {
+	if p.cfg.Sandboxes != nil {
+		return p.cfg.Sandboxes.netns(w.Source)
+	}
+	return filepath.Join(p.cfg.NetnsDir, w.Name), true
 }
 
 // Start enrols the node's workloads and returns once they are served;
@@ -180,20 +218,27 @@ func (p *Proxy) Enrolled() []mesh.Key {
 
 // reconcile makes the enrolled set match the snapshot's local workloads.
 func (p *Proxy) reconcile(ctx context.Context) error {
-	want := map[mesh.Key]*mesh.Workload{}
-	for _, w := range p.state.Load().reg.local(p.cfg.Node) {
-		want[w.Source] = w
-	}
+	// Under the lock: config changes and CNI events both reconcile, and
+	// each must act on the state current when it runs, not when it was
+	// called.
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	want := map[mesh.Key]*mesh.Workload{}
+	paths := map[mesh.Key]string{}
+	for _, w := range p.state.Load().reg.local(p.cfg.Node) {
+		if path, ok := p.netnsPath(w); ok {
+			want[w.Source], paths[w.Source] = w, path
+		}
+	}
 	for k, pd := range p.pods {
 		w, ok := want[k]
-		if ok && sameEnrolment(w, pd.w) {
+		if ok && sameEnrolment(w, pd.w) && paths[k] == pd.ns.path {
 			pd.labels.Store(&w.Labels)
 			continue
 		}
-		pd.stop(p.cfg.Log, true) // gone, or a new address or identity: enrol afresh
+		pd.stop(p.cfg.Log, true) // gone, or a new address, identity or sandbox: enrol afresh
 		delete(p.pods, k)
+		p.cfg.Log.Info("workload unenrolled", "namespace", k.Namespace, "name", k.Name, "netns", pd.ns.path)
 		p.metrics.left(k)
 	}
 	var errs []error
@@ -201,7 +246,7 @@ func (p *Proxy) reconcile(ctx context.Context) error {
 		if _, ok := p.pods[k]; ok {
 			continue
 		}
-		pd, err := p.enrol(ctx, w)
+		pd, err := p.enrol(ctx, w, paths[k])
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -219,7 +264,7 @@ func sameEnrolment(a, b *mesh.Workload) bool {
 
 // enrol obtains the workload's certificate, opens its listeners inside
 // its network namespace, installs the redirect rules and starts serving.
-func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload) (*pod, error) {
+func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload, netnsPath string) (*pod, error) {
 	ip, err := netip.ParseAddr(w.Address)
 	if err != nil {
 		return nil, fmt.Errorf("enrol %s: address %q: %w", w.Source, w.Address, err)
@@ -233,7 +278,7 @@ func (p *Proxy) enrol(ctx context.Context, w *mesh.Workload) (*pod, error) {
 		return nil, fmt.Errorf("enrol %s: %w", w.Source, err)
 	}
 	p.bundle.SetX509Authorities(s.roots)
-	pd := &pod{p: p, w: w, ip: ip, ns: netns{filepath.Join(p.cfg.NetnsDir, w.Name)}, done: make(chan struct{})}
+	pd := &pod{p: p, w: w, ip: ip, ns: netns{netnsPath}, done: make(chan struct{})}
 	pd.svid.Store(s)
 	pd.labels.Store(&w.Labels)
 	p.metrics.certificate(w.Source, s)

@@ -75,12 +75,27 @@ func TestDaemonSetArgsAreNodeFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var args []string
+	var args, install []string
 	for _, o := range objs {
 		if o.GetKind() == "DaemonSet" && o.GetName() == "ward-node" {
 			cs, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
 			args, _, _ = unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+			ics, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "initContainers")
+			if len(ics) == 1 {
+				install, _, _ = unstructured.NestedStringSlice(ics[0].(map[string]any), "args")
+			}
 		}
+	}
+	// The init container installs the CNI plugin with flags `ward cni install` takes.
+	if len(install) < 2 || install[0] != "cni" || install[1] != "install" {
+		t.Fatalf("install-cni args %v, want cni install ...", install)
+	}
+	ic := newCNIInstallCmd()
+	if err := ic.Flags().Parse(install[2:]); err != nil {
+		t.Fatalf("ward cni install rejects the init container's arguments: %v", err)
+	}
+	if got := ic.Flags().Lookup("exclude-namespaces").Value.String(); got != "[kube-system,ward-system]" {
+		t.Errorf("--exclude-namespaces = %s, want kube-system and the control plane's namespace", got)
 	}
 	if len(args) < 2 || args[0] != "node" {
 		t.Fatalf("daemonset args %v, want node ...", args)
@@ -96,6 +111,7 @@ func TestDaemonSetArgsAreNodeFlags(t *testing.T) {
 		"xds-addr":     "ward.ward-system.svc:15012",
 		"ca-addr":      "ward.ward-system.svc:15012",
 		"trust-domain": "prod.example.org",
+		"cni-socket":   "/var/run/ward-cni/cni.sock",
 	} {
 		if got := cmd.Flags().Lookup(flag).Value.String(); got != want {
 			t.Errorf("--%s = %q, want %q", flag, got, want)

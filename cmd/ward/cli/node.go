@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/wardmesh/ward/mesh"
 	"github.com/wardmesh/ward/mesh/file"
 	"github.com/wardmesh/ward/node"
+	"github.com/wardmesh/ward/node/cni"
 )
 
 type nodeOptions struct {
@@ -30,6 +32,7 @@ type nodeOptions struct {
 	xdsAddr  string
 	td       string
 	netnsDir string
+	cniSock  string
 	caState  string
 	caAddr   string
 	caRoot   string
@@ -51,7 +54,8 @@ func newNodeCmd() *cobra.Command {
 		Long: "Run the ambient node proxy for one node. Every WorkloadEntry labelled\n" +
 			"istio.io/dataplane-mode=ambient and ward.io/node=<--name> is enrolled: the proxy makes\n" +
 			"its key, obtains its certificate, opens ports 15001/15006/15008 inside the workload's\n" +
-			"network namespace (<--netns-dir>/<WorkloadEntry name>) and redirects its TCP there with\n" +
+			"network namespace (<--netns-dir>/<WorkloadEntry name>, or in Kubernetes as the CNI plugin reports it,\n" +
+			"--cni-socket) and redirects its TCP there with\n" +
 			"nf_tables over netlink, from Go (no iptables or ip binary). Traffic between enrolled workloads is carried over HBONE with the source\n" +
 			"workload's identity; arriving connections are judged by PeerAuthentication and the L4\n" +
 			"part of AuthorizationPolicy. Workload certificates come from `ward serve` (--ca-addr):\n" +
@@ -71,6 +75,7 @@ func newNodeCmd() *cobra.Command {
 	f.StringVar(&o.xdsAddr, "xds-addr", "", "get config from `ward serve` over delta ADS at this address (its --secure-addr), authenticated by the node certificate from --ca-addr")
 	f.StringVar(&o.td, "trust-domain", "cluster.local", "trust domain of the node and workload identities (with --xds-addr; --config takes it from MeshConfig)")
 	f.StringVar(&o.netnsDir, "netns-dir", "/var/run/netns", "directory holding each workload's network namespace, named after its WorkloadEntry")
+	f.StringVar(&o.cniSock, "cni-socket", "", "Kubernetes: receive each pod's network namespace from the CNI plugin (ward cni) on this Unix socket (0600, e.g. "+cni.DefaultSocket+") instead of --netns-dir; the record is kept beside it in pods.json, so a restart keeps serving the pods already running")
 	f.StringVar(&o.caAddr, "ca-addr", "localhost:15012", "address of Ward's certificate service (the --secure-addr of `ward serve`)")
 	f.StringVar(&o.caRoot, "ca-root", "", "PEM file with the CA's trust bundle (from: ward ca bundle)")
 	f.StringVar(&o.caServer, "ca-server-id", "", "SPIFFE ID of the control plane (default spiffe://<td>/ns/ward-system/sa/ward); its namespace is the node identity's")
@@ -131,6 +136,9 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 	if err := serveNodeMetrics(ctx, g, o, cfg.Metrics.(*prometheus.Registry)); err != nil {
 		return err
 	}
+	if err := serveCNI(ctx, g, o, cfg.Sandboxes, log); err != nil {
+		return err
+	}
 	g.Go(func() error { return src.Run(ctx) })
 	g.Go(func() error { return runIssuer(ctx) })
 	g.Go(func() error { return p.Run(ctx) })
@@ -145,6 +153,13 @@ func runNode(cmd *cobra.Command, o nodeOptions) error {
 // snapshot); closeLog closes the decision log.
 func proxyConfig(o nodeOptions, td spiffeid.TrustDomain, issuer node.Issuer, log *slog.Logger) (node.Config, func(), error) {
 	cfg := node.Config{Node: o.name, TrustDomain: td, Issuer: issuer, NetnsDir: o.netnsDir, Log: log, Metrics: prometheus.NewRegistry(), RemoveRulesOnStop: o.cleanup}
+	if o.cniSock != "" {
+		sb, err := node.NewSandboxes(filepath.Join(filepath.Dir(o.cniSock), "pods.json"))
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Sandboxes = sb
+	}
 	if o.decLog == "" {
 		return cfg, func() {}, nil
 	}
@@ -154,6 +169,22 @@ func proxyConfig(o nodeOptions, td spiffeid.TrustDomain, issuer node.Issuer, log
 	}
 	cfg.OnDecision = func(d node.Decision) { dl.Log(d.Entry()) }
 	return cfg, func() { dl.Close() }, nil
+}
+
+// serveCNI serves the CNI plugin's socket (with --cni-socket) from the
+// start, before any config: pods' sandboxes are recorded meanwhile and
+// their ADD is not held up waiting for the control plane.
+func serveCNI(ctx context.Context, g *errgroup.Group, o nodeOptions, sb *node.Sandboxes, log *slog.Logger) error {
+	if sb == nil {
+		return nil
+	}
+	srv, err := cni.Listen(cni.ServerConfig{Path: o.cniSock, Handler: sb.Handle, Log: log})
+	if err != nil {
+		return fmt.Errorf("node: --cni-socket: %w", err)
+	}
+	log.Info("node: network namespaces from the CNI plugin", "socket", o.cniSock)
+	g.Go(func() error { return srv.Serve(ctx) })
+	return nil
 }
 
 func serveNodeMetrics(ctx context.Context, g *errgroup.Group, o nodeOptions, reg *prometheus.Registry) error {

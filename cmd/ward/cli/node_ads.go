@@ -76,6 +76,9 @@ func runNodeADS(cmd *cobra.Command, o nodeOptions, log *slog.Logger) error {
 	if err := serveNodeMetrics(ctx, g, o, cfg.Metrics.(*prometheus.Registry)); err != nil {
 		return err
 	}
+	if err := serveCNI(ctx, g, o, cfg.Sandboxes, log); err != nil {
+		return err
+	}
 	g.Go(func() error { return issuer.Run(ctx) })
 	g.Go(func() error { return client.Run(ctx) })
 	g.Go(func() error {

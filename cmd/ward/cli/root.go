@@ -17,7 +17,11 @@ import (
 // Main runs the ward command and exits with its status.
 func Main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	root := newRoot()
+	if isCNIPlugin(os.Args[0]) {
+		root.SetArgs([]string{"cni"}) // run by the container runtime as <bin dir>/ward-cni
+	}
+	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ward:", err)
@@ -40,6 +44,7 @@ func subcommands() []func() *cobra.Command {
 		newDemoCmd,
 		newProxyStatusCmd,
 		newNodeCmd,
+		newCNICmd,
 		newRedirectCmd,
 		newInstallCmd,
 		newUninstallCmd,
