@@ -3,6 +3,8 @@ package schema
 import (
 	"fmt"
 	"strings"
+
+	"github.com/wardmesh/ward/internal/editdist"
 )
 
 // suggest returns the candidate a misspelt s most likely meant, or "":
@@ -51,10 +53,8 @@ func meant(s string, candidates []string) string {
 	return ""
 }
 
-// editDistance is the Damerau–Levenshtein distance (optimal string
-// alignment: insertions, deletions, substitutions and adjacent
-// transpositions) between a and b, by bytes. Inputs are field names and
-// enum values, so the quadratic table is small; callers bound the length.
+// editDistance is editdist.OSA between a and b, capped for inputs longer
+// than maxSuggestLen (config is untrusted and the table is quadratic).
 func editDistance(a, b string) int {
 	if len(a) > maxSuggestLen || len(b) > maxSuggestLen {
 		if a == b {
@@ -62,27 +62,7 @@ func editDistance(a, b string) int {
 		}
 		return maxSuggestLen
 	}
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
+	return editdist.OSA(a, b)
 }
 
 // maxSuggestLen bounds the strings editDistance compares, so a hostile

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/wardmesh/ward/internal/editdist"
 	"github.com/wardmesh/ward/xds"
 )
 
@@ -277,7 +278,7 @@ func closeMatches(id string, cands []string, n int) []string {
 	lid := strings.ToLower(id)
 	for _, c := range cands {
 		lc := strings.ToLower(c)
-		d := levenshtein(lid, lc)
+		d := editdist.OSA(lid, lc)
 		switch {
 		case strings.Contains(lc, lid) || strings.Contains(lid, lc):
 			out = append(out, scored{c, 0})
@@ -303,26 +304,6 @@ func partMatch(id, c string) bool {
 		}
 	}
 	return false
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // httpStatusError is a debug endpoint's non-200 answer.
