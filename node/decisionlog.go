@@ -18,19 +18,7 @@ func (d Decision) Entry() *decisionlog.Entry {
 		Explanation: v.Explain(), Policy: v.PeerPolicy,
 	}
 	if v.Decision != nil && v.Reason != ReasonNoLocalProvider {
-		a := v.Decision
-		e.Action, e.Policy, e.Rule = string(a.Action), a.Policy, a.Rule
-		e.DryRun, e.Audit = len(a.DryRun) > 0, a.Audited()
-		for _, h := range a.DryRun {
-			e.DryRunRules = append(e.DryRunRules, h.Rule)
-		}
-		for _, h := range a.Audit {
-			e.AuditRules = append(e.AuditRules, h.Rule)
-		}
-		if a.Shadow != nil {
-			allowed := a.Shadow.Allowed
-			e.ShadowAllowed = &allowed
-		}
+		e.SetDecision(v.Decision)
 	}
 	return e
 }

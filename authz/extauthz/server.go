@@ -356,20 +356,9 @@ func (s *Server) record(id string, start time.Time, w string, r *authz.Request, 
 	}
 	e := &decisionlog.Entry{
 		DecisionID: id, Time: start, Workload: w, Allowed: d.Allowed, Reason: string(d.Reason),
-		Action: string(d.Action), Policy: d.Policy, Rule: d.Rule, Explanation: explain(d),
-		DryRun: len(d.DryRun) > 0, Audit: d.Audited(),
-		LatencyMicros: s.cfg.Clock.Now().Sub(start).Microseconds(),
+		Explanation: explain(d), LatencyMicros: s.cfg.Clock.Now().Sub(start).Microseconds(),
 	}
-	for _, h := range d.DryRun {
-		e.DryRunRules = append(e.DryRunRules, h.Rule)
-	}
-	for _, h := range d.Audit {
-		e.AuditRules = append(e.AuditRules, h.Rule)
-	}
-	if d.Shadow != nil {
-		allowed := d.Shadow.Allowed
-		e.ShadowAllowed = &allowed
-	}
+	e.SetDecision(d)
 	if err != nil {
 		e.Error = err.Error()
 	}
